@@ -1,0 +1,10 @@
+//! Arrow record batches in a table's layout (`ts`, tags, fields): building them from rows,
+//! adapting old batches to a grown schema, and sort + dedup by primary key.
+
+mod adapt;
+mod dedup;
+mod from_rows;
+
+pub use adapt::adapt_to_schema;
+pub use dedup::sort_dedup;
+pub use from_rows::rows_to_batch;

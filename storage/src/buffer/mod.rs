@@ -1,0 +1,158 @@
+//! The write buffer: rows that are durable in the WAL but not yet in Parquet, kept as Arrow
+//! batches per (table, month) partition under a byte budget.
+//!
+//! The buffer is fed only by the WAL (as a [`DurableObserver`], in sequence order), so its
+//! contents always equal "replay of the WAL". A partition being persisted is split into a
+//! `frozen` part (what the persister is writing) and an `active` part (newer writes); the
+//! frozen part is dropped in the same critical section that adds the new file to the
+//! catalog, so a reader holding the buffer lock sees each row either buffered or in a file.
+
+mod partition;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::catalog::Catalog;
+use crate::model::{Month, TableId};
+use crate::wal::{DurableObserver, WalRecord, WalSeq};
+
+pub use partition::{Chunk, Partition};
+
+#[derive(Debug, Default)]
+pub struct BufferState {
+    pub partitions: BTreeMap<(TableId, Month), Partition>,
+}
+
+impl BufferState {
+    pub fn total_bytes(&self) -> usize {
+        self.partitions.values().map(|p| p.bytes()).sum()
+    }
+
+    /// Lowest WAL sequence still only in the buffer (None when empty).
+    pub fn min_seq(&self) -> Option<WalSeq> {
+        self.partitions.values().filter_map(|p| p.min_seq()).min()
+    }
+}
+
+pub struct WriteBuffer {
+    state: Mutex<BufferState>,
+    catalog: Arc<Catalog>,
+    budget_bytes: usize,
+    /// Woken when buffered bytes go down (after a persist) or the budget is raised.
+    room: tokio::sync::Notify,
+    /// Woken when the buffer wants a persist now (over budget).
+    persist_wanted: tokio::sync::Notify,
+    replaying: AtomicBool,
+}
+
+impl WriteBuffer {
+    pub fn new(catalog: Arc<Catalog>, budget_bytes: usize) -> Arc<Self> {
+        Arc::new(WriteBuffer {
+            state: Mutex::new(BufferState::default()),
+            catalog,
+            budget_bytes,
+            room: tokio::sync::Notify::new(),
+            persist_wanted: tokio::sync::Notify::new(),
+            replaying: AtomicBool::new(false),
+        })
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, BufferState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn budget_bytes(&self) -> usize {
+        self.budget_bytes
+    }
+
+    pub fn set_replaying(&self, on: bool) {
+        self.replaying.store(on, Ordering::SeqCst);
+    }
+
+    /// Wait until the buffer is under its budget (backpressure). Never drops data: the
+    /// writer simply waits for the persister to free memory.
+    pub async fn wait_for_room(&self) {
+        loop {
+            let notified = self.room.notified();
+            if self.lock().total_bytes() < self.budget_bytes {
+                return;
+            }
+            self.persist_wanted.notify_one();
+            notified.await;
+        }
+    }
+
+    pub fn notify_room(&self) {
+        self.room.notify_waiters();
+    }
+
+    pub async fn persist_wanted(&self) {
+        self.persist_wanted.notified().await
+    }
+
+    /// Partitions the persister should write now: older than `max_age`, larger than
+    /// `max_bytes`, or all of them when `force` or the buffer is over half its budget.
+    pub fn due_partitions(
+        &self,
+        max_age: Duration,
+        max_bytes: usize,
+        force: bool,
+    ) -> Vec<(TableId, Month)> {
+        let state = self.lock();
+        let pressure = state.total_bytes() * 2 >= self.budget_bytes;
+        let now = Instant::now();
+        state
+            .partitions
+            .iter()
+            .filter(|(_, p)| !p.is_empty())
+            .filter(|(_, p)| {
+                force
+                    || pressure
+                    || p.bytes() >= max_bytes
+                    || p.oldest_write()
+                        .is_some_and(|t| now.duration_since(t) >= max_age)
+            })
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    pub fn drop_table(&self, table: TableId) {
+        self.lock().partitions.retain(|(t, _), _| *t != table);
+        self.notify_room();
+    }
+}
+
+impl DurableObserver for WriteBuffer {
+    fn on_durable(&self, seq: WalSeq, record: &WalRecord) {
+        let Some(def) = self.catalog.table_by_id(record.table_id) else {
+            // The table was dropped after this write was validated: nothing to keep.
+            return;
+        };
+        let replaying = self.replaying.load(Ordering::Relaxed);
+        let mut by_month: BTreeMap<Month, Vec<&crate::model::ValidRow>> = BTreeMap::new();
+        for row in &record.rows {
+            by_month
+                .entry(Month::of_micros(row.ts))
+                .or_default()
+                .push(row);
+        }
+        let mut state = self.lock();
+        for (month, rows) in by_month {
+            if replaying && seq <= self.catalog.persisted_seq(def.id, month) {
+                continue; // already in a Parquet file
+            }
+            match crate::batch::rows_to_batch(&def, rows.iter().copied()) {
+                Ok(batch) => state
+                    .partitions
+                    .entry((def.id, month))
+                    .or_insert_with(|| Partition::new(def.id, month))
+                    .append(Chunk::new(batch, seq)),
+                Err(e) => {
+                    tracing::error!(table = %def.name, error = %e, "cannot buffer WAL record")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The catalog: table definitions and the file manifest, kept in memory for readers and
+//! made durable through a [`CatalogStore`] (sled by default) before any change is visible.
+//!
+//! Every persisted entry carries a format version. A snapshot of the whole catalog
+//! ([`Manifest`]) is also written to the object store after each change (by the engine), so
+//! `wattdb recover` can rebuild a node's catalog from the bucket alone.
+
+pub mod manifest;
+pub mod sled_store;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{Month, TableDef, TableId};
+use crate::wal::WalSeq;
+
+pub use manifest::Manifest;
+pub use sled_store::SledCatalogStore;
+
+/// One immutable Parquet file of a table's month partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    pub table_id: TableId,
+    pub month: Month,
+    /// Object-store path relative to the store root: `<table>/month=YYYY-MM/<id>.parquet`.
+    pub path: String,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    pub rows: u64,
+    pub bytes: u64,
+    /// Highest WAL sequence number of any row in the file. Orders overlapping files for
+    /// last-write-wins (a higher `max_seq` holds newer writes) and marks what WAL replay
+    /// may skip.
+    pub max_seq: WalSeq,
+    pub created_at_ms: i64,
+}
+
+/// A change to the catalog, applied atomically with the others in the same commit.
+#[derive(Debug, Clone)]
+pub enum CatalogOp {
+    PutTable(TableDef),
+    DropTable { def: TableDef, files: Vec<FileMeta> },
+    AddFile(FileMeta),
+    RemoveFile(FileMeta),
+}
+
+/// The whole catalog in memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogState {
+    pub tables: BTreeMap<String, TableDef>,
+    pub files: BTreeMap<TableId, Vec<FileMeta>>,
+    pub next_table_id: u64,
+}
+
+impl CatalogState {
+    fn apply(&mut self, op: &CatalogOp) {
+        match op {
+            CatalogOp::PutTable(def) => {
+                self.next_table_id = self.next_table_id.max(def.id.0 + 1);
+                self.tables.insert(def.name.clone(), def.clone());
+            }
+            CatalogOp::DropTable { def, .. } => {
+                self.tables.remove(&def.name);
+                self.files.remove(&def.id);
+            }
+            CatalogOp::AddFile(f) => self.files.entry(f.table_id).or_default().push(f.clone()),
+            CatalogOp::RemoveFile(f) => {
+                if let Some(files) = self.files.get_mut(&f.table_id) {
+                    files.retain(|x| x.path != f.path);
+                }
+            }
+        }
+    }
+
+    pub fn max_seq(&self) -> WalSeq {
+        self.files
+            .values()
+            .flatten()
+            .map(|f| f.max_seq)
+            .max()
+            .unwrap_or(WalSeq(0))
+    }
+}
+
+/// Durable backing of the catalog. Kept behind a trait so sled can be swapped.
+pub trait CatalogStore: Send + Sync {
+    fn load(&self) -> Result<CatalogState>;
+    fn commit(&self, ops: &[CatalogOp]) -> Result<()>;
+}
+
+pub struct Catalog {
+    store: Box<dyn CatalogStore>,
+    state: RwLock<CatalogState>,
+    /// Serialises commits so the store and the in-memory state change in the same order.
+    commit_lock: std::sync::Mutex<()>,
+}
+
+impl Catalog {
+    pub fn open(store: Box<dyn CatalogStore>) -> Result<Arc<Self>> {
+        let state = store.load()?;
+        Ok(Arc::new(Catalog {
+            store,
+            state: RwLock::new(state),
+            commit_lock: std::sync::Mutex::new(()),
+        }))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, CatalogState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn table(&self, name: &str) -> Option<TableDef> {
+        self.read().tables.get(name).cloned()
+    }
+
+    pub fn table_by_id(&self, id: TableId) -> Option<TableDef> {
+        self.read().tables.values().find(|t| t.id == id).cloned()
+    }
+
+    pub fn tables(&self) -> Vec<TableDef> {
+        self.read().tables.values().cloned().collect()
+    }
+
+    pub fn files(&self, table: TableId) -> Vec<FileMeta> {
+        self.read().files.get(&table).cloned().unwrap_or_default()
+    }
+
+    pub fn all_files(&self) -> Vec<FileMeta> {
+        self.read().files.values().flatten().cloned().collect()
+    }
+
+    pub fn next_table_id(&self) -> TableId {
+        TableId(self.read().next_table_id.max(1))
+    }
+
+    pub fn max_seq(&self) -> WalSeq {
+        self.read().max_seq()
+    }
+
+    /// Highest WAL sequence already persisted for one month partition of a table.
+    pub fn persisted_seq(&self, table: TableId, month: Month) -> WalSeq {
+        self.read()
+            .files
+            .get(&table)
+            .into_iter()
+            .flatten()
+            .filter(|f| f.month == month)
+            .map(|f| f.max_seq)
+            .max()
+            .unwrap_or(WalSeq(0))
+    }
+
+    pub fn state(&self) -> CatalogState {
+        self.read().clone()
+    }
+
+    /// Make `ops` durable, then visible. `check` runs under the commit lock against the
+    /// current state and may refuse the change (e.g. a table created concurrently).
+    pub fn commit_checked(
+        &self,
+        check: impl FnOnce(&CatalogState) -> Result<Vec<CatalogOp>>,
+    ) -> Result<Vec<CatalogOp>> {
+        let _guard = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let ops = check(&self.read())?;
+        if ops.is_empty() {
+            return Ok(ops);
+        }
+        self.store.commit(&ops)?;
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        for op in &ops {
+            state.apply(op);
+        }
+        Ok(ops)
+    }
+
+    pub fn commit(&self, ops: Vec<CatalogOp>) -> Result<()> {
+        self.commit_checked(move |_| Ok(ops)).map(|_| ())
+    }
+
+    /// Create a table, or return the existing one with the same name when `if_not_exists`.
+    pub fn create_table(
+        &self,
+        name: &str,
+        build: impl FnOnce(TableId) -> Result<TableDef>,
+        if_not_exists: bool,
+    ) -> Result<(TableDef, bool)> {
+        let mut created = None;
+        let mut existing = None;
+        self.commit_checked(|state| {
+            if let Some(t) = state.tables.get(name) {
+                if if_not_exists {
+                    existing = Some(t.clone());
+                    return Ok(vec![]);
+                }
+                return Err(Error::TableExists { table: name.into() });
+            }
+            let def = build(TableId(state.next_table_id.max(1)))?;
+            created = Some(def.clone());
+            Ok(vec![CatalogOp::PutTable(def)])
+        })?;
+        match (created, existing) {
+            (Some(def), _) => Ok((def, true)),
+            (None, Some(def)) => Ok((def, false)),
+            (None, None) => Err(Error::Task("create_table produced nothing".into())),
+        }
+    }
+}

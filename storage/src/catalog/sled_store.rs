@@ -1,0 +1,211 @@
+//! sled-backed [`CatalogStore`]. Trees: `tables` (name → versioned TableDef JSON) and
+//! `files` (`<table id>/<path>` → versioned FileMeta JSON). Each commit is one sled
+//! transaction followed by a flush (fsync) before it returns.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::error::{Error, Result};
+use crate::model::TableDef;
+
+use super::{CatalogOp, CatalogState, CatalogStore, FileMeta};
+
+pub const ENTRY_FORMAT_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Versioned<T> {
+    v: u32,
+    #[serde(flatten)]
+    entry: T,
+}
+
+pub struct SledCatalogStore {
+    db: sled::Db,
+    tables: sled::Tree,
+    files: sled::Tree,
+}
+
+impl SledCatalogStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = sled::open(path)?;
+        let tables = db.open_tree("tables")?;
+        let files = db.open_tree("files")?;
+        Ok(SledCatalogStore { db, tables, files })
+    }
+}
+
+fn encode<T: Serialize>(entry: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(&Versioned {
+        v: ENTRY_FORMAT_VERSION,
+        entry,
+    })
+    .map_err(|e| Error::CatalogDecode {
+        key: "<new entry>".into(),
+        reason: e.to_string(),
+    })
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T> {
+    let key = String::from_utf8_lossy(key).to_string();
+    let v: Versioned<T> = serde_json::from_slice(bytes).map_err(|e| Error::CatalogDecode {
+        key: key.clone(),
+        reason: e.to_string(),
+    })?;
+    if v.v != ENTRY_FORMAT_VERSION {
+        return Err(Error::CatalogDecode {
+            key,
+            reason: format!("unsupported entry format version {}", v.v),
+        });
+    }
+    Ok(v.entry)
+}
+
+fn file_key(f: &FileMeta) -> Vec<u8> {
+    format!("{:020}/{}", f.table_id.0, f.path).into_bytes()
+}
+
+impl CatalogStore for SledCatalogStore {
+    fn load(&self) -> Result<CatalogState> {
+        let mut state = CatalogState::default();
+        for item in self.tables.iter() {
+            let (k, v) = item?;
+            let def: TableDef = decode(&k, &v)?;
+            state.next_table_id = state.next_table_id.max(def.id.0 + 1);
+            state.tables.insert(def.name.clone(), def);
+        }
+        for item in self.files.iter() {
+            let (k, v) = item?;
+            let f: FileMeta = decode(&k, &v)?;
+            state.files.entry(f.table_id).or_default().push(f);
+        }
+        if let Some(v) = self.db.get("next_table_id")? {
+            let mut b = [0u8; 8];
+            if v.len() == 8 {
+                b.copy_from_slice(&v);
+                state.next_table_id = state.next_table_id.max(u64::from_be_bytes(b));
+            }
+        }
+        Ok(state)
+    }
+
+    fn commit(&self, ops: &[CatalogOp]) -> Result<()> {
+        // Encode outside the transaction so encoding errors are plain errors.
+        enum Put {
+            Table(Vec<u8>, Vec<u8>),
+            DelTable(Vec<u8>),
+            File(Vec<u8>, Vec<u8>),
+            DelFile(Vec<u8>),
+            NextId(u64),
+        }
+        let mut puts = Vec::new();
+        for op in ops {
+            match op {
+                CatalogOp::PutTable(def) => {
+                    puts.push(Put::Table(def.name.clone().into_bytes(), encode(def)?));
+                    puts.push(Put::NextId(def.id.0 + 1));
+                }
+                CatalogOp::DropTable { def, files } => {
+                    puts.push(Put::DelTable(def.name.clone().into_bytes()));
+                    for f in files {
+                        puts.push(Put::DelFile(file_key(f)));
+                    }
+                }
+                CatalogOp::AddFile(f) => puts.push(Put::File(file_key(f), encode(f)?)),
+                CatalogOp::RemoveFile(f) => puts.push(Put::DelFile(file_key(f))),
+            }
+        }
+        let meta: &sled::Tree = &self.db;
+        (&self.tables, &self.files, meta)
+            .transaction(|(tables, files, meta)| {
+                for p in &puts {
+                    match p {
+                        Put::Table(k, v) => {
+                            tables.insert(k.as_slice(), v.as_slice())?;
+                        }
+                        Put::DelTable(k) => {
+                            tables.remove(k.as_slice())?;
+                        }
+                        Put::File(k, v) => {
+                            files.insert(k.as_slice(), v.as_slice())?;
+                        }
+                        Put::DelFile(k) => {
+                            files.remove(k.as_slice())?;
+                        }
+                        Put::NextId(n) => {
+                            let cur = meta
+                                .get("next_table_id")?
+                                .filter(|v| v.len() == 8)
+                                .map(|v| {
+                                    let mut b = [0u8; 8];
+                                    b.copy_from_slice(&v);
+                                    u64::from_be_bytes(b)
+                                })
+                                .unwrap_or(0);
+                            meta.insert("next_table_id", &n.max(&cur).to_be_bytes())?;
+                        }
+                    }
+                }
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(e) => Error::Catalog(e),
+                TransactionError::Abort(()) => Error::Task("catalog transaction aborted".into()),
+            })?;
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::model::schema::FieldDef;
+    use crate::model::{FieldType, Month, TableId};
+    use crate::wal::WalSeq;
+
+    #[test]
+    fn commits_survive_reopen_and_ids_are_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mk = |id: TableId| {
+            TableDef::new(
+                id,
+                "m",
+                vec!["pid".into()],
+                vec![FieldDef {
+                    name: "p".into(),
+                    field_type: FieldType::Float,
+                }],
+            )
+        };
+        {
+            let cat = Catalog::open(Box::new(SledCatalogStore::open(dir.path()).unwrap())).unwrap();
+            let (def, created) = cat.create_table("m", mk, false).unwrap();
+            assert!(created);
+            cat.commit(vec![CatalogOp::AddFile(FileMeta {
+                table_id: def.id,
+                month: Month::parse("2026-01").unwrap(),
+                path: "m/month=2026-01/a.parquet".into(),
+                min_ts: 1,
+                max_ts: 2,
+                rows: 2,
+                bytes: 10,
+                max_seq: WalSeq(5),
+                created_at_ms: 0,
+            })])
+            .unwrap();
+            assert!(cat.create_table("m", mk, false).is_err());
+            let files = cat.files(def.id);
+            cat.commit(vec![CatalogOp::DropTable { def, files }])
+                .unwrap();
+        }
+        let cat = Catalog::open(Box::new(SledCatalogStore::open(dir.path()).unwrap())).unwrap();
+        assert!(cat.tables().is_empty());
+        assert!(cat.all_files().is_empty());
+        let (def, _) = cat.create_table("m", mk, false).unwrap();
+        assert_eq!(def.id, TableId(2), "a dropped table's id is never reused");
+    }
+}

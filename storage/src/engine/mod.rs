@@ -1,0 +1,588 @@
+//! The storage engine: wires catalog, WAL, write buffer, persister and object store, and
+//! offers the operations the rest of wattdb uses (DDL, write, flush, consistent scan
+//! snapshots, system-view listings). It is the only place that knows the order of the
+//! write path: validate → WAL (fsync) → buffer → acknowledge; and of persistence:
+//! Parquet file → catalog → WAL release.
+
+mod persister;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+use object_store::ObjectStore;
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+
+use crate::buffer::WriteBuffer;
+use crate::catalog::manifest::MANIFEST_PATH;
+use crate::catalog::{Catalog, CatalogOp, FileMeta, Manifest, SledCatalogStore};
+use crate::error::{Error, Result};
+use crate::model::schema::FieldDef;
+use crate::model::{Month, TableDef, WriteBatch};
+use crate::object_store_url::ObjectStoreLocation;
+use crate::wal::{DurableObserver, Wal, WalConfig, WalRecord, WalSeq};
+
+pub use persister::FlushReport;
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+    pub object_store: ObjectStoreLocation,
+    /// Bytes of buffered (not yet persisted) data before writers are made to wait.
+    pub buffer_budget_bytes: usize,
+    /// A partition is persisted once its oldest buffered write is this old...
+    pub persist_max_age: Duration,
+    /// ...or once it holds this many bytes.
+    pub persist_partition_bytes: usize,
+    /// How often the persister looks for due partitions.
+    pub persist_check_interval: Duration,
+}
+
+impl StorageConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        StorageConfig {
+            object_store: ObjectStoreLocation::default_for(&data_dir),
+            data_dir,
+            buffer_budget_bytes: 512 * 1024 * 1024,
+            persist_max_age: Duration::from_secs(600),
+            persist_partition_bytes: 64 * 1024 * 1024,
+            persist_check_interval: Duration::from_secs(1),
+        }
+    }
+
+    pub fn catalog_dir(&self) -> PathBuf {
+        self.data_dir.join("catalog")
+    }
+
+    pub fn wal_dir(&self) -> PathBuf {
+        self.data_dir.join("wal")
+    }
+}
+
+/// How a write treats rows that cannot be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// All rows or none (SQL INSERT): the first bad row fails the whole batch.
+    AllOrNothing,
+    /// Store the good rows, report the bad ones (MQTT: bad rows go to `rejected`).
+    BestEffort,
+}
+
+#[derive(Debug, Default)]
+pub struct WriteOutcome {
+    pub written: usize,
+    pub seq: Option<WalSeq>,
+    /// (index in the batch, reason) of each row that was not stored.
+    pub rejected: Vec<(usize, Error)>,
+}
+
+/// What a query needs to read a table consistently: its definition, its files and its
+/// buffered rows, taken under one lock so every row is in exactly one of them (or both,
+/// briefly, during a persist; dedup resolves that).
+#[derive(Debug, Clone)]
+pub struct TableSnapshot {
+    pub def: TableDef,
+    pub files: Vec<FileMeta>,
+    pub buffered: Vec<BufferedPartition>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BufferedPartition {
+    pub month: Month,
+    /// Oldest first; possibly in older layouts of the table (fewer fields).
+    pub batches: Vec<RecordBatch>,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    pub rows: usize,
+    pub bytes: usize,
+}
+
+/// One row of the partitions system view.
+#[derive(Debug, Clone)]
+pub struct PartitionInfo {
+    pub table: String,
+    pub month: Month,
+    pub files: usize,
+    pub file_rows: u64,
+    pub file_bytes: u64,
+    pub buffered_rows: usize,
+    pub buffered_bytes: usize,
+}
+
+pub(crate) struct Inner {
+    config: StorageConfig,
+    catalog: Arc<Catalog>,
+    buffer: Arc<WriteBuffer>,
+    wal: Wal,
+    store: Arc<dyn ObjectStore>,
+    /// One persist (or drop) at a time.
+    persist_lock: tokio::sync::Mutex<()>,
+    /// Manifest uploads in order, newest state last.
+    manifest_lock: tokio::sync::Mutex<bool>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    persister: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Handle to the storage engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+impl Storage {
+    /// Open (or create) the store under `config.data_dir`: load the catalog, replay the
+    /// WAL into the buffer, start the WAL writer and the background persister.
+    pub async fn open(config: StorageConfig) -> Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::Io {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let store = config.object_store.open()?;
+        let catalog_dir = config.catalog_dir();
+        let catalog = tokio::task::spawn_blocking(move || {
+            Catalog::open(Box::new(SledCatalogStore::open(&catalog_dir)?))
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        let buffer = WriteBuffer::new(catalog.clone(), config.buffer_budget_bytes);
+        let wal_config = WalConfig::new(config.wal_dir());
+        let min_next = WalSeq(catalog.max_seq().0 + 1);
+        let observer: Arc<dyn DurableObserver> = buffer.clone();
+        let b2 = buffer.clone();
+        let (wal, report) = tokio::task::spawn_blocking(move || {
+            b2.set_replaying(true);
+            let r = Wal::open(wal_config, observer, min_next);
+            b2.set_replaying(false);
+            r
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        tracing::info!(
+            records = report.records,
+            segments = report.segments,
+            truncated_segments = report.truncated_segments,
+            tables = catalog.tables().len(),
+            files = catalog.all_files().len(),
+            object_store = %config.object_store,
+            "storage opened"
+        );
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        let storage = Storage {
+            inner: Arc::new(Inner {
+                config,
+                catalog,
+                buffer,
+                wal,
+                store,
+                persist_lock: tokio::sync::Mutex::new(()),
+                manifest_lock: tokio::sync::Mutex::new(true),
+                shutdown,
+                persister: std::sync::Mutex::new(None),
+            }),
+        };
+        let handle = tokio::spawn(persister::run(storage.clone()));
+        *storage
+            .inner
+            .persister
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Ok(storage)
+    }
+
+    pub fn config(&self) -> &StorageConfig {
+        &self.inner.config
+    }
+
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.inner.store.clone()
+    }
+
+    pub fn table(&self, name: &str) -> Option<TableDef> {
+        self.inner.catalog.table(name)
+    }
+
+    pub fn tables(&self) -> Vec<TableDef> {
+        self.inner.catalog.tables()
+    }
+
+    pub fn files(&self) -> Vec<(String, FileMeta)> {
+        let tables = self.inner.catalog.tables();
+        let mut out: Vec<(String, FileMeta)> = self
+            .inner
+            .catalog
+            .all_files()
+            .into_iter()
+            .filter_map(|f| {
+                let name = tables.iter().find(|t| t.id == f.table_id)?.name.clone();
+                Some((name, f))
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.0, a.1.month, &a.1.path).cmp(&(&b.0, b.1.month, &b.1.path)));
+        out
+    }
+
+    pub fn partitions(&self) -> Vec<PartitionInfo> {
+        let tables: std::collections::HashMap<_, _> = self
+            .inner
+            .catalog
+            .tables()
+            .into_iter()
+            .map(|t| (t.id, t.name))
+            .collect();
+        let state = self.inner.buffer.lock();
+        let mut map: std::collections::BTreeMap<(String, Month), PartitionInfo> =
+            Default::default();
+        fn entry<'m>(
+            map: &'m mut std::collections::BTreeMap<(String, Month), PartitionInfo>,
+            table: &str,
+            month: Month,
+        ) -> &'m mut PartitionInfo {
+            map.entry((table.to_string(), month))
+                .or_insert_with(|| PartitionInfo {
+                    table: table.to_string(),
+                    month,
+                    files: 0,
+                    file_rows: 0,
+                    file_bytes: 0,
+                    buffered_rows: 0,
+                    buffered_bytes: 0,
+                })
+        }
+        for f in self.inner.catalog.all_files() {
+            if let Some(name) = tables.get(&f.table_id) {
+                let p = entry(&mut map, name, f.month);
+                p.files += 1;
+                p.file_rows += f.rows;
+                p.file_bytes += f.bytes;
+            }
+        }
+        for ((tid, month), part) in state.partitions.iter().filter(|(_, p)| !p.is_empty()) {
+            if let Some(name) = tables.get(tid) {
+                let p = entry(&mut map, name, *month);
+                p.buffered_rows += part.rows();
+                p.buffered_bytes += part.bytes();
+            }
+        }
+        map.into_values().collect()
+    }
+
+    /// A consistent read view of one table.
+    pub fn snapshot(&self, table: &str) -> Result<TableSnapshot> {
+        let state = self.inner.buffer.lock();
+        let def = self
+            .inner
+            .catalog
+            .table(table)
+            .ok_or_else(|| Error::TableNotFound {
+                table: table.into(),
+            })?;
+        let files = self.inner.catalog.files(def.id);
+        let buffered = state
+            .partitions
+            .iter()
+            .filter(|((t, _), p)| *t == def.id && !p.is_empty())
+            .filter_map(|((_, month), p)| {
+                let (min_ts, max_ts) = p.ts_range()?;
+                Some(BufferedPartition {
+                    month: *month,
+                    batches: p.chunks().map(|c| c.batch.clone()).collect(),
+                    min_ts,
+                    max_ts,
+                    rows: p.rows(),
+                    bytes: p.bytes(),
+                })
+            })
+            .collect();
+        Ok(TableSnapshot {
+            def,
+            files,
+            buffered,
+        })
+    }
+
+    /// `CREATE TABLE`: tags form the primary key with `ts`.
+    pub async fn create_table(
+        &self,
+        name: &str,
+        tags: Vec<String>,
+        fields: Vec<FieldDef>,
+        if_not_exists: bool,
+    ) -> Result<(TableDef, bool)> {
+        let catalog = self.inner.catalog.clone();
+        let name2 = name.to_string();
+        let (def, created) = tokio::task::spawn_blocking(move || {
+            catalog.create_table(
+                &name2,
+                |id| TableDef::new(id, &name2, tags, fields),
+                if_not_exists,
+            )
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        if created {
+            tracing::info!(table = %def.name, id = def.id.0, "table created");
+            self.write_manifest().await;
+        }
+        Ok((def, created))
+    }
+
+    /// `DROP TABLE`: catalog entries go first (atomically), then buffered rows, then files.
+    /// Returns false when the table did not exist.
+    pub async fn drop_table(&self, name: &str) -> Result<bool> {
+        let _persist = self.inner.persist_lock.lock().await;
+        let catalog = self.inner.catalog.clone();
+        let name2 = name.to_string();
+        let dropped = tokio::task::spawn_blocking(move || {
+            let mut dropped = None;
+            catalog.commit_checked(|state| {
+                let Some(def) = state.tables.get(&name2).cloned() else {
+                    return Ok(vec![]);
+                };
+                let files = state.files.get(&def.id).cloned().unwrap_or_default();
+                dropped = Some((def.clone(), files.clone()));
+                Ok(vec![CatalogOp::DropTable { def, files }])
+            })?;
+            Ok::<_, Error>(dropped)
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        let Some((def, files)) = dropped else {
+            return Ok(false);
+        };
+        self.inner.buffer.drop_table(def.id);
+        for f in &files {
+            if let Err(e) = self
+                .inner
+                .store
+                .delete(&ObjectPath::from(f.path.as_str()))
+                .await
+            {
+                tracing::warn!(file = %f.path, error = %e, "could not delete file of dropped table");
+            }
+        }
+        tracing::info!(table = %def.name, files = files.len(), "table dropped");
+        self.write_manifest().await;
+        self.release_wal().await;
+        Ok(true)
+    }
+
+    /// Validate, log durably and buffer a batch. Returns once the rows are durable.
+    pub async fn write(
+        &self,
+        batch: WriteBatch,
+        mode: WriteMode,
+        auto_create: bool,
+    ) -> Result<WriteOutcome> {
+        let WriteBatch { table, rows } = batch;
+        if rows.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        let def = self.resolve_table(&table, &rows, auto_create).await?;
+        let mut valid = Vec::with_capacity(rows.len());
+        let mut rejected = Vec::new();
+        for (i, row) in rows.into_iter().enumerate() {
+            match validate::validate_row(&def, row) {
+                Ok(v) => valid.push(v),
+                Err(e) if mode == WriteMode::AllOrNothing => {
+                    return Err(match e {
+                        Error::InvalidRow { table, reason } => Error::InvalidRow {
+                            table,
+                            reason: format!("row {}: {reason}", i + 1),
+                        },
+                        other => other,
+                    });
+                }
+                Err(e) => rejected.push((i, e)),
+            }
+        }
+        if valid.is_empty() {
+            return Ok(WriteOutcome {
+                written: 0,
+                seq: None,
+                rejected,
+            });
+        }
+        let written = valid.len();
+        self.inner.buffer.wait_for_room().await;
+        let seq = self
+            .inner
+            .wal
+            .append(WalRecord {
+                table_id: def.id,
+                rows: valid,
+            })
+            .await?;
+        Ok(WriteOutcome {
+            written,
+            seq: Some(seq),
+            rejected,
+        })
+    }
+
+    /// The table's definition, created from the rows or grown by their new fields.
+    async fn resolve_table(
+        &self,
+        table: &str,
+        rows: &[crate::model::Row],
+        auto_create: bool,
+    ) -> Result<TableDef> {
+        let existing = self.inner.catalog.table(table);
+        let needs_change = match &existing {
+            None => true,
+            Some(def) => !validate::new_fields(Some(def), rows).is_empty(),
+        };
+        if !needs_change {
+            return existing.ok_or_else(|| Error::TableNotFound {
+                table: table.into(),
+            });
+        }
+        if existing.is_none() && !auto_create {
+            return Err(Error::TableNotFound {
+                table: table.into(),
+            });
+        }
+        let catalog = self.inner.catalog.clone();
+        let table2 = table.to_string();
+        let rows2: Vec<crate::model::Row> = rows.to_vec();
+        let def = tokio::task::spawn_blocking(move || -> Result<TableDef> {
+            let mut result = None;
+            catalog.commit_checked(|state| {
+                let def = match state.tables.get(&table2) {
+                    None => validate::def_from_rows(
+                        crate::model::TableId(state.next_table_id.max(1)),
+                        &table2,
+                        &rows2,
+                    )?,
+                    Some(cur) => {
+                        let mut grown = cur.clone();
+                        grown.fields.extend(validate::new_fields(Some(cur), &rows2));
+                        if grown == *cur {
+                            result = Some(grown);
+                            return Ok(vec![]);
+                        }
+                        TableDef::new(grown.id, &grown.name, grown.tags, grown.fields)?
+                    }
+                };
+                result = Some(def.clone());
+                Ok(vec![CatalogOp::PutTable(def)])
+            })?;
+            result.ok_or_else(|| Error::Task("table resolution produced nothing".into()))
+        })
+        .await
+        .map_err(|e| Error::Task(e.to_string()))??;
+        self.write_manifest().await;
+        Ok(def)
+    }
+
+    /// Persist every buffered partition now (`SELECT flush()`).
+    pub async fn flush(&self) -> Result<FlushReport> {
+        persister::persist(self, true).await
+    }
+
+    /// Persist what is buffered, stop background work and close the WAL.
+    pub async fn shutdown(&self) -> Result<()> {
+        let _ = self.inner.shutdown.send(true);
+        let handle = self
+            .inner
+            .persister
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+        let res = self.flush().await;
+        self.inner.wal.shutdown().await;
+        res.map(|_| ())
+    }
+
+    /// Upload the catalog snapshot. Failures are logged and retried on the next change or
+    /// persister tick: the local catalog stays authoritative.
+    pub(crate) async fn write_manifest(&self) {
+        let mut ok = self.inner.manifest_lock.lock().await;
+        let manifest = Manifest::from_state(
+            &self.inner.catalog.state(),
+            chrono::Utc::now().timestamp_millis(),
+        );
+        let result = match manifest.encode() {
+            Ok(bytes) => self
+                .inner
+                .store
+                .put(&ObjectPath::from(MANIFEST_PATH), bytes.into())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => *ok = true,
+            Err(e) => {
+                *ok = false;
+                tracing::warn!(error = %e, "could not write the catalog manifest; will retry");
+            }
+        }
+    }
+
+    pub(crate) async fn manifest_needs_retry(&self) -> bool {
+        !*self.inner.manifest_lock.lock().await
+    }
+
+    pub(crate) async fn release_wal(&self) {
+        let keep_from = self.inner.buffer.lock().min_seq();
+        match self.inner.wal.release(keep_from).await {
+            Ok(n) if n > 0 => tracing::debug!(segments = n, "released WAL segments"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not release WAL segments"),
+        }
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// Rebuild the local catalog of `data_dir` from the manifest in the object store alone.
+/// Refuses to overwrite an existing catalog.
+pub async fn recover_catalog(data_dir: &Path, location: &ObjectStoreLocation) -> Result<Manifest> {
+    let config = StorageConfig {
+        object_store: location.clone(),
+        ..StorageConfig::new(data_dir)
+    };
+    let catalog_dir = config.catalog_dir();
+    if catalog_dir.exists() {
+        return Err(Error::Io {
+            path: catalog_dir,
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a catalog already exists here; move it away before recovering",
+            ),
+        });
+    }
+    let store = location.open()?;
+    let bytes = store
+        .get(&ObjectPath::from(MANIFEST_PATH))
+        .await
+        .map_err(Error::object_store(MANIFEST_PATH))?
+        .bytes()
+        .await
+        .map_err(Error::object_store(MANIFEST_PATH))?;
+    let manifest = Manifest::decode(&bytes)?;
+    let m2 = manifest.clone();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::Io {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let store = SledCatalogStore::open(&catalog_dir)?;
+        let mut ops: Vec<CatalogOp> = m2.tables.iter().cloned().map(CatalogOp::PutTable).collect();
+        ops.extend(m2.files.iter().cloned().map(CatalogOp::AddFile));
+        crate::catalog::CatalogStore::commit(&store, &ops)
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))??;
+    Ok(manifest)
+}

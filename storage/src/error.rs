@@ -1,0 +1,119 @@
+//! Errors of the storage layer. Each variant names what it was working on (table, file,
+//! segment) so that a message in a log or a SQL error can be acted upon.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("table \"{table}\" does not exist")]
+    TableNotFound { table: String },
+
+    #[error("table \"{table}\" already exists")]
+    TableExists { table: String },
+
+    #[error("invalid table definition for \"{table}\": {reason}")]
+    InvalidTableDef { table: String, reason: String },
+
+    #[error("invalid table name \"{table}\": {reason}")]
+    InvalidTableName { table: String, reason: String },
+
+    #[error("table \"{table}\", column \"{column}\": {reason}")]
+    TypeConflict {
+        table: String,
+        column: String,
+        reason: String,
+    },
+
+    #[error("table \"{table}\": {reason}")]
+    InvalidRow { table: String, reason: String },
+
+    #[error("WAL I/O error on {path}: {source}")]
+    WalIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("WAL writer has stopped; the server is shutting down or the disk failed")]
+    WalClosed,
+
+    #[error("WAL record encoding failed: {0}")]
+    WalEncode(String),
+
+    #[error("catalog error: {0}")]
+    Catalog(#[from] sled::Error),
+
+    #[error("catalog entry {key} is unreadable: {reason}")]
+    CatalogDecode { key: String, reason: String },
+
+    #[error("object store error on {path}: {source}")]
+    ObjectStore {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error("invalid object store URL \"{url}\": {reason}")]
+    ObjectStoreUrl { url: String, reason: String },
+
+    #[error("Parquet error on {path}: {source}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+
+    #[error("Arrow error while {context}: {source}")]
+    Arrow {
+        context: String,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+
+    #[error("manifest {path} is unreadable: {reason}")]
+    Manifest { path: String, reason: String },
+
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("storage is shutting down")]
+    ShuttingDown,
+
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+impl Error {
+    pub(crate) fn arrow(
+        context: impl Into<String>,
+    ) -> impl FnOnce(arrow::error::ArrowError) -> Self {
+        let context = context.into();
+        move |source| Error::Arrow { context, source }
+    }
+
+    pub(crate) fn object_store(
+        path: impl Into<String>,
+    ) -> impl FnOnce(object_store::Error) -> Self {
+        let path = path.into();
+        move |source| Error::ObjectStore { path, source }
+    }
+
+    /// True when the caller made a mistake (bad name, bad value) rather than the server.
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            Error::TableNotFound { .. }
+                | Error::TableExists { .. }
+                | Error::InvalidTableDef { .. }
+                | Error::InvalidTableName { .. }
+                | Error::TypeConflict { .. }
+                | Error::InvalidRow { .. }
+        )
+    }
+}

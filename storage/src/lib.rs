@@ -1,0 +1,31 @@
+//! wattdb-storage: the base of wattdb. It owns the data model (tables = `ts` + tags +
+//! fields, primary key tags + `ts`, last write wins), the catalog (sled, with a manifest
+//! snapshot in the object store), the write-ahead log, the write buffer, and persistence
+//! of month partitions as Parquet through `object_store`.
+//!
+//! It must not know about SQL, MQTT, the PostgreSQL protocol or the CLI: the query and
+//! ingest crates talk to it through [`Storage`] (writes, DDL, flush, [`TableSnapshot`]s).
+//!
+//! Layout under `--data-dir`: `catalog/` (sled), `wal/` (segments), and, with the default
+//! local object store, `objects/`. In the object store: `_wattdb/manifest.json` and
+//! `<table>/month=YYYY-MM/<file-id>.parquet`.
+
+pub mod batch;
+pub mod buffer;
+pub mod catalog;
+pub mod engine;
+pub mod error;
+pub mod model;
+pub mod object_store_url;
+pub mod persist;
+pub mod wal;
+
+pub use catalog::FileMeta;
+pub use engine::{
+    BufferedPartition, FlushReport, PartitionInfo, Storage, StorageConfig, TableSnapshot,
+    WriteMode, WriteOutcome, recover_catalog,
+};
+pub use error::{Error, Result};
+pub use model::schema::FieldDef;
+pub use model::{FieldType, FieldValue, Month, Row, TableDef, TableId, WriteBatch};
+pub use object_store_url::ObjectStoreLocation;

@@ -1,0 +1,10 @@
+//! The data model: table definitions (timestamp + tags + fields), the rows a writer hands
+//! in, and month partitions. Pure data, no I/O.
+
+pub mod month;
+pub mod row;
+pub mod schema;
+
+pub use month::Month;
+pub use row::{FieldValue, Row, ValidRow, WriteBatch};
+pub use schema::{FieldType, TS_COLUMN, TableDef, TableId};

@@ -1,0 +1,195 @@
+//! Table definitions. A table has a timestamp column `ts`, tag columns (strings that name a
+//! series; primary key = tags + `ts`) and typed field columns. Fields are only ever added,
+//! so a row written under an older definition is a prefix of the current one.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Name of the timestamp column every table has.
+pub const TS_COLUMN: &str = "ts";
+
+/// Time zone of the `ts` column in Arrow (values are UTC microseconds).
+pub const TS_TIMEZONE: &str = "UTC";
+
+/// Never reused: a table dropped and created again gets a new id, so WAL records of the
+/// dropped table are not replayed into the new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TableId(pub u64);
+
+impl std::fmt::Display for TableId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    Float,
+    Integer,
+    Boolean,
+    Text,
+}
+
+impl FieldType {
+    pub fn arrow_type(self) -> DataType {
+        match self {
+            FieldType::Float => DataType::Float64,
+            FieldType::Integer => DataType::Int64,
+            FieldType::Boolean => DataType::Boolean,
+            FieldType::Text => DataType::Utf8,
+        }
+    }
+
+    pub fn from_arrow(dt: &DataType) -> Option<Self> {
+        Some(match dt {
+            DataType::Float64 | DataType::Float32 => FieldType::Float,
+            DataType::Int64 | DataType::Int32 | DataType::Int16 | DataType::Int8 => {
+                FieldType::Integer
+            }
+            DataType::Boolean => FieldType::Boolean,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => FieldType::Text,
+            _ => return None,
+        })
+    }
+
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            FieldType::Float => "double precision",
+            FieldType::Integer => "bigint",
+            FieldType::Boolean => "boolean",
+            FieldType::Text => "text",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldDef {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+}
+
+/// A table's definition as stored in the catalog and the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableDef {
+    pub id: TableId,
+    pub name: String,
+    pub tags: Vec<String>,
+    pub fields: Vec<FieldDef>,
+}
+
+impl TableDef {
+    /// Build and validate a definition: names are unique, `ts` is not a tag or field.
+    pub fn new(id: TableId, name: &str, tags: Vec<String>, fields: Vec<FieldDef>) -> Result<Self> {
+        validate_table_name(name)?;
+        let def = TableDef {
+            id,
+            name: name.to_string(),
+            tags,
+            fields,
+        };
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(TS_COLUMN.to_string());
+        for col in def.tags.iter().chain(def.fields.iter().map(|f| &f.name)) {
+            if col.is_empty() {
+                return Err(Error::InvalidTableDef {
+                    table: name.into(),
+                    reason: "empty column name".into(),
+                });
+            }
+            if !seen.insert(col.clone()) {
+                return Err(Error::InvalidTableDef {
+                    table: name.into(),
+                    reason: format!("column \"{col}\" is defined twice (or is named ts)"),
+                });
+            }
+        }
+        Ok(def)
+    }
+
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+
+    pub fn tag_index(&self, name: &str) -> Option<usize> {
+        self.tags.iter().position(|t| t == name)
+    }
+
+    pub fn has_column(&self, name: &str) -> bool {
+        name == TS_COLUMN || self.tag_index(name).is_some() || self.field_index(name).is_some()
+    }
+
+    /// Arrow schema: `ts`, then tags, then fields (in the order they were added).
+    pub fn arrow_schema(&self) -> SchemaRef {
+        let mut cols = Vec::with_capacity(1 + self.tags.len() + self.fields.len());
+        cols.push(ts_field());
+        for tag in &self.tags {
+            cols.push(Field::new(tag, DataType::Utf8, false));
+        }
+        for f in &self.fields {
+            cols.push(Field::new(&f.name, f.field_type.arrow_type(), true));
+        }
+        Arc::new(Schema::new(cols))
+    }
+
+    /// Number of key columns at the start of the Arrow schema (ts + tags).
+    pub fn key_len(&self) -> usize {
+        1 + self.tags.len()
+    }
+}
+
+pub fn ts_field() -> Field {
+    Field::new(
+        TS_COLUMN,
+        DataType::Timestamp(TimeUnit::Microsecond, Some(TS_TIMEZONE.into())),
+        false,
+    )
+}
+
+/// Table names become object-store path segments and SQL identifiers: keep them plain.
+pub fn validate_table_name(name: &str) -> Result<()> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let reason = if name.is_empty() {
+        Some("empty name")
+    } else if name.len() > 128 {
+        Some("longer than 128 characters")
+    } else if !ok_chars {
+        Some("only ASCII letters, digits, '_' and '-' are allowed")
+    } else if name.starts_with('_') || name.starts_with('-') {
+        Some("must not start with '_' or '-'")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidTableName {
+            table: name.into(),
+            reason: reason.into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_columns_rejected() {
+        let f = |n: &str| FieldDef {
+            name: n.into(),
+            field_type: FieldType::Float,
+        };
+        assert!(TableDef::new(TableId(1), "t", vec!["pid".into()], vec![f("ua")]).is_ok());
+        assert!(TableDef::new(TableId(1), "t", vec!["pid".into()], vec![f("pid")]).is_err());
+        assert!(TableDef::new(TableId(1), "t", vec![], vec![f("ts")]).is_err());
+        assert!(TableDef::new(TableId(1), "a/b", vec![], vec![]).is_err());
+        assert!(TableDef::new(TableId(1), "_x", vec![], vec![]).is_err());
+    }
+}

@@ -1,0 +1,137 @@
+//! Persistence of a buffered partition: sort by (series, ts), dedup (last write wins),
+//! encode as Parquet (zstd, dictionary-encoded tags, page statistics, sort order and the
+//! table definition in the footer) and put it at `<table>/month=YYYY-MM/<file-id>.parquet`.
+//! Registering the file in the catalog and releasing the WAL are the engine's job.
+
+use std::sync::Arc;
+
+use arrow::compute::concat_batches;
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::batch::{adapt_to_schema, sort_dedup};
+use crate::buffer::Chunk;
+use crate::catalog::FileMeta;
+use crate::error::{Error, Result};
+use crate::model::{Month, TableDef};
+use crate::wal::WalSeq;
+
+/// Rows per Parquet row group: small enough for statistics to prune well.
+pub const ROW_GROUP_ROWS: usize = 256 * 1024;
+/// Footer key holding the table definition (JSON), so a file describes itself.
+pub const TABLE_DEF_KEY: &str = "wattdb.table";
+
+pub fn file_path(table: &str, month: Month, file_id: &str) -> String {
+    format!("{table}/month={month}/{file_id}.parquet")
+}
+
+/// A new file id: time-ordered and unique across nodes (UUIDv7).
+pub fn new_file_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// Merge chunks (oldest first) into one sorted, deduplicated batch in `def`'s layout.
+pub fn merge_chunks(def: &TableDef, batches: &[RecordBatch]) -> Result<RecordBatch> {
+    let schema = def.arrow_schema();
+    let adapted = batches
+        .iter()
+        .map(|b| adapt_to_schema(b, &schema))
+        .collect::<Result<Vec<_>>>()?;
+    let all = concat_batches(&schema, &adapted).map_err(Error::arrow(format!(
+        "merging buffered rows of \"{}\"",
+        def.name
+    )))?;
+    sort_dedup(&all, def.key_len())
+}
+
+pub fn encode_parquet(def: &TableDef, batch: &RecordBatch, path: &str) -> Result<Vec<u8>> {
+    let perr = |source| Error::Parquet {
+        path: path.to_string(),
+        source,
+    };
+    let def_json = serde_json::to_string(def).map_err(|e| Error::Manifest {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    // Sorted by tags then ts: column indexes 1..key_len, then 0.
+    let mut sorting: Vec<SortingColumn> = (1..def.key_len() as i32)
+        .map(|i| SortingColumn {
+            column_idx: i,
+            descending: false,
+            nulls_first: false,
+        })
+        .collect();
+    sorting.push(SortingColumn {
+        column_idx: 0,
+        descending: false,
+        nulls_first: false,
+    });
+    let zstd = ZstdLevel::try_new(3).map_err(perr)?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(zstd))
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_sorting_columns(Some(sorting))
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            TABLE_DEF_KEY.to_string(),
+            def_json,
+        )]))
+        .build();
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).map_err(perr)?;
+    writer.write(batch).map_err(perr)?;
+    writer.close().map_err(perr)?;
+    Ok(out)
+}
+
+/// Write the frozen chunks of one partition as a Parquet file. Returns `None` when there
+/// is nothing to write.
+pub async fn persist_chunks(
+    store: &Arc<dyn ObjectStore>,
+    def: &TableDef,
+    month: Month,
+    chunks: &[Chunk],
+) -> Result<Option<FileMeta>> {
+    if chunks.is_empty() {
+        return Ok(None);
+    }
+    let max_seq = chunks.iter().map(|c| c.max_seq).max().unwrap_or(WalSeq(0));
+    let min_ts = chunks.iter().map(|c| c.min_ts).min().unwrap_or(0);
+    let max_ts = chunks.iter().map(|c| c.max_ts).max().unwrap_or(0);
+    let path = file_path(&def.name, month, &new_file_id());
+    let batches: Vec<RecordBatch> = chunks.iter().map(|c| c.batch.clone()).collect();
+    let (def2, path2) = (def.clone(), path.clone());
+    let (rows, data) = tokio::task::spawn_blocking(move || -> Result<(usize, Vec<u8>)> {
+        let merged = merge_chunks(&def2, &batches)?;
+        let data = encode_parquet(&def2, &merged, &path2)?;
+        Ok((merged.num_rows(), data))
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))??;
+    let bytes = data.len() as u64;
+    store
+        .put(
+            &ObjectPath::from(path.as_str()),
+            PutPayload::from(Bytes::from(data)),
+        )
+        .await
+        .map_err(Error::object_store(&path))?;
+    Ok(Some(FileMeta {
+        table_id: def.id,
+        month,
+        path,
+        min_ts,
+        max_ts,
+        rows: rows as u64,
+        bytes,
+        max_seq,
+        created_at_ms: chrono::Utc::now().timestamp_millis(),
+    }))
+}
