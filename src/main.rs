@@ -1,1 +1,150 @@
-fn main() {}
+//! The `wattdb` binary: command line, configuration, and wiring of storage, the SQL
+//! endpoint and the HTTP endpoints. All behaviour lives in the library crates.
+
+mod config;
+mod http;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use wattdb_storage::{ObjectStoreLocation, Storage, StorageConfig};
+
+use config::{ServeArgs, Settings};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wattdb",
+    version,
+    about = "Time-series database for power-IoT data"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Rebuild the local catalog of DATA_DIR from the manifest in the object store.
+    Recover {
+        /// Object store holding the data: file:///path or s3://bucket/prefix.
+        #[arg(long, env = "WATTDB_OBJECT_STORE")]
+        object_store: String,
+        /// Data directory to create the catalog in (must not have one yet).
+        #[arg(long, env = "WATTDB_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+}
+
+/// Query planning recurses deeply on some catalog queries real clients send; give every
+/// runtime thread a large stack so no statement can overflow one and abort the process.
+const THREAD_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("WATTDB_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wattdb")
+        .thread_stack_size(THREAD_STACK_BYTES)
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = Settings::resolve(args)?;
+            runtime.block_on(serve(settings))
+        }
+        Command::Recover {
+            object_store,
+            data_dir,
+        } => runtime.block_on(async {
+            let location = ObjectStoreLocation::parse(&object_store)?;
+            let m = wattdb_storage::recover_catalog(&data_dir, &location).await?;
+            println!(
+                "recovered catalog into {}: {} table(s), {} file(s)",
+                data_dir.display(),
+                m.tables.len(),
+                m.files.len()
+            );
+            Ok(())
+        }),
+    }
+}
+
+async fn serve(settings: Settings) -> Result<()> {
+    let mut storage_config = StorageConfig::new(&settings.data_dir);
+    if let Some(url) = &settings.object_store {
+        storage_config.object_store = ObjectStoreLocation::parse(url)?;
+    }
+    storage_config.buffer_budget_bytes = settings.buffer_budget_bytes;
+    storage_config.persist_max_age = settings.persist_max_age;
+    storage_config.persist_partition_bytes = settings.persist_partition_bytes;
+    let storage = Storage::open(storage_config)
+        .await
+        .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?;
+
+    let ctx = wattdb_query::build_session(&storage).context("building the SQL session")?;
+    let handlers = Arc::new(wattdb_query::pg::PgHandlers::new(
+        ctx,
+        storage.clone(),
+        settings.password.as_deref(),
+    ));
+    let pg_listener = tokio::net::TcpListener::bind(settings.pg_listen)
+        .await
+        .with_context(|| format!("binding the SQL endpoint to {}", settings.pg_listen))?;
+    let http_listener = tokio::net::TcpListener::bind(settings.http_listen)
+        .await
+        .with_context(|| format!("binding the HTTP endpoint to {}", settings.http_listen))?;
+    if settings.mqtt_listen.is_some() || !settings.mqtt_urls.is_empty() {
+        tracing::warn!("MQTT ingest is not part of this build yet; MQTT settings are ignored");
+    }
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let pg = tokio::spawn(wattdb_query::pg::serve(
+        pg_listener,
+        handlers,
+        shutdown_rx.clone(),
+    ));
+    let http = tokio::spawn(http::serve(http_listener, storage.clone(), shutdown_rx));
+    tracing::info!(
+        pg = %settings.pg_listen,
+        http = %settings.http_listen,
+        data_dir = %settings.data_dir.display(),
+        timezone = %settings.timezone,
+        auth = if settings.password.is_some() { "scram-sha-256" } else { "trust (loopback)" },
+        "wattdb is serving"
+    );
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: persisting buffered data and closing the WAL");
+    let _ = shutdown_tx.send(true);
+    let _ = pg.await;
+    let _ = http.await;
+    storage.shutdown().await.context("flushing on shutdown")?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; use Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

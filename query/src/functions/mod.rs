@@ -1,0 +1,16 @@
+//! SQL functions wattdb adds to DataFusion: TimescaleDB-style `time_bucket`, and `first` /
+//! `last` aggregates by time. Both are rewritten during planning into DataFusion built-ins
+//! (`date_bin`, `first_value`/`last_value` with `ORDER BY`), so they run at the same speed
+//! and with the same semantics.
+
+mod first_last;
+mod time_bucket;
+
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+use datafusion::prelude::SessionContext;
+
+pub fn register(ctx: &SessionContext) {
+    ctx.register_udf(ScalarUDF::new_from_impl(time_bucket::TimeBucket::new()));
+    ctx.register_udaf(AggregateUDF::new_from_impl(first_last::FirstLast::first()));
+    ctx.register_udaf(AggregateUDF::new_from_impl(first_last::FirstLast::last()));
+}

@@ -1,0 +1,74 @@
+//! `time_bucket(interval, ts [, origin])`: the start of the bucket holding `ts`, as in
+//! TimescaleDB. Buckets are aligned to 2000-01-03 00:00 UTC (a Monday; TimescaleDB's
+//! default) or, for intervals with months, to 2000-01-01 — identical to aligning to the
+//! epoch for any interval that divides a week.
+
+use arrow::datatypes::DataType;
+use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct TimeBucket {
+    signature: Signature,
+}
+
+impl TimeBucket {
+    pub fn new() -> Self {
+        TimeBucket {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+const MONDAY_2000_01_03_NS: i64 = 946_857_600_000_000_000;
+const JAN_2000_01_01_NS: i64 = 946_684_800_000_000_000;
+
+fn has_months(e: &Expr) -> bool {
+    matches!(e, Expr::Literal(ScalarValue::IntervalYearMonth(Some(_)), _))
+        || matches!(e, Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months != 0)
+}
+
+impl ScalarUDFImpl for TimeBucket {
+    fn name(&self) -> &str {
+        "time_bucket"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        match args {
+            [_, ts] | [_, ts, _] => Ok(ts.clone()),
+            _ => plan_err!("time_bucket(interval, timestamp [, origin]) takes 2 or 3 arguments"),
+        }
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // Always rewritten to date_bin by `simplify` before execution.
+        datafusion::common::internal_err!("time_bucket should have been rewritten to date_bin")
+    }
+
+    fn simplify(&self, mut args: Vec<Expr>, _info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        if args.len() == 2 {
+            let origin = if has_months(&args[0]) {
+                JAN_2000_01_01_NS
+            } else {
+                MONDAY_2000_01_03_NS
+            };
+            args.push(Expr::Literal(
+                ScalarValue::TimestampNanosecond(Some(origin), Some("UTC".into())),
+                None,
+            ));
+        }
+        if args.len() != 3 {
+            return plan_err!("time_bucket(interval, timestamp [, origin]) takes 2 or 3 arguments");
+        }
+        Ok(ExprSimplifyResult::Simplified(
+            datafusion::functions::datetime::date_bin().call(args),
+        ))
+    }
+}

@@ -1,0 +1,138 @@
+//! Connection start-up: only user `wattdb` and database `wattdb` exist. With a password
+//! configured, clients authenticate with SCRAM-SHA-256; without one (allowed only on a
+//! loopback address, which the binary enforces) connections are trusted.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::Sink;
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
+use pgwire::api::auth::{
+    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
+};
+use pgwire::api::{ClientInfo, ConnectionManager};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+
+pub const USER: &str = "wattdb";
+pub const DATABASE: &str = "wattdb";
+const SCRAM_ITERATIONS: usize = 4096;
+
+/// The stored SCRAM secret: salt and salted password, computed once at start.
+#[derive(Debug)]
+struct ScramSecret {
+    salt: Vec<u8>,
+    salted: Vec<u8>,
+}
+
+#[async_trait]
+impl AuthSource for ScramSecret {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        if login.user() != Some(USER) {
+            return Err(fatal(
+                "28P01",
+                format!(
+                    "password authentication failed for user \"{}\"",
+                    login.user().unwrap_or("")
+                ),
+            ));
+        }
+        Ok(Password::new(Some(self.salt.clone()), self.salted.clone()))
+    }
+}
+
+struct Trust {
+    connections: Arc<ConnectionManager>,
+}
+
+impl NoopStartupHandler for Trust {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(self.connections.clone())
+    }
+}
+
+pub struct WattdbStartup {
+    trust: Trust,
+    scram: Option<SASLAuthStartupHandler<DefaultServerParameterProvider>>,
+}
+
+fn fatal(code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".into(),
+        code.into(),
+        message,
+    )))
+}
+
+pub fn server_parameters() -> DefaultServerParameterProvider {
+    let mut p = DefaultServerParameterProvider::default();
+    p.server_version = "16.6 (wattdb)".into();
+    p.time_zone = "UTC".into();
+    p
+}
+
+impl WattdbStartup {
+    pub fn new(password: Option<&str>, connections: Arc<ConnectionManager>) -> Self {
+        let scram = password.map(|pw| {
+            let salt = uuid::Uuid::new_v4().as_bytes().to_vec();
+            let salted = gen_salted_password(pw, &salt, SCRAM_ITERATIONS);
+            let mut auth = ScramAuth::new(Arc::new(ScramSecret { salt, salted }));
+            auth.set_iterations(SCRAM_ITERATIONS);
+            SASLAuthStartupHandler::new(Arc::new(server_parameters()))
+                .with_scram(auth)
+                .with_connection_manager(connections.clone())
+        });
+        WattdbStartup {
+            trust: Trust { connections },
+            scram,
+        }
+    }
+}
+
+#[async_trait]
+impl StartupHandler for WattdbStartup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let PgWireFrontendMessage::Startup(startup) = &message {
+            let user = startup
+                .parameters
+                .get("user")
+                .map(String::as_str)
+                .unwrap_or("");
+            let database = startup
+                .parameters
+                .get("database")
+                .map(String::as_str)
+                .unwrap_or(user);
+            if user != USER {
+                return Err(fatal(
+                    "28000",
+                    format!("role \"{user}\" does not exist (the only user is \"{USER}\")"),
+                ));
+            }
+            if database != DATABASE {
+                return Err(fatal(
+                    "3D000",
+                    format!(
+                        "database \"{database}\" does not exist (the only database is \"{DATABASE}\")"
+                    ),
+                ));
+            }
+        }
+        match &self.scram {
+            Some(scram) => scram.on_startup(client, message).await,
+            None => self.trust.on_startup(client, message).await,
+        }
+    }
+}

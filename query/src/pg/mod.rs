@@ -1,0 +1,113 @@
+//! The PostgreSQL wire-protocol endpoint. Query handling (simple and extended protocol,
+//! parameters, text and binary results, pg_catalog) comes from `datafusion-postgres`;
+//! wattdb adds authentication, its own statements (see [`hooks`]) and SQLSTATE mapping.
+//! Every connection runs in its own task: a failing statement ends at most that
+//! connection.
+
+pub mod auth;
+pub mod hooks;
+pub mod sqlstate;
+
+use std::sync::Arc;
+
+use datafusion::prelude::SessionContext;
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::{DfSessionService, QueryHook};
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::{ClientInfo, ConnectionManager, ErrorHandler, PgWireServerHandlers};
+use pgwire::error::PgWireError;
+use tokio::net::TcpListener;
+use wattdb_storage::Storage;
+
+pub struct PgHandlers {
+    session: Arc<DfSessionService>,
+    startup: Arc<auth::WattdbStartup>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl PgHandlers {
+    pub fn new(ctx: Arc<SessionContext>, storage: Storage, password: Option<&str>) -> Self {
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            Arc::new(hooks::WattdbHook::new(storage)),
+            Arc::new(CursorStatementHook),
+            Arc::new(SetShowHook),
+            Arc::new(TransactionStatementHook),
+        ];
+        let connections = Arc::new(ConnectionManager::new());
+        PgHandlers {
+            session: Arc::new(DfSessionService::new_with_hooks(ctx, hooks)),
+            startup: Arc::new(auth::WattdbStartup::new(password, connections.clone())),
+            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+        }
+    }
+}
+
+struct SqlStateErrors;
+
+impl ErrorHandler for SqlStateErrors {
+    fn on_error<C>(&self, _client: &C, error: &mut PgWireError)
+    where
+        C: ClientInfo,
+    {
+        sqlstate::classify(error);
+        tracing::debug!(error = %error, "statement failed");
+    }
+}
+
+impl PgWireServerHandlers for PgHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.session.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.session.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(SqlStateErrors)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// Accept connections until `shutdown` flips to true.
+pub async fn serve(
+    listener: TcpListener,
+    handlers: Arc<PgHandlers>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    let _ = socket.set_nodelay(true);
+                    let h = handlers.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = pgwire::tokio::process_socket(socket, None, h).await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+    }
+}

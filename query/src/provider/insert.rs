@@ -1,0 +1,147 @@
+//! `INSERT` into a wattdb table: DataFusion hands us batches already cast to the table's
+//! schema; we turn them into rows and write them through the storage write path, so the
+//! statement completes only when every row is durable in the WAL.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{
+    DataType, Float64Type, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::datasource::sink::DataSink;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
+use futures::StreamExt;
+use wattdb_storage::{FieldValue, Row, Storage, TableDef, WriteBatch, WriteMode};
+
+use super::scan::ext;
+
+pub struct InsertSink {
+    storage: Storage,
+    def: TableDef,
+    schema: SchemaRef,
+}
+
+impl InsertSink {
+    pub fn new(storage: Storage, def: TableDef) -> Self {
+        let schema = def.arrow_schema();
+        InsertSink {
+            storage,
+            def,
+            schema,
+        }
+    }
+}
+
+impl fmt::Debug for InsertSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InsertSink({})", self.def.name)
+    }
+}
+
+impl DisplayAs for InsertSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WattdbInsert: table={}", self.def.name)
+    }
+}
+
+#[async_trait]
+impl DataSink for InsertSink {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    async fn write_all(
+        &self,
+        mut data: SendableRecordBatchStream,
+        _ctx: &Arc<TaskContext>,
+    ) -> DfResult<u64> {
+        let mut total = 0u64;
+        while let Some(batch) = data.next().await {
+            let rows = batch_to_rows(&self.def, &batch?)?;
+            let n = rows.len();
+            self.storage
+                .write(
+                    WriteBatch {
+                        table: self.def.name.clone(),
+                        rows,
+                    },
+                    WriteMode::AllOrNothing,
+                    false,
+                )
+                .await
+                .map_err(ext)?;
+            total += n as u64;
+        }
+        Ok(total)
+    }
+}
+
+/// Rows of a batch in the table's layout (`ts`, tags, fields). Null key values are refused.
+pub fn batch_to_rows(def: &TableDef, batch: &RecordBatch) -> DfResult<Vec<Row>> {
+    let bad = |msg: String| DataFusionError::Execution(format!("table \"{}\": {msg}", def.name));
+    let ts_col = batch.column(0);
+    let ts = match ts_col.data_type() {
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            ts_col.as_primitive::<TimestampMicrosecondType>().clone()
+        }
+        other => {
+            let cast = arrow::compute::cast(
+                ts_col,
+                &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            )
+            .map_err(|e| bad(format!("ts of type {other} is not a timestamp: {e}")))?;
+            cast.as_primitive::<TimestampMicrosecondType>().clone()
+        }
+    };
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        if ts.is_null(i) {
+            return Err(bad(format!("row {}: ts must not be null", i + 1)));
+        }
+        let mut tags = Vec::with_capacity(def.tags.len());
+        for (t, name) in def.tags.iter().enumerate() {
+            let col = batch.column(1 + t);
+            let s = col
+                .as_string_opt::<i32>()
+                .ok_or_else(|| bad(format!("tag {name} is not text")))?;
+            if s.is_null(i) {
+                return Err(bad(format!(
+                    "row {}: tag \"{name}\" must not be null",
+                    i + 1
+                )));
+            }
+            tags.push((name.clone(), s.value(i).to_string()));
+        }
+        let mut fields = Vec::with_capacity(def.fields.len());
+        for (f, fd) in def.fields.iter().enumerate() {
+            let col = batch.column(def.key_len() + f);
+            if col.is_null(i) {
+                continue;
+            }
+            let v = match col.data_type() {
+                DataType::Float64 => FieldValue::Float(col.as_primitive::<Float64Type>().value(i)),
+                DataType::Int64 => FieldValue::Integer(col.as_primitive::<Int64Type>().value(i)),
+                DataType::Boolean => FieldValue::Boolean(col.as_boolean().value(i)),
+                DataType::Utf8 => FieldValue::Text(col.as_string::<i32>().value(i).to_string()),
+                other => {
+                    return Err(bad(format!(
+                        "column {} has unsupported type {other}",
+                        fd.name
+                    )));
+                }
+            };
+            fields.push((fd.name.clone(), v));
+        }
+        rows.push(Row {
+            ts: ts.value(i),
+            tags,
+            fields,
+        });
+    }
+    Ok(rows)
+}

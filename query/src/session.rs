@@ -1,0 +1,61 @@
+//! Building the DataFusion session that serves SQL: catalog `wattdb` with schemas `public`
+//! (user tables) and `system` (storage views), the object store registered for Parquet
+//! scans, wattdb's functions, and the pg_catalog emulation clients need.
+
+use std::sync::Arc;
+
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::error::Result as DfResult;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::{
+    PgCatalogContextProvider, Role,
+};
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use wattdb_storage::Storage;
+
+use crate::pg::auth::{DATABASE, USER};
+use crate::provider::STORE_URL;
+use crate::schema_provider::{SystemTables, UserTables};
+
+#[derive(Debug, Clone)]
+struct Roles;
+
+#[async_trait::async_trait]
+impl PgCatalogContextProvider for Roles {
+    async fn roles(&self) -> Vec<String> {
+        vec![USER.to_string()]
+    }
+
+    async fn role(&self, name: &str) -> Option<Role> {
+        (name == USER).then(|| Role {
+            name: USER.to_string(),
+            is_superuser: true,
+            can_login: true,
+            can_create_db: false,
+            can_create_role: false,
+            can_create_user: false,
+            can_replication: false,
+            grants: vec![],
+            inherited_roles: vec![],
+        })
+    }
+}
+
+pub fn build_session(storage: &Storage) -> DfResult<Arc<SessionContext>> {
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema(DATABASE, "public")
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true);
+    let ctx = SessionContext::new_with_config(config);
+    let catalog = MemoryCatalogProvider::new();
+    catalog.register_schema("public", Arc::new(UserTables::new(storage.clone())))?;
+    catalog.register_schema("system", Arc::new(SystemTables::new(storage.clone())))?;
+    ctx.register_catalog(DATABASE, Arc::new(catalog));
+    let url = ObjectStoreUrl::parse(STORE_URL)?;
+    ctx.runtime_env()
+        .register_object_store(url.as_ref(), storage.object_store());
+    crate::functions::register(&ctx);
+    setup_pg_catalog(&ctx, DATABASE, Roles).map_err(|e| *e)?;
+    Ok(Arc::new(ctx))
+}

@@ -1,0 +1,164 @@
+//! `system.tables`, `system.partitions`, `system.files`: the storage state as tables,
+//! built fresh on every query.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::MemTable;
+use datafusion::error::Result as DfResult;
+use wattdb_storage::Storage;
+
+pub const NAMES: &[&str] = &["tables", "partitions", "files"];
+
+fn mem(fields: Vec<Field>, cols: Vec<ArrayRef>) -> DfResult<Option<Arc<dyn TableProvider>>> {
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), cols)?;
+    Ok(Some(Arc::new(MemTable::try_new(
+        schema,
+        vec![vec![batch]],
+    )?)))
+}
+
+fn text(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, false)
+}
+
+fn int(name: &str) -> Field {
+    Field::new(name, DataType::Int64, false)
+}
+
+fn ts(name: &str) -> Field {
+    Field::new(
+        name,
+        DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        false,
+    )
+}
+
+fn strings(v: Vec<String>) -> ArrayRef {
+    Arc::new(StringArray::from(v))
+}
+
+fn ints(v: Vec<i64>) -> ArrayRef {
+    Arc::new(Int64Array::from(v))
+}
+
+pub fn build(storage: &Storage, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+    match name {
+        "tables" => {
+            let tables = storage.tables();
+            let parts = storage.partitions();
+            let sum = |t: &str, f: &dyn Fn(&wattdb_storage::PartitionInfo) -> i64| -> i64 {
+                parts.iter().filter(|p| p.table == t).map(f).sum()
+            };
+            mem(
+                vec![
+                    text("table_name"),
+                    text("tags"),
+                    text("fields"),
+                    int("partitions"),
+                    int("files"),
+                    int("rows_in_files"),
+                    int("bytes_in_files"),
+                    int("buffered_rows"),
+                ],
+                vec![
+                    strings(tables.iter().map(|t| t.name.clone()).collect()),
+                    strings(tables.iter().map(|t| t.tags.join(", ")).collect()),
+                    strings(
+                        tables
+                            .iter()
+                            .map(|t| {
+                                t.fields
+                                    .iter()
+                                    .map(|f| format!("{} {}", f.name, f.field_type.sql_name()))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            })
+                            .collect(),
+                    ),
+                    ints(tables.iter().map(|t| sum(&t.name, &|_| 1)).collect()),
+                    ints(
+                        tables
+                            .iter()
+                            .map(|t| sum(&t.name, &|p| p.files as i64))
+                            .collect(),
+                    ),
+                    ints(
+                        tables
+                            .iter()
+                            .map(|t| sum(&t.name, &|p| p.file_rows as i64))
+                            .collect(),
+                    ),
+                    ints(
+                        tables
+                            .iter()
+                            .map(|t| sum(&t.name, &|p| p.file_bytes as i64))
+                            .collect(),
+                    ),
+                    ints(
+                        tables
+                            .iter()
+                            .map(|t| sum(&t.name, &|p| p.buffered_rows as i64))
+                            .collect(),
+                    ),
+                ],
+            )
+        }
+        "partitions" => {
+            let parts = storage.partitions();
+            mem(
+                vec![
+                    text("table_name"),
+                    text("month"),
+                    int("files"),
+                    int("rows_in_files"),
+                    int("bytes_in_files"),
+                    int("buffered_rows"),
+                    int("buffered_bytes"),
+                ],
+                vec![
+                    strings(parts.iter().map(|p| p.table.clone()).collect()),
+                    strings(parts.iter().map(|p| p.month.to_string()).collect()),
+                    ints(parts.iter().map(|p| p.files as i64).collect()),
+                    ints(parts.iter().map(|p| p.file_rows as i64).collect()),
+                    ints(parts.iter().map(|p| p.file_bytes as i64).collect()),
+                    ints(parts.iter().map(|p| p.buffered_rows as i64).collect()),
+                    ints(parts.iter().map(|p| p.buffered_bytes as i64).collect()),
+                ],
+            )
+        }
+        "files" => {
+            let files = storage.files();
+            let tsa = |v: Vec<i64>| -> ArrayRef {
+                Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
+            };
+            mem(
+                vec![
+                    text("table_name"),
+                    text("month"),
+                    text("path"),
+                    ts("min_ts"),
+                    ts("max_ts"),
+                    int("rows"),
+                    int("bytes"),
+                    ts("created_at"),
+                ],
+                vec![
+                    strings(files.iter().map(|(t, _)| t.clone()).collect()),
+                    strings(files.iter().map(|(_, f)| f.month.to_string()).collect()),
+                    strings(files.iter().map(|(_, f)| f.path.clone()).collect()),
+                    tsa(files.iter().map(|(_, f)| f.min_ts).collect()),
+                    tsa(files.iter().map(|(_, f)| f.max_ts).collect()),
+                    ints(files.iter().map(|(_, f)| f.rows as i64).collect()),
+                    ints(files.iter().map(|(_, f)| f.bytes as i64).collect()),
+                    tsa(files.iter().map(|(_, f)| f.created_at_ms * 1000).collect()),
+                ],
+            )
+        }
+        _ => Ok(None),
+    }
+}

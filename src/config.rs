@@ -1,0 +1,224 @@
+//! Configuration: defaults, overridden by a TOML file (`--config`), overridden by
+//! command-line flags and `WATTDB_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Deserialize;
+
+/// Flags of `wattdb serve`. Every flag can also be set by the environment variable named
+/// next to it, and (except `--config`) by the key of the same name in the config file
+/// (`data_dir`, `pg_listen`, ...).
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "WATTDB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the catalog, the WAL and (by default) the data files. Default ./wattdb-data
+    #[arg(long, env = "WATTDB_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL wire protocol address. Default 127.0.0.1:5433
+    #[arg(long, env = "WATTDB_PG_LISTEN")]
+    pub pg_listen: Option<String>,
+    /// Embedded MQTT endpoint address. Default 127.0.0.1:1883
+    #[arg(long, env = "WATTDB_MQTT_LISTEN")]
+    pub mqtt_listen: Option<String>,
+    /// External MQTT broker to subscribe to instead of the embedded endpoint (repeatable).
+    #[arg(long, env = "WATTDB_MQTT_URL")]
+    pub mqtt_url: Vec<String>,
+    /// HTTP address for /health and /metrics. Default 127.0.0.1:8080
+    #[arg(long, env = "WATTDB_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// Object store: file:///path or s3://bucket/prefix. Default file://<data-dir>/objects
+    #[arg(long, env = "WATTDB_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// Time zone for day boundaries (rollups), e.g. Asia/Shanghai. Default UTC
+    #[arg(long, env = "WATTDB_TIMEZONE")]
+    pub timezone: Option<String>,
+    /// Password of user `wattdb` (SCRAM-SHA-256). Required on non-loopback addresses.
+    #[arg(long, env = "WATTDB_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Bytes of not-yet-persisted data held in memory before writers wait. Default 512 MiB
+    #[arg(long, env = "WATTDB_BUFFER_BUDGET_BYTES")]
+    pub buffer_budget_bytes: Option<usize>,
+    /// Persist a partition once its oldest buffered write is this many seconds old. Default 600
+    #[arg(long, env = "WATTDB_PERSIST_MAX_AGE_SECS")]
+    pub persist_max_age_secs: Option<u64>,
+    /// Persist a partition once it buffers this many bytes. Default 64 MiB
+    #[arg(long, env = "WATTDB_PERSIST_PARTITION_BYTES")]
+    pub persist_partition_bytes: Option<usize>,
+}
+
+/// The config file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub pg_listen: Option<String>,
+    pub mqtt_listen: Option<String>,
+    #[serde(default)]
+    pub mqtt_url: Vec<String>,
+    pub http_listen: Option<String>,
+    pub object_store: Option<String>,
+    pub timezone: Option<String>,
+    pub password: Option<String>,
+    pub buffer_budget_bytes: Option<usize>,
+    pub persist_max_age_secs: Option<u64>,
+    pub persist_partition_bytes: Option<usize>,
+}
+
+/// The resolved settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub pg_listen: SocketAddr,
+    pub mqtt_listen: Option<SocketAddr>,
+    pub mqtt_urls: Vec<String>,
+    pub http_listen: SocketAddr,
+    pub object_store: Option<String>,
+    pub timezone: String,
+    pub password: Option<String>,
+    pub buffer_budget_bytes: usize,
+    pub persist_max_age: Duration,
+    pub persist_partition_bytes: usize,
+}
+
+fn addr(what: &str, s: &str) -> Result<SocketAddr> {
+    s.parse()
+        .with_context(|| format!("{what}: \"{s}\" is not an address like 127.0.0.1:5433"))
+}
+
+impl Settings {
+    pub fn resolve(args: ServeArgs) -> Result<Settings> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let mqtt_urls = if args.mqtt_url.is_empty() {
+            file.mqtt_url
+        } else {
+            args.mqtt_url
+        };
+        let mqtt_listen = if mqtt_urls.is_empty() {
+            let s = args
+                .mqtt_listen
+                .or(file.mqtt_listen)
+                .unwrap_or_else(|| "127.0.0.1:1883".into());
+            Some(addr("--mqtt-listen", &s)?)
+        } else {
+            None
+        };
+        let settings = Settings {
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("wattdb-data")),
+            pg_listen: addr(
+                "--pg-listen",
+                &args
+                    .pg_listen
+                    .or(file.pg_listen)
+                    .unwrap_or_else(|| "127.0.0.1:5433".into()),
+            )?,
+            mqtt_listen,
+            mqtt_urls,
+            http_listen: addr(
+                "--http-listen",
+                &args
+                    .http_listen
+                    .or(file.http_listen)
+                    .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            )?,
+            object_store: args.object_store.or(file.object_store),
+            timezone: args
+                .timezone
+                .or(file.timezone)
+                .unwrap_or_else(|| "UTC".into()),
+            password: args.password.or(file.password).filter(|p| !p.is_empty()),
+            buffer_budget_bytes: args
+                .buffer_budget_bytes
+                .or(file.buffer_budget_bytes)
+                .unwrap_or(512 * 1024 * 1024),
+            persist_max_age: Duration::from_secs(
+                args.persist_max_age_secs
+                    .or(file.persist_max_age_secs)
+                    .unwrap_or(600),
+            ),
+            persist_partition_bytes: args
+                .persist_partition_bytes
+                .or(file.persist_partition_bytes)
+                .unwrap_or(64 * 1024 * 1024),
+        };
+        if settings.password.is_none() && !settings.pg_listen.ip().is_loopback() {
+            bail!(
+                "refusing to serve SQL on non-loopback address {} without a password: set WATTDB_PASSWORD (or `password` in the config file)",
+                settings.pg_listen
+            );
+        }
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_file_and_flag_precedence() {
+        let s = Settings::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(s.pg_listen.to_string(), "127.0.0.1:5433");
+        assert_eq!(s.http_listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.mqtt_listen.unwrap().to_string(), "127.0.0.1:1883");
+        assert_eq!(s.data_dir, PathBuf::from("wattdb-data"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wattdb.toml");
+        std::fs::write(
+            &path,
+            "pg_listen = \"127.0.0.1:6000\"\ndata_dir = \"/tmp/x\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(ServeArgs {
+            config: Some(path.clone()),
+            data_dir: Some("/tmp/y".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.pg_listen.port(), 6000);
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/y"), "flag beats file");
+
+        std::fs::write(&path, "bogus_key = 1\n").unwrap();
+        let err = Settings::resolve(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("bogus_key"), "{err:#}");
+    }
+
+    #[test]
+    fn non_loopback_needs_password() {
+        let err = Settings::resolve(ServeArgs {
+            pg_listen: Some("0.0.0.0:5433".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("without a password"));
+        assert!(
+            Settings::resolve(ServeArgs {
+                pg_listen: Some("0.0.0.0:5433".into()),
+                password: Some("s3cret".into()),
+                ..Default::default()
+            })
+            .is_ok()
+        );
+    }
+}
