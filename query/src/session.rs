@@ -43,10 +43,12 @@ impl PgCatalogContextProvider for Roles {
 }
 
 pub fn build_session(storage: &Storage) -> DfResult<Arc<SessionContext>> {
-    let config = SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE, "public")
         .with_create_default_catalog_and_schema(false)
         .with_information_schema(true);
+    // now() and friends return timestamptz in UTC, as the `ts` column does.
+    config.options_mut().execution.time_zone = Some("UTC".into());
     let ctx = SessionContext::new_with_config(config);
     let catalog = MemoryCatalogProvider::new();
     catalog.register_schema("public", Arc::new(UserTables::new(storage.clone())))?;

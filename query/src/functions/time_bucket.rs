@@ -3,7 +3,7 @@
 //! default) or, for intervals with months, to 2000-01-01 — identical to aligning to the
 //! epoch for any interval that divides a week.
 
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, IntervalUnit};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
@@ -27,8 +27,27 @@ const MONDAY_2000_01_03_NS: i64 = 946_857_600_000_000_000;
 const JAN_2000_01_01_NS: i64 = 946_684_800_000_000_000;
 
 fn has_months(e: &Expr) -> bool {
-    matches!(e, Expr::Literal(ScalarValue::IntervalYearMonth(Some(_)), _))
-        || matches!(e, Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months != 0)
+    match e {
+        Expr::Literal(ScalarValue::IntervalYearMonth(Some(_)), _) => true,
+        Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) => v.months != 0,
+        Expr::Literal(ScalarValue::Utf8(Some(s)), _) => {
+            let s = s.to_ascii_lowercase();
+            s.contains("mon") || s.contains("year") || s.contains("yr")
+        }
+        Expr::Cast(c) => has_months(&c.expr),
+        _ => false,
+    }
+}
+
+/// `'15 minutes'` arrives as text: make it an interval as PostgreSQL would.
+fn as_interval(e: Expr) -> Expr {
+    match &e {
+        Expr::Literal(
+            ScalarValue::Utf8(_) | ScalarValue::LargeUtf8(_) | ScalarValue::Utf8View(_),
+            _,
+        ) => datafusion::logical_expr::cast(e, DataType::Interval(IntervalUnit::MonthDayNano)),
+        _ => e,
+    }
 }
 
 impl ScalarUDFImpl for TimeBucket {
@@ -67,6 +86,7 @@ impl ScalarUDFImpl for TimeBucket {
         if args.len() != 3 {
             return plan_err!("time_bucket(interval, timestamp [, origin]) takes 2 or 3 arguments");
         }
+        args[0] = as_interval(args[0].clone());
         Ok(ExprSimplifyResult::Simplified(
             datafusion::functions::datetime::date_bin().call(args),
         ))

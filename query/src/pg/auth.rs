@@ -22,8 +22,8 @@ pub const DATABASE: &str = "wattdb";
 const SCRAM_ITERATIONS: usize = 4096;
 
 /// The stored SCRAM secret: salt and salted password, computed once at start.
-#[derive(Debug)]
-struct ScramSecret {
+#[derive(Debug, Clone)]
+pub struct ScramSecret {
     salt: Vec<u8>,
     salted: Vec<u8>,
 }
@@ -74,12 +74,20 @@ pub fn server_parameters() -> DefaultServerParameterProvider {
     p
 }
 
+impl ScramSecret {
+    /// Salt and hash the password once (PBKDF2 is deliberately slow).
+    pub fn new(password: &str) -> Arc<Self> {
+        let salt = uuid::Uuid::new_v4().as_bytes().to_vec();
+        let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
+        Arc::new(ScramSecret { salt, salted })
+    }
+}
+
 impl WattdbStartup {
-    pub fn new(password: Option<&str>, connections: Arc<ConnectionManager>) -> Self {
-        let scram = password.map(|pw| {
-            let salt = uuid::Uuid::new_v4().as_bytes().to_vec();
-            let salted = gen_salted_password(pw, &salt, SCRAM_ITERATIONS);
-            let mut auth = ScramAuth::new(Arc::new(ScramSecret { salt, salted }));
+    /// One per connection: the SASL exchange keeps per-connection state.
+    pub fn new(secret: Option<Arc<ScramSecret>>, connections: Arc<ConnectionManager>) -> Self {
+        let scram = secret.map(|secret| {
+            let mut auth = ScramAuth::new(secret);
             auth.set_iterations(SCRAM_ITERATIONS);
             SASLAuthStartupHandler::new(Arc::new(server_parameters()))
                 .with_scram(auth)

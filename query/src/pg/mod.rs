@@ -25,7 +25,8 @@ use wattdb_storage::Storage;
 
 pub struct PgHandlers {
     session: Arc<DfSessionService>,
-    startup: Arc<auth::WattdbStartup>,
+    secret: Option<Arc<auth::ScramSecret>>,
+    connections: Arc<ConnectionManager>,
     cancel: Arc<DefaultCancelHandler>,
 }
 
@@ -40,8 +41,9 @@ impl PgHandlers {
         let connections = Arc::new(ConnectionManager::new());
         PgHandlers {
             session: Arc::new(DfSessionService::new_with_hooks(ctx, hooks)),
-            startup: Arc::new(auth::WattdbStartup::new(password, connections.clone())),
-            cancel: Arc::new(DefaultCancelHandler::new(connections)),
+            secret: password.map(auth::ScramSecret::new),
+            cancel: Arc::new(DefaultCancelHandler::new(connections.clone())),
+            connections,
         }
     }
 }
@@ -68,7 +70,10 @@ impl PgWireServerHandlers for PgHandlers {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        self.startup.clone()
+        Arc::new(auth::WattdbStartup::new(
+            self.secret.clone(),
+            self.connections.clone(),
+        ))
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {

@@ -1,0 +1,251 @@
+//! Test harness: runs the real `wattdb` binary on free loopback ports in a temporary data
+//! directory and talks to it with tokio-postgres, psql and HTTP.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::{Client, NoTls};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// S3 settings for tests against a real S3 server (SeaweedFS in CI).
+#[derive(Clone, Debug)]
+pub struct S3 {
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl S3 {
+    /// From `WATTDB_TEST_S3_ENDPOINT` etc. Returns None when unset, unless
+    /// `WATTDB_REQUIRE_S3=1` (as in `.ci/run`), which makes a missing server a failure.
+    pub fn from_env() -> Option<S3> {
+        let endpoint = std::env::var("WATTDB_TEST_S3_ENDPOINT").ok();
+        if endpoint.is_none() {
+            assert!(
+                std::env::var("WATTDB_REQUIRE_S3").as_deref() != Ok("1"),
+                "WATTDB_REQUIRE_S3=1 but WATTDB_TEST_S3_ENDPOINT is not set"
+            );
+            eprintln!("skipping: set WATTDB_TEST_S3_ENDPOINT to run S3 tests");
+            return None;
+        }
+        Some(S3 {
+            endpoint: endpoint?,
+            bucket: std::env::var("WATTDB_TEST_S3_BUCKET").unwrap_or_else(|_| "wattdb-test".into()),
+            access_key: std::env::var("WATTDB_TEST_S3_ACCESS_KEY")
+                .unwrap_or_else(|_| "ciaccesskey".into()),
+            secret_key: std::env::var("WATTDB_TEST_S3_SECRET_KEY")
+                .unwrap_or_else(|_| "cisecretkey123".into()),
+        })
+    }
+}
+
+pub struct Server {
+    pub data_dir: PathBuf,
+    pub pg_port: u16,
+    pub http_port: u16,
+    pub object_store: Option<String>,
+    pub s3: Option<S3>,
+    pub extra_args: Vec<String>,
+    pub password: Option<String>,
+    child: Option<Child>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    pub fn new() -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        Server {
+            data_dir: tmp.path().join("data"),
+            pg_port: free_port(),
+            http_port: free_port(),
+            object_store: None,
+            s3: None,
+            extra_args: vec![],
+            password: None,
+            child: None,
+            _tmp: Some(tmp),
+        }
+    }
+
+    pub fn with_s3(mut self, s3: &S3, prefix: &str) -> Server {
+        self.object_store = Some(format!("s3://{}/{}", s3.bucket, prefix));
+        self.s3 = Some(s3.clone());
+        self
+    }
+
+    pub fn start(mut self) -> Server {
+        self.spawn();
+        self
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wattdb"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--pg-listen")
+            .arg(format!("127.0.0.1:{}", self.pg_port))
+            .arg("--http-listen")
+            .arg(format!("127.0.0.1:{}", self.http_port))
+            .arg("--mqtt-listen")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .args(&self.extra_args)
+            .env_remove("WATTDB_PASSWORD")
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log));
+        if let Some(os) = &self.object_store {
+            cmd.arg("--object-store").arg(os);
+        }
+        if let Some(s3) = &self.s3 {
+            cmd.env("AWS_ENDPOINT_URL", &s3.endpoint)
+                .env("AWS_ACCESS_KEY_ID", &s3.access_key)
+                .env("AWS_SECRET_ACCESS_KEY", &s3.secret_key)
+                .env("AWS_REGION", "us-east-1");
+        }
+        if let Some(pw) = &self.password {
+            cmd.env("WATTDB_PASSWORD", pw);
+        }
+        self.child = Some(cmd.spawn().expect("start wattdb"));
+        self.wait_ready();
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.with_extension("log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("wattdb exited early with {status}; log:\n{}", self.log());
+                }
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.pg_port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("wattdb did not start listening; log:\n{}", self.log());
+    }
+
+    pub fn conn_string(&self) -> String {
+        let mut s = format!(
+            "host=127.0.0.1 port={} user=wattdb dbname=wattdb",
+            self.pg_port
+        );
+        if let Some(pw) = &self.password {
+            s.push_str(&format!(" password={pw}"));
+        }
+        s
+    }
+
+    pub async fn client(&self) -> Client {
+        let (client, conn) = tokio_postgres::connect(&self.conn_string(), NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}; log:\n{}", self.log()));
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+
+    /// SIGKILL: no flush, no clean WAL close.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok(Some(status)) = c.try_wait() {
+                    assert!(
+                        status.success(),
+                        "wattdb exited with {status}; log:\n{}",
+                        self.log()
+                    );
+                    return;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    panic!("wattdb did not stop on SIGTERM; log:\n{}", self.log());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn psql(&self, sql: &str) -> std::process::Output {
+        Command::new("psql")
+            .args([
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.pg_port.to_string(),
+                "-U",
+                "wattdb",
+                "wattdb",
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("run psql")
+    }
+
+    pub fn data_path(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Error code of a failed statement.
+pub fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| format!("<no code: {e}>"))
+}
+
+/// A prefix no other test run uses, so S3 tests can share one bucket.
+pub fn unique_prefix(name: &str) -> String {
+    format!("{name}-{}-{}", std::process::id(), free_port())
+}

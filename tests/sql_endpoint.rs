@@ -1,0 +1,305 @@
+//! The SQL endpoint end to end, through tokio-postgres and psql against the real binary.
+
+mod common;
+
+use common::{Server, sqlstate};
+
+const CREATE: &str = "CREATE TABLE electric (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, \
+    ua DOUBLE PRECISION, kwh DOUBLE PRECISION, status BIGINT, on_grid BOOLEAN, note TEXT, \
+    PRIMARY KEY (pid, ts))";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_with_parameters_and_binary_results() {
+    let server = Server::new().start();
+    let c = server.client().await;
+    c.batch_execute(CREATE).await.unwrap();
+    // Multi-row literal insert (simple protocol).
+    let n = c
+        .execute(
+            "INSERT INTO electric (ts, pid, ua, status, on_grid, note) VALUES \
+             ('2026-11-01T00:00:00Z', 'p1', 220.5, 1, true, 'a'), \
+             ('2026-11-01T00:15:00Z', 'p1', 221.5, 2, false, 'b')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    // Parameterised insert (extended protocol, binary parameters).
+    let stmt = c
+        .prepare("INSERT INTO electric (ts, pid, ua, kwh) VALUES ($1, $2, $3, $4)")
+        .await
+        .unwrap();
+    let t0 = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000);
+    for i in 0..20u64 {
+        let ts = t0 + std::time::Duration::from_secs(60 * i);
+        let pid = format!("m{}", i % 3);
+        let ua = 200.0 + i as f64;
+        let kwh = i as f64 * 0.5;
+        assert_eq!(c.execute(&stmt, &[&ts, &pid, &ua, &kwh]).await.unwrap(), 1);
+    }
+    let rows = c
+        .query(
+            "SELECT ts, pid, ua, status, on_grid, note FROM electric WHERE pid = $1 ORDER BY ts",
+            &[&"p1"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let ua: f64 = rows[1].get(2);
+    let status: i64 = rows[0].get(3);
+    let on_grid: bool = rows[0].get(4);
+    let note: &str = rows[1].get(5);
+    assert_eq!((ua, status, on_grid, note), (221.5, 1, true, "b"));
+    let ts: std::time::SystemTime = rows[0].get(0);
+    assert_eq!(
+        ts,
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_793_491_200)
+    );
+
+    // Aggregates equal the values inserted (computed here independently).
+    let row = c
+        .query_one(
+            "SELECT count(*), sum(ua), max(kwh) FROM electric WHERE pid LIKE 'm%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let expected_sum: f64 = (0..20).map(|i| 200.0 + i as f64).sum();
+    assert_eq!(row.get::<_, i64>(0), 20);
+    assert_eq!(row.get::<_, f64>(1), expected_sum);
+    assert_eq!(row.get::<_, f64>(2), 9.5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overwrites_are_deduplicated_across_flushes_and_buffer() {
+    let server = Server::new().start();
+    let c = server.client().await;
+    c.batch_execute(CREATE).await.unwrap();
+    let ins = |ts: &str, pid: &str, ua: f64| {
+        format!("INSERT INTO electric (ts, pid, ua) VALUES ('{ts}', '{pid}', {ua})")
+    };
+    c.batch_execute(&ins("2026-10-31T23:00:00Z", "p1", 1.0))
+        .await
+        .unwrap();
+    c.batch_execute(&ins("2026-11-01T00:00:00Z", "p1", 2.0))
+        .await
+        .unwrap();
+    c.batch_execute("SELECT flush()").await.unwrap();
+    // Same keys again: one in a file only, one overwritten twice across a flush.
+    c.batch_execute(&ins("2026-11-01T00:00:00Z", "p1", 3.0))
+        .await
+        .unwrap();
+    c.batch_execute("SELECT flush()").await.unwrap();
+    c.batch_execute(&ins("2026-11-01T00:00:00Z", "p1", 4.0))
+        .await
+        .unwrap();
+    c.batch_execute(&ins("2026-11-01T00:00:00Z", "p2", 5.0))
+        .await
+        .unwrap();
+    let rows = c
+        .query("SELECT pid, ua FROM electric ORDER BY pid, ts", &[])
+        .await
+        .unwrap();
+    let got: Vec<(String, f64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        got,
+        vec![("p1".into(), 1.0), ("p1".into(), 4.0), ("p2".into(), 5.0)]
+    );
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM electric", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3);
+    // After persisting everything, the answer is the same.
+    c.batch_execute("SELECT flush()").await.unwrap();
+    let rows = c
+        .query("SELECT pid, ua FROM electric ORDER BY pid, ts", &[])
+        .await
+        .unwrap();
+    let got2: Vec<(String, f64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got2, got);
+    // The system views show the files with their row counts.
+    let files: i64 = c
+        .query_one(
+            "SELECT count(*) FROM system.files WHERE table_name = 'electric'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        files >= 3,
+        "expected one file per flushed partition, got {files}"
+    );
+    let rows_in_files: i64 = c
+        .query_one("SELECT sum(rows) FROM system.files WHERE table_name = 'electric' AND month = '2026-10'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows_in_files, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_postgres_sqlstates_and_the_connection_survives() {
+    let server = Server::new().start();
+    let c = server.client().await;
+    c.batch_execute(CREATE).await.unwrap();
+    let cases = [
+        ("SELECT * FROM no_such_table", "42P01"),
+        ("SELEC 1", "42601"),
+        ("SELECT no_such_column FROM electric", "42703"),
+        ("SELECT no_such_function(1)", "42883"),
+        (
+            "INSERT INTO electric (ts, pid, ua) VALUES ('2026-11-01T00:00:00Z', 'p1', 'abc')",
+            "22P02",
+        ),
+        ("SELECT CAST('x' AS BIGINT)", "22P02"),
+        ("SELECT 1 / 0", "22012"),
+        (CREATE, "42P07"),
+        ("DROP TABLE no_such_table", "42P01"),
+        (
+            "CREATE TABLE bad (ts TIMESTAMPTZ, pid TEXT, PRIMARY KEY (pid))",
+            "42P16",
+        ),
+        ("SHOW no_such_setting", "42704"),
+    ];
+    for (sql, code) in cases {
+        let err = c.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&err), code, "{sql}: {err:?}");
+        // Same through the extended protocol where it applies.
+        if !sql.starts_with("CREATE") && !sql.starts_with("DROP") && !sql.starts_with("SHOW") {
+            let err = c.query(sql, &[]).await.expect_err(sql);
+            assert_eq!(sqlstate(&err), code, "extended {sql}: {err:?}");
+        }
+    }
+    // Drivers send these on connect.
+    c.batch_execute("SET search_path = public, \"$user\"")
+        .await
+        .unwrap();
+    c.batch_execute("SET search_path TO public").await.unwrap();
+    let scs: String = c
+        .query_one("SHOW standard_conforming_strings", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(scs, "on");
+    let v: i32 = c.query_one("SELECT 1::int", &[]).await.unwrap().get(0);
+    assert_eq!(v, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_heavy_client_queries_do_not_take_the_server_down() {
+    let mut server = Server::new().start();
+    let c = server.client().await;
+    c.batch_execute(CREATE).await.unwrap();
+    // Sent by BI tools (DBeaver-style role listing); it overflowed a 2 MiB worker stack
+    // with this stack of crates and aborted the process.
+    let heavy = "SELECT r.rolname, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb, \
+        r.rolcanlogin, r.rolconnlimit, r.rolvaliduntil, \
+        ARRAY(SELECT b.rolname FROM pg_catalog.pg_auth_members m \
+              JOIN pg_catalog.pg_roles b ON (m.roleid = b.oid) WHERE m.member = r.oid) as memberof, \
+        pg_catalog.shobj_description(r.oid, 'pg_authid') AS description, r.rolreplication \
+        FROM pg_catalog.pg_roles r LEFT JOIN pg_catalog.pg_shdescription d ON d.objoid = r.oid \
+        ORDER BY 1";
+    let _ = c.simple_query(heavy).await; // may fail (unsupported), must not crash
+    let deep = format!("SELECT {}1{}", "(".repeat(200), ")".repeat(200));
+    let _ = c.simple_query(&deep).await;
+    let tables = "SELECT c.relname, n.nspname FROM pg_catalog.pg_class c \
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+        WHERE c.relkind IN ('r','p','v') AND n.nspname NOT IN ('pg_catalog','information_schema') ORDER BY 2, 1";
+    let rows = c.query(tables, &[]).await.unwrap();
+    assert!(rows.iter().any(|r| r.get::<_, &str>(0) == "electric"));
+    assert!(server.is_running(), "server died; log:\n{}", server.log());
+    let fresh = server.client().await;
+    let one: i64 = fresh
+        .query_one("SELECT count(*) FROM electric", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(one, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_lists_and_describes_tables() {
+    let server = Server::new().start();
+    let c = server.client().await;
+    c.batch_execute(CREATE).await.unwrap();
+    let out = server.psql("\\dt");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("electric"), "{stdout}");
+    let out = server.psql("\\d electric");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "timestamp with time zone",
+        "double precision",
+        "bigint",
+        "boolean",
+        "not null",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected} in:\n{stdout}"
+        );
+    }
+    let out =
+        server.psql("SELECT time_bucket('15 minutes', ts) AS b, count(*) FROM electric GROUP BY b");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_auth_uses_scram_and_refuses_wrong_passwords() {
+    let mut server = Server::new();
+    server.password = Some("s3cret-pw".into());
+    let server = server.start();
+    let c = server.client().await;
+    let one: i64 = c.query_one("SELECT 1::bigint", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    let bad = format!(
+        "host=127.0.0.1 port={} user=wattdb dbname=wattdb password=wrong",
+        server.pg_port
+    );
+    let err = tokio_postgres::connect(&bad, tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("wrong password accepted");
+    assert_eq!(sqlstate(&err), "28P01", "{err:?}");
+    let nouser = format!(
+        "host=127.0.0.1 port={} user=bob dbname=wattdb password=s3cret-pw",
+        server.pg_port
+    );
+    let err = tokio_postgres::connect(&nouser, tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("unknown user accepted");
+    assert!(
+        ["28000", "28P01"].contains(&sqlstate(&err).as_str()),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn refuses_non_loopback_without_password() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wattdb"))
+        .args(["serve", "--pg-listen", "0.0.0.0:0", "--data-dir"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .env_remove("WATTDB_PASSWORD")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without a password"));
+}
