@@ -4,9 +4,7 @@ mod common;
 
 use common::{Server, sqlstate};
 
-const CREATE: &str = "CREATE TABLE electric (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, \
-    ua DOUBLE PRECISION, kwh DOUBLE PRECISION, status BIGINT, on_grid BOOLEAN, note TEXT, \
-    PRIMARY KEY (pid, ts))";
+use common::scenarios::CREATE_ELECTRIC as CREATE;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_with_parameters_and_binary_results() {
@@ -72,72 +70,7 @@ async fn round_trip_with_parameters_and_binary_results() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overwrites_are_deduplicated_across_flushes_and_buffer() {
-    let server = Server::new().start();
-    let c = server.client().await;
-    c.batch_execute(CREATE).await.unwrap();
-    let ins = |ts: &str, pid: &str, ua: f64| {
-        format!("INSERT INTO electric (ts, pid, ua) VALUES ('{ts}', '{pid}', {ua})")
-    };
-    c.batch_execute(&ins("2026-10-31T23:00:00Z", "p1", 1.0))
-        .await
-        .unwrap();
-    c.batch_execute(&ins("2026-11-01T00:00:00Z", "p1", 2.0))
-        .await
-        .unwrap();
-    c.batch_execute("SELECT flush()").await.unwrap();
-    // Same keys again: one in a file only, one overwritten twice across a flush.
-    c.batch_execute(&ins("2026-11-01T00:00:00Z", "p1", 3.0))
-        .await
-        .unwrap();
-    c.batch_execute("SELECT flush()").await.unwrap();
-    c.batch_execute(&ins("2026-11-01T00:00:00Z", "p1", 4.0))
-        .await
-        .unwrap();
-    c.batch_execute(&ins("2026-11-01T00:00:00Z", "p2", 5.0))
-        .await
-        .unwrap();
-    let rows = c
-        .query("SELECT pid, ua FROM electric ORDER BY pid, ts", &[])
-        .await
-        .unwrap();
-    let got: Vec<(String, f64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(
-        got,
-        vec![("p1".into(), 1.0), ("p1".into(), 4.0), ("p2".into(), 5.0)]
-    );
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM electric", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 3);
-    // After persisting everything, the answer is the same.
-    c.batch_execute("SELECT flush()").await.unwrap();
-    let rows = c
-        .query("SELECT pid, ua FROM electric ORDER BY pid, ts", &[])
-        .await
-        .unwrap();
-    let got2: Vec<(String, f64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(got2, got);
-    // The system views show the files with their row counts.
-    let files: i64 = c
-        .query_one(
-            "SELECT count(*) FROM system.files WHERE table_name = 'electric'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(
-        files >= 3,
-        "expected one file per flushed partition, got {files}"
-    );
-    let rows_in_files: i64 = c
-        .query_one("SELECT sum(rows) FROM system.files WHERE table_name = 'electric' AND month = '2026-10'", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(rows_in_files, 1);
+    common::scenarios::dedup_across_flushes(Server::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,7 +33,10 @@ fn ts_of(slot: i64) -> i64 {
     BASE + slot * 23 * HOUR
 }
 
-async fn query(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<arrow::record_batch::RecordBatch> {
+async fn query(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+) -> Vec<arrow::record_batch::RecordBatch> {
     ctx.sql(sql).await.unwrap().collect().await.unwrap()
 }
 
