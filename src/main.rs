@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Rebuild the local catalog of DATA_DIR from the manifest in the object store.
     Recover {
         /// Object store holding the data: file:///path or s3://bucket/prefix.
@@ -60,7 +60,7 @@ fn main() -> Result<()> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Serve(args) => {
-            let settings = Settings::resolve(args)?;
+            let settings = Settings::resolve(*args)?;
             runtime.block_on(serve(settings))
         }
         Command::Recover {

@@ -137,10 +137,8 @@ impl Server {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("wattdb exited early with {status}; log:\n{}", self.log());
-                }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("wattdb exited early with {status}; log:\n{}", self.log());
             }
             if std::net::TcpStream::connect(("127.0.0.1", self.pg_port)).is_ok() {
                 return;

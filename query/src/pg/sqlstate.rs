@@ -165,7 +165,7 @@ mod tests {
     async fn code_of(sql: &str) -> &'static str {
         let ctx = SessionContext::new();
         let err = match ctx.sql(sql).await {
-            Ok(df) => df.collect().await.err().expect("query should fail"),
+            Ok(df) => df.collect().await.expect_err("query should fail"),
             Err(e) => e,
         };
         for_datafusion(&err)

@@ -71,7 +71,7 @@ mod tests {
 
     #[test]
     fn last_write_wins_and_sorted_by_series_then_ts() {
-        let rows = vec![
+        let rows = [
             row("b", 2, 1.0),
             row("a", 5, 2.0),
             row("b", 1, 3.0),

@@ -94,9 +94,12 @@ pub fn read_segment(path: &Path) -> Result<SegmentContents> {
     })
 }
 
-/// Parse segment bytes: intact records, the length of the intact prefix, and why parsing
-/// stopped early (if it did).
-pub fn parse_segment(data: &[u8]) -> (Vec<(WalSeq, Vec<u8>)>, u64, Option<String>) {
+/// Intact records of a segment, the length of the intact prefix, and why parsing stopped
+/// early (if it did).
+pub type ParsedSegment = (Vec<(WalSeq, Vec<u8>)>, u64, Option<String>);
+
+/// Parse segment bytes.
+pub fn parse_segment(data: &[u8]) -> ParsedSegment {
     let mut records = Vec::new();
     if data.len() < HEADER_LEN as usize {
         // A crash while creating the file: nothing in it was ever acknowledged.
@@ -124,7 +127,7 @@ pub fn parse_segment(data: &[u8]) -> (Vec<(WalSeq, Vec<u8>)>, u64, Option<String
         }
         let len = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]);
         let crc = u32::from_le_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
-        if len > MAX_RECORD_LEN || len < 8 {
+        if !(8..=MAX_RECORD_LEN).contains(&len) {
             return (
                 records,
                 pos as u64,

