@@ -117,3 +117,9 @@ impl Error {
         )
     }
 }
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Error::Task(e.to_string())
+    }
+}

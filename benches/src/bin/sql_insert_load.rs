@@ -16,7 +16,10 @@ use tokio_postgres::types::ToSql;
 #[derive(Parser, Debug)]
 struct Args {
     /// libpq-style connection string of a running wattdb.
-    #[arg(long, default_value = "host=127.0.0.1 port=5433 user=wattdb dbname=wattdb")]
+    #[arg(
+        long,
+        default_value = "host=127.0.0.1 port=5433 user=wattdb dbname=wattdb"
+    )]
     conn: String,
     /// Total rows to write.
     #[arg(long, default_value_t = 1_000_000)]
@@ -68,12 +71,17 @@ fn reading(i: usize, meters: usize) -> (std::time::SystemTime, String, [f64; 10]
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let (admin, conn) = tokio_postgres::connect(&args.conn, NoTls).await.context("connect")?;
+    let (admin, conn) = tokio_postgres::connect(&args.conn, NoTls)
+        .await
+        .context("connect")?;
     tokio::spawn(conn);
     admin
         .batch_execute(&format!("DROP TABLE IF EXISTS {}", args.table))
         .await?;
-    let cols: String = FIELDS.iter().map(|f| format!(", {f} DOUBLE PRECISION")).collect();
+    let cols: String = FIELDS
+        .iter()
+        .map(|f| format!(", {f} DOUBLE PRECISION"))
+        .collect();
     admin
         .batch_execute(&format!(
             "CREATE TABLE {} (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL{cols}, PRIMARY KEY (pid, ts))",
@@ -84,7 +92,9 @@ async fn main() -> Result<()> {
     let per_row = 2 + FIELDS.len();
     let values: Vec<String> = (0..args.batch)
         .map(|r| {
-            let ps: Vec<String> = (0..per_row).map(|c| format!("${}", r * per_row + c + 1)).collect();
+            let ps: Vec<String> = (0..per_row)
+                .map(|c| format!("${}", r * per_row + c + 1))
+                .collect();
             format!("({})", ps.join(", "))
         })
         .collect();

@@ -1,9 +1,10 @@
 //! SQL functions wattdb adds to DataFusion: TimescaleDB-style `time_bucket`, and `first` /
 //! `last` aggregates by time. Both are rewritten during planning into DataFusion built-ins
 //! (`date_bin`, `first_value`/`last_value` with `ORDER BY`), so they run at the same speed
-//! and with the same semantics.
+//! and with the same semantics. Plus the few PostgreSQL functions psql needs.
 
 mod first_last;
+mod pg_compat;
 mod time_bucket;
 
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
@@ -13,4 +14,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(time_bucket::TimeBucket::new()));
     ctx.register_udaf(AggregateUDF::new_from_impl(first_last::FirstLast::first()));
     ctx.register_udaf(AggregateUDF::new_from_impl(first_last::FirstLast::last()));
+    for udf in pg_compat::udfs() {
+        ctx.register_udf(udf);
+    }
 }

@@ -146,8 +146,7 @@ impl Storage {
         let catalog = tokio::task::spawn_blocking(move || {
             Catalog::open(Box::new(SledCatalogStore::open(&catalog_dir)?))
         })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
+        .await??;
         let buffer = WriteBuffer::new(catalog.clone(), config.buffer_budget_bytes);
         let wal_config = WalConfig::new(config.wal_dir());
         let min_next = WalSeq(catalog.max_seq().0 + 1);
@@ -159,8 +158,7 @@ impl Storage {
             b2.set_replaying(false);
             r
         })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
+        .await??;
         tracing::info!(
             records = report.records,
             segments = report.segments,
@@ -321,8 +319,7 @@ impl Storage {
                 if_not_exists,
             )
         })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
+        .await??;
         if created {
             tracing::info!(table = %def.name, id = def.id.0, "table created");
             self.write_manifest().await;
@@ -348,8 +345,7 @@ impl Storage {
             })?;
             Ok::<_, Error>(dropped)
         })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
+        .await??;
         let Some((def, files)) = dropped else {
             return Ok(false);
         };
@@ -472,8 +468,7 @@ impl Storage {
             })?;
             result.ok_or_else(|| Error::Task("table resolution produced nothing".into()))
         })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
+        .await??;
         self.write_manifest().await;
         Ok(def)
     }
@@ -582,7 +577,6 @@ pub async fn recover_catalog(data_dir: &Path, location: &ObjectStoreLocation) ->
         ops.extend(m2.files.iter().cloned().map(CatalogOp::AddFile));
         crate::catalog::CatalogStore::commit(&store, &ops)
     })
-    .await
-    .map_err(|e| Error::Task(e.to_string()))??;
+    .await??;
     Ok(manifest)
 }

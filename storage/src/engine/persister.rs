@@ -3,7 +3,7 @@
 //! release WAL segments nothing needs any more.
 
 use crate::catalog::CatalogOp;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::persist::persist_chunks;
 
 use super::Storage;
@@ -132,11 +132,5 @@ pub(super) async fn persist(storage: &Storage, force: bool) -> Result<FlushRepor
         Some(e) if force => Err(e),
         Some(e) if report.files == 0 => Err(e),
         _ => Ok(report),
-    }
-}
-
-impl From<tokio::task::JoinError> for Error {
-    fn from(e: tokio::task::JoinError) -> Self {
-        Error::Task(e.to_string())
     }
 }

@@ -113,8 +113,7 @@ pub async fn persist_chunks(
         let data = encode_parquet(&def2, &merged, &path2)?;
         Ok((merged.num_rows(), data))
     })
-    .await
-    .map_err(|e| Error::Task(e.to_string()))??;
+    .await??;
     let bytes = data.len() as u64;
     store
         .put(
