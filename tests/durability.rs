@@ -50,3 +50,48 @@ async fn torn_wal_tail_is_truncated_and_the_server_starts() {
         server.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_table_does_not_come_back_after_kill_9() {
+    let mut server = Server::new().start();
+    let c = server.client().await;
+    c.batch_execute(CREATE_M).await.unwrap();
+    c.batch_execute("INSERT INTO m VALUES ('2026-10-01T00:00:00Z', 'old', 1.0)")
+        .await
+        .unwrap();
+    c.batch_execute("SELECT flush()").await.unwrap();
+    c.batch_execute("INSERT INTO m VALUES ('2026-11-01T00:00:00Z', 'old', 2.0)")
+        .await
+        .unwrap();
+    c.batch_execute("DROP TABLE m").await.unwrap();
+    c.batch_execute(CREATE_M).await.unwrap();
+    c.batch_execute("INSERT INTO m VALUES ('2026-11-02T00:00:00Z', 'new', 3.0)")
+        .await
+        .unwrap();
+    server.kill9();
+    server.spawn();
+    let rows = read_all(&server).await;
+    assert_eq!(
+        rows.into_iter().collect::<Vec<_>>(),
+        vec![(("new".to_string(), 1_793_577_600), 3.0)]
+    );
+    let files: i64 = server
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM system.files", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        files, 0,
+        "the dropped table's files are gone from the catalog"
+    );
+    assert!(
+        !server
+            .data_path()
+            .join("objects/m/month=2026-10")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some()),
+        "the dropped table's Parquet file was deleted"
+    );
+}
