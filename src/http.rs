@@ -56,6 +56,12 @@ fn metrics_text(storage: &Storage) -> String {
         "Memory held by buffered rows.",
         parts.iter().map(|p| p.buffered_bytes as u64).sum(),
     );
+    for (name, help, kind, value) in storage.metrics().snapshot() {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
     out
 }
 

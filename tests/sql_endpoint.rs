@@ -236,3 +236,35 @@ fn refuses_non_loopback_without_password() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("without a password"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_endpoints() {
+    let server = Server::new().start();
+    let (status, body) = common::http_get(server.http_port, "/health");
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body.trim(), "ok");
+    let c = server.client().await;
+    c.batch_execute(CREATE).await.unwrap();
+    c.batch_execute(
+        "INSERT INTO electric (ts, pid, ua) VALUES ('2026-11-01T00:00:00Z','a',1), ('2026-11-01T00:01:00Z','a',2), ('2026-11-01T00:02:00Z','b',3)",
+    )
+    .await
+    .unwrap();
+    c.batch_execute("SELECT flush()").await.unwrap();
+    let (status, body) = common::http_get(server.http_port, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    let value = |name: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing in:\n{body}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("wattdb_rows_written_total"), 3.0);
+    assert_eq!(value("wattdb_file_rows"), 3.0);
+    assert_eq!(value("wattdb_persisted_files_total"), 1.0);
+    assert_eq!(value("wattdb_tables"), 1.0);
+    assert!(value("wattdb_wal_fsyncs_total") >= 1.0);
+    let (status, _) = common::http_get(server.http_port, "/nope");
+    assert!(status.contains("404"), "{status}");
+}

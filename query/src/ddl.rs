@@ -9,14 +9,14 @@ use datafusion::sql::sqlparser::ast::{
 use wattdb_storage::model::TS_COLUMN;
 use wattdb_storage::{FieldDef, FieldType, Storage};
 
+use crate::pg::sqlstate;
+
 /// A DDL failure with the SQLSTATE to report.
 #[derive(Debug)]
 pub struct DdlError {
     pub code: &'static str,
     pub message: String,
 }
-
-use crate::pg::sqlstate;
 
 fn err(code: &'static str, message: impl Into<String>) -> DdlError {
     DdlError {

@@ -15,6 +15,7 @@ pub mod buffer;
 pub mod catalog;
 pub mod engine;
 pub mod error;
+pub mod metrics;
 pub mod model;
 pub mod object_store_url;
 pub mod persist;
@@ -26,6 +27,7 @@ pub use engine::{
     WriteMode, WriteOutcome, recover_catalog,
 };
 pub use error::{Error, Result};
+pub use metrics::StorageMetrics;
 pub use model::schema::FieldDef;
 pub use model::{FieldType, FieldValue, Month, Row, TableDef, TableId, WriteBatch};
 pub use object_store_url::ObjectStoreLocation;

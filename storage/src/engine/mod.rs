@@ -20,6 +20,7 @@ use crate::buffer::WriteBuffer;
 use crate::catalog::manifest::MANIFEST_PATH;
 use crate::catalog::{Catalog, CatalogOp, FileMeta, Manifest, SledCatalogStore};
 use crate::error::{Error, Result};
+use crate::metrics::StorageMetrics;
 use crate::model::schema::FieldDef;
 use crate::model::{Month, TableDef, WriteBatch};
 use crate::object_store_url::ObjectStoreLocation;
@@ -115,6 +116,7 @@ pub struct PartitionInfo {
 
 pub(crate) struct Inner {
     config: StorageConfig,
+    metrics: Arc<StorageMetrics>,
     catalog: Arc<Catalog>,
     buffer: Arc<WriteBuffer>,
     wal: Wal,
@@ -152,9 +154,11 @@ impl Storage {
         let min_next = WalSeq(catalog.max_seq().0 + 1);
         let observer: Arc<dyn DurableObserver> = buffer.clone();
         let b2 = buffer.clone();
+        let metrics = Arc::new(StorageMetrics::default());
+        let m2 = metrics.clone();
         let (wal, report) = tokio::task::spawn_blocking(move || {
             b2.set_replaying(true);
-            let r = Wal::open(wal_config, observer, min_next);
+            let r = Wal::open(wal_config, observer, min_next, m2);
             b2.set_replaying(false);
             r
         })
@@ -172,6 +176,7 @@ impl Storage {
         let storage = Storage {
             inner: Arc::new(Inner {
                 config,
+                metrics,
                 catalog,
                 buffer,
                 wal,
@@ -189,6 +194,10 @@ impl Storage {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(storage)
+    }
+
+    pub fn metrics(&self) -> &StorageMetrics {
+        &self.inner.metrics
     }
 
     pub fn config(&self) -> &StorageConfig {
@@ -403,7 +412,13 @@ impl Storage {
             });
         }
         let written = valid.len();
+        StorageMetrics::add(&self.inner.metrics.rows_rejected, rejected.len() as u64);
+        let waited = std::time::Instant::now();
         self.inner.buffer.wait_for_room().await;
+        StorageMetrics::add_duration(
+            &self.inner.metrics.backpressure_wait_micros,
+            waited.elapsed(),
+        );
         let seq = self
             .inner
             .wal
@@ -412,6 +427,7 @@ impl Storage {
                 rows: valid,
             })
             .await?;
+        StorageMetrics::add(&self.inner.metrics.rows_written, written as u64);
         Ok(WriteOutcome {
             written,
             seq: Some(seq),

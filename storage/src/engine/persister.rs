@@ -4,6 +4,7 @@
 
 use crate::catalog::CatalogOp;
 use crate::error::Result;
+use crate::metrics::StorageMetrics;
 use crate::persist::persist_chunks;
 
 use super::Storage;
@@ -72,6 +73,7 @@ pub(super) async fn persist(storage: &Storage, force: bool) -> Result<FlushRepor
             Err(e) => {
                 tracing::warn!(table = %def.name, %month, error = %e, "persisting partition failed");
                 report.failed += 1;
+                StorageMetrics::add(&inner.metrics.persist_failures, 1);
                 first_error.get_or_insert(e);
                 continue;
             }
@@ -107,6 +109,8 @@ pub(super) async fn persist(storage: &Storage, force: bool) -> Result<FlushRepor
                 report.files += 1;
                 report.rows += meta.rows;
                 report.bytes += meta.bytes;
+                StorageMetrics::add(&inner.metrics.persisted_files, 1);
+                StorageMetrics::add(&inner.metrics.persisted_bytes, meta.bytes);
             }
             Ok(false) => {
                 // Table dropped meanwhile: the file is garbage.

@@ -7,6 +7,7 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
+use crate::metrics::StorageMetrics;
 
 use super::record::{WalRecord, WalSeq};
 use super::segment::{SegmentWriter, list_segments, read_segment};
@@ -74,6 +75,7 @@ impl Wal {
         config: WalConfig,
         observer: Arc<dyn DurableObserver>,
         min_next_seq: WalSeq,
+        metrics: Arc<StorageMetrics>,
     ) -> Result<(Wal, ReplayReport)> {
         std::fs::create_dir_all(&config.dir).map_err(|source| Error::WalIo {
             path: config.dir.clone(),
@@ -117,6 +119,7 @@ impl Wal {
         let mut thread = WriterThread {
             config,
             observer,
+            metrics,
             active,
             closed,
             next_seq: next,
@@ -167,6 +170,7 @@ impl Wal {
 struct WriterThread {
     config: WalConfig,
     observer: Arc<dyn DurableObserver>,
+    metrics: Arc<StorageMetrics>,
     active: SegmentWriter,
     closed: Vec<(WalSeq, PathBuf)>,
     next_seq: u64,
@@ -224,6 +228,8 @@ impl WriterThread {
     }
 
     fn commit_group(&mut self, group: Vec<(Vec<u8>, WalRecord, oneshot::Sender<Result<WalSeq>>)>) {
+        let started = std::time::Instant::now();
+        let bytes_before = self.active.bytes();
         let mut written = Vec::with_capacity(group.len());
         let mut failure = None;
         for (payload, record, reply) in group {
@@ -256,6 +262,13 @@ impl WriterThread {
             }
             return;
         }
+        StorageMetrics::add_duration(&self.metrics.wal_fsync_micros, started.elapsed());
+        StorageMetrics::add(&self.metrics.wal_fsyncs, 1);
+        StorageMetrics::add(&self.metrics.wal_records, written.len() as u64);
+        StorageMetrics::add(
+            &self.metrics.wal_bytes,
+            self.active.bytes().saturating_sub(bytes_before),
+        );
         for p in written {
             self.observer.on_durable(p.seq, &p.record);
             let _ = p.reply.send(Ok(p.seq));
@@ -336,7 +349,8 @@ mod tests {
         let mut cfg = WalConfig::new(dir.path().to_path_buf());
         cfg.segment_bytes = 100; // rotate after nearly every group
         let obs = Arc::new(Collect::default());
-        let (wal, rep) = Wal::open(cfg.clone(), obs.clone(), WalSeq(1)).unwrap();
+        let (wal, rep) =
+            Wal::open(cfg.clone(), obs.clone(), WalSeq(1), Default::default()).unwrap();
         assert_eq!(rep.records, 0);
         for ts in 0..10 {
             wal.append(rec(ts)).await.unwrap();
@@ -355,7 +369,7 @@ mod tests {
         wal2.release(Some(WalSeq(11))).await.unwrap();
         wal2.shutdown().await;
         let obs3 = Arc::new(Collect::default());
-        let (wal3, _) = Wal::open(cfg, obs3.clone(), WalSeq(1)).unwrap();
+        let (wal3, _) = Wal::open(cfg, obs3.clone(), WalSeq(1), Default::default()).unwrap();
         let got = obs3.0.lock().unwrap().clone();
         assert_eq!(got, vec![(11, 99)]);
         wal3.shutdown().await;
