@@ -71,8 +71,15 @@ async fn round_trip_with_parameters_and_binary_results() {
     // Two month partitions: the m* rows are in September 2026, the p1 rows in November.
     let flushed = c.query("SELECT flush()", &[]).await.unwrap();
     let report: &str = flushed[0].get(0);
-    assert!(report.starts_with("persisted 2 file(s), 22 row(s)"), "{report}");
-    let again: i64 = c.query_one("SELECT count(*) FROM electric", &[]).await.unwrap().get(0);
+    assert!(
+        report.starts_with("persisted 2 file(s), 22 row(s)"),
+        "{report}"
+    );
+    let again: i64 = c
+        .query_one("SELECT count(*) FROM electric", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(again, 22);
 }
 

@@ -5,28 +5,31 @@
 //! Parquet file → catalog → WAL release.
 
 mod persister;
+mod recover;
 mod validate;
+mod views;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::record_batch::RecordBatch;
 use object_store::ObjectStore;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 
 use crate::buffer::WriteBuffer;
 use crate::catalog::manifest::MANIFEST_PATH;
-use crate::catalog::{Catalog, CatalogOp, FileMeta, Manifest, SledCatalogStore};
+use crate::catalog::{Catalog, CatalogOp, Manifest, SledCatalogStore};
 use crate::error::{Error, Result};
 use crate::metrics::StorageMetrics;
 use crate::model::schema::FieldDef;
-use crate::model::{Month, TableDef, WriteBatch};
+use crate::model::{TableDef, WriteBatch};
 use crate::object_store_url::ObjectStoreLocation;
 use crate::wal::{DurableObserver, Wal, WalConfig, WalRecord, WalSeq};
 
 pub use persister::FlushReport;
+pub use recover::recover_catalog;
+pub use views::{BufferedPartition, PartitionInfo, TableSnapshot};
 
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
@@ -79,39 +82,6 @@ pub struct WriteOutcome {
     pub seq: Option<WalSeq>,
     /// (index in the batch, reason) of each row that was not stored.
     pub rejected: Vec<(usize, Error)>,
-}
-
-/// What a query needs to read a table consistently: its definition, its files and its
-/// buffered rows, taken under one lock so every row is in exactly one of them (or both,
-/// briefly, during a persist; dedup resolves that).
-#[derive(Debug, Clone)]
-pub struct TableSnapshot {
-    pub def: TableDef,
-    pub files: Vec<FileMeta>,
-    pub buffered: Vec<BufferedPartition>,
-}
-
-#[derive(Debug, Clone)]
-pub struct BufferedPartition {
-    pub month: Month,
-    /// Oldest first; possibly in older layouts of the table (fewer fields).
-    pub batches: Vec<RecordBatch>,
-    pub min_ts: i64,
-    pub max_ts: i64,
-    pub rows: usize,
-    pub bytes: usize,
-}
-
-/// One row of the partitions system view.
-#[derive(Debug, Clone)]
-pub struct PartitionInfo {
-    pub table: String,
-    pub month: Month,
-    pub files: usize,
-    pub file_rows: u64,
-    pub file_bytes: u64,
-    pub buffered_rows: usize,
-    pub buffered_bytes: usize,
 }
 
 pub(crate) struct Inner {
@@ -214,101 +184,6 @@ impl Storage {
 
     pub fn tables(&self) -> Vec<TableDef> {
         self.inner.catalog.tables()
-    }
-
-    pub fn files(&self) -> Vec<(String, FileMeta)> {
-        let tables = self.inner.catalog.tables();
-        let mut out: Vec<(String, FileMeta)> = self
-            .inner
-            .catalog
-            .all_files()
-            .into_iter()
-            .filter_map(|f| {
-                let name = tables.iter().find(|t| t.id == f.table_id)?.name.clone();
-                Some((name, f))
-            })
-            .collect();
-        out.sort_by(|a, b| (&a.0, a.1.month, &a.1.path).cmp(&(&b.0, b.1.month, &b.1.path)));
-        out
-    }
-
-    pub fn partitions(&self) -> Vec<PartitionInfo> {
-        let tables: std::collections::HashMap<_, _> = self
-            .inner
-            .catalog
-            .tables()
-            .into_iter()
-            .map(|t| (t.id, t.name))
-            .collect();
-        let state = self.inner.buffer.lock();
-        let mut map: std::collections::BTreeMap<(String, Month), PartitionInfo> =
-            Default::default();
-        fn entry<'m>(
-            map: &'m mut std::collections::BTreeMap<(String, Month), PartitionInfo>,
-            table: &str,
-            month: Month,
-        ) -> &'m mut PartitionInfo {
-            map.entry((table.to_string(), month))
-                .or_insert_with(|| PartitionInfo {
-                    table: table.to_string(),
-                    month,
-                    files: 0,
-                    file_rows: 0,
-                    file_bytes: 0,
-                    buffered_rows: 0,
-                    buffered_bytes: 0,
-                })
-        }
-        for f in self.inner.catalog.all_files() {
-            if let Some(name) = tables.get(&f.table_id) {
-                let p = entry(&mut map, name, f.month);
-                p.files += 1;
-                p.file_rows += f.rows;
-                p.file_bytes += f.bytes;
-            }
-        }
-        for ((tid, month), part) in state.partitions.iter().filter(|(_, p)| !p.is_empty()) {
-            if let Some(name) = tables.get(tid) {
-                let p = entry(&mut map, name, *month);
-                p.buffered_rows += part.rows();
-                p.buffered_bytes += part.bytes();
-            }
-        }
-        map.into_values().collect()
-    }
-
-    /// A consistent read view of one table.
-    pub fn snapshot(&self, table: &str) -> Result<TableSnapshot> {
-        let state = self.inner.buffer.lock();
-        let def = self
-            .inner
-            .catalog
-            .table(table)
-            .ok_or_else(|| Error::TableNotFound {
-                table: table.into(),
-            })?;
-        let files = self.inner.catalog.files(def.id);
-        let buffered = state
-            .partitions
-            .iter()
-            .filter(|((t, _), p)| *t == def.id && !p.is_empty())
-            .filter_map(|((_, month), p)| {
-                let (min_ts, max_ts) = p.ts_range()?;
-                Some(BufferedPartition {
-                    month: *month,
-                    batches: p.chunks().map(|c| c.batch.clone()).collect(),
-                    min_ts,
-                    max_ts,
-                    rows: p.rows(),
-                    bytes: p.bytes(),
-                })
-            })
-            .collect();
-        Ok(TableSnapshot {
-            def,
-            files,
-            buffered,
-        })
     }
 
     /// `CREATE TABLE`: tags form the primary key with `ts`.
@@ -554,45 +429,4 @@ impl Storage {
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
     }
-}
-
-/// Rebuild the local catalog of `data_dir` from the manifest in the object store alone.
-/// Refuses to overwrite an existing catalog.
-pub async fn recover_catalog(data_dir: &Path, location: &ObjectStoreLocation) -> Result<Manifest> {
-    let config = StorageConfig {
-        object_store: location.clone(),
-        ..StorageConfig::new(data_dir)
-    };
-    let catalog_dir = config.catalog_dir();
-    if catalog_dir.exists() {
-        return Err(Error::Io {
-            path: catalog_dir,
-            source: std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "a catalog already exists here; move it away before recovering",
-            ),
-        });
-    }
-    let store = location.open()?;
-    let bytes = store
-        .get(&ObjectPath::from(MANIFEST_PATH))
-        .await
-        .map_err(Error::object_store(MANIFEST_PATH))?
-        .bytes()
-        .await
-        .map_err(Error::object_store(MANIFEST_PATH))?;
-    let manifest = Manifest::decode(&bytes)?;
-    let m2 = manifest.clone();
-    tokio::task::spawn_blocking(move || -> Result<()> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::Io {
-            path: config.data_dir.clone(),
-            source,
-        })?;
-        let store = SledCatalogStore::open(&catalog_dir)?;
-        let mut ops: Vec<CatalogOp> = m2.tables.iter().cloned().map(CatalogOp::PutTable).collect();
-        ops.extend(m2.files.iter().cloned().map(CatalogOp::AddFile));
-        crate::catalog::CatalogStore::commit(&store, &ops)
-    })
-    .await??;
-    Ok(manifest)
 }

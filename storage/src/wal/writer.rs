@@ -359,7 +359,8 @@ mod tests {
         assert_eq!(obs.0.lock().unwrap().len(), 10);
 
         let obs2 = Arc::new(Collect::default());
-        let (wal2, rep) = Wal::open(cfg.clone(), obs2.clone(), WalSeq(1), Default::default()).unwrap();
+        let (wal2, rep) =
+            Wal::open(cfg.clone(), obs2.clone(), WalSeq(1), Default::default()).unwrap();
         assert_eq!(rep.records, 10);
         let got = obs2.0.lock().unwrap().clone();
         assert_eq!(got, (1..=10).map(|s| (s, s as i64 - 1)).collect::<Vec<_>>());

@@ -1,0 +1,54 @@
+//! `wattdb recover`: rebuild a node's local catalog from the manifest in the object store.
+
+use std::path::Path;
+
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+
+use crate::catalog::manifest::MANIFEST_PATH;
+use crate::catalog::{CatalogOp, Manifest, SledCatalogStore};
+use crate::error::{Error, Result};
+use crate::object_store_url::ObjectStoreLocation;
+
+use super::StorageConfig;
+
+/// Rebuild the local catalog of `data_dir` from the manifest in the object store alone.
+/// Refuses to overwrite an existing catalog.
+pub async fn recover_catalog(data_dir: &Path, location: &ObjectStoreLocation) -> Result<Manifest> {
+    let config = StorageConfig {
+        object_store: location.clone(),
+        ..StorageConfig::new(data_dir)
+    };
+    let catalog_dir = config.catalog_dir();
+    if catalog_dir.exists() {
+        return Err(Error::Io {
+            path: catalog_dir,
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a catalog already exists here; move it away before recovering",
+            ),
+        });
+    }
+    let store = location.open()?;
+    let bytes = store
+        .get(&ObjectPath::from(MANIFEST_PATH))
+        .await
+        .map_err(Error::object_store(MANIFEST_PATH))?
+        .bytes()
+        .await
+        .map_err(Error::object_store(MANIFEST_PATH))?;
+    let manifest = Manifest::decode(&bytes)?;
+    let m2 = manifest.clone();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::Io {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let store = SledCatalogStore::open(&catalog_dir)?;
+        let mut ops: Vec<CatalogOp> = m2.tables.iter().cloned().map(CatalogOp::PutTable).collect();
+        ops.extend(m2.files.iter().cloned().map(CatalogOp::AddFile));
+        crate::catalog::CatalogStore::commit(&store, &ops)
+    })
+    .await??;
+    Ok(manifest)
+}
