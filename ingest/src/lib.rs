@@ -8,7 +8,9 @@
 //! `wattdb_storage::Storage::write` and acknowledges after that returns. Nothing here
 //! knows about SQL.
 //!
-//! Status (issue 3, in progress): decoders for the canonical topics are here; the MQTT
-//! endpoints, routes and the rejected table are not yet.
+//! Status (issue 3, in progress): decoders (canonical JSON, line protocol) and routes with
+//! presets are here; the MQTT endpoints and the rejected table are not yet.
 
 pub mod decode;
+pub mod route;
+pub mod topic;
