@@ -12,5 +12,6 @@
 //! presets are here; the MQTT endpoints and the rejected table are not yet.
 
 pub mod decode;
+pub mod pipeline;
 pub mod route;
 pub mod topic;
