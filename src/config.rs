@@ -68,6 +68,13 @@ pub struct FileConfig {
     pub buffer_budget_bytes: Option<usize>,
     pub persist_max_age_secs: Option<u64>,
     pub persist_partition_bytes: Option<usize>,
+    /// Topic routes (`[[routes]]`), see the README.
+    #[serde(default)]
+    pub routes: Vec<wattdb_ingest::route::RouteConfig>,
+    /// MQTT payloads over this size go to `rejected`. Default 1 MiB
+    pub mqtt_max_payload_bytes: Option<usize>,
+    /// Timestamp precision of `wattdb/line` (ns, us, ms, s). Default ns
+    pub line_precision: Option<String>,
 }
 
 /// The resolved settings the server runs with.
@@ -84,6 +91,7 @@ pub struct Settings {
     pub buffer_budget_bytes: usize,
     pub persist_max_age: Duration,
     pub persist_partition_bytes: usize,
+    pub ingest: wattdb_ingest::pipeline::IngestConfig,
 }
 
 fn addr(what: &str, s: &str) -> Result<SocketAddr> {
@@ -116,6 +124,21 @@ impl Settings {
         } else {
             None
         };
+        let mut ingest = wattdb_ingest::pipeline::IngestConfig::default();
+        for (i, r) in file.routes.into_iter().enumerate() {
+            let route = wattdb_ingest::route::Route::from_config(r)
+                .map_err(|e| anyhow::anyhow!("config: route #{}: {e}", i + 1))?;
+            ingest.routes.push(route);
+        }
+        if let Some(n) = file.mqtt_max_payload_bytes {
+            ingest.max_payload_bytes = n;
+        }
+        if let Some(p) = &file.line_precision {
+            ingest.line_precision = wattdb_ingest::decode::line_protocol::Precision::parse(p)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("config: line_precision \"{p}\" is not one of ns, us, ms, s")
+                })?;
+        }
         let settings = Settings {
             data_dir: args
                 .data_dir
@@ -156,6 +179,7 @@ impl Settings {
                 .persist_partition_bytes
                 .or(file.persist_partition_bytes)
                 .unwrap_or(64 * 1024 * 1024),
+            ingest,
         };
         if settings.password.is_none() && !settings.pg_listen.ip().is_loopback() {
             bail!(

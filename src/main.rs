@@ -104,10 +104,27 @@ async fn serve(settings: Settings) -> Result<()> {
     let http_listener = tokio::net::TcpListener::bind(settings.http_listen)
         .await
         .with_context(|| format!("binding the HTTP endpoint to {}", settings.http_listen))?;
-    if settings.mqtt_listen.is_some() || !settings.mqtt_urls.is_empty() {
-        tracing::warn!("MQTT ingest is not part of this build yet; MQTT settings are ignored");
-    }
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut mqtt = None;
+    if !settings.mqtt_urls.is_empty() {
+        tracing::warn!(
+            "--mqtt-url (external broker) is not part of this build yet; no MQTT ingest"
+        );
+    } else if let Some(addr) = settings.mqtt_listen {
+        let ingestor =
+            wattdb_ingest::pipeline::Ingestor::new(storage.clone(), settings.ingest.clone())
+                .await
+                .context("preparing MQTT ingest")?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the MQTT endpoint to {addr}"))?;
+        tracing::info!(mqtt = %addr, routes = settings.ingest.routes.len(), "embedded MQTT endpoint listening");
+        mqtt = Some(tokio::spawn(wattdb_ingest::mqtt_endpoint::serve(
+            listener,
+            Arc::new(ingestor),
+            shutdown_rx.clone(),
+        )));
+    }
     let pg = tokio::spawn(wattdb_query::pg::serve(
         pg_listener,
         handlers,
@@ -128,6 +145,9 @@ async fn serve(settings: Settings) -> Result<()> {
     let _ = shutdown_tx.send(true);
     let _ = pg.await;
     let _ = http.await;
+    if let Some(m) = mqtt {
+        let _ = m.await;
+    }
     storage.shutdown().await.context("flushing on shutdown")?;
     tracing::info!("shutdown complete");
     Ok(())

@@ -8,10 +8,12 @@
 //! `wattdb_storage::Storage::write` and acknowledges after that returns. Nothing here
 //! knows about SQL.
 //!
-//! Status (issue 3, in progress): decoders (canonical JSON, line protocol) and routes with
-//! presets are here; the MQTT endpoints and the rejected table are not yet.
+//! Status (issue 3, in progress): decoders, routes with presets, the pipeline with the
+//! `rejected` table, and the embedded MQTT 3.1.1 endpoint are here; MQTT 5, the
+//! external-broker client and the load generator are not yet.
 
 pub mod decode;
+pub mod mqtt_endpoint;
 pub mod pipeline;
 pub mod route;
 pub mod topic;

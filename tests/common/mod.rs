@@ -55,6 +55,7 @@ pub struct Server {
     pub data_dir: PathBuf,
     pub pg_port: u16,
     pub http_port: u16,
+    pub mqtt_port: u16,
     pub object_store: Option<String>,
     pub s3: Option<S3>,
     pub extra_args: Vec<String>,
@@ -70,6 +71,7 @@ impl Server {
             data_dir: tmp.path().join("data"),
             pg_port: free_port(),
             http_port: free_port(),
+            mqtt_port: free_port(),
             object_store: None,
             s3: None,
             extra_args: vec![],
@@ -105,7 +107,7 @@ impl Server {
             .arg("--http-listen")
             .arg(format!("127.0.0.1:{}", self.http_port))
             .arg("--mqtt-listen")
-            .arg(format!("127.0.0.1:{}", free_port()))
+            .arg(format!("127.0.0.1:{}", self.mqtt_port))
             .args(&self.extra_args)
             .env_remove("WATTDB_PASSWORD")
             .stdout(Stdio::from(log.try_clone().expect("log")))
@@ -140,7 +142,8 @@ impl Server {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("wattdb exited early with {status}; log:\n{}", self.log());
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.pg_port)).is_ok() {
+            let up = |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if up(self.pg_port) && up(self.http_port) && up(self.mqtt_port) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

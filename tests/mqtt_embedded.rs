@@ -1,0 +1,180 @@
+//! MQTT ingest through the embedded endpoint with a real MQTT client (rumqttc): values
+//! arrive, bad payloads go to `rejected`, and every PUBACKed message survives kill -9.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::Server;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+
+async fn connect(port: u16, id: &str) -> (AsyncClient, EventLoop) {
+    let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    opts.set_clean_session(false);
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => return (client, eventloop),
+            Ok(_) => {}
+            Err(e) => panic!("MQTT connect failed: {e}"),
+        }
+    }
+}
+
+/// Publish at QoS 1 and wait for the PUBACK. Err when the connection breaks first.
+async fn publish_acked(
+    client: &AsyncClient,
+    el: &mut EventLoop,
+    topic: &str,
+    payload: String,
+) -> Result<(), String> {
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), el.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => return Ok(()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("no PUBACK within 20 s".into()),
+        }
+    }
+}
+
+fn reading(meter: usize, minute: i64) -> (String, i64, f64) {
+    (
+        format!("m{meter}"),
+        1_793_491_200_000 + minute * 60_000,
+        220.0 + (meter as f64) + minute as f64 / 100.0,
+    )
+}
+
+fn payload((pid, ts, ua): &(String, i64, f64)) -> String {
+    format!(r#"{{"ts": {ts}, "tags": {{"pid": "{pid}"}}, "fields": {{"ua": {ua}}}}}"#)
+}
+
+async fn stored(server: &Server) -> BTreeMap<(String, i64), f64> {
+    let c = server.client().await;
+    let rows = c
+        .query(
+            "SELECT pid, CAST(extract(epoch FROM ts) * 1000 AS BIGINT), ua FROM electric",
+            &[],
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_values_are_queryable_and_bad_payloads_rejected() {
+    let server = Server::new().start();
+    let (client, mut el) = connect(server.mqtt_port, "meter-gw-1").await;
+    let mut expected = BTreeMap::new();
+    for minute in 0..20 {
+        for meter in 0..3 {
+            let r = reading(meter, minute);
+            publish_acked(&client, &mut el, "wattdb/electric", payload(&r))
+                .await
+                .unwrap();
+            expected.insert((r.0, r.1), r.2);
+        }
+    }
+    // One batch message with two readings, and line protocol.
+    let batch = format!("[{}, {}]", payload(&reading(7, 0)), payload(&reading(7, 1)));
+    publish_acked(&client, &mut el, "wattdb/electric", batch)
+        .await
+        .unwrap();
+    for m in [0, 1] {
+        let r = reading(7, m);
+        expected.insert((r.0, r.1), r.2);
+    }
+    publish_acked(
+        &client,
+        &mut el,
+        "wattdb/line",
+        "electric,pid=m9 ua=230.5 1793491200000000000".into(),
+    )
+    .await
+    .unwrap();
+    expected.insert(("m9".into(), 1_793_491_200_000), 230.5);
+    // Poison: acknowledged (stored in rejected), never blocks the stream.
+    publish_acked(&client, &mut el, "wattdb/electric", "{broken".into())
+        .await
+        .unwrap();
+    publish_acked(
+        &client,
+        &mut el,
+        "wattdb/electric",
+        r#"{"ts": 1, "tags": {"pid": "x"}, "fields": {"ua": "high"}}"#.into(),
+    )
+    .await
+    .unwrap();
+    // Subscriptions are refused cleanly; the connection stays usable.
+    client
+        .subscribe("wattdb/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    publish_acked(&client, &mut el, "wattdb/electric", payload(&reading(8, 0)))
+        .await
+        .unwrap();
+    let r = reading(8, 0);
+    expected.insert((r.0, r.1), r.2);
+
+    assert_eq!(stored(&server).await, expected);
+    let c = server.client().await;
+    let rejected = c
+        .query("SELECT topic, error FROM rejected ORDER BY ts", &[])
+        .await
+        .unwrap();
+    assert_eq!(rejected.len(), 2);
+    assert!(rejected[0].get::<_, &str>(1).contains("invalid JSON"));
+    assert!(rejected[1].get::<_, &str>(1).contains("ua"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_message_survives_kill_9() {
+    let mut server = Server::new().start();
+    let port = server.mqtt_port;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let publisher = tokio::spawn(async move {
+        let (client, mut el) = connect(port, "crash-test").await;
+        for minute in 0.. {
+            let r = reading(minute as usize % 5, minute);
+            match publish_acked(&client, &mut el, "wattdb/electric", payload(&r)).await {
+                Ok(()) => {
+                    if tx.send(r).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return, // server killed: this message was not acknowledged
+            }
+        }
+    });
+    let mut acked = BTreeMap::new();
+    while acked.len() < 300 {
+        let r = rx.recv().await.expect("publisher stopped early");
+        acked.insert((r.0, r.1), r.2);
+    }
+    server.kill9();
+    let _ = publisher.await;
+    while let Ok(r) = rx.try_recv() {
+        acked.insert((r.0, r.1), r.2);
+    }
+    server.spawn();
+    let got = stored(&server).await;
+    // Every acknowledged message is there; at most the one in flight at the kill extra.
+    for (k, v) in &acked {
+        assert_eq!(got.get(k), Some(v), "acknowledged reading {k:?} lost");
+    }
+    assert!(
+        got.len() <= acked.len() + 1,
+        "{} stored vs {} acked",
+        got.len(),
+        acked.len()
+    );
+}
