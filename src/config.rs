@@ -228,6 +228,20 @@ mod tests {
         assert!(format!("{err:#}").contains("bogus_key"), "{err:#}");
     }
 
+    /// The shipped example must always load.
+    #[test]
+    fn example_config_loads() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("wattdb.example.toml");
+        let s = Settings::resolve(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.ingest.routes.len(), 5);
+        assert_eq!(s.ingest.routes[1].table, "shelly_3em");
+        assert_eq!(s.mqtt_listen.unwrap().port(), 1883);
+    }
+
     #[test]
     fn non_loopback_needs_password() {
         let err = Settings::resolve(ServeArgs {
