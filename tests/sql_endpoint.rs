@@ -278,7 +278,11 @@ async fn health_and_metrics_endpoints() {
     assert_eq!(value("wattdb_rows_written_total"), 3.0);
     assert_eq!(value("wattdb_file_rows"), 3.0);
     assert_eq!(value("wattdb_persisted_files_total"), 1.0);
-    assert_eq!(value("wattdb_tables"), 2.0, "electric and the rejected quarantine table");
+    assert_eq!(
+        value("wattdb_tables"),
+        2.0,
+        "electric and the rejected quarantine table"
+    );
     assert!(value("wattdb_wal_fsyncs_total") >= 1.0);
     let (status, _) = common::http_get(server.http_port, "/nope");
     assert!(status.contains("404"), "{status}");

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use wattdb_storage::{FieldValue, Row};
 
+use crate::decode::canonical_json::{Arrays, flatten_fields};
 use crate::decode::line_protocol::{self, Precision};
 use crate::decode::{DecodeError, Decoded, TableRow};
 use crate::topic;
@@ -323,7 +324,7 @@ impl Route {
             None => obj,
         };
         let mut fields = Vec::new();
-        flatten_skipping_arrays("", values, &mut fields);
+        flatten_fields("", values, Arrays::Skip, &mut fields)?;
         if let Some(keep) = &self.fields {
             fields.retain(|(name, _)| keep.contains(name));
         }
@@ -362,31 +363,6 @@ fn parse_route_ts(v: &Value) -> Result<i64, String> {
             });
     }
     crate::decode::canonical_json::parse_ts(v)
-}
-
-fn flatten_skipping_arrays(
-    prefix: &str,
-    obj: Map<String, Value>,
-    out: &mut Vec<(String, FieldValue)>,
-) {
-    for (k, v) in obj {
-        let name = if prefix.is_empty() {
-            k
-        } else {
-            format!("{prefix}_{k}")
-        };
-        match v {
-            Value::Null | Value::Array(_) => {}
-            Value::Bool(b) => out.push((name, FieldValue::Boolean(b))),
-            Value::Number(n) => {
-                if let Some(f) = n.as_f64().filter(|f| f.is_finite()) {
-                    out.push((name, FieldValue::Float(f)));
-                }
-            }
-            Value::String(s) => out.push((name, FieldValue::Text(s))),
-            Value::Object(o) => flatten_skipping_arrays(&name, o, out),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ fn decode_item(item: Value) -> Result<Row, String> {
     }
     let mut fields = Vec::new();
     match obj.remove("fields") {
-        Some(Value::Object(f)) => flatten_fields("", f, &mut fields)?,
+        Some(Value::Object(f)) => flatten_fields("", f, Arrays::Refuse, &mut fields)?,
         Some(other) => return Err(format!("fields must be an object, got {other}")),
         None => return Err("missing fields".into()),
     }
@@ -103,9 +103,20 @@ fn decode_item(item: Value) -> Result<Row, String> {
     Ok(Row { ts, tags, fields })
 }
 
+/// What to do with a JSON array among the values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrays {
+    /// Refuse the item (canonical payloads have no arrays of values).
+    Refuse,
+    /// Leave them out (device payloads carry history arrays such as Shelly's `by_minute`).
+    Skip,
+}
+
+/// Flatten nested objects into `prefix_key` fields; `null`s are left out.
 pub fn flatten_fields(
     prefix: &str,
     obj: Map<String, Value>,
+    arrays: Arrays,
     out: &mut Vec<(String, FieldValue)>,
 ) -> Result<(), String> {
     for (k, v) in obj {
@@ -122,7 +133,8 @@ pub fn flatten_fields(
                 _ => return Err(format!("field \"{name}\": number {n} is out of range")),
             },
             Value::String(s) => out.push((name, FieldValue::Text(s))),
-            Value::Object(o) => flatten_fields(&name, o, out)?,
+            Value::Object(o) => flatten_fields(&name, o, arrays, out)?,
+            Value::Array(_) if arrays == Arrays::Skip => {}
             Value::Array(_) => return Err(format!("field \"{name}\": arrays are not supported")),
         }
     }
