@@ -113,14 +113,10 @@ enum Kind {
 fn classify(stmt: &Statement, client: &(dyn ClientInfo + Send + Sync)) -> Option<Kind> {
     match stmt {
         Statement::CreateTable(_) => Some(Kind::CreateTable),
-        Statement::Drop { .. }
-            if stmt
-                .to_string()
-                .to_ascii_uppercase()
-                .starts_with("DROP TABLE") =>
-        {
-            Some(Kind::DropTable)
-        }
+        Statement::Drop {
+            object_type: ObjectType::Table,
+            ..
+        } => Some(Kind::DropTable),
         Statement::Query(_) => admin::parse_admin_call(stmt).map(Kind::Admin),
         Statement::Set(Set::SingleAssignment { variable, .. })
             if variable.to_string().eq_ignore_ascii_case("search_path") =>
