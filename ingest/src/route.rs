@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use wattdb_storage::{FieldValue, Row};
 
-use crate::decode::canonical_json::{Arrays, flatten_fields};
+use crate::decode::canonical_json::{Arrays, decode_items, flatten_fields};
 use crate::decode::line_protocol::{self, Precision};
 use crate::decode::{DecodeError, Decoded, TableRow};
 use crate::topic;
@@ -262,33 +262,9 @@ impl Route {
     }
 
     fn decode_json(&self, payload: &[u8], now_micros: i64) -> Decoded {
-        let mut out = Decoded::default();
-        let value: Value = match serde_json::from_slice(payload) {
-            Ok(v) => v,
-            Err(e) => {
-                out.errors
-                    .push(DecodeError::whole(format!("invalid JSON: {e}")));
-                return out;
-            }
-        };
-        let items: Vec<(Option<usize>, Value)> = match value {
-            Value::Array(items) => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| (Some(i), v))
-                .collect(),
-            other => vec![(None, other)],
-        };
-        for (i, item) in items {
-            match self.json_item(item, now_micros) {
-                Ok(row) => out.rows.push(TableRow {
-                    table: self.table.clone(),
-                    row,
-                }),
-                Err(reason) => out.errors.push(DecodeError { item: i, reason }),
-            }
-        }
-        out
+        decode_items(&self.table, payload, |item| {
+            self.json_item(item, now_micros)
+        })
     }
 
     fn json_item(&self, item: Value, now_micros: i64) -> Result<Row, String> {

@@ -14,6 +14,16 @@ use wattdb_storage::{FieldValue, Row};
 use super::{DecodeError, Decoded, TableRow};
 
 pub fn decode(table: &str, payload: &[u8]) -> Decoded {
+    decode_items(table, payload, decode_item)
+}
+
+/// Decode a JSON payload holding one item or an array of items, turning each item into a
+/// row with `item_to_row`; a bad item is reported with its array index.
+pub fn decode_items(
+    table: &str,
+    payload: &[u8],
+    mut item_to_row: impl FnMut(Value) -> Result<Row, String>,
+) -> Decoded {
     let mut out = Decoded::default();
     let value: Value = match serde_json::from_slice(payload) {
         Ok(v) => v,
@@ -32,7 +42,7 @@ pub fn decode(table: &str, payload: &[u8]) -> Decoded {
         other => vec![(None, other)],
     };
     for (i, item) in items {
-        match decode_item(item) {
+        match item_to_row(item) {
             Ok(row) => out.rows.push(TableRow {
                 table: table.to_string(),
                 row,
