@@ -75,13 +75,7 @@ async fn dropped_table_does_not_come_back_after_kill_9() {
         rows.into_iter().collect::<Vec<_>>(),
         vec![(("new".to_string(), 1_793_577_600), 3.0)]
     );
-    let files: i64 = server
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM system.files", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let files = common::file_count(&server).await;
     assert_eq!(
         files, 0,
         "the dropped table's files are gone from the catalog"

@@ -57,17 +57,11 @@ fn payload((pid, ts, ua): &(String, i64, f64)) -> String {
 }
 
 async fn stored(server: &Server) -> BTreeMap<(String, i64), f64> {
-    let c = server.client().await;
-    let rows = c
-        .query(
-            "SELECT pid, CAST(extract(epoch FROM ts) * 1000 AS BIGINT), ua FROM electric",
-            &[],
-        )
-        .await
-        .unwrap();
-    rows.iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect()
+    common::keyed_values(
+        server,
+        "SELECT pid, CAST(extract(epoch FROM ts) * 1000 AS BIGINT), ua FROM electric",
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -270,3 +270,26 @@ pub fn http_get(port: u16, path: &str) -> (String, String) {
         body.to_string(),
     )
 }
+
+/// Rows of a `(text, bigint, double)` query as a map `(text, bigint) -> double`: the shape
+/// tests use to compare stored readings with what they wrote.
+pub async fn keyed_values(
+    server: &Server,
+    sql: &str,
+) -> std::collections::BTreeMap<(String, i64), f64> {
+    let rows = server.client().await.query(sql, &[]).await.unwrap();
+    rows.iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect()
+}
+
+/// Number of Parquet files in the catalog (`system.files`).
+pub async fn file_count(server: &Server) -> i64 {
+    server
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM system.files", &[])
+        .await
+        .unwrap()
+        .get(0)
+}

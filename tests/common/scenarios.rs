@@ -20,17 +20,11 @@ pub fn at(secs: i64) -> std::time::SystemTime {
 }
 
 pub async fn read_all(server: &Server) -> Acked {
-    let c = server.client().await;
-    let rows = c
-        .query(
-            "SELECT pid, CAST(extract(epoch FROM ts) AS BIGINT), p FROM m",
-            &[],
-        )
-        .await
-        .unwrap();
-    rows.iter()
-        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-        .collect()
+    super::keyed_values(
+        server,
+        "SELECT pid, CAST(extract(epoch FROM ts) AS BIGINT), p FROM m",
+    )
+    .await
 }
 
 pub async fn kill_9_after_acknowledged_inserts(server: Server) {
@@ -106,13 +100,7 @@ pub async fn graceful_restart_then_recover_from_bucket(server: Server) {
     let objects = server.data_path().join("objects");
     server.spawn();
     assert_eq!(read_all(&server).await, before);
-    let files: i64 = server
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM system.files", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let files = super::file_count(&server).await;
     assert_eq!(
         files, 3,
         "one file per month partition after the shutdown flush"
