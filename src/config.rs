@@ -29,6 +29,26 @@ pub struct ServeArgs {
     /// External MQTT broker to subscribe to instead of the embedded endpoint (repeatable).
     #[arg(long, env = "WATTDB_MQTT_URL")]
     pub mqtt_url: Vec<String>,
+    /// Client id at the external broker; must stay the same across restarts (the broker
+    /// keeps the persistent session under it). Default wattdb-<hostname>
+    #[arg(long, env = "WATTDB_MQTT_CLIENT_ID")]
+    pub mqtt_client_id: Option<String>,
+    /// Topic filter to subscribe to at the external broker (repeatable). Default wattdb/#
+    /// plus the filter of every route
+    #[arg(long, env = "WATTDB_MQTT_TOPIC")]
+    pub mqtt_topic: Vec<String>,
+    /// Shared subscription group: nodes in one group split the messages ($share/<group>/...)
+    #[arg(long, env = "WATTDB_MQTT_SHARE_GROUP")]
+    pub mqtt_share_group: Option<String>,
+    /// User name at the external broker (or put it in the URL)
+    #[arg(long, env = "WATTDB_MQTT_USERNAME")]
+    pub mqtt_username: Option<String>,
+    /// Password at the external broker
+    #[arg(long, env = "WATTDB_MQTT_PASSWORD", hide_env_values = true)]
+    pub mqtt_password: Option<String>,
+    /// PEM CA certificate for mqtts:// brokers. Default: the system roots
+    #[arg(long, env = "WATTDB_MQTT_CA_FILE")]
+    pub mqtt_ca_file: Option<PathBuf>,
     /// HTTP address for /health and /metrics. Default 127.0.0.1:8080
     #[arg(long, env = "WATTDB_HTTP_LISTEN")]
     pub http_listen: Option<String>,
@@ -61,6 +81,13 @@ pub struct FileConfig {
     pub mqtt_listen: Option<String>,
     #[serde(default)]
     pub mqtt_url: Vec<String>,
+    pub mqtt_client_id: Option<String>,
+    #[serde(default)]
+    pub mqtt_topic: Vec<String>,
+    pub mqtt_share_group: Option<String>,
+    pub mqtt_username: Option<String>,
+    pub mqtt_password: Option<String>,
+    pub mqtt_ca_file: Option<PathBuf>,
     pub http_listen: Option<String>,
     pub object_store: Option<String>,
     pub timezone: Option<String>,
@@ -83,7 +110,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub pg_listen: SocketAddr,
     pub mqtt_listen: Option<SocketAddr>,
-    pub mqtt_urls: Vec<String>,
+    /// External brokers to subscribe to (empty: embedded endpoint).
+    pub brokers: Vec<wattdb_ingest::broker_client::BrokerConfig>,
     pub http_listen: SocketAddr,
     pub object_store: Option<String>,
     pub timezone: String,
@@ -92,6 +120,23 @@ pub struct Settings {
     pub persist_max_age: Duration,
     pub persist_partition_bytes: usize,
     pub ingest: wattdb_ingest::pipeline::IngestConfig,
+}
+
+/// `wattdb-<hostname>`: stable across restarts of one machine, distinct between nodes.
+fn default_client_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect();
+    if host.is_empty() {
+        "wattdb".into()
+    } else {
+        format!("wattdb-{host}")
+    }
 }
 
 fn addr(what: &str, s: &str) -> Result<SocketAddr> {
@@ -139,6 +184,41 @@ impl Settings {
                     anyhow::anyhow!("config: line_precision \"{p}\" is not one of ns, us, ms, s")
                 })?;
         }
+        let topics = if !args.mqtt_topic.is_empty() {
+            args.mqtt_topic
+        } else if !file.mqtt_topic.is_empty() {
+            file.mqtt_topic
+        } else {
+            let mut t = vec!["wattdb/#".to_string()];
+            t.extend(ingest.routes.iter().map(|r| r.topic.clone()));
+            t
+        };
+        let client_id = args
+            .mqtt_client_id
+            .or(file.mqtt_client_id)
+            .unwrap_or_else(default_client_id);
+        let share_group = args.mqtt_share_group.or(file.mqtt_share_group);
+        let username = args.mqtt_username.or(file.mqtt_username);
+        let password = args.mqtt_password.or(file.mqtt_password);
+        let ca_file = args.mqtt_ca_file.or(file.mqtt_ca_file);
+        let brokers = mqtt_urls
+            .into_iter()
+            .map(|url| {
+                let b = wattdb_ingest::broker_client::BrokerConfig {
+                    url,
+                    client_id: client_id.clone(),
+                    topics: topics.clone(),
+                    share_group: share_group.clone(),
+                    username: username.clone(),
+                    password: password.clone(),
+                    ca_file: ca_file.clone(),
+                    keep_alive: Duration::from_secs(30),
+                };
+                b.mqtt_options()
+                    .map_err(|e| anyhow::anyhow!("--mqtt-url: {e}"))?;
+                Ok(b)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let settings = Settings {
             data_dir: args
                 .data_dir
@@ -152,7 +232,7 @@ impl Settings {
                     .unwrap_or_else(|| "127.0.0.1:5433".into()),
             )?,
             mqtt_listen,
-            mqtt_urls,
+            brokers,
             http_listen: addr(
                 "--http-listen",
                 &args
@@ -240,6 +320,40 @@ mod tests {
         assert_eq!(s.ingest.routes.len(), 5);
         assert_eq!(s.ingest.routes[1].table, "shelly_3em");
         assert_eq!(s.mqtt_listen.unwrap().port(), 1883);
+    }
+
+    #[test]
+    fn broker_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wattdb.toml");
+        std::fs::write(
+            &path,
+            "mqtt_url = [\"mqtt://a:1883\", \"mqtt://b:1883\"]\nmqtt_share_group = \"g\"\n\
+             [[routes]]\npreset = \"tasmota\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(ServeArgs {
+            config: Some(path.clone()),
+            mqtt_client_id: Some("node-1".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(
+            s.mqtt_listen.is_none(),
+            "a broker replaces the embedded endpoint"
+        );
+        assert_eq!(s.brokers.len(), 2);
+        assert_eq!(s.brokers[0].client_id, "node-1");
+        assert_eq!(
+            s.brokers[1].filters(),
+            vec!["$share/g/wattdb/#", "$share/g/tele/+/SENSOR"]
+        );
+        let err = Settings::resolve(ServeArgs {
+            mqtt_url: vec!["http://x".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("not mqtt://"), "{err:#}");
     }
 
     #[test]

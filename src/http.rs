@@ -9,10 +9,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use std::sync::Arc;
 use tokio::net::TcpListener;
+
+use wattdb_ingest::metrics::IngestMetrics;
 use wattdb_storage::Storage;
 
-fn metrics_text(storage: &Storage) -> String {
+fn metrics_text(storage: &Storage, ingest: &IngestMetrics) -> String {
     let parts = storage.partitions();
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, value: u64| {
@@ -56,7 +59,8 @@ fn metrics_text(storage: &Storage) -> String {
         "Memory held by buffered rows.",
         parts.iter().map(|p| p.buffered_bytes as u64).sum(),
     );
-    for (name, help, kind, value) in storage.metrics().snapshot() {
+    let counters = storage.metrics().snapshot().into_iter();
+    for (name, help, kind, value) in counters.chain(ingest.snapshot()) {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
@@ -67,6 +71,7 @@ fn metrics_text(storage: &Storage) -> String {
 
 async fn handle(
     storage: Storage,
+    ingest: Arc<IngestMetrics>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, ctype, body) = match req.uri().path() {
@@ -74,7 +79,7 @@ async fn handle(
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            metrics_text(&storage),
+            metrics_text(&storage, &ingest),
         ),
         _ => (
             StatusCode::NOT_FOUND,
@@ -93,6 +98,7 @@ async fn handle(
 pub async fn serve(
     listener: TcpListener,
     storage: Storage,
+    ingest: Arc<IngestMetrics>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -100,8 +106,9 @@ pub async fn serve(
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let storage = storage.clone();
+                let ingest = ingest.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(storage.clone(), req));
+                    let svc = service_fn(move |req| handle(storage.clone(), ingest.clone(), req));
                     let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                 });
             }

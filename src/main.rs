@@ -105,23 +105,38 @@ async fn serve(settings: Settings) -> Result<()> {
         .await
         .with_context(|| format!("binding the HTTP endpoint to {}", settings.http_listen))?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let mut mqtt = None;
-    if !settings.mqtt_urls.is_empty() {
-        tracing::warn!(
-            "--mqtt-url (external broker) is not part of this build yet; no MQTT ingest"
+    let ingestor = Arc::new(
+        wattdb_ingest::pipeline::Ingestor::new(storage.clone(), settings.ingest.clone())
+            .await
+            .context("preparing MQTT ingest")?,
+    );
+    let mut mqtt = Vec::new();
+    for broker in &settings.brokers {
+        tracing::info!(
+            broker = %wattdb_ingest::broker_client::redact(&broker.url),
+            client_id = %broker.client_id,
+            topics = ?broker.filters(),
+            "subscribing to external MQTT broker"
         );
-    } else if let Some(addr) = settings.mqtt_listen {
-        let ingestor =
-            wattdb_ingest::pipeline::Ingestor::new(storage.clone(), settings.ingest.clone())
-                .await
-                .context("preparing MQTT ingest")?;
+        let task = wattdb_ingest::broker_client::run(
+            broker.clone(),
+            ingestor.clone(),
+            shutdown_rx.clone(),
+        );
+        mqtt.push(tokio::spawn(async move {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "MQTT broker client stopped");
+            }
+        }));
+    }
+    if let Some(addr) = settings.mqtt_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the MQTT endpoint to {addr}"))?;
         tracing::info!(mqtt = %addr, routes = settings.ingest.routes.len(), "embedded MQTT endpoint listening");
-        mqtt = Some(tokio::spawn(wattdb_ingest::mqtt_endpoint::serve(
+        mqtt.push(tokio::spawn(wattdb_ingest::mqtt_endpoint::serve(
             listener,
-            Arc::new(ingestor),
+            ingestor.clone(),
             shutdown_rx.clone(),
         )));
     }
@@ -130,7 +145,12 @@ async fn serve(settings: Settings) -> Result<()> {
         handlers,
         shutdown_rx.clone(),
     ));
-    let http = tokio::spawn(http::serve(http_listener, storage.clone(), shutdown_rx));
+    let http = tokio::spawn(http::serve(
+        http_listener,
+        storage.clone(),
+        ingestor.metrics().clone(),
+        shutdown_rx,
+    ));
     tracing::info!(
         pg = %settings.pg_listen,
         http = %settings.http_listen,
@@ -145,7 +165,7 @@ async fn serve(settings: Settings) -> Result<()> {
     let _ = shutdown_tx.send(true);
     let _ = pg.await;
     let _ = http.await;
-    if let Some(m) = mqtt {
+    for m in mqtt {
         let _ = m.await;
     }
     storage.shutdown().await.context("flushing on shutdown")?;

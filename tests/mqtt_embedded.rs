@@ -172,3 +172,86 @@ async fn every_acknowledged_message_survives_kill_9() {
         acked.len()
     );
 }
+
+/// MQTT 5 with many publishes in flight on one connection (the client sends up to the
+/// server's Receive Maximum before waiting): every PUBACKed reading survives kill -9,
+/// nothing is stored twice, and nothing appears that was never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_pipelined_publishes_survive_kill_9() {
+    use rumqttc::Outgoing;
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::v5::mqttbytes::v5::Packet as Packet5;
+    use rumqttc::v5::{AsyncClient as Client5, Event as Event5, MqttOptions as Options5};
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::{Arc, Mutex};
+
+    let mut server = Server::new().start();
+    let mut opts = Options5::new("pipelined-v5", "127.0.0.1", server.mqtt_port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    opts.set_outgoing_inflight_upper_limit(200);
+    let (client, mut el) = Client5::new(opts, 500);
+    // Readings in the order they were handed to the client; the event loop sends them in
+    // that order, so each Outgoing::Publish(pkid) belongs to the next one in the queue.
+    let queued: Arc<Mutex<VecDeque<(String, i64, f64)>>> = Arc::default();
+    let q2 = queued.clone();
+    let publisher = tokio::spawn(async move {
+        for minute in 0.. {
+            let r = reading(minute as usize % 7, minute);
+            let body = payload(&r);
+            q2.lock().unwrap().push_back(r);
+            if client
+                .publish("wattdb/electric", QoS5::AtLeastOnce, false, body)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let mut sent: BTreeMap<(String, i64), f64> = BTreeMap::new();
+    let mut in_flight: HashMap<u16, (String, i64, f64)> = HashMap::new();
+    let mut acked: BTreeMap<(String, i64), f64> = BTreeMap::new();
+    let mut max_in_flight = 0;
+    let mut killed = false;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), el.poll()).await {
+            Ok(Ok(Event5::Outgoing(Outgoing::Publish(pkid)))) => {
+                let r = queued
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .expect("a queued reading");
+                sent.insert((r.0.clone(), r.1), r.2);
+                in_flight.insert(pkid, r);
+                max_in_flight = max_in_flight.max(in_flight.len());
+            }
+            Ok(Ok(Event5::Incoming(Packet5::PubAck(a)))) => {
+                let r = in_flight
+                    .remove(&a.pkid)
+                    .expect("ack for a publish in flight");
+                acked.insert((r.0, r.1), r.2);
+                if acked.len() >= 3000 && !killed {
+                    server.kill9();
+                    killed = true;
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) if killed => break,
+            Ok(Err(e)) => panic!("connection failed before the kill: {e}"),
+            Err(_) => panic!("no progress for 20 s"),
+        }
+    }
+    publisher.abort();
+    assert!(
+        max_in_flight > 10,
+        "publishes were not pipelined (at most {max_in_flight} in flight)"
+    );
+    server.spawn();
+    let got = stored(&server).await;
+    for (k, v) in &acked {
+        assert_eq!(got.get(k), Some(v), "acknowledged reading {k:?} lost");
+    }
+    for (k, v) in &got {
+        assert_eq!(sent.get(k), Some(v), "stored reading {k:?} was never sent");
+    }
+}

@@ -12,7 +12,9 @@
 //! `rejected` table, and the embedded MQTT 3.1.1 endpoint are here; MQTT 5, the
 //! external-broker client and the load generator are not yet.
 
+pub mod broker_client;
 pub mod decode;
+pub mod metrics;
 pub mod mqtt_endpoint;
 pub mod pipeline;
 pub mod route;

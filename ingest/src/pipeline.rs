@@ -7,7 +7,13 @@
 
 use std::collections::BTreeMap;
 
-use wattdb_storage::{FieldDef, FieldType, FieldValue, Row, Storage, WriteBatch, WriteMode};
+use std::sync::Arc;
+
+use wattdb_storage::{
+    FieldDef, FieldType, FieldValue, PendingWrite, Row, Storage, WriteBatch, WriteMode,
+};
+
+use crate::metrics::IngestMetrics;
 
 use crate::decode::line_protocol::{self, Precision};
 use crate::decode::{DecodeError, Decoded, canonical_json};
@@ -48,6 +54,7 @@ pub struct IngestOutcome {
 pub struct Ingestor {
     storage: Storage,
     config: IngestConfig,
+    metrics: Arc<IngestMetrics>,
 }
 
 impl Ingestor {
@@ -68,7 +75,11 @@ impl Ingestor {
                 true,
             )
             .await?;
-        Ok(Ingestor { storage, config })
+        Ok(Ingestor {
+            storage,
+            config,
+            metrics: Arc::default(),
+        })
     }
 
     fn decode(&self, topic: &str, payload: &[u8], now_micros: i64) -> Decoded {
@@ -95,12 +106,27 @@ impl Ingestor {
         }
     }
 
+    pub fn metrics(&self) -> &Arc<IngestMetrics> {
+        &self.metrics
+    }
+
     /// Decode and store one message; returns once rows and rejections are durable.
     pub async fn ingest(
         &self,
         topic: &str,
         payload: &[u8],
     ) -> Result<IngestOutcome, wattdb_storage::Error> {
+        self.submit(topic, payload).await?.durable().await
+    }
+
+    /// Decode one message and queue its rows and rejections for the WAL without waiting
+    /// for the fsync. Messages submitted one after another are logged in that order; the
+    /// message may be acknowledged once [`PendingIngest::durable`] returns `Ok`.
+    pub async fn submit(
+        &self,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<PendingIngest, wattdb_storage::Error> {
         let now = chrono::Utc::now().timestamp_micros();
         let decoded = if payload.len() > self.config.max_payload_bytes {
             Decoded {
@@ -119,27 +145,24 @@ impl Ingestor {
         for r in decoded.rows {
             by_table.entry(r.table).or_default().push(r.row);
         }
-        let mut outcome = IngestOutcome::default();
+        let mut writes = Vec::with_capacity(by_table.len() + 1);
         for (table, rows) in by_table {
             if table == REJECTED_TABLE {
                 reasons.push("rows for table \"rejected\" are not accepted".into());
                 continue;
             }
+            let batch = WriteBatch {
+                table: table.clone(),
+                rows,
+            };
             match self
                 .storage
-                .write(
-                    WriteBatch {
-                        table: table.clone(),
-                        rows,
-                    },
-                    WriteMode::BestEffort,
-                    true,
-                )
+                .submit(batch, WriteMode::BestEffort, true)
                 .await
             {
                 Ok(w) => {
-                    outcome.rows_written += w.written;
-                    reasons.extend(w.rejected.iter().map(|(i, e)| format!("row {i}: {e}")));
+                    reasons.extend(w.rejected().iter().map(|(i, e)| format!("row {i}: {e}")));
+                    writes.push(w);
                 }
                 // The table could not be created or grown (bad name, ...): this input is
                 // unusable, not the server broken.
@@ -147,11 +170,19 @@ impl Ingestor {
                 Err(e) => return Err(e),
             }
         }
-        outcome.rows_rejected = reasons.len();
-        if !reasons.is_empty() {
-            self.reject(topic, payload, now, reasons).await?;
-        }
-        Ok(outcome)
+        let rows_rejected = reasons.len();
+        let rejection = if reasons.is_empty() {
+            None
+        } else {
+            Some(self.reject(topic, payload, now, reasons).await?)
+        };
+        Ok(PendingIngest {
+            writes,
+            rejection,
+            rows_rejected,
+            payload_bytes: payload.len(),
+            metrics: self.metrics.clone(),
+        })
     }
 
     async fn reject(
@@ -160,7 +191,7 @@ impl Ingestor {
         payload: &[u8],
         now: i64,
         reasons: Vec<String>,
-    ) -> Result<(), wattdb_storage::Error> {
+    ) -> Result<PendingWrite, wattdb_storage::Error> {
         let mut kept = String::from_utf8_lossy(payload).into_owned();
         if kept.len() > self.config.rejected_payload_bytes {
             let mut cut = self.config.rejected_payload_bytes;
@@ -183,7 +214,7 @@ impl Ingestor {
             })
             .collect();
         self.storage
-            .write(
+            .submit(
                 WriteBatch {
                     table: REJECTED_TABLE.into(),
                     rows,
@@ -191,8 +222,39 @@ impl Ingestor {
                 WriteMode::AllOrNothing,
                 false,
             )
-            .await?;
-        Ok(())
+            .await
+    }
+}
+
+/// A decoded message whose writes are queued in the WAL (see [`Ingestor::submit`]).
+#[must_use = "a submitted message is not durable until `durable()` resolves"]
+pub struct PendingIngest {
+    writes: Vec<PendingWrite>,
+    rejection: Option<PendingWrite>,
+    rows_rejected: usize,
+    payload_bytes: usize,
+    metrics: Arc<IngestMetrics>,
+}
+
+impl PendingIngest {
+    /// Wait until every row and rejection of the message is durable.
+    pub async fn durable(self) -> Result<IngestOutcome, wattdb_storage::Error> {
+        let mut outcome = IngestOutcome {
+            rows_written: 0,
+            rows_rejected: self.rows_rejected,
+        };
+        for w in self.writes {
+            outcome.rows_written += w.durable().await?.written;
+        }
+        if let Some(r) = self.rejection {
+            r.durable().await?;
+            IngestMetrics::add(&self.metrics.rejected_messages, 1);
+            IngestMetrics::add(&self.metrics.rejected_entries, self.rows_rejected as u64);
+        }
+        IngestMetrics::add(&self.metrics.messages, 1);
+        IngestMetrics::add(&self.metrics.payload_bytes, self.payload_bytes as u64);
+        IngestMetrics::add(&self.metrics.rows, outcome.rows_written as u64);
+        Ok(outcome)
     }
 }
 

@@ -23,8 +23,8 @@ pub mod wal;
 
 pub use catalog::FileMeta;
 pub use engine::{
-    BufferedPartition, FlushReport, PartitionInfo, Storage, StorageConfig, TableSnapshot,
-    WriteMode, WriteOutcome, recover_catalog,
+    BufferedPartition, FlushReport, PartitionInfo, PendingWrite, Storage, StorageConfig,
+    TableSnapshot, WriteMode, WriteOutcome, recover_catalog,
 };
 pub use error::{Error, Result};
 pub use metrics::StorageMetrics;

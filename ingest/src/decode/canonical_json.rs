@@ -208,6 +208,20 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Every f64 a device prints (shortest round-trip form) is stored bit for bit.
+        #[test]
+        fn floats_round_trip_exactly(bits in proptest::prelude::any::<u64>()) {
+            let v = f64::from_bits(bits);
+            proptest::prop_assume!(v.is_finite());
+            let text = format!(r#"{{"ts": 1, "fields": {{"v": {v:?}}}}}"#);
+            let d = decode("t", text.as_bytes());
+            let expected: f64 = format!("{v:?}").parse().unwrap();
+            match &d.rows[0].row.fields[0].1 {
+                FieldValue::Float(got) => proptest::prop_assert_eq!(got.to_bits(), expected.to_bits()),
+                other => proptest::prop_assert!(false, "not a float: {other:?}"),
+            }
+        }
+
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
             let _ = decode("t", &bytes);

@@ -76,6 +76,47 @@ pub enum WriteMode {
     BestEffort,
 }
 
+/// A submitted write whose WAL record may not be durable yet (see [`Storage::submit`]).
+/// Rows rejected by validation are known at once; nothing may be acknowledged before
+/// [`PendingWrite::durable`] returns `Ok`.
+#[must_use = "a submitted write is not durable until `durable()` resolves"]
+pub struct PendingWrite {
+    durable: Option<crate::wal::Durable>,
+    written: usize,
+    rejected: Vec<(usize, Error)>,
+    metrics: Arc<StorageMetrics>,
+}
+
+impl PendingWrite {
+    fn nothing(rejected: Vec<(usize, Error)>) -> Self {
+        PendingWrite {
+            durable: None,
+            written: 0,
+            rejected,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// (index in the batch, reason) of each row that validation refused.
+    pub fn rejected(&self) -> &[(usize, Error)] {
+        &self.rejected
+    }
+
+    /// Wait until the rows are durable (fsynced WAL) and visible in the buffer.
+    pub async fn durable(self) -> Result<WriteOutcome> {
+        let seq = match self.durable {
+            Some(d) => Some(d.await?),
+            None => None,
+        };
+        StorageMetrics::add(&self.metrics.rows_written, self.written as u64);
+        Ok(WriteOutcome {
+            written: self.written,
+            seq,
+            rejected: self.rejected,
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct WriteOutcome {
     pub written: usize,
@@ -257,9 +298,24 @@ impl Storage {
         mode: WriteMode,
         auto_create: bool,
     ) -> Result<WriteOutcome> {
+        self.submit(batch, mode, auto_create).await?.durable().await
+    }
+
+    /// The first half of [`Storage::write`]: resolve the table (creating or growing it),
+    /// validate, wait for room in the buffer and queue the WAL record, then return without
+    /// waiting for the fsync. Batches submitted one after another by one caller are
+    /// logged (and so win last-write-wins) in that order, which lets a connection keep
+    /// many writes in flight and still acknowledge each only once
+    /// [`PendingWrite::durable`] resolves.
+    pub async fn submit(
+        &self,
+        batch: WriteBatch,
+        mode: WriteMode,
+        auto_create: bool,
+    ) -> Result<PendingWrite> {
         let WriteBatch { table, rows } = batch;
         if rows.is_empty() {
-            return Ok(WriteOutcome::default());
+            return Ok(PendingWrite::nothing(Vec::new()));
         }
         let def = self.resolve_table(&table, &rows, auto_create).await?;
         let mut valid = Vec::with_capacity(rows.len());
@@ -279,34 +335,26 @@ impl Storage {
                 Err(e) => rejected.push((i, e)),
             }
         }
+        StorageMetrics::add(&self.inner.metrics.rows_rejected, rejected.len() as u64);
         if valid.is_empty() {
-            return Ok(WriteOutcome {
-                written: 0,
-                seq: None,
-                rejected,
-            });
+            return Ok(PendingWrite::nothing(rejected));
         }
         let written = valid.len();
-        StorageMetrics::add(&self.inner.metrics.rows_rejected, rejected.len() as u64);
         let waited = std::time::Instant::now();
         self.inner.buffer.wait_for_room().await;
         StorageMetrics::add_duration(
             &self.inner.metrics.backpressure_wait_micros,
             waited.elapsed(),
         );
-        let seq = self
-            .inner
-            .wal
-            .append(WalRecord {
-                table_id: def.id,
-                rows: valid,
-            })
-            .await?;
-        StorageMetrics::add(&self.inner.metrics.rows_written, written as u64);
-        Ok(WriteOutcome {
+        let durable = self.inner.wal.enqueue(WalRecord {
+            table_id: def.id,
+            rows: valid,
+        })?;
+        Ok(PendingWrite {
+            durable: Some(durable),
             written,
-            seq: Some(seq),
             rejected,
+            metrics: self.inner.metrics.clone(),
         })
     }
 

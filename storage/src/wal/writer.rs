@@ -136,6 +136,13 @@ impl Wal {
 
     /// Append a record; returns once it is fsynced and the observer has seen it.
     pub async fn append(&self, record: WalRecord) -> Result<WalSeq> {
+        self.enqueue(record)?.await
+    }
+
+    /// Queue a record for the next group commit and return at once. Records are written
+    /// in the order they were enqueued; the returned future resolves once this one is
+    /// fsynced and the observer has seen it.
+    pub fn enqueue(&self, record: WalRecord) -> Result<Durable> {
         let payload = record.encode()?;
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -145,7 +152,7 @@ impl Wal {
                 reply,
             })
             .map_err(|_| Error::WalClosed)?;
-        rx.await.map_err(|_| Error::WalClosed)?
+        Ok(Durable(rx))
     }
 
     /// Delete segments whose records are all below `keep_from` (all of them but the
@@ -164,6 +171,22 @@ impl Wal {
         if self.tx.send(Command::Shutdown { reply }).is_ok() {
             let _ = rx.await;
         }
+    }
+}
+
+/// Resolves once an enqueued record is durable (see [`Wal::enqueue`]).
+pub struct Durable(oneshot::Receiver<Result<WalSeq>>);
+
+impl std::future::Future for Durable {
+    type Output = Result<WalSeq>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.map_err(|_| Error::WalClosed).and_then(|r| r))
     }
 }
 
