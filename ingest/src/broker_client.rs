@@ -177,7 +177,11 @@ pub async fn run(
     // reconnect the broker redelivers what was not acked, and a stale ack could hit a
     // different message that reuses the packet id.
     let connection = Arc::new(AtomicU64::new(0));
-    let (tx, rx) = mpsc::channel::<InFlight>(RECEIVE_MAXIMUM as usize);
+    // Unbounded on purpose: the acknowledger waits on the event loop's request channel,
+    // so the event loop must never wait on the acknowledger (that cycle deadlocks). What
+    // is in flight is bounded by the broker's flow control (our Receive Maximum) and by
+    // the write buffer's backpressure in `submit`.
+    let (tx, rx) = mpsc::unbounded_channel::<InFlight>();
     let acker = tokio::spawn(acknowledge(client.clone(), rx, connection.clone()));
     let url = redact(&config.url);
     let mut backoff = BACKOFF_MIN;
@@ -228,7 +232,7 @@ pub async fn run(
                             publish: p,
                             connection: connection.load(Ordering::SeqCst),
                         };
-                        if tx.send(item).await.is_err() {
+                        if tx.send(item).is_err() {
                             break;
                         }
                     }
@@ -274,7 +278,7 @@ async fn drain(eventloop: &mut EventLoop) {
 /// Acknowledge messages in arrival order once they are durable.
 async fn acknowledge(
     client: AsyncClient,
-    mut rx: mpsc::Receiver<InFlight>,
+    mut rx: mpsc::UnboundedReceiver<InFlight>,
     current: Arc<AtomicU64>,
 ) {
     while let Some(item) = rx.recv().await {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod mqtt;
 pub mod scenarios;
 
 use std::path::{Path, PathBuf};
@@ -143,7 +144,9 @@ impl Server {
                 panic!("wattdb exited early with {status}; log:\n{}", self.log());
             }
             let up = |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-            if up(self.pg_port) && up(self.http_port) && up(self.mqtt_port) {
+            // With --mqtt-url there is no embedded MQTT endpoint to wait for.
+            let broker_mode = self.extra_args.iter().any(|a| a == "--mqtt-url");
+            if up(self.pg_port) && up(self.http_port) && (broker_mode || up(self.mqtt_port)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
