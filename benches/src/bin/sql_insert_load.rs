@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
+use wattdb_benches::meter_data::{FIELDS, reading};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -36,36 +37,6 @@ struct Args {
     /// Table to (re)create.
     #[arg(long, default_value = "bench_meter")]
     table: String,
-}
-
-const FIELDS: [&str; 10] = ["ua", "ub", "uc", "ia", "ib", "ic", "p", "q", "pf", "kwh"];
-
-/// Deterministic, realistic-looking readings for row `i` (meter `i % meters`, one per minute).
-fn reading(i: usize, meters: usize) -> (std::time::SystemTime, String, [f64; 10]) {
-    let meter = i % meters;
-    let minute = (i / meters) as u64;
-    let ts = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000 + minute * 60);
-    let phase = (minute as f64 / 60.0).sin();
-    let u = 220.0 + 5.0 * phase + (meter % 7) as f64 * 0.1;
-    let i_a = 10.0 + 3.0 * phase + (meter % 5) as f64 * 0.01;
-    let p = 3.0 * u * i_a / 1000.0;
-    let round = |x: f64| (x * 100.0).round() / 100.0;
-    (
-        ts,
-        format!("meter-{meter:05}"),
-        [
-            round(u),
-            round(u + 0.3),
-            round(u - 0.2),
-            round(i_a),
-            round(i_a + 0.1),
-            round(i_a - 0.1),
-            round(p),
-            round(p * 0.2),
-            0.98,
-            round(minute as f64 * p / 60.0 + meter as f64),
-        ],
-    )
 }
 
 #[tokio::main]
@@ -116,7 +87,14 @@ async fn main() -> Result<()> {
                 if first + batch > rows {
                     break; // the prepared statement has exactly `batch` rows
                 }
-                let readings: Vec<_> = (first..first + batch).map(|i| reading(i, meters)).collect();
+                let readings: Vec<_> = (first..first + batch)
+                    .map(|i| {
+                        let r = reading(i, meters);
+                        let ts = std::time::UNIX_EPOCH
+                            + std::time::Duration::from_millis(r.ts_ms as u64);
+                        (ts, r.pid, r.values)
+                    })
+                    .collect();
                 let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(batch * per_row);
                 for (ts, pid, f) in &readings {
                     params.push(ts);
