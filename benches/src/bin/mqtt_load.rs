@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use bytes::{Bytes, BytesMut};
 use clap::Parser;
 use rumqttc::mqttbytes::v4::{Connect, Packet, Publish};
-use rumqttc::mqttbytes::{QoS, Error as CodecError};
+use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wattdb_benches::meter_data::{FIELDS, json, line, reading};
@@ -205,8 +205,8 @@ async fn run_mqtt(args: &Args) -> Result<()> {
     for c in 0..conns {
         streams.push(connect(&args.mqtt, &format!("load-{c}")).await?);
     }
-    let interval = (args.rate > 0)
-        .then(|| Duration::from_secs_f64(conns as f64 / args.rate as f64));
+    let interval =
+        (args.rate > 0).then(|| Duration::from_secs_f64(conns as f64 / args.rate as f64));
     let (pg, conn) = tokio_postgres::connect(&args.pg, tokio_postgres::NoTls)
         .await
         .context("connecting to wattdb's SQL endpoint")?;
@@ -323,8 +323,20 @@ async fn http(stream: &mut TcpStream, host: &str, path: &str, body: &[u8]) -> Re
 async fn run_influx(args: &Args, addr: &str) -> Result<()> {
     let db = "wattdb_bench";
     let mut admin = TcpStream::connect(addr).await?;
-    http(&mut admin, addr, &format!("/query?q=DROP%20DATABASE%20{db}"), b"").await?;
-    http(&mut admin, addr, &format!("/query?q=CREATE%20DATABASE%20{db}"), b"").await?;
+    http(
+        &mut admin,
+        addr,
+        &format!("/query?q=DROP%20DATABASE%20{db}"),
+        b"",
+    )
+    .await?;
+    http(
+        &mut admin,
+        addr,
+        &format!("/query?q=CREATE%20DATABASE%20{db}"),
+        b"",
+    )
+    .await?;
     let batches: Vec<Vec<u8>> = (0..args.readings)
         .collect::<Vec<_>>()
         .chunks(args.influx_batch)
@@ -346,7 +358,13 @@ async fn run_influx(args: &Args, addr: &str) -> Result<()> {
         tasks.push(tokio::spawn(async move {
             let mut s = TcpStream::connect(&addr).await?;
             for b in (w..n).step_by(conns) {
-                http(&mut s, &addr, &format!("/write?db={db}&precision=ms"), &batches[b]).await?;
+                http(
+                    &mut s,
+                    &addr,
+                    &format!("/write?db={db}&precision=ms"),
+                    &batches[b],
+                )
+                .await?;
             }
             Ok::<(), anyhow::Error>(())
         }));

@@ -126,33 +126,54 @@ impl WriteBuffer {
 
 impl DurableObserver for WriteBuffer {
     fn on_durable(&self, seq: WalSeq, record: &WalRecord) {
-        let Some(def) = self.catalog.table_by_id(record.table_id) else {
-            // The table was dropped after this write was validated: nothing to keep.
-            return;
-        };
+        self.on_durable_group(&[(seq, record)]);
+    }
+
+    /// All rows of a group commit that belong to one (table, month) become one chunk:
+    /// one Arrow conversion and one lock per group instead of per record.
+    fn on_durable_group(&self, records: &[(WalSeq, &WalRecord)]) {
         let replaying = self.replaying.load(Ordering::Relaxed);
-        let mut by_month: BTreeMap<Month, Vec<&crate::model::ValidRow>> = BTreeMap::new();
-        for row in &record.rows {
-            by_month
-                .entry(Month::of_micros(row.ts))
-                .or_default()
-                .push(row);
-        }
-        let mut state = self.lock();
-        for (month, rows) in by_month {
-            if replaying && seq <= self.catalog.persisted_seq(def.id, month) {
-                continue; // already in a Parquet file
+        type Rows<'a> = (Vec<&'a crate::model::ValidRow>, WalSeq, WalSeq);
+        let mut groups: BTreeMap<(TableId, Month), Rows<'_>> = BTreeMap::new();
+        for (seq, record) in records {
+            for row in &record.rows {
+                let month = Month::of_micros(row.ts);
+                if replaying && *seq <= self.catalog.persisted_seq(record.table_id, month) {
+                    continue; // already in a Parquet file
+                }
+                let g = groups
+                    .entry((record.table_id, month))
+                    .or_insert_with(|| (Vec::new(), *seq, *seq));
+                g.0.push(row);
+                g.2 = *seq;
             }
-            match crate::batch::rows_to_batch(&def, rows.iter().copied()) {
-                Ok(batch) => state
-                    .partitions
-                    .entry((def.id, month))
-                    .or_insert_with(|| Partition::new(def.id, month))
-                    .append(Chunk::new(batch, seq)),
+        }
+        let mut defs = BTreeMap::new();
+        let mut chunks = Vec::with_capacity(groups.len());
+        for ((table_id, month), (rows, min_seq, max_seq)) in groups {
+            let def = defs
+                .entry(table_id)
+                .or_insert_with(|| self.catalog.table_by_id(table_id));
+            // None: the table was dropped after this write was validated.
+            let Some(def) = def.as_ref() else { continue };
+            match crate::batch::rows_to_batch(def, rows.into_iter()) {
+                Ok(batch) => {
+                    let mut chunk = Chunk::new(batch, min_seq);
+                    chunk.max_seq = max_seq;
+                    chunks.push(((table_id, month), chunk));
+                }
                 Err(e) => {
                     tracing::error!(table = %def.name, error = %e, "cannot buffer WAL record")
                 }
             }
+        }
+        let mut state = self.lock();
+        for ((table_id, month), chunk) in chunks {
+            state
+                .partitions
+                .entry((table_id, month))
+                .or_insert_with(|| Partition::new(table_id, month))
+                .append(chunk);
         }
     }
 }

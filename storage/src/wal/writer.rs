@@ -16,6 +16,14 @@ use super::segment::{SegmentWriter, list_segments, read_segment};
 /// quick: the acknowledgement of every writer in the group waits for it.
 pub trait DurableObserver: Send + Sync + 'static {
     fn on_durable(&self, seq: WalSeq, record: &WalRecord);
+
+    /// Every record of one group commit, in sequence order (replay hands over one
+    /// record at a time). Observers that gain from batching override this.
+    fn on_durable_group(&self, records: &[(WalSeq, &WalRecord)]) {
+        for (seq, record) in records {
+            self.on_durable(*seq, record);
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -292,8 +300,9 @@ impl WriterThread {
             &self.metrics.wal_bytes,
             self.active.bytes().saturating_sub(bytes_before),
         );
+        let group: Vec<(WalSeq, &WalRecord)> = written.iter().map(|p| (p.seq, &p.record)).collect();
+        self.observer.on_durable_group(&group);
         for p in written {
-            self.observer.on_durable(p.seq, &p.record);
             let _ = p.reply.send(Ok(p.seq));
         }
         if self.active.bytes() >= self.config.segment_bytes
