@@ -14,6 +14,12 @@ use wattdb_storage::{ObjectStoreLocation, Storage, StorageConfig};
 
 use config::{ServeArgs, Settings};
 
+/// mimalloc instead of glibc malloc: the ingest path allocates per message (JSON values,
+/// rows, WAL records) from many threads, and glibc's arena locks and consolidation were
+/// about a fifth of the server's CPU under MQTT load (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "wattdb",
