@@ -1,16 +1,14 @@
 //! wattdb-ingest: getting device data in. It owns the payload decoders (canonical JSON,
-//! InfluxDB line protocol; route decoders next), and will own the embedded MQTT endpoint
-//! (PUBACK only after the WAL is durable), the external-broker client (rumqttc,
-//! persistent session, manual acks), topic routes, the `rejected` quarantine and ingest
-//! backpressure.
+//! InfluxDB line protocol, route decoders), topic routes with presets, the ingest
+//! pipeline with the `rejected` quarantine, the embedded MQTT endpoint (MQTT 3.1.1 and 5,
+//! PUBACK only after the WAL is durable, many publishes in flight per connection), the
+//! external-broker client (rumqttc, persistent session, manual acks after durability,
+//! shared subscriptions) and the ingest metrics. Backpressure is the storage's: `submit`
+//! waits while the write buffer is over budget, and the endpoints stop reading meanwhile.
 //!
 //! It must not touch WAL, buffer or catalog internals: it hands decoded rows to
-//! `wattdb_storage::Storage::write` and acknowledges after that returns. Nothing here
-//! knows about SQL.
-//!
-//! Status (issue 3, in progress): decoders, routes with presets, the pipeline with the
-//! `rejected` table, and the embedded MQTT 3.1.1 endpoint are here; MQTT 5, the
-//! external-broker client and the load generator are not yet.
+//! `wattdb_storage::Storage::submit` and acknowledges once the returned write is durable.
+//! Nothing here knows about SQL.
 
 pub mod broker_client;
 pub mod decode;

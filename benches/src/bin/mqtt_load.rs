@@ -264,7 +264,10 @@ async fn run_mqtt(args: &Args) -> Result<()> {
     // Persist now, so wattdb is idle (not competing for the CPU) during what comes next.
     let t = Instant::now();
     pg.batch_execute("SELECT flush()").await?;
-    println!("wattdb: flush() to Parquet took {:.2}s", t.elapsed().as_secs_f64());
+    println!(
+        "wattdb: flush() to Parquet took {:.2}s",
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
