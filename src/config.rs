@@ -356,6 +356,34 @@ mod tests {
         assert!(format!("{err:#}").contains("not mqtt://"), "{err:#}");
     }
 
+    /// The commented-out broker keys of the example are valid once uncommented.
+    #[test]
+    fn example_broker_keys_load() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("wattdb.example.toml");
+        let text: String = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|r| r.starts_with("mqtt_"))
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        let uncommented = dir.path().join("wattdb.toml");
+        std::fs::write(&uncommented, text).unwrap();
+        let s = Settings::resolve(ServeArgs {
+            config: Some(uncommented),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.brokers.len(), 1);
+        assert_eq!(s.brokers[0].client_id, "wattdb-node1");
+        assert_eq!(s.brokers[0].filters()[0], "$share/ingest/wattdb/#");
+        assert!(s.mqtt_listen.is_none());
+    }
+
     #[test]
     fn non_loopback_needs_password() {
         let err = Settings::resolve(ServeArgs {
