@@ -14,6 +14,25 @@ use wattdb_storage::{FieldValue, Row};
 use super::{DecodeError, Decoded, TableRow};
 
 pub fn decode(table: &str, payload: &[u8]) -> Decoded {
+    // Valid flat payloads go straight to rows; anything else (errors to report, nested
+    // fields to flatten) takes the general path below, which gives the same rows.
+    if let Some(rows) = super::canonical_fast::decode(payload) {
+        return Decoded {
+            rows: rows
+                .into_iter()
+                .map(|row| TableRow {
+                    table: table.to_string(),
+                    row,
+                })
+                .collect(),
+            errors: vec![],
+        };
+    }
+    decode_general(table, payload)
+}
+
+/// The general decoder: a `serde_json::Value` tree, per-item errors, nested fields.
+pub fn decode_general(table: &str, payload: &[u8]) -> Decoded {
     decode_items(table, payload, decode_item)
 }
 
@@ -201,10 +220,104 @@ mod tests {
     }
 
     #[test]
+    fn fast_path_takes_flat_payloads_and_leaves_the_rest() {
+        let fast = |p: &str| super::super::canonical_fast::decode(p.as_bytes());
+        for p in [
+            r#"{"ts": 1700000000123, "tags": {"pid": "p1", "ch": 2}, "fields": {"ua": 221.5, "on": true}}"#,
+            r#"[{"ts": "2026-11-25T10:00:00+08:00", "fields": {"b": 1, "a": null, "b": 2}}, {"ts": 5, "tags": null, "fields": {"x": "t"}, "extra": [1]}]"#,
+            "[]",
+        ] {
+            let rows = fast(p).unwrap_or_else(|| panic!("fast path refused {p}"));
+            let general: Vec<Row> = decode_general("t", p.as_bytes())
+                .rows
+                .into_iter()
+                .map(|r| r.row)
+                .collect();
+            assert_eq!(rows, general, "{p}");
+        }
+        // Nested fields, arrays, bad types and missing keys take the general path.
+        for p in [
+            r#"{"ts": 1, "fields": {"e": {"total": 1}}}"#,
+            r#"{"ts": 1, "fields": {"e": [1]}}"#,
+            r#"{"ts": true, "fields": {"a": 1}}"#,
+            r#"{"fields": {"a": 1}}"#,
+            r#"{"ts": 1, "fields": {}}"#,
+            r#"{"ts": 1, "tags": {"a": null}, "fields": {"a": 1}}"#,
+            r#"[{"ts": 1, "fields": {"a": 1}}, 7]"#,
+        ] {
+            assert!(fast(p).is_none(), "fast path took {p}");
+        }
+    }
+
+    #[test]
     fn invalid_json_is_one_error() {
         let d = decode("t", b"{not json");
         assert!(d.rows.is_empty());
         assert!(d.errors[0].reason.starts_with("invalid JSON"));
+    }
+
+    /// Items with random keys (some repeated), values of every JSON type, nesting, nulls.
+    fn canonical_payload() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let scalar = prop_oneof![
+            1 => Just("null".to_string()),
+            2 => Just("true".to_string()),
+            3 => any::<i64>().prop_map(|v| v.to_string()),
+            1 => any::<u64>().prop_map(|v| v.to_string()),
+            6 => (-1e12f64..1e12).prop_map(|v| format!("{v:?}")),
+            2 => "[a-z\\\\\"]{0,4}".prop_map(|s| format!("\"{s}\"")),
+        ];
+        let value = prop_oneof![
+            20 => scalar.clone(),
+            1 => proptest::collection::vec(("[ab]{1,2}", scalar.clone()), 0..3).prop_map(|kv| {
+                let inner: Vec<String> = kv.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                format!("{{{}}}", inner.join(","))
+            }),
+            1 => Just("[1,2]".to_string()),
+        ];
+        let ts = prop_oneof![
+            1 => any::<i64>().prop_map(|v| v.to_string()),
+            12 => (0i64..4_000_000_000_000).prop_map(|v| v.to_string()),
+            2 => Just("\"2026-11-25T10:00:00Z\"".to_string()),
+            1 => Just("\"yesterday\"".to_string()),
+            1 => Just("1.5e3".to_string()),
+            1 => Just("null".to_string()),
+        ];
+        let obj = |entries: Vec<(String, String)>| {
+            let inner: Vec<String> = entries
+                .iter()
+                .map(|(k, v)| format!("\"{k}\":{v}"))
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        };
+        let item = (
+            proptest::option::weighted(0.95, ts),
+            proptest::collection::vec(("[ab]", value.clone()), 0..4),
+            proptest::option::weighted(
+                0.95,
+                proptest::collection::vec(("[a-c_]{1,2}", value), 0..6),
+            ),
+            any::<bool>(),
+        )
+            .prop_map(move |(ts, tags, fields, extra)| {
+                let mut e = Vec::new();
+                if let Some(ts) = ts {
+                    e.push(("ts".to_string(), ts));
+                }
+                e.push(("tags".to_string(), obj(tags)));
+                if let Some(f) = fields {
+                    e.push(("fields".to_string(), obj(f)));
+                }
+                if extra {
+                    e.push(("note".to_string(), "[{}]".to_string()));
+                }
+                obj(e)
+            });
+        proptest::prop_oneof![
+            item.clone(),
+            proptest::collection::vec(item, 0..4)
+                .prop_map(|items| format!("[{}]", items.join(","))),
+        ]
     }
 
     proptest::proptest! {
@@ -219,6 +332,18 @@ mod tests {
             match &d.rows[0].row.fields[0].1 {
                 FieldValue::Float(got) => proptest::prop_assert_eq!(got.to_bits(), expected.to_bits()),
                 other => proptest::prop_assert!(false, "not a float: {other:?}"),
+            }
+        }
+
+        /// The fast path gives exactly what the general decoder gives, for any payload
+        /// built from the pieces devices send (and some they should not).
+        #[test]
+        fn fast_path_agrees_with_the_general_decoder(payload in canonical_payload()) {
+            let general = decode_general("t", payload.as_bytes());
+            if let Some(rows) = super::super::canonical_fast::decode(payload.as_bytes()) {
+                proptest::prop_assert!(general.errors.is_empty(), "fast path accepted {payload}: {:?}", general.errors);
+                let general_rows: Vec<_> = general.rows.into_iter().map(|r| r.row).collect();
+                proptest::prop_assert_eq!(rows, general_rows, "payload {}", payload);
             }
         }
 
