@@ -132,38 +132,25 @@ struct TsValue(Value);
 
 impl<'de> de::Deserialize<'de> for TsValue {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Value::deserialize_number_or_string(d).map(TsValue)
-    }
-}
-
-trait NumberOrString {
-    fn deserialize_number_or_string<'de, D: de::Deserializer<'de>>(d: D)
-    -> Result<Value, D::Error>;
-}
-
-impl NumberOrString for Value {
-    fn deserialize_number_or_string<'de, D: de::Deserializer<'de>>(
-        d: D,
-    ) -> Result<Value, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Value;
+            type Value = TsValue;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a number or a string")
             }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-                Ok(Value::Number(v.into()))
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<TsValue, E> {
+                Ok(TsValue(Value::Number(v.into())))
             }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-                Ok(Value::Number(v.into()))
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<TsValue, E> {
+                Ok(TsValue(Value::Number(v.into())))
             }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<TsValue, E> {
                 Number::from_f64(v)
-                    .map(Value::Number)
+                    .map(|n| TsValue(Value::Number(n)))
                     .ok_or_else(|| E::custom("not a finite number"))
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-                Ok(Value::String(v.to_string()))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TsValue, E> {
+                Ok(TsValue(Value::String(v.to_string())))
             }
         }
         d.deserialize_any(V)
