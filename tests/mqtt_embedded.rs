@@ -303,3 +303,58 @@ async fn a_small_buffer_budget_slows_publishers_and_loses_nothing() {
         "the persister made room"
     );
 }
+
+/// MQTT 5 at every QoS: QoS 0 and 2 messages land too (QoS 2 completes PUBREC → PUBREL →
+/// PUBCOMP), and a subscription is refused with a failure reason code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_all_qos_levels_land_and_subscriptions_are_refused() {
+    use rumqttc::v5::mqttbytes::QoS as QoS5;
+    use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, SubscribeReasonCode};
+    use rumqttc::v5::{AsyncClient as Client5, Event as Event5, MqttOptions as Options5};
+
+    let server = Server::new().start();
+    let mut opts = Options5::new("v5-qos", "127.0.0.1", server.mqtt_port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut el) = Client5::new(opts, 10);
+    let mut expected = BTreeMap::new();
+    let qos = [QoS5::AtMostOnce, QoS5::AtLeastOnce, QoS5::ExactlyOnce];
+    for (i, q) in qos.into_iter().enumerate() {
+        let r = reading(20 + i, 0);
+        client
+            .publish("wattdb/electric", q, false, payload(&r))
+            .await
+            .unwrap();
+        expected.insert((r.0, r.1), r.2);
+    }
+    client
+        .subscribe("wattdb/#", QoS5::AtLeastOnce)
+        .await
+        .unwrap();
+    let (mut pubcomp, mut suback) = (false, None);
+    while !(pubcomp && suback.is_some()) {
+        match tokio::time::timeout(Duration::from_secs(20), el.poll()).await {
+            Ok(Ok(Event5::Incoming(Packet5::PubComp(_)))) => pubcomp = true,
+            Ok(Ok(Event5::Incoming(Packet5::SubAck(s)))) => suback = Some(s),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("connection failed: {e}"),
+            Err(_) => panic!("no PUBCOMP/SUBACK within 20 s"),
+        }
+    }
+    let codes = suback.unwrap().return_codes;
+    assert!(
+        codes
+            .iter()
+            .all(|c| !matches!(c, SubscribeReasonCode::Success(_))),
+        "{codes:?}"
+    );
+    // QoS 0 has no acknowledgement: wait for the rows rather than for a packet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = stored(&server).await;
+        if got == expected || std::time::Instant::now() > deadline {
+            assert_eq!(got, expected);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
