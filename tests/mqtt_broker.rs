@@ -9,21 +9,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::Server;
-use common::mqtt::{broker_from_env, publish_qos1};
+use common::mqtt::{broker_from_env, payload, publish_qos1, reading};
 
 type Readings = BTreeMap<(String, i64), f64>;
-
-fn reading(meter: usize, minute: i64) -> (String, i64, f64) {
-    (
-        format!("m{meter}"),
-        1_793_491_200_000 + minute * 60_000,
-        220.0 + meter as f64 + minute as f64 / 1000.0,
-    )
-}
-
-fn payload((pid, ts, ua): &(String, i64, f64)) -> String {
-    format!(r#"{{"ts": {ts}, "tags": {{"pid": "{pid}"}}, "fields": {{"ua": {ua}}}}}"#)
-}
 
 fn broker_server(
     host: &str,

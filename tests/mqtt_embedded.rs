@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::Server;
+use common::mqtt::{payload, reading};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 
 async fn connect(port: u16, id: &str) -> (AsyncClient, EventLoop) {
@@ -42,18 +43,6 @@ async fn publish_acked(
             Err(_) => return Err("no PUBACK within 20 s".into()),
         }
     }
-}
-
-fn reading(meter: usize, minute: i64) -> (String, i64, f64) {
-    (
-        format!("m{meter}"),
-        1_793_491_200_000 + minute * 60_000,
-        220.0 + (meter as f64) + minute as f64 / 100.0,
-    )
-}
-
-fn payload((pid, ts, ua): &(String, i64, f64)) -> String {
-    format!(r#"{{"ts": {ts}, "tags": {{"pid": "{pid}"}}, "fields": {{"ua": {ua}}}}}"#)
 }
 
 async fn stored(server: &Server) -> BTreeMap<(String, i64), f64> {

@@ -25,7 +25,7 @@ use rumqttc::{TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 
 use crate::metrics::IngestMetrics;
-use crate::pipeline::{IngestOutcome, Ingestor};
+use crate::pipeline::{DurableMessage, Ingestor};
 
 /// How many unacknowledged messages the broker may send us at once (Receive Maximum).
 pub const RECEIVE_MAXIMUM: u16 = 1024;
@@ -155,9 +155,7 @@ pub fn redact(url: &str) -> String {
 
 /// A received message on its way to the WAL, with what is needed to acknowledge it.
 struct InFlight {
-    durable: std::pin::Pin<
-        Box<dyn Future<Output = Result<IngestOutcome, wattdb_storage::Error>> + Send>,
-    >,
+    durable: DurableMessage,
     publish: Publish,
     connection: u64,
 }
@@ -218,14 +216,15 @@ pub async fn run(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let Ok(topic) = std::str::from_utf8(&p.topic).map(str::to_owned) else {
+                let Ok(topic) = std::str::from_utf8(&p.topic) else {
                     tracing::warn!(broker = %url, "dropping a message whose topic is not UTF-8");
                     let _ = client.ack(&p).await;
                     continue;
                 };
                 // Waits here (and so stops reading from the broker) while the write
                 // buffer is over budget.
-                match ingestor.submit(&topic, &p.payload).await {
+                let submitted = ingestor.submit(topic, &p.payload).await;
+                match submitted {
                     Ok(pending) => {
                         let item = InFlight {
                             durable: Box::pin(pending.durable()),

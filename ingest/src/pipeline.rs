@@ -151,10 +151,7 @@ impl Ingestor {
                 reasons.push("rows for table \"rejected\" are not accepted".into());
                 continue;
             }
-            let batch = WriteBatch {
-                table: table.clone(),
-                rows,
-            };
+            let batch = WriteBatch { table, rows };
             match self
                 .storage
                 .submit(batch, WriteMode::BestEffort, true)
@@ -225,6 +222,11 @@ impl Ingestor {
             .await
     }
 }
+
+/// [`PendingIngest::durable`] as a boxed future, for queues of messages awaiting their
+/// acknowledgement (the embedded endpoint's writer, the broker client's acknowledger).
+pub type DurableMessage =
+    std::pin::Pin<Box<dyn Future<Output = Result<IngestOutcome, wattdb_storage::Error>> + Send>>;
 
 /// A decoded message whose writes are queued in the WAL (see [`Ingestor::submit`]).
 #[must_use = "a submitted message is not durable until `durable()` resolves"]

@@ -7,6 +7,22 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 
+/// Meter `meter`'s reading at minute `minute` as (pid, epoch ms, ua): every key distinct,
+/// so a test can recompute what it published. The `/ 100.0` gives values such as
+/// 236.17000000000002 whose last bit matters.
+pub fn reading(meter: usize, minute: i64) -> (String, i64, f64) {
+    (
+        format!("m{meter}"),
+        1_793_491_200_000 + minute * 60_000,
+        220.0 + meter as f64 + minute as f64 / 100.0,
+    )
+}
+
+/// The canonical JSON payload of a [`reading`].
+pub fn payload((pid, ts, ua): &(String, i64, f64)) -> String {
+    format!(r#"{{"ts": {ts}, "tags": {{"pid": "{pid}"}}, "fields": {{"ua": {ua}}}}}"#)
+}
+
 /// `host:port` of the Mosquitto broker started by `.ci/run` (`WATTDB_TEST_MQTT_BROKER`).
 /// None when unset, unless `WATTDB_REQUIRE_MOSQUITTO=1` makes that a failure.
 pub fn broker_from_env() -> Option<(String, u16)> {

@@ -82,11 +82,17 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Payloads of one connection: its meters' readings, `batch` per message.
-fn payloads(conn: usize, args: &Args, conns: usize) -> Vec<(Bytes, usize)> {
-    let mine: Vec<usize> = (0..args.readings)
-        .filter(|i| (i % args.meters) % conns == conn)
-        .collect();
+/// Each connection's payloads: its meters' readings (meter % conns == connection),
+/// `batch` per message.
+fn payloads(args: &Args, conns: usize) -> Vec<Vec<(Bytes, usize)>> {
+    let mut per_conn = vec![Vec::new(); conns];
+    for i in 0..args.readings {
+        per_conn[(i % args.meters) % conns].push(i);
+    }
+    per_conn.iter().map(|mine| messages(mine, args)).collect()
+}
+
+fn messages(mine: &[usize], args: &Args) -> Vec<(Bytes, usize)> {
     mine.chunks(args.batch)
         .map(|chunk| {
             let mut s = String::with_capacity(chunk.len() * 220 + 2);
@@ -198,7 +204,7 @@ async fn run_mqtt(args: &Args) -> Result<()> {
         "generating {} readings of {} meters, {} per message, over {conns} connections",
         args.readings, args.meters, args.batch
     );
-    let per_conn: Vec<Vec<(Bytes, usize)>> = (0..conns).map(|c| payloads(c, args, conns)).collect();
+    let per_conn = payloads(args, conns);
     let messages: usize = per_conn.iter().map(|m| m.len()).sum();
     let payload_bytes: usize = per_conn.iter().flatten().map(|(b, _)| b.len()).sum();
     let mut streams = Vec::with_capacity(conns);

@@ -1,8 +1,6 @@
 //! One client connection: CONNECT, then a reader that stores publishes and a writer that
 //! acknowledges them in order once they are durable.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -15,16 +13,14 @@ use tokio::sync::mpsc;
 
 use super::EndpointError;
 use super::codec::{self, CodecError, Inbound, Outbound, RECEIVE_MAXIMUM, Version};
-use crate::pipeline::{IngestOutcome, Ingestor};
+use crate::pipeline::{DurableMessage, IngestOutcome, Ingestor};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-type Durable = Pin<Box<dyn Future<Output = Result<IngestOutcome, wattdb_storage::Error>> + Send>>;
 
 /// What the writer sends, in the order the reader queued it.
 enum Reply {
     /// Wait for the message to be durable, then send the acknowledgement (none for QoS 0).
-    AfterDurable(Durable, Option<Outbound>),
+    AfterDurable(DurableMessage, Option<Outbound>),
     Now(Outbound),
 }
 
@@ -203,7 +199,7 @@ async fn write_replies(
     Ok(())
 }
 
-fn poll_now(fut: &mut Durable) -> Poll<Result<IngestOutcome, wattdb_storage::Error>> {
+fn poll_now(fut: &mut DurableMessage) -> Poll<Result<IngestOutcome, wattdb_storage::Error>> {
     fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
 }
 

@@ -81,10 +81,11 @@ pub enum WriteMode {
 /// [`PendingWrite::durable`] returns `Ok`.
 #[must_use = "a submitted write is not durable until `durable()` resolves"]
 pub struct PendingWrite {
-    durable: Option<crate::wal::Durable>,
+    /// The queued WAL record and the counters to credit once it is durable; None when
+    /// nothing was valid to write.
+    durable: Option<(crate::wal::Durable, Arc<StorageMetrics>)>,
     written: usize,
     rejected: Vec<(usize, Error)>,
-    metrics: Arc<StorageMetrics>,
 }
 
 impl PendingWrite {
@@ -93,7 +94,6 @@ impl PendingWrite {
             durable: None,
             written: 0,
             rejected,
-            metrics: Arc::default(),
         }
     }
 
@@ -105,10 +105,13 @@ impl PendingWrite {
     /// Wait until the rows are durable (fsynced WAL) and visible in the buffer.
     pub async fn durable(self) -> Result<WriteOutcome> {
         let seq = match self.durable {
-            Some(d) => Some(d.await?),
+            Some((d, metrics)) => {
+                let seq = d.await?;
+                StorageMetrics::add(&metrics.rows_written, self.written as u64);
+                Some(seq)
+            }
             None => None,
         };
-        StorageMetrics::add(&self.metrics.rows_written, self.written as u64);
         Ok(WriteOutcome {
             written: self.written,
             seq,
@@ -351,10 +354,9 @@ impl Storage {
             rows: valid,
         })?;
         Ok(PendingWrite {
-            durable: Some(durable),
+            durable: Some((durable, self.inner.metrics.clone())),
             written,
             rejected,
-            metrics: self.inner.metrics.clone(),
         })
     }
 
