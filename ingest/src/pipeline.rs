@@ -16,7 +16,7 @@ use wattdb_storage::{
 use crate::metrics::IngestMetrics;
 
 use crate::decode::line_protocol::{self, Precision};
-use crate::decode::{DecodeError, Decoded, canonical_json};
+use crate::decode::{DecodeError, Decoded, canonical_aligned, canonical_json};
 use crate::route::Route;
 
 pub const REJECTED_TABLE: &str = "rejected";
@@ -127,6 +127,9 @@ impl Ingestor {
         topic: &str,
         payload: &[u8],
     ) -> Result<PendingIngest, wattdb_storage::Error> {
+        if let Some(pending) = self.submit_aligned(topic, payload).await? {
+            return Ok(pending);
+        }
         let now = chrono::Utc::now().timestamp_micros();
         let decoded = if payload.len() > self.config.max_payload_bytes {
             Decoded {
@@ -180,6 +183,39 @@ impl Ingestor {
             payload_bytes: payload.len(),
             metrics: self.metrics.clone(),
         })
+    }
+
+    /// The common case, cheaply: canonical JSON for a table that already has every
+    /// column the payload names, read straight into the table's columns (see
+    /// [`canonical_aligned`]). None: take the general path.
+    async fn submit_aligned(
+        &self,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<Option<PendingIngest>, wattdb_storage::Error> {
+        let Some(table) = topic.strip_prefix(CANONICAL_PREFIX) else {
+            return Ok(None);
+        };
+        if topic == LINE_TOPIC
+            || table == REJECTED_TABLE
+            || payload.len() > self.config.max_payload_bytes
+        {
+            return Ok(None);
+        }
+        let Some(def) = self.storage.shared_table(table) else {
+            return Ok(None);
+        };
+        let Some(rows) = canonical_aligned::decode(&def, payload) else {
+            return Ok(None);
+        };
+        let write = self.storage.submit_valid(&def, rows).await?;
+        Ok(Some(PendingIngest {
+            writes: vec![write],
+            rejection: None,
+            rows_rejected: 0,
+            payload_bytes: payload.len(),
+            metrics: self.metrics.clone(),
+        }))
     }
 
     async fn reject(

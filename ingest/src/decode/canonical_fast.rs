@@ -91,7 +91,7 @@ impl<'de> Visitor<'de> for ItemVisitor {
 }
 
 /// A key of an item, matched without allocating.
-enum Key {
+pub(super) enum Key {
     Ts,
     Tags,
     Fields,
@@ -128,7 +128,7 @@ fn sorted_last_wins<V>(mut entries: Vec<(String, V)>) -> Vec<(String, V)> {
 }
 
 /// `ts` as the JSON value the general decoder would see.
-struct TsValue(Value);
+pub(super) struct TsValue(pub(super) Value);
 
 impl<'de> de::Deserialize<'de> for TsValue {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -183,7 +183,7 @@ impl<'de> de::Deserialize<'de> for Tags {
 }
 
 /// A tag value: strings as they are, numbers and booleans as the text JSON gives them.
-struct TagValue(String);
+pub(super) struct TagValue(pub(super) String);
 
 impl<'de> de::Deserialize<'de> for TagValue {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -247,7 +247,7 @@ impl<'de> de::Deserialize<'de> for Fields {
 }
 
 /// A flat field value (nested objects and arrays are left to the general decoder).
-struct FieldScalar(Option<FieldValue>);
+pub(super) struct FieldScalar(pub(super) Option<FieldValue>);
 
 impl<'de> de::Deserialize<'de> for FieldScalar {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

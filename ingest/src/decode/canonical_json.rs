@@ -171,7 +171,7 @@ pub fn flatten_fields(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -257,7 +257,7 @@ mod tests {
     }
 
     /// Items with random keys (some repeated), values of every JSON type, nesting, nulls.
-    fn canonical_payload() -> impl proptest::strategy::Strategy<Value = String> {
+    pub(crate) fn canonical_payload() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
         let scalar = prop_oneof![
             1 => Just("null".to_string()),

@@ -1,6 +1,7 @@
 //! Payload decoders: bytes from a topic → rows for a table, or a reason per bad item.
 //! Pure functions with no I/O; the arrival time is passed in for rows without a timestamp.
 
+pub mod canonical_aligned;
 mod canonical_fast;
 pub mod canonical_json;
 pub mod line_protocol;

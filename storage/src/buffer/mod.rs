@@ -153,7 +153,7 @@ impl DurableObserver for WriteBuffer {
         for ((table_id, month), (rows, min_seq, max_seq)) in groups {
             let def = defs
                 .entry(table_id)
-                .or_insert_with(|| self.catalog.table_by_id(table_id));
+                .or_insert_with(|| self.catalog.shared_table_by_id(table_id));
             // None: the table was dropped after this write was validated.
             let Some(def) = def.as_ref() else { continue };
             match crate::batch::rows_to_batch(def, rows.into_iter()) {

@@ -8,7 +8,7 @@
 pub mod manifest;
 pub mod sled_store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -91,9 +91,30 @@ pub trait CatalogStore: Send + Sync {
     fn commit(&self, ops: &[CatalogOp]) -> Result<()>;
 }
 
+/// Shared table definitions for the write path, which looks one up per write: a
+/// reference count instead of a deep clone. Rebuilt whenever a commit changes a table.
+#[derive(Default)]
+struct SharedDefs {
+    by_name: HashMap<String, Arc<TableDef>>,
+    by_id: HashMap<TableId, Arc<TableDef>>,
+}
+
+impl SharedDefs {
+    fn of(state: &CatalogState) -> Self {
+        let mut defs = SharedDefs::default();
+        for def in state.tables.values() {
+            let def = Arc::new(def.clone());
+            defs.by_id.insert(def.id, def.clone());
+            defs.by_name.insert(def.name.clone(), def);
+        }
+        defs
+    }
+}
+
 pub struct Catalog {
     store: Box<dyn CatalogStore>,
     state: RwLock<CatalogState>,
+    defs: RwLock<SharedDefs>,
     /// Serialises commits so the store and the in-memory state change in the same order.
     commit_lock: std::sync::Mutex<()>,
 }
@@ -103,6 +124,7 @@ impl Catalog {
         let state = store.load()?;
         Ok(Arc::new(Catalog {
             store,
+            defs: RwLock::new(SharedDefs::of(&state)),
             state: RwLock::new(state),
             commit_lock: std::sync::Mutex::new(()),
         }))
@@ -118,6 +140,20 @@ impl Catalog {
 
     pub fn table_by_id(&self, id: TableId) -> Option<TableDef> {
         self.read().tables.values().find(|t| t.id == id).cloned()
+    }
+
+    /// The current definition of a table, shared (no copy): for the write path.
+    pub fn shared_table(&self, name: &str) -> Option<Arc<TableDef>> {
+        self.shared_defs().by_name.get(name).cloned()
+    }
+
+    /// Like [`Catalog::shared_table`], by id.
+    pub fn shared_table_by_id(&self, id: TableId) -> Option<Arc<TableDef>> {
+        self.shared_defs().by_id.get(&id).cloned()
+    }
+
+    fn shared_defs(&self) -> std::sync::RwLockReadGuard<'_, SharedDefs> {
+        self.defs.read().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn tables(&self) -> Vec<TableDef> {
@@ -172,6 +208,14 @@ impl Catalog {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         for op in &ops {
             state.apply(op);
+        }
+        let tables_changed = ops
+            .iter()
+            .any(|op| matches!(op, CatalogOp::PutTable(_) | CatalogOp::DropTable { .. }));
+        if tables_changed {
+            // Under the state's write lock: a reader never sees the new state with old
+            // shared definitions for longer than this commit.
+            *self.defs.write().unwrap_or_else(|p| p.into_inner()) = SharedDefs::of(&state);
         }
         Ok(ops)
     }

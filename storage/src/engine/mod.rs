@@ -23,12 +23,13 @@ use crate::catalog::{Catalog, CatalogOp, Manifest, SledCatalogStore};
 use crate::error::{Error, Result};
 use crate::metrics::StorageMetrics;
 use crate::model::schema::FieldDef;
-use crate::model::{TableDef, WriteBatch};
+use crate::model::{TableDef, ValidRow, WriteBatch};
 use crate::object_store_url::ObjectStoreLocation;
 use crate::wal::{DurableObserver, Wal, WalConfig, WalRecord, WalSeq};
 
 pub use persister::FlushReport;
 pub use recover::recover_catalog;
+pub use validate::validate_row;
 pub use views::{BufferedPartition, PartitionInfo, TableSnapshot};
 
 #[derive(Debug, Clone)]
@@ -226,6 +227,12 @@ impl Storage {
         self.inner.catalog.table(name)
     }
 
+    /// The current definition of a table without copying it (for writers that validate
+    /// rows themselves and hand them to [`Storage::submit_valid`]).
+    pub fn shared_table(&self, name: &str) -> Option<Arc<TableDef>> {
+        self.inner.catalog.shared_table(name)
+    }
+
     pub fn tables(&self) -> Vec<TableDef> {
         self.inner.catalog.tables()
     }
@@ -342,7 +349,21 @@ impl Storage {
         if valid.is_empty() {
             return Ok(PendingWrite::nothing(rejected));
         }
-        let written = valid.len();
+        let mut pending = self.submit_valid(&def, valid).await?;
+        pending.rejected = rejected;
+        Ok(pending)
+    }
+
+    /// [`Storage::submit`] for rows already aligned to `def` by the caller (e.g. a decoder
+    /// that reads a payload straight into a table's columns): no name lookups, no
+    /// validation. `def` must come from [`Storage::shared_table`]; fields only ever get
+    /// appended, so rows aligned to it stay valid if the table grows meanwhile (and are
+    /// ignored, like any write, if it is dropped).
+    pub async fn submit_valid(&self, def: &TableDef, rows: Vec<ValidRow>) -> Result<PendingWrite> {
+        if rows.is_empty() {
+            return Ok(PendingWrite::nothing(Vec::new()));
+        }
+        let written = rows.len();
         let waited = std::time::Instant::now();
         self.inner.buffer.wait_for_room().await;
         StorageMetrics::add_duration(
@@ -351,12 +372,12 @@ impl Storage {
         );
         let durable = self.inner.wal.enqueue(WalRecord {
             table_id: def.id,
-            rows: valid,
+            rows,
         })?;
         Ok(PendingWrite {
             durable: Some((durable, self.inner.metrics.clone())),
             written,
-            rejected,
+            rejected: Vec::new(),
         })
     }
 
@@ -366,8 +387,8 @@ impl Storage {
         table: &str,
         rows: &[crate::model::Row],
         auto_create: bool,
-    ) -> Result<TableDef> {
-        let existing = self.inner.catalog.table(table);
+    ) -> Result<Arc<TableDef>> {
+        let existing = self.inner.catalog.shared_table(table);
         let needs_change = match &existing {
             None => true,
             Some(def) => !validate::new_fields(Some(def), rows).is_empty(),
@@ -411,7 +432,7 @@ impl Storage {
         })
         .await??;
         self.write_manifest().await;
-        Ok(def)
+        Ok(Arc::new(def))
     }
 
     /// Persist every buffered partition now (`SELECT flush()`).

@@ -24,8 +24,12 @@ pub(crate) fn new_fields(existing: Option<&TableDef>, rows: &[Row]) -> Vec<Field
     let mut order = Vec::new();
     let mut types: HashMap<&str, Vec<FieldType>> = HashMap::new();
     for row in rows {
+        let mut cursor = existing.map(|d| d.cursor());
         for (name, value) in &row.fields {
-            let known = existing.is_some_and(|d| d.has_column(name));
+            let known = name == crate::model::TS_COLUMN
+                || cursor
+                    .as_mut()
+                    .is_some_and(|c| c.field(name).is_some() || c.tag(name).is_some());
             if known || row.tags.iter().any(|(t, _)| t == name) {
                 continue;
             }
@@ -63,10 +67,14 @@ pub(crate) fn def_from_rows(id: TableId, table: &str, rows: &[Row]) -> Result<Ta
     TableDef::new(id, table, tag_keys(rows), new_fields(None, rows))
 }
 
-pub(crate) fn validate_row(def: &TableDef, row: Row) -> Result<ValidRow> {
+/// Check one named row against a table definition and align it to the table's columns.
+/// Integers go into float columns; any other type mismatch, an unknown tag or field, or a
+/// key column given as a field is an error naming the table and the column.
+pub fn validate_row(def: &TableDef, row: Row) -> Result<ValidRow> {
+    let mut cursor = def.cursor();
     let mut tags = vec![String::new(); def.tags.len()];
     for (k, v) in row.tags {
-        match def.tag_index(&k) {
+        match cursor.tag(&k) {
             Some(i) => tags[i] = v,
             None => {
                 return Err(Error::InvalidRow {
@@ -85,7 +93,7 @@ pub(crate) fn validate_row(def: &TableDef, row: Row) -> Result<ValidRow> {
     }
     let mut fields: Vec<Option<FieldValue>> = vec![None; def.fields.len()];
     for (k, v) in row.fields {
-        let Some(i) = def.field_index(&k) else {
+        let Some(i) = cursor.field(&k) else {
             return Err(Error::InvalidRow {
                 table: def.name.clone(),
                 reason: if def.tag_index(&k).is_some() || k == crate::model::TS_COLUMN {

@@ -74,6 +74,37 @@ pub struct FieldDef {
     pub field_type: FieldType,
 }
 
+/// Looks up tag and field positions by name, first trying the position after the previous
+/// hit: rows from one device name their columns in the same order message after
+/// message, so the lookup is usually one comparison instead of a scan.
+pub struct ColumnCursor<'a> {
+    def: &'a TableDef,
+    next_tag: usize,
+    next_field: usize,
+}
+
+impl ColumnCursor<'_> {
+    pub fn tag(&mut self, name: &str) -> Option<usize> {
+        let tags = &self.def.tags;
+        let i = match tags.get(self.next_tag) {
+            Some(t) if t == name => self.next_tag,
+            _ => tags.iter().position(|t| t == name)?,
+        };
+        self.next_tag = i + 1;
+        Some(i)
+    }
+
+    pub fn field(&mut self, name: &str) -> Option<usize> {
+        let fields = &self.def.fields;
+        let i = match fields.get(self.next_field) {
+            Some(f) if f.name == name => self.next_field,
+            _ => fields.iter().position(|f| f.name == name)?,
+        };
+        self.next_field = i + 1;
+        Some(i)
+    }
+}
+
 /// A table's definition as stored in the catalog and the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableDef {
@@ -122,6 +153,15 @@ impl TableDef {
 
     pub fn has_column(&self, name: &str) -> bool {
         name == TS_COLUMN || self.tag_index(name).is_some() || self.field_index(name).is_some()
+    }
+
+    /// Name lookups for a run of rows (see [`ColumnCursor`]).
+    pub fn cursor(&self) -> ColumnCursor<'_> {
+        ColumnCursor {
+            def: self,
+            next_tag: 0,
+            next_field: 0,
+        }
     }
 
     /// Arrow schema: `ts`, then tags, then fields (in the order they were added).
@@ -191,5 +231,28 @@ mod tests {
         assert!(TableDef::new(TableId(1), "t", vec![], vec![f("ts")]).is_err());
         assert!(TableDef::new(TableId(1), "a/b", vec![], vec![]).is_err());
         assert!(TableDef::new(TableId(1), "_x", vec![], vec![]).is_err());
+    }
+
+    #[test]
+    fn cursor_finds_columns_in_any_order() {
+        let f = |n: &str| FieldDef {
+            name: n.into(),
+            field_type: FieldType::Float,
+        };
+        let def = TableDef::new(
+            TableId(1),
+            "t",
+            vec!["a".into(), "b".into()],
+            vec![f("x"), f("y"), f("z")],
+        )
+        .unwrap();
+        let mut c = def.cursor();
+        // In order, out of order, repeated, and missing names: always what a scan gives.
+        for name in ["x", "y", "z", "x", "z", "y", "y", "nope", "a", "x"] {
+            assert_eq!(c.field(name), def.field_index(name), "field {name}");
+        }
+        for name in ["b", "a", "a", "b", "x", "b"] {
+            assert_eq!(c.tag(name), def.tag_index(name), "tag {name}");
+        }
     }
 }
