@@ -16,7 +16,9 @@ use config::{ServeArgs, Settings};
 
 /// mimalloc instead of glibc malloc: the ingest path allocates per message (JSON values,
 /// rows, WAL records) from many threads, and glibc's arena locks and consolidation were
-/// about a fifth of the server's CPU under MQTT load (see BENCHMARKS.md).
+/// about a fifth of the server's CPU under MQTT load (see BENCHMARKS.md). Built with
+/// `no_thp`: with transparent huge pages mimalloc's freed-and-reused memory was re-faulted
+/// 2 MiB at a time, and zeroing those pages cost ~10% of the CPU (and ~120 MiB of RSS).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

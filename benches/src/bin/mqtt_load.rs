@@ -247,6 +247,11 @@ async fn run_mqtt(args: &Args) -> Result<()> {
         acked as f64 / secs,
         values as f64 / secs
     );
+    // Memory while ingesting, before the verification query below (a count(*) over
+    // millions of buffered rows deduplicates them all, which needs memory of its own).
+    if let Some(rss) = args.server_pid.and_then(peak_rss_mib) {
+        println!("wattdb: server peak RSS while ingesting {rss:.0} MiB");
+    }
     // Every acknowledged reading must be queryable.
     let want = before + acked as i64;
     let t = Instant::now();
@@ -265,7 +270,7 @@ async fn run_mqtt(args: &Args) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if let Some(rss) = args.server_pid.and_then(peak_rss_mib) {
-        println!("wattdb: server peak RSS {rss:.0} MiB");
+        println!("wattdb: server peak RSS including the count(*) checks {rss:.0} MiB");
     }
     // Persist now, so wattdb is idle (not competing for the CPU) during what comes next.
     let t = Instant::now();

@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -28,7 +27,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use wattdb_storage::batch::{adapt_to_schema, sort_dedup};
+use wattdb_storage::batch::{adapt_to_schema, sort_dedup_batches};
 use wattdb_storage::{FileMeta, TableSnapshot};
 
 use super::time_range::TimeRange;
@@ -182,8 +181,7 @@ async fn merge_group(
             batches.push(adapt_to_schema(b, schema).map_err(ext)?);
         }
     }
-    let all = concat_batches(schema, &batches)?;
-    sort_dedup(&all, key_len).map_err(ext)
+    sort_dedup_batches(schema, &batches, key_len).map_err(ext)
 }
 
 async fn read_parquet_file(store: &Arc<dyn ObjectStore>, path: &str) -> DfResult<Vec<RecordBatch>> {

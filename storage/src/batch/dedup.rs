@@ -1,5 +1,5 @@
-use arrow::array::UInt32Array;
-use arrow::compute::take_record_batch;
+use arrow::compute::interleave_record_batch;
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 
@@ -9,35 +9,55 @@ use crate::error::{Error, Result};
 /// keep, for each key, only the row that came last in the input (last write wins).
 /// Callers concatenate sources oldest first.
 pub fn sort_dedup(batch: &RecordBatch, key_len: usize) -> Result<RecordBatch> {
-    let n = batch.num_rows();
+    sort_dedup_batches(&batch.schema(), std::slice::from_ref(batch), key_len)
+}
+
+/// [`sort_dedup`] over several batches of the same schema (oldest first) without
+/// concatenating them first: the output is the only copy made, which halves the memory a
+/// persist or a scan of a large buffer needs.
+pub fn sort_dedup_batches(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    key_len: usize,
+) -> Result<RecordBatch> {
+    let n: usize = batches.iter().map(|b| b.num_rows()).sum();
     if n == 0 {
-        return Ok(batch.clone());
+        return Ok(RecordBatch::new_empty(schema.clone()));
     }
     let mut order: Vec<usize> = (1..key_len).collect();
     order.push(0);
-    let key_cols: Vec<_> = order.iter().map(|&i| batch.column(i).clone()).collect();
     let converter = RowConverter::new(
-        key_cols
+        order
             .iter()
-            .map(|c| SortField::new(c.data_type().clone()))
+            .map(|&i| SortField::new(schema.field(i).data_type().clone()))
             .collect(),
     )
     .map_err(Error::arrow("preparing key comparison"))?;
-    let rows = converter
-        .convert_columns(&key_cols)
+    let keys = batches
+        .iter()
+        .map(|b| {
+            let cols: Vec<_> = order.iter().map(|&i| b.column(i).clone()).collect();
+            converter.convert_columns(&cols)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(Error::arrow("encoding primary keys"))?;
-    let mut idx: Vec<u32> = (0..n as u32).collect();
+    let key = |&(b, r): &(usize, usize)| keys[b].row(r);
+    let mut idx: Vec<(usize, usize)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
+        .collect();
     // Stable: equal keys keep input order, so the last of a run is the newest write.
-    idx.sort_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+    idx.sort_by(|a, b| key(a).cmp(&key(b)));
     let mut keep = Vec::with_capacity(n);
     for w in 0..idx.len() {
-        let is_last_of_key =
-            w + 1 == idx.len() || rows.row(idx[w] as usize) != rows.row(idx[w + 1] as usize);
-        if is_last_of_key {
+        if w + 1 == idx.len() || key(&idx[w]) != key(&idx[w + 1]) {
             keep.push(idx[w]);
         }
     }
-    take_record_batch(batch, &UInt32Array::from(keep)).map_err(Error::arrow("applying dedup"))
+    drop(idx);
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    interleave_record_batch(&refs, &keep).map_err(Error::arrow("applying dedup"))
 }
 
 #[cfg(test)]
@@ -115,5 +135,29 @@ mod tests {
     fn empty_batch_is_fine() {
         let b = rows_to_batch(&def(), [].iter()).unwrap();
         assert_eq!(sort_dedup(&b, 2).unwrap().num_rows(), 0);
+    }
+
+    #[test]
+    fn across_batches_the_later_batch_wins() {
+        let older = rows_to_batch(&def(), [row("b", 1, 1.0), row("a", 2, 2.0)].iter()).unwrap();
+        let newer = rows_to_batch(&def(), [row("b", 1, 9.0), row("a", 1, 3.0)].iter()).unwrap();
+        let out = sort_dedup_batches(&older.schema(), &[older, newer], 2).unwrap();
+        let pid = out
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        let v = out
+            .column(2)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
+        let got: Vec<_> = (0..out.num_rows())
+            .map(|i| (pid.value(i).to_string(), v.value(i)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("a".into(), 3.0), ("a".into(), 2.0), ("b".into(), 9.0)]
+        );
     }
 }

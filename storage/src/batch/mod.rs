@@ -6,5 +6,5 @@ mod dedup;
 mod from_rows;
 
 pub use adapt::adapt_to_schema;
-pub use dedup::sort_dedup;
+pub use dedup::{sort_dedup, sort_dedup_batches};
 pub use from_rows::rows_to_batch;

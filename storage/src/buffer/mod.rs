@@ -10,7 +10,7 @@
 mod partition;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,25 @@ pub struct WriteBuffer {
     /// Woken when the buffer wants a persist now (over budget).
     persist_wanted: tokio::sync::Notify,
     replaying: AtomicBool,
+    /// Memory set aside for the persister's sorted copy of what it is writing: part of
+    /// the budget, so buffered rows plus persistence stay within it.
+    persist_reserved: AtomicUsize,
+}
+
+/// Budget set aside while the persister works (see [`WriteBuffer::reserve_for_persist`]);
+/// given back on drop.
+pub struct PersistReservation<'a> {
+    buffer: &'a WriteBuffer,
+    bytes: usize,
+}
+
+impl Drop for PersistReservation<'_> {
+    fn drop(&mut self) {
+        self.buffer
+            .persist_reserved
+            .fetch_sub(self.bytes, Ordering::SeqCst);
+        self.buffer.notify_room();
+    }
 }
 
 impl WriteBuffer {
@@ -56,6 +75,7 @@ impl WriteBuffer {
             room: tokio::sync::Notify::new(),
             persist_wanted: tokio::sync::Notify::new(),
             replaying: AtomicBool::new(false),
+            persist_reserved: AtomicUsize::new(0),
         })
     }
 
@@ -71,12 +91,33 @@ impl WriteBuffer {
         self.replaying.store(on, Ordering::SeqCst);
     }
 
+    /// Most bytes of a partition the persister writes in one go: with its sorted copy
+    /// (reserved while it works) that is half the budget, leaving the other half for
+    /// writes that keep arriving meanwhile.
+    pub fn freeze_limit_bytes(&self) -> usize {
+        (self.budget_bytes / 4).max(1)
+    }
+
+    /// Set aside `bytes` of the budget while the persister writes a copy of that size.
+    pub fn reserve_for_persist(&self, bytes: usize) -> PersistReservation<'_> {
+        self.persist_reserved.fetch_add(bytes, Ordering::SeqCst);
+        PersistReservation {
+            buffer: self,
+            bytes,
+        }
+    }
+
+    /// Bytes counted against the budget: buffered rows and the persister's reservation.
+    pub fn used_bytes(&self) -> usize {
+        self.lock().total_bytes() + self.persist_reserved.load(Ordering::SeqCst)
+    }
+
     /// Wait until the buffer is under its budget (backpressure). Never drops data: the
     /// writer simply waits for the persister to free memory.
     pub async fn wait_for_room(&self) {
         loop {
             let notified = self.room.notified();
-            if self.lock().total_bytes() < self.budget_bytes {
+            if self.used_bytes() < self.budget_bytes {
                 return;
             }
             self.persist_wanted.notify_one();
@@ -93,7 +134,8 @@ impl WriteBuffer {
     }
 
     /// Partitions the persister should write now: older than `max_age`, larger than
-    /// `max_bytes`, or all of them when `force` or the buffer is over half its budget.
+    /// `max_bytes`, or all of them when `force` or the buffer holds a quarter of its
+    /// budget (persisting early leaves room for writes while a persist runs).
     pub fn due_partitions(
         &self,
         max_age: Duration,
@@ -101,7 +143,7 @@ impl WriteBuffer {
         force: bool,
     ) -> Vec<(TableId, Month)> {
         let state = self.lock();
-        let pressure = state.total_bytes() * 2 >= self.budget_bytes;
+        let pressure = state.total_bytes() * 4 >= self.budget_bytes;
         let now = Instant::now();
         state
             .partitions

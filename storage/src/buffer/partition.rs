@@ -116,13 +116,37 @@ impl Partition {
         }
     }
 
-    /// Move the active chunks to the frozen set (added to what an earlier, failed persist
-    /// left there). Returns the frozen chunks to write.
-    pub fn freeze(&mut self) -> Vec<Chunk> {
-        self.frozen.append(&mut self.active);
-        self.first_active_write = None;
-        self.frozen_at.get_or_insert_with(Instant::now);
+    /// Move the oldest active chunks, up to `max_bytes` of them (at least one), to the
+    /// frozen set and return the frozen chunks to write. When an earlier persist failed,
+    /// its frozen chunks are returned as they are, so a retry never grows without bound.
+    /// Freezing a prefix keeps every frozen row older than every active one.
+    pub fn freeze(&mut self, max_bytes: usize) -> Vec<Chunk> {
+        if self.frozen.is_empty() {
+            let mut bytes = 0;
+            let take = self
+                .active
+                .iter()
+                .take_while(|c| {
+                    bytes += c.bytes;
+                    bytes <= max_bytes
+                })
+                .count()
+                .max(1)
+                .min(self.active.len());
+            self.frozen.extend(self.active.drain(..take));
+            if self.active.is_empty() {
+                self.first_active_write = None;
+            }
+        }
+        if !self.frozen.is_empty() {
+            self.frozen_at.get_or_insert_with(Instant::now);
+        }
         self.frozen.clone()
+    }
+
+    /// Rows written since the last freeze are waiting.
+    pub fn has_active(&self) -> bool {
+        !self.active.is_empty()
     }
 
     /// Drop frozen chunks once their file is in the catalog.

@@ -56,74 +56,32 @@ pub(super) async fn persist(storage: &Storage, force: bool) -> Result<FlushRepor
     }
     let mut first_error = None;
     for (table_id, month) in due {
-        let Some(def) = inner.catalog.table_by_id(table_id) else {
+        let Some(def) = inner.catalog.shared_table_by_id(table_id) else {
             inner.buffer.drop_table(table_id);
             continue;
         };
-        let chunks = {
-            let mut state = inner.buffer.lock();
-            match state.partitions.get_mut(&(table_id, month)) {
-                Some(p) => p.freeze(),
-                None => continue,
-            }
-        };
-        let meta = match persist_chunks(&inner.store, &def, month, &chunks).await {
-            Ok(Some(meta)) => meta,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::warn!(table = %def.name, %month, error = %e, "persisting partition failed");
-                report.failed += 1;
-                StorageMetrics::add(&inner.metrics.persist_failures, 1);
-                first_error.get_or_insert(e);
-                continue;
-            }
-        };
-        // Register the file and drop the frozen rows in one critical section of the buffer
-        // lock, so a concurrent snapshot sees them in exactly one place.
-        let committed = {
-            let mut state = inner.buffer.lock();
-            let res = inner.catalog.commit_checked(|cat| {
-                if cat.tables.values().any(|t| t.id == table_id) {
-                    Ok(vec![CatalogOp::AddFile(meta.clone())])
-                } else {
-                    Ok(vec![])
+        // A large partition goes out in several files, each at most the freeze limit,
+        // so the persister's working copy stays within the budget.
+        loop {
+            match persist_round(storage, &def, month, &mut report).await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!(table = %def.name, %month, error = %e, "persisting partition failed");
+                    report.failed += 1;
+                    StorageMetrics::add(&inner.metrics.persist_failures, 1);
+                    first_error.get_or_insert(e);
+                    break;
                 }
-            });
-            match res {
-                Ok(ops) if !ops.is_empty() => {
-                    if let Some(p) = state.partitions.get_mut(&(table_id, month)) {
-                        p.release_frozen();
-                        if p.is_empty() {
-                            state.partitions.remove(&(table_id, month));
-                        }
-                    }
-                    Ok(true)
-                }
-                Ok(_) => Ok(false),
-                Err(e) => Err(e),
             }
-        };
-        match committed {
-            Ok(true) => {
-                tracing::debug!(table = %def.name, %month, file = %meta.path, rows = meta.rows, bytes = meta.bytes, "persisted partition");
-                report.files += 1;
-                report.rows += meta.rows;
-                report.bytes += meta.bytes;
-                StorageMetrics::add(&inner.metrics.persisted_files, 1);
-                StorageMetrics::add(&inner.metrics.persisted_bytes, meta.bytes);
-            }
-            Ok(false) => {
-                // Table dropped meanwhile: the file is garbage.
-                let _ = object_store::ObjectStoreExt::delete(
-                    &*inner.store,
-                    &object_store::path::Path::from(meta.path.as_str()),
-                )
-                .await;
-            }
-            Err(e) => {
-                tracing::error!(table = %def.name, %month, error = %e, "could not register persisted file");
-                report.failed += 1;
-                first_error.get_or_insert(e);
+            let more = inner
+                .buffer
+                .lock()
+                .partitions
+                .get(&(table_id, month))
+                .is_some_and(|p| p.has_active());
+            if !more {
+                break;
             }
         }
     }
@@ -137,4 +95,74 @@ pub(super) async fn persist(storage: &Storage, force: bool) -> Result<FlushRepor
         Some(e) if report.files == 0 => Err(e),
         _ => Ok(report),
     }
+}
+
+/// Freeze up to the freeze limit of one partition, write it as a file, register the file
+/// and drop the frozen rows. Ok(false): nothing was left to write, or the table is gone.
+async fn persist_round(
+    storage: &Storage,
+    def: &crate::model::TableDef,
+    month: crate::model::Month,
+    report: &mut FlushReport,
+) -> Result<bool> {
+    let inner = storage.inner();
+    let table_id = def.id;
+    let chunks = {
+        let mut state = inner.buffer.lock();
+        match state.partitions.get_mut(&(table_id, month)) {
+            Some(p) => p.freeze(inner.buffer.freeze_limit_bytes()),
+            None => return Ok(false),
+        }
+    };
+    let frozen_bytes = chunks.iter().map(|c| c.bytes).sum();
+    let reservation = inner.buffer.reserve_for_persist(frozen_bytes);
+    let Some(meta) = persist_chunks(&inner.store, def, month, &chunks).await? else {
+        return Ok(false);
+    };
+    drop(chunks);
+    // Register the file and drop the frozen rows in one critical section of the buffer
+    // lock, so a concurrent snapshot sees them in exactly one place.
+    let registered = {
+        let mut state = inner.buffer.lock();
+        let ops = inner.catalog.commit_checked(|cat| {
+            if cat.tables.values().any(|t| t.id == table_id) {
+                Ok(vec![CatalogOp::AddFile(meta.clone())])
+            } else {
+                Ok(vec![])
+            }
+        });
+        match ops {
+            Ok(ops) if !ops.is_empty() => {
+                if let Some(p) = state.partitions.get_mut(&(table_id, month)) {
+                    p.release_frozen();
+                    if p.is_empty() {
+                        state.partitions.remove(&(table_id, month));
+                    }
+                }
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(table = %def.name, %month, error = %e, "could not register persisted file");
+                return Err(e);
+            }
+        }
+    };
+    drop(reservation);
+    if !registered {
+        // Table dropped meanwhile: the file is garbage.
+        let _ = object_store::ObjectStoreExt::delete(
+            &*inner.store,
+            &object_store::path::Path::from(meta.path.as_str()),
+        )
+        .await;
+        return Ok(false);
+    }
+    tracing::debug!(table = %def.name, %month, file = %meta.path, rows = meta.rows, bytes = meta.bytes, "persisted partition");
+    report.files += 1;
+    report.rows += meta.rows;
+    report.bytes += meta.bytes;
+    StorageMetrics::add(&inner.metrics.persisted_files, 1);
+    StorageMetrics::add(&inner.metrics.persisted_bytes, meta.bytes);
+    Ok(true)
 }

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use arrow::compute::concat_batches;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
@@ -15,7 +14,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use crate::batch::{adapt_to_schema, sort_dedup};
+use crate::batch::{adapt_to_schema, sort_dedup_batches};
 use crate::buffer::Chunk;
 use crate::catalog::FileMeta;
 use crate::error::{Error, Result};
@@ -47,11 +46,7 @@ pub fn merge_chunks(def: &TableDef, batches: &[RecordBatch]) -> Result<RecordBat
         .iter()
         .map(|b| adapt_to_schema(b, &schema))
         .collect::<Result<Vec<_>>>()?;
-    let all = concat_batches(&schema, &adapted).map_err(Error::arrow(format!(
-        "merging buffered rows of \"{}\"",
-        def.name
-    )))?;
-    sort_dedup(&all, def.key_len())
+    sort_dedup_batches(&schema, &adapted, def.key_len())
 }
 
 pub fn encode_parquet(def: &TableDef, batch: &RecordBatch, path: &str) -> Result<Vec<u8>> {
