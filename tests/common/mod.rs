@@ -12,11 +12,25 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, NoTls};
 
+/// A free loopback port for a server under test, from 20000-31999: below Linux's
+/// ephemeral range (32768+), so the many client connections of concurrently running tests
+/// cannot take it between picking it and the server binding it (a port from `bind(":0")`
+/// could, and did). Each test process starts at its own offset and never hands out the
+/// same port twice.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let offset = std::process::id().wrapping_mul(97) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (offset + n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
 /// S3 settings for tests against a real S3 server (SeaweedFS in CI).

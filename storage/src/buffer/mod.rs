@@ -45,9 +45,38 @@ pub struct WriteBuffer {
     /// Woken when the buffer wants a persist now (over budget).
     persist_wanted: tokio::sync::Notify,
     replaying: AtomicBool,
+    /// `BufferState::total_bytes` as of the last change, readable without the lock (every
+    /// write checks it).
+    buffered_bytes: AtomicUsize,
     /// Memory set aside for the persister's sorted copy of what it is writing: part of
     /// the budget, so buffered rows plus persistence stay within it.
     persist_reserved: AtomicUsize,
+}
+
+/// The locked buffer (see [`WriteBuffer::lock`]).
+pub struct BufferGuard<'a> {
+    state: MutexGuard<'a, BufferState>,
+    total: &'a AtomicUsize,
+}
+
+impl std::ops::Deref for BufferGuard<'_> {
+    type Target = BufferState;
+    fn deref(&self) -> &BufferState {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for BufferGuard<'_> {
+    fn deref_mut(&mut self) -> &mut BufferState {
+        &mut self.state
+    }
+}
+
+impl Drop for BufferGuard<'_> {
+    fn drop(&mut self) {
+        self.total
+            .store(self.state.total_bytes(), Ordering::Release);
+    }
 }
 
 /// Budget set aside while the persister works (see [`WriteBuffer::reserve_for_persist`]);
@@ -76,11 +105,17 @@ impl WriteBuffer {
             persist_wanted: tokio::sync::Notify::new(),
             replaying: AtomicBool::new(false),
             persist_reserved: AtomicUsize::new(0),
+            buffered_bytes: AtomicUsize::new(0),
         })
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, BufferState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// The buffer's contents; the byte total that backpressure reads is refreshed when
+    /// the guard is dropped, so every change made through it is counted.
+    pub fn lock(&self) -> BufferGuard<'_> {
+        BufferGuard {
+            state: self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            total: &self.buffered_bytes,
+        }
     }
 
     pub fn budget_bytes(&self) -> usize {
@@ -109,7 +144,7 @@ impl WriteBuffer {
 
     /// Bytes counted against the budget: buffered rows and the persister's reservation.
     pub fn used_bytes(&self) -> usize {
-        self.lock().total_bytes() + self.persist_reserved.load(Ordering::SeqCst)
+        self.buffered_bytes.load(Ordering::Acquire) + self.persist_reserved.load(Ordering::SeqCst)
     }
 
     /// Wait until the buffer is under its budget (backpressure). Never drops data: the

@@ -364,12 +364,15 @@ impl Storage {
             return Ok(PendingWrite::nothing(Vec::new()));
         }
         let written = rows.len();
-        let waited = std::time::Instant::now();
-        self.inner.buffer.wait_for_room().await;
-        StorageMetrics::add_duration(
-            &self.inner.metrics.backpressure_wait_micros,
-            waited.elapsed(),
-        );
+        let buffer = &self.inner.buffer;
+        if buffer.used_bytes() >= buffer.budget_bytes() {
+            let waited = std::time::Instant::now();
+            buffer.wait_for_room().await;
+            StorageMetrics::add_duration(
+                &self.inner.metrics.backpressure_wait_micros,
+                waited.elapsed(),
+            );
+        }
         let durable = self.inner.wal.enqueue(WalRecord {
             table_id: def.id,
             rows,
