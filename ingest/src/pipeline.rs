@@ -87,7 +87,7 @@ impl Ingestor {
             return line_protocol::decode(payload, self.config.line_precision, now_micros);
         }
         if let Some(table) = topic.strip_prefix(CANONICAL_PREFIX) {
-            if table.contains('/') || table == REJECTED_TABLE {
+            if canonical_table(topic).is_none() {
                 return Decoded {
                     rows: vec![],
                     errors: vec![DecodeError::whole(format!(
@@ -127,11 +127,12 @@ impl Ingestor {
         topic: &str,
         payload: &[u8],
     ) -> Result<PendingIngest, wattdb_storage::Error> {
-        if let Some(pending) = self.submit_aligned(topic, payload).await? {
+        let oversize = payload.len() > self.config.max_payload_bytes;
+        if !oversize && let Some(pending) = self.submit_aligned(topic, payload).await? {
             return Ok(pending);
         }
         let now = chrono::Utc::now().timestamp_micros();
-        let decoded = if payload.len() > self.config.max_payload_bytes {
+        let decoded = if oversize {
             Decoded {
                 rows: vec![],
                 errors: vec![DecodeError::whole(format!(
@@ -193,15 +194,9 @@ impl Ingestor {
         topic: &str,
         payload: &[u8],
     ) -> Result<Option<PendingIngest>, wattdb_storage::Error> {
-        let Some(table) = topic.strip_prefix(CANONICAL_PREFIX) else {
+        let Some(table) = canonical_table(topic) else {
             return Ok(None);
         };
-        if topic == LINE_TOPIC
-            || table == REJECTED_TABLE
-            || payload.len() > self.config.max_payload_bytes
-        {
-            return Ok(None);
-        }
         let Some(def) = self.storage.shared_table(table) else {
             return Ok(None);
         };
@@ -257,6 +252,13 @@ impl Ingestor {
             )
             .await
     }
+}
+
+/// The table of a canonical topic `wattdb/<table>` that devices may publish to (not
+/// `wattdb/line`, not the `rejected` table, no further levels); None for any other topic.
+fn canonical_table(topic: &str) -> Option<&str> {
+    let table = topic.strip_prefix(CANONICAL_PREFIX)?;
+    (topic != LINE_TOPIC && !table.contains('/') && table != REJECTED_TABLE).then_some(table)
 }
 
 /// [`PendingIngest::durable`] as a boxed future, for queues of messages awaiting their

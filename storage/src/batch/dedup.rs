@@ -101,6 +101,19 @@ mod tests {
         ];
         let b = rows_to_batch(&def(), rows.iter()).unwrap();
         let out = sort_dedup(&b, 2).unwrap();
+        assert_eq!(
+            rows_of(&out),
+            vec![
+                ("a".into(), 1, 6.0),
+                ("a".into(), 5, 4.0),
+                ("b".into(), 1, 3.0),
+                ("b".into(), 2, 5.0),
+            ]
+        );
+    }
+
+    /// (pid, ts, v) of each output row; every `v` must be present.
+    fn rows_of(out: &RecordBatch) -> Vec<(String, i64, f64)> {
         let ts = out
             .column(0)
             .as_any()
@@ -116,19 +129,10 @@ mod tests {
             .as_any()
             .downcast_ref::<Float64Array>()
             .unwrap();
-        let got: Vec<_> = (0..out.num_rows())
-            .map(|i| (pid.value(i).to_string(), ts.value(i), v.value(i)))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("a".into(), 1, 6.0),
-                ("a".into(), 5, 4.0),
-                ("b".into(), 1, 3.0),
-                ("b".into(), 2, 5.0),
-            ]
-        );
         assert_eq!(v.null_count(), 0);
+        (0..out.num_rows())
+            .map(|i| (pid.value(i).to_string(), ts.value(i), v.value(i)))
+            .collect()
     }
 
     #[test]
@@ -142,22 +146,13 @@ mod tests {
         let older = rows_to_batch(&def(), [row("b", 1, 1.0), row("a", 2, 2.0)].iter()).unwrap();
         let newer = rows_to_batch(&def(), [row("b", 1, 9.0), row("a", 1, 3.0)].iter()).unwrap();
         let out = sort_dedup_batches(&older.schema(), &[older, newer], 2).unwrap();
-        let pid = out
-            .column(1)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
-        let v = out
-            .column(2)
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .unwrap();
-        let got: Vec<_> = (0..out.num_rows())
-            .map(|i| (pid.value(i).to_string(), v.value(i)))
-            .collect();
         assert_eq!(
-            got,
-            vec![("a".into(), 3.0), ("a".into(), 2.0), ("b".into(), 9.0)]
+            rows_of(&out),
+            vec![
+                ("a".into(), 1, 3.0),
+                ("a".into(), 2, 2.0),
+                ("b".into(), 1, 9.0)
+            ]
         );
     }
 }

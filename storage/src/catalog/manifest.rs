@@ -29,7 +29,7 @@ impl Manifest {
             format_version: MANIFEST_FORMAT_VERSION,
             written_at_ms,
             next_table_id: state.next_table_id,
-            tables: state.tables.values().cloned().collect(),
+            tables: state.tables.values().map(|t| (**t).clone()).collect(),
             files: state.files.values().flatten().cloned().collect(),
         }
     }
@@ -40,7 +40,7 @@ impl Manifest {
             ..Default::default()
         };
         for t in self.tables {
-            state.tables.insert(t.name.clone(), t);
+            state.tables.insert(t.name.clone(), std::sync::Arc::new(t));
         }
         for f in self.files {
             state.files.entry(f.table_id).or_default().push(f);

@@ -8,7 +8,7 @@
 pub mod manifest;
 pub mod sled_store;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -50,7 +50,8 @@ pub enum CatalogOp {
 /// The whole catalog in memory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CatalogState {
-    pub tables: BTreeMap<String, TableDef>,
+    /// Shared, so the write path looks a definition up per write without copying it.
+    pub tables: BTreeMap<String, Arc<TableDef>>,
     pub files: BTreeMap<TableId, Vec<FileMeta>>,
     pub next_table_id: u64,
 }
@@ -60,7 +61,7 @@ impl CatalogState {
         match op {
             CatalogOp::PutTable(def) => {
                 self.next_table_id = self.next_table_id.max(def.id.0 + 1);
-                self.tables.insert(def.name.clone(), def.clone());
+                self.tables.insert(def.name.clone(), Arc::new(def.clone()));
             }
             CatalogOp::DropTable { def, .. } => {
                 self.tables.remove(&def.name);
@@ -91,30 +92,9 @@ pub trait CatalogStore: Send + Sync {
     fn commit(&self, ops: &[CatalogOp]) -> Result<()>;
 }
 
-/// Shared table definitions for the write path, which looks one up per write: a
-/// reference count instead of a deep clone. Rebuilt whenever a commit changes a table.
-#[derive(Default)]
-struct SharedDefs {
-    by_name: HashMap<String, Arc<TableDef>>,
-    by_id: HashMap<TableId, Arc<TableDef>>,
-}
-
-impl SharedDefs {
-    fn of(state: &CatalogState) -> Self {
-        let mut defs = SharedDefs::default();
-        for def in state.tables.values() {
-            let def = Arc::new(def.clone());
-            defs.by_id.insert(def.id, def.clone());
-            defs.by_name.insert(def.name.clone(), def);
-        }
-        defs
-    }
-}
-
 pub struct Catalog {
     store: Box<dyn CatalogStore>,
     state: RwLock<CatalogState>,
-    defs: RwLock<SharedDefs>,
     /// Serialises commits so the store and the in-memory state change in the same order.
     commit_lock: std::sync::Mutex<()>,
 }
@@ -124,7 +104,6 @@ impl Catalog {
         let state = store.load()?;
         Ok(Arc::new(Catalog {
             store,
-            defs: RwLock::new(SharedDefs::of(&state)),
             state: RwLock::new(state),
             commit_lock: std::sync::Mutex::new(()),
         }))
@@ -135,29 +114,21 @@ impl Catalog {
     }
 
     pub fn table(&self, name: &str) -> Option<TableDef> {
-        self.read().tables.get(name).cloned()
-    }
-
-    pub fn table_by_id(&self, id: TableId) -> Option<TableDef> {
-        self.read().tables.values().find(|t| t.id == id).cloned()
+        self.shared_table(name).map(|t| (*t).clone())
     }
 
     /// The current definition of a table, shared (no copy): for the write path.
     pub fn shared_table(&self, name: &str) -> Option<Arc<TableDef>> {
-        self.shared_defs().by_name.get(name).cloned()
+        self.read().tables.get(name).cloned()
     }
 
     /// Like [`Catalog::shared_table`], by id.
     pub fn shared_table_by_id(&self, id: TableId) -> Option<Arc<TableDef>> {
-        self.shared_defs().by_id.get(&id).cloned()
-    }
-
-    fn shared_defs(&self) -> std::sync::RwLockReadGuard<'_, SharedDefs> {
-        self.defs.read().unwrap_or_else(|p| p.into_inner())
+        self.read().tables.values().find(|t| t.id == id).cloned()
     }
 
     pub fn tables(&self) -> Vec<TableDef> {
-        self.read().tables.values().cloned().collect()
+        self.read().tables.values().map(|t| (**t).clone()).collect()
     }
 
     pub fn files(&self, table: TableId) -> Vec<FileMeta> {
@@ -209,14 +180,6 @@ impl Catalog {
         for op in &ops {
             state.apply(op);
         }
-        let tables_changed = ops
-            .iter()
-            .any(|op| matches!(op, CatalogOp::PutTable(_) | CatalogOp::DropTable { .. }));
-        if tables_changed {
-            // Under the state's write lock: a reader never sees the new state with old
-            // shared definitions for longer than this commit.
-            *self.defs.write().unwrap_or_else(|p| p.into_inner()) = SharedDefs::of(&state);
-        }
         Ok(ops)
     }
 
@@ -236,7 +199,7 @@ impl Catalog {
         self.commit_checked(|state| {
             if let Some(t) = state.tables.get(name) {
                 if if_not_exists {
-                    existing = Some(t.clone());
+                    existing = Some((**t).clone());
                     return Ok(vec![]);
                 }
                 return Err(Error::TableExists { table: name.into() });

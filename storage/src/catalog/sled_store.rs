@@ -3,6 +3,7 @@
 //! transaction followed by a flush (fsync) before it returns.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
@@ -74,7 +75,7 @@ impl CatalogStore for SledCatalogStore {
             let (k, v) = item?;
             let def: TableDef = decode(&k, &v)?;
             state.next_table_id = state.next_table_id.max(def.id.0 + 1);
-            state.tables.insert(def.name.clone(), def);
+            state.tables.insert(def.name.clone(), Arc::new(def));
         }
         for item in self.files.iter() {
             let (k, v) = item?;

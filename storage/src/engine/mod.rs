@@ -271,7 +271,7 @@ impl Storage {
         let dropped = tokio::task::spawn_blocking(move || {
             let mut dropped = None;
             catalog.commit_checked(|state| {
-                let Some(def) = state.tables.get(&name2).cloned() else {
+                let Some(def) = state.tables.get(&name2).map(|t| (**t).clone()) else {
                     return Ok(vec![]);
                 };
                 let files = state.files.get(&def.id).cloned().unwrap_or_default();
@@ -419,9 +419,9 @@ impl Storage {
                         &rows2,
                     )?,
                     Some(cur) => {
-                        let mut grown = cur.clone();
+                        let mut grown = (**cur).clone();
                         grown.fields.extend(validate::new_fields(Some(cur), &rows2));
-                        if grown == *cur {
+                        if grown == **cur {
                             result = Some(grown);
                             return Ok(vec![]);
                         }
