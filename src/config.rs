@@ -1,6 +1,7 @@
 //! Configuration: defaults, overridden by a TOML file (`--config`), overridden by
 //! command-line flags and `WATTDB_*` environment variables.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -102,6 +103,20 @@ pub struct FileConfig {
     pub mqtt_max_payload_bytes: Option<usize>,
     /// Timestamp precision of `wattdb/line` (ns, us, ms, s). Default ns
     pub line_precision: Option<String>,
+    /// Rollup settings per table (`[rollups.<table>]`), see the README.
+    #[serde(default)]
+    pub rollups: BTreeMap<String, RollupTableConfig>,
+}
+
+/// `[rollups.<table>]`: bucket intervals and counter fields of one table's rollups.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollupTableConfig {
+    /// e.g. `["15m", "1d"]` (the default when absent).
+    pub intervals: Option<Vec<String>>,
+    /// Cumulative counter fields, e.g. `["ep"]`: their rollups get `<field>_delta`.
+    #[serde(default)]
+    pub counters: Vec<String>,
 }
 
 /// The resolved settings the server runs with.
@@ -115,11 +130,14 @@ pub struct Settings {
     pub http_listen: SocketAddr,
     pub object_store: Option<String>,
     pub timezone: String,
+    pub tz: chrono_tz::Tz,
     pub password: Option<String>,
     pub buffer_budget_bytes: usize,
     pub persist_max_age: Duration,
     pub persist_partition_bytes: usize,
     pub ingest: wattdb_ingest::pipeline::IngestConfig,
+    /// Rollup settings from the config file, by table name.
+    pub rollups: BTreeMap<String, wattdb_storage::RollupSettings>,
 }
 
 /// `wattdb-<hostname>`: stable across restarts of one machine, distinct between nodes.
@@ -219,6 +237,22 @@ impl Settings {
                 Ok(b)
             })
             .collect::<Result<Vec<_>>>()?;
+        let timezone = args
+            .timezone
+            .or(file.timezone)
+            .unwrap_or_else(|| "UTC".into());
+        let tz = wattdb_compaction::rollup::parse_timezone(&timezone)
+            .map_err(|e| anyhow::anyhow!("--timezone: {e}"))?;
+        let mut rollups = BTreeMap::new();
+        for (table, r) in file.rollups {
+            let s = wattdb_storage::RollupSettings {
+                intervals: r.intervals,
+                counters: r.counters,
+            };
+            wattdb_compaction::rollup::spec::levels(&table, &s, tz)
+                .map_err(|e| anyhow::anyhow!("config: [rollups.{table}]: {e}"))?;
+            rollups.insert(table, s);
+        }
         let settings = Settings {
             data_dir: args
                 .data_dir
@@ -241,10 +275,8 @@ impl Settings {
                     .unwrap_or_else(|| "127.0.0.1:8080".into()),
             )?,
             object_store: args.object_store.or(file.object_store),
-            timezone: args
-                .timezone
-                .or(file.timezone)
-                .unwrap_or_else(|| "UTC".into()),
+            timezone,
+            tz,
             password: args.password.or(file.password).filter(|p| !p.is_empty()),
             buffer_budget_bytes: args
                 .buffer_budget_bytes
@@ -260,6 +292,7 @@ impl Settings {
                 .or(file.persist_partition_bytes)
                 .unwrap_or(64 * 1024 * 1024),
             ingest,
+            rollups,
         };
         if settings.password.is_none() && !settings.pg_listen.ip().is_loopback() {
             bail!(

@@ -12,10 +12,11 @@ use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+use wattdb_compaction::rollup::RollupMaintainer;
 use wattdb_ingest::metrics::IngestMetrics;
 use wattdb_storage::Storage;
 
-fn metrics_text(storage: &Storage, ingest: &IngestMetrics) -> String {
+fn metrics_text(storage: &Storage, ingest: &IngestMetrics, rollups: &RollupMaintainer) -> String {
     let parts = storage.partitions();
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, value: u64| {
@@ -59,8 +60,16 @@ fn metrics_text(storage: &Storage, ingest: &IngestMetrics) -> String {
         "Memory held by buffered rows.",
         parts.iter().map(|p| p.buffered_bytes as u64).sum(),
     );
+    gauge(
+        "wattdb_rollup_pending_marks",
+        "(series, bucket) rollup marks waiting to be recomputed.",
+        rollups.pending_marks() as u64,
+    );
     let counters = storage.metrics().snapshot().into_iter();
-    for (name, help, kind, value) in counters.chain(ingest.snapshot()) {
+    for (name, help, kind, value) in counters
+        .chain(ingest.snapshot())
+        .chain(rollups.metrics().snapshot())
+    {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
@@ -72,6 +81,7 @@ fn metrics_text(storage: &Storage, ingest: &IngestMetrics) -> String {
 async fn handle(
     storage: Storage,
     ingest: Arc<IngestMetrics>,
+    rollups: Arc<RollupMaintainer>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, ctype, body) = match req.uri().path() {
@@ -79,7 +89,7 @@ async fn handle(
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            metrics_text(&storage, &ingest),
+            metrics_text(&storage, &ingest, &rollups),
         ),
         _ => (
             StatusCode::NOT_FOUND,
@@ -99,6 +109,7 @@ pub async fn serve(
     listener: TcpListener,
     storage: Storage,
     ingest: Arc<IngestMetrics>,
+    rollups: Arc<RollupMaintainer>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -107,8 +118,11 @@ pub async fn serve(
                 let Ok((stream, _)) = accepted else { continue };
                 let storage = storage.clone();
                 let ingest = ingest.clone();
+                let rollups = rollups.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(storage.clone(), ingest.clone(), req));
+                    let svc = service_fn(move |req| {
+                        handle(storage.clone(), ingest.clone(), rollups.clone(), req)
+                    });
                     let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                 });
             }

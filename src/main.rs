@@ -3,6 +3,7 @@
 
 mod config;
 mod http;
+mod rollup_admin;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -96,15 +97,21 @@ async fn serve(settings: Settings) -> Result<()> {
     storage_config.buffer_budget_bytes = settings.buffer_budget_bytes;
     storage_config.persist_max_age = settings.persist_max_age;
     storage_config.persist_partition_bytes = settings.persist_partition_bytes;
-    let storage = Storage::open(storage_config)
+    storage_config.rollup_settings = settings.rollups.clone();
+    let (storage, rollups) = wattdb_compaction::rollup::open_storage(storage_config, settings.tz)
         .await
         .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?;
+    apply_configured_rollups(&storage, &rollups, &settings).await?;
 
     let ctx = wattdb_query::build_session(&storage).context("building the SQL session")?;
-    let handlers = Arc::new(wattdb_query::pg::PgHandlers::new(
+    let handlers = Arc::new(wattdb_query::pg::PgHandlers::with_admin(
         ctx,
         storage.clone(),
         settings.password.as_deref(),
+        Some(Arc::new(rollup_admin::RollupAdmin {
+            storage: storage.clone(),
+            rollups: rollups.clone(),
+        })),
     ));
     let pg_listener = tokio::net::TcpListener::bind(settings.pg_listen)
         .await
@@ -113,6 +120,7 @@ async fn serve(settings: Settings) -> Result<()> {
         .await
         .with_context(|| format!("binding the HTTP endpoint to {}", settings.http_listen))?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let rollup_task = rollups.spawn(ROLLUP_DELAY, shutdown_rx.clone());
     let ingestor = Arc::new(
         wattdb_ingest::pipeline::Ingestor::new(storage.clone(), settings.ingest.clone())
             .await
@@ -157,6 +165,7 @@ async fn serve(settings: Settings) -> Result<()> {
         http_listener,
         storage.clone(),
         ingestor.metrics().clone(),
+        rollups.clone(),
         shutdown_rx,
     ));
     tracing::info!(
@@ -176,8 +185,45 @@ async fn serve(settings: Settings) -> Result<()> {
     for m in mqtt {
         let _ = m.await;
     }
+    // Marks not worked off are made durable by the shutdown flush (WAL release).
+    let _ = rollup_task.await;
     storage.shutdown().await.context("flushing on shutdown")?;
     tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// How long the rollup worker lets marks gather after a write before recomputing.
+const ROLLUP_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// `[rollups.<table>]` of the config file applies to existing tables too: where the
+/// stored settings differ, store the configured ones and rebuild that table's rollups
+/// in the background (the log reports progress).
+async fn apply_configured_rollups(
+    storage: &Storage,
+    rollups: &Arc<wattdb_compaction::rollup::RollupMaintainer>,
+    settings: &Settings,
+) -> Result<()> {
+    for (table, wanted) in &settings.rollups {
+        let Some(def) = storage.table(table) else {
+            continue; // applied when the table is created
+        };
+        if def.rollups == *wanted {
+            continue;
+        }
+        wattdb_compaction::rollup::check_settings(&def, wanted, settings.tz)
+            .map_err(|e| anyhow::anyhow!("config: [rollups.{table}]: {e}"))?;
+        storage
+            .set_rollup_settings(table, wanted.clone())
+            .await
+            .with_context(|| format!("applying [rollups.{table}]"))?;
+        tracing::info!(table = %table, "rollup settings changed by the config file; rebuilding");
+        let (rollups, table) = (rollups.clone(), table.clone());
+        tokio::spawn(async move {
+            if let Err(e) = rollups.rebuild(&table).await {
+                tracing::error!(table = %table, error = %e, "rebuilding rollups failed");
+            }
+        });
+    }
     Ok(())
 }
 

@@ -5,4 +5,7 @@
 //! It depends only on Arrow and must stay free of storage, networking and clocks (time
 //! is always passed in), so every algorithm is testable with plain data.
 //!
-//! Status: not implemented yet (later issues).
+//! Status: counter increments (used by rollup `_delta` columns); the rest comes with the
+//! rules issues.
+
+pub mod counter;

@@ -1,13 +1,49 @@
 //! Admin functions called as `SELECT <name>(<literal args>)`: they act on storage rather
 //! than compute over rows, so they are recognised before planning and run directly.
-//! Today: `flush()` — persist every buffered partition now.
+//! `flush()` (persist every buffered partition now) is served here; the rollup functions
+//! (`rebuild_rollups`, `set_rollup_intervals`, `set_counters`) by an [`AdminExtension`]
+//! the binary wires in, so this crate does not depend on the background-work crate.
 
 use datafusion::sql::sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem, SetExpr, Statement, Value,
 };
 use wattdb_storage::Storage;
 
-pub const ADMIN_FUNCTIONS: &[&str] = &["flush"];
+pub const ADMIN_FUNCTIONS: &[&str] = &[
+    "flush",
+    "rebuild_rollups",
+    "set_rollup_intervals",
+    "set_counters",
+];
+
+/// An admin call's failure: SQLSTATE and message.
+#[derive(Debug, Clone)]
+pub struct AdminError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl AdminError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        AdminError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<wattdb_storage::Error> for AdminError {
+    fn from(e: wattdb_storage::Error) -> Self {
+        AdminError::new(crate::pg::sqlstate::for_storage(&e), e.to_string())
+    }
+}
+
+/// Admin functions served by another subsystem.
+#[async_trait::async_trait]
+pub trait AdminExtension: Send + Sync {
+    /// `None` when `call` is not one of this extension's functions.
+    async fn call(&self, call: &AdminCall) -> Option<Result<String, AdminError>>;
+}
 
 /// A recognised admin call: function name and its string/number arguments.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,17 +92,31 @@ pub fn parse_admin_call(stmt: &Statement) -> Option<AdminCall> {
 }
 
 /// Run an admin call; returns the one-line text result.
-pub async fn run(storage: &Storage, call: &AdminCall) -> Result<String, wattdb_storage::Error> {
-    match call.name.as_str() {
-        "flush" => {
-            let r = storage.flush().await?;
-            Ok(format!(
-                "persisted {} file(s), {} row(s), {} byte(s)",
-                r.files, r.rows, r.bytes
-            ))
+pub async fn run(
+    storage: &Storage,
+    extension: Option<&dyn AdminExtension>,
+    call: &AdminCall,
+) -> Result<String, AdminError> {
+    if call.name == "flush" {
+        if !call.args.is_empty() {
+            return Err(AdminError::new(
+                crate::pg::sqlstate::UNDEFINED_FUNCTION,
+                "flush() takes no arguments",
+            ));
         }
-        other => Err(wattdb_storage::Error::Task(format!(
-            "unknown admin function {other}"
-        ))),
+        let r = storage.flush().await?;
+        return Ok(format!(
+            "persisted {} file(s), {} row(s), {} byte(s)",
+            r.files, r.rows, r.bytes
+        ));
     }
+    if let Some(ext) = extension
+        && let Some(result) = ext.call(call).await
+    {
+        return result;
+    }
+    Err(AdminError::new(
+        crate::pg::sqlstate::FEATURE_NOT_SUPPORTED,
+        format!("{}() is not available on this server", call.name),
+    ))
 }

@@ -26,6 +26,9 @@ pub enum Error {
         reason: String,
     },
 
+    #[error("table \"{table}\" is a rollup maintained by wattdb; it can be read, not written")]
+    ReadOnlyTable { table: String },
+
     #[error("table \"{table}\": {reason}")]
     InvalidRow { table: String, reason: String },
 
@@ -114,6 +117,7 @@ impl Error {
                 | Error::InvalidTableName { .. }
                 | Error::TypeConflict { .. }
                 | Error::InvalidRow { .. }
+                | Error::ReadOnlyTable { .. }
         )
     }
 }

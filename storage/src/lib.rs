@@ -23,11 +23,15 @@ pub mod wal;
 
 pub use catalog::FileMeta;
 pub use engine::{
-    BufferedPartition, FlushReport, PartitionInfo, PendingWrite, Storage, StorageConfig,
-    TableSnapshot, WriteMode, WriteOutcome, recover_catalog, validate_row,
+    BufferedPartition, CatalogReader, FlushReport, PartitionInfo, PendingWrite, SeriesSet, Storage,
+    StorageConfig, StorageHooks, TableSnapshot, WalReleaseGuard, WriteMode, WriteOutcome,
+    recover_catalog, validate_row,
 };
 pub use error::{Error, Result};
 pub use metrics::StorageMetrics;
 pub use model::schema::FieldDef;
-pub use model::{FieldType, FieldValue, Month, Row, TableDef, TableId, ValidRow, WriteBatch};
+pub use model::{
+    FieldType, FieldValue, Month, RollupOf, RollupSettings, Row, TableDef, TableId, ValidRow,
+    WriteBatch,
+};
 pub use object_store_url::ObjectStoreLocation;

@@ -22,11 +22,12 @@ use crate::{admin, ddl};
 
 pub struct WattdbHook {
     storage: Storage,
+    admin: Option<Arc<dyn admin::AdminExtension>>,
 }
 
 impl WattdbHook {
-    pub fn new(storage: Storage) -> Self {
-        WattdbHook { storage }
+    pub fn new(storage: Storage, admin: Option<Arc<dyn admin::AdminExtension>>) -> Self {
+        WattdbHook { storage, admin }
     }
 }
 
@@ -161,18 +162,10 @@ impl WattdbHook {
                 Some(Err(e)) => Err(user_error(e.code, e.message)),
                 None => Err(user_error(sqlstate::INTERNAL_ERROR, "not a DROP TABLE")),
             },
-            Kind::Admin(call) => {
-                if call.name == "flush" && !call.args.is_empty() {
-                    return Err(user_error(
-                        sqlstate::UNDEFINED_FUNCTION,
-                        "flush() takes no arguments",
-                    ));
-                }
-                admin::run(&self.storage, &call)
-                    .await
-                    .map(Handled::Text)
-                    .map_err(|e| user_error(sqlstate::for_storage(&e), e.to_string()))
-            }
+            Kind::Admin(call) => admin::run(&self.storage, self.admin.as_deref(), &call)
+                .await
+                .map(Handled::Text)
+                .map_err(|e| user_error(e.code, e.message)),
             Kind::SetSearchPath => {
                 // Only `public` (user tables) and `system` exist; the path is remembered
                 // for SHOW but table lookup always searches public first.

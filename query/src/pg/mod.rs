@@ -32,8 +32,18 @@ pub struct PgHandlers {
 
 impl PgHandlers {
     pub fn new(ctx: Arc<SessionContext>, storage: Storage, password: Option<&str>) -> Self {
+        Self::with_admin(ctx, storage, password, None)
+    }
+
+    /// [`PgHandlers::new`] with admin functions served by another subsystem.
+    pub fn with_admin(
+        ctx: Arc<SessionContext>,
+        storage: Storage,
+        password: Option<&str>,
+        admin: Option<Arc<dyn crate::admin::AdminExtension>>,
+    ) -> Self {
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
-            Arc::new(hooks::WattdbHook::new(storage)),
+            Arc::new(hooks::WattdbHook::new(storage, admin)),
             Arc::new(CursorStatementHook),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),

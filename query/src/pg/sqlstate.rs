@@ -21,6 +21,7 @@ pub const NUMERIC_OUT_OF_RANGE: &str = "22003";
 pub const INVALID_PARAMETER_VALUE: &str = "22023";
 pub const NOT_NULL_VIOLATION: &str = "23502";
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+pub const WRONG_OBJECT_TYPE: &str = "42809";
 pub const UNDEFINED_OBJECT: &str = "42704";
 pub const STATEMENT_TOO_COMPLEX: &str = "54001";
 pub const OUT_OF_MEMORY: &str = "53200";
@@ -44,6 +45,7 @@ pub fn for_storage(e: &wattdb_storage::Error) -> &'static str {
         E::InvalidTableDef { .. } => INVALID_TABLE_DEFINITION,
         E::InvalidTableName { .. } => INVALID_TABLE_DEFINITION,
         E::TypeConflict { .. } => DATATYPE_MISMATCH,
+        E::ReadOnlyTable { .. } => WRONG_OBJECT_TYPE,
         E::InvalidRow { reason, .. } if reason.contains("null") => NOT_NULL_VIOLATION,
         E::InvalidRow { .. } => INVALID_PARAMETER_VALUE,
         E::WalClosed | E::ShuttingDown => CANNOT_CONNECT_NOW,

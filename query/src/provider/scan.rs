@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use bytes::Bytes;
 use datafusion::catalog::Session;
 use datafusion::common::{DFSchema, Result as DfResult};
 use datafusion::datasource::listing::PartitionedFile;
@@ -25,9 +24,9 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
-use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use object_store::ObjectStore;
 use wattdb_storage::batch::{adapt_to_schema, sort_dedup_batches};
+use wattdb_storage::persist::read_file;
 use wattdb_storage::{FileMeta, TableSnapshot};
 
 use super::time_range::TimeRange;
@@ -170,7 +169,7 @@ async fn merge_group(
     files.sort_by_key(|f| f.max_seq);
     let mut batches = Vec::new();
     for f in files {
-        for b in read_parquet_file(store, &f.path).await? {
+        for b in read_file(store, &f.path, None).await.map_err(ext)? {
             batches.push(adapt_to_schema(&b, schema).map_err(ext)?);
         }
     }
@@ -182,27 +181,6 @@ async fn merge_group(
         }
     }
     sort_dedup_batches(schema, &batches, key_len).map_err(ext)
-}
-
-async fn read_parquet_file(store: &Arc<dyn ObjectStore>, path: &str) -> DfResult<Vec<RecordBatch>> {
-    let bytes: Bytes = store
-        .get(&object_store::path::Path::from(path))
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?
-        .bytes()
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    let path = path.to_string();
-    tokio::task::spawn_blocking(move || -> DfResult<Vec<RecordBatch>> {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .and_then(|b| b.build())
-            .map_err(|e| DataFusionError::Execution(format!("reading {path}: {e}")))?;
-        reader
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| DataFusionError::Execution(format!("reading {path}: {e}")))
-    })
-    .await
-    .map_err(|e| DataFusionError::External(Box::new(e)))?
 }
 
 pub(crate) fn ext(e: wattdb_storage::Error) -> DataFusionError {

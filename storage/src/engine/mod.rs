@@ -4,7 +4,10 @@
 //! write path: validate → WAL (fsync) → buffer → acknowledge; and of persistence:
 //! Parquet file → catalog → WAL release.
 
+mod derived;
+mod hooks;
 mod persister;
+mod read_range;
 mod recover;
 mod validate;
 mod views;
@@ -27,7 +30,9 @@ use crate::model::{TableDef, ValidRow, WriteBatch};
 use crate::object_store_url::ObjectStoreLocation;
 use crate::wal::{DurableObserver, Wal, WalConfig, WalRecord, WalSeq};
 
+pub use hooks::{CatalogReader, StorageHooks, WalReleaseGuard};
 pub use persister::FlushReport;
+pub use read_range::SeriesSet;
 pub use recover::recover_catalog;
 pub use validate::validate_row;
 pub use views::{BufferedPartition, PartitionInfo, TableSnapshot};
@@ -44,6 +49,9 @@ pub struct StorageConfig {
     pub persist_partition_bytes: usize,
     /// How often the persister looks for due partitions.
     pub persist_check_interval: Duration,
+    /// Rollup settings given to tables of these names when they are created (config
+    /// file); tables not listed get the defaults.
+    pub rollup_settings: std::collections::BTreeMap<String, crate::model::RollupSettings>,
 }
 
 impl StorageConfig {
@@ -56,6 +64,7 @@ impl StorageConfig {
             persist_max_age: Duration::from_secs(600),
             persist_partition_bytes: 64 * 1024 * 1024,
             persist_check_interval: Duration::from_secs(1),
+            rollup_settings: Default::default(),
         }
     }
 
@@ -142,6 +151,7 @@ pub(crate) struct Inner {
     manifest_lock: tokio::sync::Mutex<bool>,
     shutdown: tokio::sync::watch::Sender<bool>,
     persister: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    release_guards: Vec<Arc<dyn WalReleaseGuard>>,
 }
 
 /// Handle to the storage engine. Cheap to clone.
@@ -154,6 +164,16 @@ impl Storage {
     /// Open (or create) the store under `config.data_dir`: load the catalog, replay the
     /// WAL into the buffer, start the WAL writer and the background persister.
     pub async fn open(config: StorageConfig) -> Result<Self> {
+        Self::open_with(config, |_| StorageHooks::default()).await
+    }
+
+    /// [`Storage::open`] with extensions on the write path. `hooks` is called once the
+    /// catalog is loaded and before the WAL is replayed, so its observers see every
+    /// record the WAL still holds.
+    pub async fn open_with(
+        config: StorageConfig,
+        hooks: impl FnOnce(CatalogReader) -> StorageHooks,
+    ) -> Result<Self> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::Io {
             path: config.data_dir.clone(),
             source,
@@ -167,7 +187,13 @@ impl Storage {
         let buffer = WriteBuffer::new(catalog.clone(), config.buffer_budget_bytes);
         let wal_config = WalConfig::new(config.wal_dir());
         let min_next = WalSeq(catalog.max_seq().0 + 1);
-        let observer: Arc<dyn DurableObserver> = buffer.clone();
+        let StorageHooks {
+            observers,
+            release_guards,
+        } = hooks(CatalogReader(catalog.clone()));
+        let mut chain: Vec<Arc<dyn DurableObserver>> = vec![buffer.clone()];
+        chain.extend(observers);
+        let observer: Arc<dyn DurableObserver> = Arc::new(hooks::ObserverChain(chain));
         let b2 = buffer.clone();
         let metrics = Arc::new(StorageMetrics::default());
         let m2 = metrics.clone();
@@ -200,6 +226,7 @@ impl Storage {
                 manifest_lock: tokio::sync::Mutex::new(true),
                 shutdown,
                 persister: std::sync::Mutex::new(None),
+                release_guards,
             }),
         };
         let handle = tokio::spawn(persister::run(storage.clone()));
@@ -233,6 +260,11 @@ impl Storage {
         self.inner.catalog.shared_table(name)
     }
 
+    /// Like [`Storage::shared_table`], by id.
+    pub fn shared_table_by_id(&self, id: crate::model::TableId) -> Option<Arc<TableDef>> {
+        self.inner.catalog.shared_table_by_id(id)
+    }
+
     pub fn tables(&self) -> Vec<TableDef> {
         self.inner.catalog.tables()
     }
@@ -247,10 +279,15 @@ impl Storage {
     ) -> Result<(TableDef, bool)> {
         let catalog = self.inner.catalog.clone();
         let name2 = name.to_string();
+        let settings = self.configured_rollups(name);
         let (def, created) = tokio::task::spawn_blocking(move || {
             catalog.create_table(
                 &name2,
-                |id| TableDef::new(id, &name2, tags, fields),
+                |id| {
+                    let mut def = TableDef::new(id, &name2, tags, fields)?;
+                    def.rollups = settings;
+                    Ok(def)
+                },
                 if_not_exists,
             )
         })
@@ -262,40 +299,52 @@ impl Storage {
         Ok((def, created))
     }
 
-    /// `DROP TABLE`: catalog entries go first (atomically), then buffered rows, then files.
-    /// Returns false when the table did not exist.
+    /// `DROP TABLE`: catalog entries go first (atomically, together with the table's
+    /// rollup tables), then buffered rows, then files. Returns false when the table did
+    /// not exist.
     pub async fn drop_table(&self, name: &str) -> Result<bool> {
         let _persist = self.inner.persist_lock.lock().await;
         let catalog = self.inner.catalog.clone();
         let name2 = name.to_string();
         let dropped = tokio::task::spawn_blocking(move || {
-            let mut dropped = None;
+            let mut dropped = Vec::new();
             catalog.commit_checked(|state| {
                 let Some(def) = state.tables.get(&name2).map(|t| (**t).clone()) else {
                     return Ok(vec![]);
                 };
-                let files = state.files.get(&def.id).cloned().unwrap_or_default();
-                dropped = Some((def.clone(), files.clone()));
-                Ok(vec![CatalogOp::DropTable { def, files }])
+                let rollups = state
+                    .tables
+                    .values()
+                    .filter(|t| t.rollup_of.as_ref().is_some_and(|r| r.source == def.id))
+                    .map(|t| (**t).clone());
+                let mut ops = Vec::new();
+                for def in std::iter::once(def.clone()).chain(rollups) {
+                    let files = state.files.get(&def.id).cloned().unwrap_or_default();
+                    dropped.push((def.clone(), files.clone()));
+                    ops.push(CatalogOp::DropTable { def, files });
+                }
+                Ok(ops)
             })?;
             Ok::<_, Error>(dropped)
         })
         .await??;
-        let Some((def, files)) = dropped else {
+        if dropped.is_empty() {
             return Ok(false);
-        };
-        self.inner.buffer.drop_table(def.id);
-        for f in &files {
-            if let Err(e) = self
-                .inner
-                .store
-                .delete(&ObjectPath::from(f.path.as_str()))
-                .await
-            {
-                tracing::warn!(file = %f.path, error = %e, "could not delete file of dropped table");
-            }
         }
-        tracing::info!(table = %def.name, files = files.len(), "table dropped");
+        for (def, files) in dropped {
+            self.inner.buffer.drop_table(def.id);
+            for f in &files {
+                if let Err(e) = self
+                    .inner
+                    .store
+                    .delete(&ObjectPath::from(f.path.as_str()))
+                    .await
+                {
+                    tracing::warn!(file = %f.path, error = %e, "could not delete file of dropped table");
+                }
+            }
+            tracing::info!(table = %def.name, files = files.len(), "table dropped");
+        }
         self.write_manifest().await;
         self.release_wal().await;
         Ok(true)
@@ -323,9 +372,22 @@ impl Storage {
         mode: WriteMode,
         auto_create: bool,
     ) -> Result<PendingWrite> {
+        self.submit_inner(batch, mode, auto_create, false).await
+    }
+
+    async fn submit_inner(
+        &self,
+        batch: WriteBatch,
+        mode: WriteMode,
+        auto_create: bool,
+        to_rollup: bool,
+    ) -> Result<PendingWrite> {
         let WriteBatch { table, rows } = batch;
         if rows.is_empty() {
             return Ok(PendingWrite::nothing(Vec::new()));
+        }
+        if !to_rollup && self.shared_table(&table).is_some_and(|d| d.is_rollup()) {
+            return Err(Error::ReadOnlyTable { table });
         }
         let def = self.resolve_table(&table, &rows, auto_create).await?;
         let mut valid = Vec::with_capacity(rows.len());
@@ -349,7 +411,7 @@ impl Storage {
         if valid.is_empty() {
             return Ok(PendingWrite::nothing(rejected));
         }
-        let mut pending = self.submit_valid(&def, valid).await?;
+        let mut pending = self.enqueue_valid(&def, valid).await?;
         pending.rejected = rejected;
         Ok(pending)
     }
@@ -360,6 +422,16 @@ impl Storage {
     /// appended, so rows aligned to it stay valid if the table grows meanwhile (and are
     /// ignored, like any write, if it is dropped).
     pub async fn submit_valid(&self, def: &TableDef, rows: Vec<ValidRow>) -> Result<PendingWrite> {
+        if def.is_rollup() {
+            return Err(Error::ReadOnlyTable {
+                table: def.name.clone(),
+            });
+        }
+        self.enqueue_valid(def, rows).await
+    }
+
+    /// Wait for room in the buffer and queue the WAL record of already valid rows.
+    async fn enqueue_valid(&self, def: &TableDef, rows: Vec<ValidRow>) -> Result<PendingWrite> {
         if rows.is_empty() {
             return Ok(PendingWrite::nothing(Vec::new()));
         }
@@ -382,6 +454,16 @@ impl Storage {
             written,
             rejected: Vec::new(),
         })
+    }
+
+    /// Rollup settings the configuration gives a new table of this name.
+    fn configured_rollups(&self, table: &str) -> crate::model::RollupSettings {
+        self.inner
+            .config
+            .rollup_settings
+            .get(table)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The table's definition, created from the rows or grown by their new fields.
@@ -409,15 +491,20 @@ impl Storage {
         let catalog = self.inner.catalog.clone();
         let table2 = table.to_string();
         let rows2: Vec<crate::model::Row> = rows.to_vec();
+        let settings = self.configured_rollups(table);
         let def = tokio::task::spawn_blocking(move || -> Result<TableDef> {
             let mut result = None;
             catalog.commit_checked(|state| {
                 let def = match state.tables.get(&table2) {
-                    None => validate::def_from_rows(
-                        crate::model::TableId(state.next_table_id.max(1)),
-                        &table2,
-                        &rows2,
-                    )?,
+                    None => {
+                        let mut def = validate::def_from_rows(
+                            crate::model::TableId(state.next_table_id.max(1)),
+                            &table2,
+                            &rows2,
+                        )?;
+                        def.rollups = settings;
+                        def
+                    }
                     Some(cur) => {
                         let mut grown = (**cur).clone();
                         grown.fields.extend(validate::new_fields(Some(cur), &rows2));
@@ -425,7 +512,7 @@ impl Storage {
                             result = Some(grown);
                             return Ok(vec![]);
                         }
-                        TableDef::new(grown.id, &grown.name, grown.tags, grown.fields)?
+                        grown.validated()?
                     }
                 };
                 result = Some(def.clone());
@@ -445,7 +532,8 @@ impl Storage {
 
     /// Persist what is buffered, stop background work and close the WAL.
     pub async fn shutdown(&self) -> Result<()> {
-        let _ = self.inner.shutdown.send(true);
+        // send_replace: stores the value even if the persister has not subscribed yet.
+        self.inner.shutdown.send_replace(true);
         let handle = self
             .inner
             .persister
@@ -493,6 +581,21 @@ impl Storage {
 
     pub(crate) async fn release_wal(&self) {
         let keep_from = self.inner.buffer.lock().min_seq();
+        for guard in &self.inner.release_guards {
+            let guard = guard.clone();
+            let ok = tokio::task::spawn_blocking(move || guard.before_wal_release()).await;
+            match ok {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "keeping WAL segments: derived state is not durable yet");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "keeping WAL segments: release guard failed");
+                    return;
+                }
+            }
+        }
         match self.inner.wal.release(keep_from).await {
             Ok(n) if n > 0 => tracing::debug!(segments = n, "released WAL segments"),
             Ok(_) => {}

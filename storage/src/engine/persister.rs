@@ -22,6 +22,9 @@ pub(super) async fn run(storage: Storage) {
     let mut shutdown = inner.shutdown.subscribe();
     let interval = inner.config.persist_check_interval;
     loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = inner.buffer.persist_wanted() => {}

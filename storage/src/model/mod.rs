@@ -2,9 +2,11 @@
 //! in, and month partitions. Pure data, no I/O.
 
 pub mod month;
+pub mod rollup;
 pub mod row;
 pub mod schema;
 
 pub use month::Month;
+pub use rollup::{RollupOf, RollupSettings};
 pub use row::{FieldValue, Row, ValidRow, WriteBatch};
 pub use schema::{FieldType, TS_COLUMN, TableDef, TableId};

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+use super::rollup::{RollupOf, RollupSettings};
+
 /// Name of the timestamp column every table has.
 pub const TS_COLUMN: &str = "ts";
 
@@ -112,21 +114,35 @@ pub struct TableDef {
     pub name: String,
     pub tags: Vec<String>,
     pub fields: Vec<FieldDef>,
+    /// Rollup settings (intervals, counter fields) of a raw table.
+    #[serde(default, skip_serializing_if = "RollupSettings::is_default")]
+    pub rollups: RollupSettings,
+    /// Set on a rollup table: which table and interval it summarises.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollup_of: Option<RollupOf>,
 }
 
 impl TableDef {
     /// Build and validate a definition: names are unique, `ts` is not a tag or field.
     pub fn new(id: TableId, name: &str, tags: Vec<String>, fields: Vec<FieldDef>) -> Result<Self> {
-        validate_table_name(name)?;
-        let def = TableDef {
+        TableDef {
             id,
             name: name.to_string(),
             tags,
             fields,
-        };
+            rollups: RollupSettings::default(),
+            rollup_of: None,
+        }
+        .validated()
+    }
+
+    /// Check a (changed) definition: names are unique, `ts` is not a tag or field.
+    pub fn validated(self) -> Result<Self> {
+        let name = self.name.as_str();
+        validate_table_name(name)?;
         let mut seen = std::collections::HashSet::new();
         seen.insert(TS_COLUMN.to_string());
-        for col in def.tags.iter().chain(def.fields.iter().map(|f| &f.name)) {
+        for col in self.tags.iter().chain(self.fields.iter().map(|f| &f.name)) {
             if col.is_empty() {
                 return Err(Error::InvalidTableDef {
                     table: name.into(),
@@ -140,7 +156,12 @@ impl TableDef {
                 });
             }
         }
-        Ok(def)
+        Ok(self)
+    }
+
+    /// True for a rollup table wattdb maintains (read-only to users).
+    pub fn is_rollup(&self) -> bool {
+        self.rollup_of.is_some()
     }
 
     pub fn field_index(&self, name: &str) -> Option<usize> {

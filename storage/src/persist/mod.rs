@@ -3,6 +3,8 @@
 //! table definition in the footer) and put it at `<table>/month=YYYY-MM/<file-id>.parquet`.
 //! Registering the file in the catalog and releasing the WAL are the engine's job.
 
+mod read;
+
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
@@ -20,6 +22,8 @@ use crate::catalog::FileMeta;
 use crate::error::{Error, Result};
 use crate::model::{Month, TableDef};
 use crate::wal::WalSeq;
+
+pub use read::{RowSelector, read_file};
 
 /// Rows per Parquet row group: small enough for statistics to prune well.
 pub const ROW_GROUP_ROWS: usize = 256 * 1024;

@@ -26,6 +26,13 @@ pub trait DurableObserver: Send + Sync + 'static {
     }
 }
 
+/// The observer of a closed WAL.
+struct Detached;
+
+impl DurableObserver for Detached {
+    fn on_durable(&self, _: WalSeq, _: &WalRecord) {}
+}
+
 #[derive(Debug, Clone)]
 pub struct WalConfig {
     pub dir: PathBuf,
@@ -253,6 +260,9 @@ impl WriterThread {
             }
         }
         let _ = self.active.sync();
+        // Let go of the observers (and whatever they hold open) before the owner hears
+        // that the WAL is closed.
+        self.observer = Arc::new(Detached);
         if let Some(reply) = shutdown_reply {
             let _ = reply.send(());
         }

@@ -1,0 +1,591 @@
+//! The rollup worker: takes dirty marks, recomputes the marked base buckets from
+//! deduplicated raw rows (buffer + files), composes the coarser levels from the base
+//! level, and upserts the results into the rollup tables. Also `rebuild_rollups()`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::record_batch::RecordBatch;
+use chrono_tz::Tz;
+use wattdb_storage::{Row, SeriesSet, Storage, TableDef, TableId, WriteBatch};
+
+use super::aggregate::{BucketRow, Num, aggregate_raw, compose, first_readings, last_readings};
+use super::marks::{DirtyMarks, TableMarks};
+use super::spec::{Level, RollupSpec};
+use crate::error::{Error, Result};
+
+const DAY_MICROS: i64 = 86_400 * 1_000_000;
+/// Raw rows are read at most this much time at once.
+const CHUNK_MICROS: i64 = DAY_MICROS;
+/// Rollup rows per write (one WAL record each).
+const WRITE_ROWS: usize = 5_000;
+/// Where counter baselines and follow-up buckets are searched, nearest first.
+const SEARCH_WINDOWS: [i64; 2] = [DAY_MICROS, 32 * DAY_MICROS];
+
+#[derive(Debug, Default)]
+pub struct RollupMetrics {
+    pub cycles: AtomicU64,
+    pub buckets_written: AtomicU64,
+    pub failures: AtomicU64,
+    /// Duration of the last cycle that had work, in microseconds.
+    pub last_cycle_micros: AtomicU64,
+}
+
+impl RollupMetrics {
+    /// (name, help, kind, value) for the Prometheus endpoint.
+    pub fn snapshot(&self) -> Vec<(&'static str, &'static str, &'static str, f64)> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        vec![
+            (
+                "wattdb_rollup_cycles_total",
+                "Rollup maintenance cycles that found marks.",
+                "counter",
+                get(&self.cycles),
+            ),
+            (
+                "wattdb_rollup_buckets_written_total",
+                "Rollup rows (series x bucket) recomputed and written.",
+                "counter",
+                get(&self.buckets_written),
+            ),
+            (
+                "wattdb_rollup_failures_total",
+                "Rollup recomputations that failed (retried).",
+                "counter",
+                get(&self.failures),
+            ),
+            (
+                "wattdb_rollup_last_cycle_seconds",
+                "Duration of the last rollup cycle.",
+                "gauge",
+                get(&self.last_cycle_micros) / 1e6,
+            ),
+        ]
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CycleReport {
+    pub tables: usize,
+    pub buckets_written: usize,
+}
+
+pub struct RollupMaintainer {
+    storage: Storage,
+    marks: Arc<DirtyMarks>,
+    tz: Tz,
+    /// One cycle or rebuild at a time.
+    work: tokio::sync::Mutex<()>,
+    metrics: RollupMetrics,
+}
+
+/// The dirty buckets of one series within one chunk.
+struct SeriesWork {
+    buckets: BTreeSet<i64>,
+    propagate: bool,
+}
+
+impl RollupMaintainer {
+    pub fn new(storage: Storage, marks: Arc<DirtyMarks>) -> Arc<Self> {
+        let tz = marks.tz();
+        Arc::new(RollupMaintainer {
+            storage,
+            marks,
+            tz,
+            work: tokio::sync::Mutex::new(()),
+            metrics: RollupMetrics::default(),
+        })
+    }
+
+    pub fn metrics(&self) -> &RollupMetrics {
+        &self.metrics
+    }
+
+    pub fn pending_marks(&self) -> usize {
+        self.marks.len()
+    }
+
+    pub fn timezone(&self) -> Tz {
+        self.tz
+    }
+
+    /// Run cycles whenever marks arrive (at most every `tick`), until `shutdown`.
+    pub fn spawn(
+        self: &Arc<Self>,
+        tick: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = this.marks.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = shutdown.changed() => return,
+                }
+                // Let a burst of writes gather into one cycle.
+                tokio::time::sleep(tick).await;
+                if *shutdown.borrow() {
+                    return;
+                }
+                if let Err(e) = this.run_once().await {
+                    tracing::warn!(error = %e, "rollup cycle failed; will retry");
+                }
+            }
+        })
+    }
+
+    /// Recompute every marked bucket now. Returns after the rollup rows are durable.
+    pub async fn run_once(&self) -> Result<CycleReport> {
+        let _work = self.work.lock().await;
+        let taken = self.marks.take();
+        if taken.is_empty() {
+            return Ok(CycleReport::default());
+        }
+        let started = Instant::now();
+        let mut report = CycleReport::default();
+        let mut first_error = None;
+        for (table, marks) in taken {
+            match self.process_table(table, marks).await {
+                Ok(n) => {
+                    report.tables += 1;
+                    report.buckets_written += n;
+                    if let Err(e) = self.marks.done(table) {
+                        tracing::warn!(error = %e, "could not clear finished rollup marks");
+                    }
+                }
+                Err(e) => {
+                    self.metrics.failures.fetch_add(1, Ordering::Relaxed);
+                    self.marks.failed(table);
+                    tracing::warn!(table = table.0, error = %e, "recomputing rollups failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        self.metrics.cycles.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .buckets_written
+            .fetch_add(report.buckets_written as u64, Ordering::Relaxed);
+        self.metrics
+            .last_cycle_micros
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    /// Run cycles until no marks are left (tests, `rebuild_rollups`).
+    pub async fn settle(&self) -> Result<()> {
+        for _ in 0..1000 {
+            if self.marks.is_empty() {
+                return Ok(());
+            }
+            self.run_once().await?;
+        }
+        Err(Error::Settings {
+            table: "*".into(),
+            reason: "rollup marks keep coming back".into(),
+        })
+    }
+
+    fn spec(&self, def: Arc<TableDef>) -> Result<Option<RollupSpec>> {
+        RollupSpec::of(def.clone(), self.tz).map_err(|reason| Error::Settings {
+            table: def.name.clone(),
+            reason,
+        })
+    }
+
+    /// Create the rollup tables of `spec` or add the columns they lack.
+    async fn ensure_tables(&self, spec: &RollupSpec) -> Result<()> {
+        for level in &spec.levels {
+            self.storage
+                .ensure_rollup_table(
+                    &level.table,
+                    spec.source.tags.clone(),
+                    spec.columns(),
+                    spec.rollup_of(level),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn process_table(&self, table: TableId, marks: TableMarks) -> Result<usize> {
+        let Some(def) = self.storage.shared_table_by_id(table) else {
+            self.marks.forget(table).map_err(Error::marks)?;
+            return Ok(0);
+        };
+        let Some(spec) = self.spec(def)? else {
+            return Ok(0);
+        };
+        self.ensure_tables(&spec).await?;
+        let base = spec.base().clone();
+        // bucket -> series marked there, to cut the work into chunks of time.
+        let mut by_bucket: BTreeMap<i64, Vec<(&Vec<String>, bool)>> = BTreeMap::new();
+        for (series, buckets) in &marks {
+            for (bucket, info) in buckets {
+                by_bucket
+                    .entry(*bucket)
+                    .or_default()
+                    .push((series, info.propagate));
+            }
+        }
+        let mut written = 0;
+        let mut iter = by_bucket.into_iter().peekable();
+        while let Some((lo, first)) = iter.next() {
+            let mut work: HashMap<Vec<String>, SeriesWork> = HashMap::new();
+            let mut last = lo;
+            let mut add = |bucket: i64, list: Vec<(&Vec<String>, bool)>| {
+                for (series, propagate) in list {
+                    let w = work.entry(series.clone()).or_insert_with(|| SeriesWork {
+                        buckets: BTreeSet::new(),
+                        propagate: false,
+                    });
+                    w.buckets.insert(bucket);
+                    w.propagate |= propagate;
+                }
+            };
+            add(lo, first);
+            while let Some((b, _)) = iter.peek() {
+                if *b >= lo + CHUNK_MICROS {
+                    break;
+                }
+                let (b, list) = iter.next().expect("peeked");
+                last = b;
+                add(b, list);
+            }
+            let hi = base.interval.bucket_end(last);
+            written += self.process_chunk(&spec, lo, hi, &work).await?;
+        }
+        Ok(written)
+    }
+
+    /// Recompute the marked base buckets in `[lo, hi)` and the coarser buckets holding
+    /// them.
+    async fn process_chunk(
+        &self,
+        spec: &RollupSpec,
+        lo: i64,
+        hi: i64,
+        work: &HashMap<Vec<String>, SeriesWork>,
+    ) -> Result<usize> {
+        let base = spec.base();
+        let mut set = SeriesSet::default();
+        for s in work.keys() {
+            set.insert(s);
+        }
+        let set = Arc::new(set);
+        let Some(raw) = self
+            .storage
+            .read_range(&spec.source.name, lo, hi, Some(set.clone()))
+            .await?
+        else {
+            return Ok(0);
+        };
+        let counters = spec.has_counters();
+        let baselines = if counters {
+            self.baselines(spec, work.keys().cloned().collect(), lo)
+                .await?
+        } else {
+            HashMap::new()
+        };
+        let rows = aggregate_raw(spec, base.interval, &raw, &baselines, |series, bucket| {
+            let Some(w) = work.get(series) else {
+                return false;
+            };
+            if counters {
+                // A changed reading changes the next reading's increment: every later
+                // bucket of the chunk is recomputed too.
+                w.buckets.first().is_some_and(|first| bucket >= *first)
+            } else {
+                w.buckets.contains(&bucket)
+            }
+        });
+        let mut written = self.write(spec, base, &rows).await?;
+        if counters {
+            let follow: Vec<Vec<String>> = work
+                .iter()
+                .filter(|(_, w)| w.propagate)
+                .map(|(s, _)| s.clone())
+                .collect();
+            let next = self.next_buckets(spec, follow, hi).await?;
+            if !next.is_empty() {
+                self.marks
+                    .add(spec.source.id, next.into_iter().map(|(s, b)| (s, b, false)));
+            }
+        }
+        written += self.compose_levels(spec, &rows).await?;
+        Ok(written)
+    }
+
+    /// Recompute the coarser levels' buckets that hold any of `base_rows`.
+    async fn compose_levels(&self, spec: &RollupSpec, base_rows: &[BucketRow]) -> Result<usize> {
+        let mut written = 0;
+        for level in &spec.levels[1..] {
+            let mut wanted: HashMap<Vec<String>, BTreeSet<i64>> = HashMap::new();
+            let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+            for r in base_rows {
+                let start = level.interval.bucket_start(r.start);
+                lo = lo.min(start);
+                hi = hi.max(level.interval.bucket_end(start));
+                wanted.entry(r.series.clone()).or_default().insert(start);
+            }
+            if wanted.is_empty() {
+                continue;
+            }
+            let mut set = SeriesSet::default();
+            for s in wanted.keys() {
+                set.insert(s);
+            }
+            let Some(finer) = self
+                .storage
+                .read_range(&spec.base().table, lo, hi, Some(Arc::new(set)))
+                .await?
+            else {
+                continue;
+            };
+            let rows = compose(spec, level.interval, &finer, |series, bucket| {
+                wanted.get(series).is_some_and(|b| b.contains(&bucket))
+            });
+            written += self.write(spec, level, &rows).await?;
+        }
+        Ok(written)
+    }
+
+    async fn write(&self, spec: &RollupSpec, level: &Level, rows: &[BucketRow]) -> Result<usize> {
+        for part in rows.chunks(WRITE_ROWS) {
+            let rows: Vec<Row> = part
+                .iter()
+                .map(|r| r.to_row(spec, &spec.source.tags))
+                .collect();
+            self.storage
+                .write_rollup_rows(WriteBatch {
+                    table: level.table.clone(),
+                    rows,
+                })
+                .await?;
+        }
+        Ok(rows.len())
+    }
+
+    /// Per series, the last reading of each counter field before `before`, from the base
+    /// rollup (which outlives raw data): the `_last` of the latest bucket where the field
+    /// has readings. Nearer windows first; the whole past last.
+    async fn baselines(
+        &self,
+        spec: &RollupSpec,
+        series: Vec<Vec<String>>,
+        before: i64,
+    ) -> Result<HashMap<Vec<String>, Vec<Option<Num>>>> {
+        let counter_idx: Vec<usize> = (0..spec.fields.len())
+            .filter(|i| spec.fields[*i].counter)
+            .collect();
+        let mut found: HashMap<Vec<String>, Vec<Option<Num>>> = HashMap::new();
+        let mut remaining = series;
+        let mut windows: Vec<(i64, i64)> = Vec::new();
+        let mut hi = before;
+        for w in SEARCH_WINDOWS {
+            let lo = before.saturating_sub(w);
+            windows.push((lo, hi));
+            hi = lo;
+        }
+        windows.push((i64::MIN, hi));
+        for (lo, hi) in windows {
+            if remaining.is_empty() {
+                break;
+            }
+            let batch = self.read_base(spec, &remaining, lo, hi).await?;
+            for (s, lasts) in last_readings(spec, &batch) {
+                let entry = found
+                    .entry(s)
+                    .or_insert_with(|| vec![None; spec.fields.len()]);
+                for &i in &counter_idx {
+                    if entry[i].is_none() {
+                        entry[i] = lasts[i];
+                    }
+                }
+            }
+            remaining.retain(|s| {
+                found
+                    .get(s)
+                    .is_none_or(|v| counter_idx.iter().any(|&i| v[i].is_none()))
+            });
+        }
+        Ok(found)
+    }
+
+    /// Per series and counter field, the first base bucket at or after `from` where the
+    /// field has readings: its delta starts from the last reading before it, which the
+    /// caller may just have changed.
+    async fn next_buckets(
+        &self,
+        spec: &RollupSpec,
+        series: Vec<Vec<String>>,
+        from: i64,
+    ) -> Result<Vec<(Vec<String>, i64)>> {
+        let counter_idx: Vec<usize> = (0..spec.fields.len())
+            .filter(|i| spec.fields[*i].counter)
+            .collect();
+        let mut found: HashMap<Vec<String>, Vec<Option<i64>>> = HashMap::new();
+        let mut remaining = series;
+        let mut windows: Vec<(i64, i64)> = Vec::new();
+        let mut lo = from;
+        for w in SEARCH_WINDOWS {
+            let hi = from.saturating_add(w);
+            windows.push((lo, hi));
+            lo = hi;
+        }
+        windows.push((lo, i64::MAX));
+        for (lo, hi) in windows {
+            if remaining.is_empty() {
+                break;
+            }
+            let batch = self.read_base(spec, &remaining, lo, hi).await?;
+            for (s, firsts) in first_readings(spec, &batch) {
+                let entry = found
+                    .entry(s)
+                    .or_insert_with(|| vec![None; spec.fields.len()]);
+                for &i in &counter_idx {
+                    if entry[i].is_none() {
+                        entry[i] = firsts[i];
+                    }
+                }
+            }
+            remaining.retain(|s| {
+                found
+                    .get(s)
+                    .is_none_or(|v| counter_idx.iter().any(|&i| v[i].is_none()))
+            });
+        }
+        let mut out: Vec<(Vec<String>, i64)> = Vec::new();
+        for (s, firsts) in found {
+            let mut buckets: Vec<i64> = firsts.into_iter().flatten().collect();
+            buckets.sort_unstable();
+            buckets.dedup();
+            out.extend(buckets.into_iter().map(|b| (s.clone(), b)));
+        }
+        Ok(out)
+    }
+
+    async fn read_base(
+        &self,
+        spec: &RollupSpec,
+        series: &[Vec<String>],
+        lo: i64,
+        hi: i64,
+    ) -> Result<RecordBatch> {
+        let mut set = SeriesSet::default();
+        for s in series {
+            set.insert(s);
+        }
+        let table = &spec.base().table;
+        Ok(self
+            .storage
+            .read_range(table, lo, hi, Some(Arc::new(set)))
+            .await?
+            .unwrap_or_else(|| RecordBatch::new_empty(Arc::new(arrow::datatypes::Schema::empty()))))
+    }
+
+    /// `SELECT rebuild_rollups('<table>')`: recompute every bucket from the raw rows
+    /// still present, a day at a time, oldest first. Buckets whose raw rows have expired
+    /// keep their rollup rows.
+    pub async fn rebuild(&self, table: &str) -> Result<usize> {
+        let _work = self.work.lock().await;
+        let def = self.storage.shared_table(table).ok_or_else(|| {
+            wattdb_storage::Error::TableNotFound {
+                table: table.into(),
+            }
+        })?;
+        let Some(spec) = self.spec(def)? else {
+            return Err(Error::Settings {
+                table: table.into(),
+                reason: "has no rollups (it is a rollup itself, or has no numeric fields)".into(),
+            });
+        };
+        self.ensure_tables(&spec).await?;
+        let snapshot = self.storage.snapshot(table)?;
+        let min = snapshot
+            .files
+            .iter()
+            .map(|f| f.min_ts)
+            .chain(snapshot.buffered.iter().map(|b| b.min_ts))
+            .min();
+        let max = snapshot
+            .files
+            .iter()
+            .map(|f| f.max_ts)
+            .chain(snapshot.buffered.iter().map(|b| b.max_ts))
+            .max();
+        let (Some(min), Some(max)) = (min, max) else {
+            tracing::info!(table, "rebuild_rollups: no raw rows");
+            return Ok(0);
+        };
+        drop(snapshot);
+        let base = spec.base().clone();
+        let started = Instant::now();
+        tracing::info!(table, from = min, to = max, "rebuild_rollups: started");
+        let mut written = 0;
+        let mut lo = base.interval.bucket_start(min);
+        let mut last_logged = Instant::now();
+        while lo <= max {
+            // Whole base buckets, about a day at a time.
+            let mut hi = base.interval.bucket_end(lo);
+            while hi < lo + CHUNK_MICROS {
+                hi = base.interval.bucket_end(hi);
+            }
+            let Some(raw) = self.storage.read_range(table, lo, hi, None).await? else {
+                break;
+            };
+            if raw.num_rows() > 0 {
+                let series = series_of(&raw, spec.source.tags.len());
+                let baselines = if spec.has_counters() {
+                    self.baselines(&spec, series, lo).await?
+                } else {
+                    HashMap::new()
+                };
+                let rows = aggregate_raw(&spec, base.interval, &raw, &baselines, |_, _| true);
+                written += self.write(&spec, &base, &rows).await?;
+                written += self.compose_levels(&spec, &rows).await?;
+            }
+            if last_logged.elapsed() > Duration::from_secs(5) {
+                let done = (hi - min) as f64 / (max - min + 1).max(1) as f64;
+                tracing::info!(
+                    table,
+                    progress = format!("{:.0}%", (done * 100.0).min(100.0)),
+                    buckets_written = written,
+                    "rebuild_rollups: in progress"
+                );
+                last_logged = Instant::now();
+            }
+            lo = hi;
+        }
+        tracing::info!(
+            table,
+            buckets_written = written,
+            seconds = started.elapsed().as_secs_f64(),
+            "rebuild_rollups: done"
+        );
+        Ok(written)
+    }
+}
+
+/// The distinct series of a batch sorted by tags.
+fn series_of(batch: &RecordBatch, n_tags: usize) -> Vec<Vec<String>> {
+    let tags: Option<Vec<&arrow::array::StringArray>> = (1..=n_tags)
+        .map(|i| batch.column(i).as_any().downcast_ref())
+        .collect();
+    let Some(tags) = tags else { return Vec::new() };
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for r in 0..batch.num_rows() {
+        let same = out
+            .last()
+            .is_some_and(|s| s.iter().zip(&tags).all(|(v, t)| t.value(r) == v));
+        if !same {
+            out.push(tags.iter().map(|t| t.value(r).to_string()).collect());
+        }
+    }
+    out
+}

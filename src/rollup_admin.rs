@@ -1,0 +1,115 @@
+//! The rollup admin functions of the SQL endpoint, served by the compaction crate's
+//! maintainer: `rebuild_rollups('<table>')`, `set_rollup_intervals('<table>', '15m,1d')`
+//! and `set_counters('<table>', 'ep,eq')`.
+
+use std::sync::Arc;
+
+use wattdb_compaction::rollup::{RollupMaintainer, check_settings};
+use wattdb_query::admin::{AdminCall, AdminError, AdminExtension};
+use wattdb_query::pg::sqlstate;
+use wattdb_storage::{RollupSettings, Storage};
+
+pub struct RollupAdmin {
+    pub storage: Storage,
+    pub rollups: Arc<RollupMaintainer>,
+}
+
+fn compaction_error(e: wattdb_compaction::Error) -> AdminError {
+    match e {
+        wattdb_compaction::Error::Storage(e) => e.into(),
+        e if e.is_user_error() => AdminError::new(sqlstate::INVALID_PARAMETER_VALUE, e.to_string()),
+        e => AdminError::new(sqlstate::INTERNAL_ERROR, e.to_string()),
+    }
+}
+
+/// `'a, b'` → `["a", "b"]`; `''` and `'none'` → empty.
+fn list(text: &str) -> Vec<String> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Vec::new();
+    }
+    text.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn args<'a>(call: &'a AdminCall, n: usize, usage: &str) -> Result<&'a [String], AdminError> {
+    if call.args.len() != n {
+        return Err(AdminError::new(
+            sqlstate::UNDEFINED_FUNCTION,
+            format!("usage: SELECT {usage}"),
+        ));
+    }
+    Ok(&call.args)
+}
+
+impl RollupAdmin {
+    /// Store new settings for `table`, then recompute its rollups under them.
+    async fn change(
+        &self,
+        table: &str,
+        update: impl FnOnce(&mut RollupSettings),
+    ) -> Result<String, AdminError> {
+        let def = self.storage.table(table).ok_or_else(|| {
+            AdminError::from(wattdb_storage::Error::TableNotFound {
+                table: table.into(),
+            })
+        })?;
+        let mut settings = def.rollups.clone();
+        update(&mut settings);
+        check_settings(&def, &settings, self.rollups.timezone())
+            .map_err(|m| AdminError::new(sqlstate::INVALID_PARAMETER_VALUE, m))?;
+        self.storage.set_rollup_settings(table, settings).await?;
+        let n = self
+            .rollups
+            .rebuild(table)
+            .await
+            .map_err(compaction_error)?;
+        Ok(format!(
+            "rollups of {table} updated; rebuilt {n} rollup row(s)"
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl AdminExtension for RollupAdmin {
+    async fn call(&self, call: &AdminCall) -> Option<Result<String, AdminError>> {
+        let result = match call.name.as_str() {
+            "rebuild_rollups" => match args(call, 1, "rebuild_rollups('<table>')") {
+                Ok(a) => self
+                    .rollups
+                    .rebuild(&a[0])
+                    .await
+                    .map(|n| format!("rebuilt {n} rollup row(s) of {}", a[0]))
+                    .map_err(compaction_error),
+                Err(e) => Err(e),
+            },
+            "set_rollup_intervals" => {
+                match args(
+                    call,
+                    2,
+                    "set_rollup_intervals('<table>', '15m,1d' | 'default')",
+                ) {
+                    Ok(a) => {
+                        let intervals = if a[1].trim().eq_ignore_ascii_case("default") {
+                            None
+                        } else {
+                            Some(list(&a[1]))
+                        };
+                        self.change(&a[0], |s| s.intervals = intervals).await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            "set_counters" => match args(call, 2, "set_counters('<table>', 'ep,eq' | 'none')") {
+                Ok(a) => {
+                    let counters = list(&a[1]);
+                    self.change(&a[0], |s| s.counters = counters).await
+                }
+                Err(e) => Err(e),
+            },
+            _ => return None,
+        };
+        Some(result)
+    }
+}

@@ -1,0 +1,155 @@
+//! Tables wattdb maintains itself (rollups): creating and growing them, writing to them
+//! (users may only read them), and the rollup settings kept on raw tables.
+
+use std::sync::Arc;
+
+use crate::catalog::CatalogOp;
+use crate::error::{Error, Result};
+use crate::model::{RollupOf, RollupSettings, TableDef, WriteBatch};
+
+use super::{Storage, WriteMode, WriteOutcome};
+
+impl Storage {
+    /// Create the rollup table `name` (tags and fields as given, marked as summarising
+    /// `rollup_of`), or append the fields it lacks. Fails if a user table of that name
+    /// exists, or a rollup of another table.
+    pub async fn ensure_rollup_table(
+        &self,
+        name: &str,
+        tags: Vec<String>,
+        fields: Vec<crate::model::schema::FieldDef>,
+        rollup_of: RollupOf,
+    ) -> Result<Arc<TableDef>> {
+        if let Some(cur) = self.shared_table(name) {
+            let same_source = cur.rollup_of.as_ref() == Some(&rollup_of);
+            let complete = fields.iter().all(|f| cur.fields.contains(f)) && cur.tags == tags;
+            if same_source && complete {
+                return Ok(cur);
+            }
+        }
+        let catalog = self.inner.catalog.clone();
+        let name2 = name.to_string();
+        let def = tokio::task::spawn_blocking(move || -> Result<TableDef> {
+            let mut result = None;
+            catalog.commit_checked(|state| {
+                let def = match state.tables.get(&name2) {
+                    None => {
+                        let mut def = TableDef::new(
+                            crate::model::TableId(state.next_table_id.max(1)),
+                            &name2,
+                            tags,
+                            fields,
+                        )?;
+                        def.rollup_of = Some(rollup_of);
+                        def
+                    }
+                    Some(cur) if cur.rollup_of.as_ref() != Some(&rollup_of) => {
+                        return Err(Error::InvalidTableDef {
+                            table: name2.clone(),
+                            reason: "a table of this name exists and is not this rollup; \
+                                     rename or drop it"
+                                .into(),
+                        });
+                    }
+                    Some(cur) if cur.tags != tags => {
+                        return Err(Error::InvalidTableDef {
+                            table: name2.clone(),
+                            reason: format!(
+                                "rollup has tags {:?} but its source has {:?}",
+                                cur.tags, tags
+                            ),
+                        });
+                    }
+                    Some(cur) => {
+                        let mut grown = (**cur).clone();
+                        for f in fields {
+                            match grown.fields.iter().find(|g| g.name == f.name) {
+                                None => grown.fields.push(f),
+                                Some(g) if g.field_type == f.field_type => {}
+                                Some(g) => {
+                                    return Err(Error::TypeConflict {
+                                        table: name2.clone(),
+                                        column: f.name.clone(),
+                                        reason: format!(
+                                            "rollup column is {} but would now be {}",
+                                            g.field_type.sql_name(),
+                                            f.field_type.sql_name()
+                                        ),
+                                    });
+                                }
+                            }
+                        }
+                        if grown == **cur {
+                            result = Some(grown);
+                            return Ok(vec![]);
+                        }
+                        grown.validated()?
+                    }
+                };
+                result = Some(def.clone());
+                Ok(vec![CatalogOp::PutTable(def)])
+            })?;
+            result.ok_or_else(|| Error::Task("rollup table resolution produced nothing".into()))
+        })
+        .await??;
+        tracing::info!(table = %def.name, fields = def.fields.len(), "rollup table ready");
+        self.write_manifest().await;
+        Ok(Arc::new(def))
+    }
+
+    /// Write rows into a rollup table (last write wins replaces a bucket's row). Only
+    /// wattdb's own maintenance calls this; users' writes to rollup tables are refused.
+    pub async fn write_rollup_rows(&self, batch: WriteBatch) -> Result<WriteOutcome> {
+        let Some(def) = self.shared_table(&batch.table) else {
+            return Err(Error::TableNotFound { table: batch.table });
+        };
+        if !def.is_rollup() {
+            return Err(Error::InvalidTableDef {
+                table: batch.table,
+                reason: "not a rollup table".into(),
+            });
+        }
+        self.submit_inner(batch, WriteMode::AllOrNothing, false, true)
+            .await?
+            .durable()
+            .await
+    }
+
+    /// Replace a raw table's rollup settings (intervals, counter fields).
+    pub async fn set_rollup_settings(
+        &self,
+        table: &str,
+        settings: RollupSettings,
+    ) -> Result<TableDef> {
+        let catalog = self.inner.catalog.clone();
+        let table2 = table.to_string();
+        let def = tokio::task::spawn_blocking(move || -> Result<TableDef> {
+            let mut result = None;
+            catalog.commit_checked(|state| {
+                let cur = state
+                    .tables
+                    .get(&table2)
+                    .ok_or_else(|| Error::TableNotFound {
+                        table: table2.clone(),
+                    })?;
+                if cur.is_rollup() {
+                    return Err(Error::InvalidTableDef {
+                        table: table2.clone(),
+                        reason: "rollup tables have no rollups of their own".into(),
+                    });
+                }
+                let mut def = (**cur).clone();
+                def.rollups = settings;
+                result = Some(def.clone());
+                if def == **cur {
+                    return Ok(vec![]);
+                }
+                Ok(vec![CatalogOp::PutTable(def)])
+            })?;
+            result.ok_or_else(|| Error::Task("rollup settings produced nothing".into()))
+        })
+        .await??;
+        self.write_manifest().await;
+        Ok(def)
+    }
+}
