@@ -1,5 +1,5 @@
-//! `system.tables`, `system.partitions`, `system.files`: the storage state as tables,
-//! built fresh on every query.
+//! `system.tables`, `system.partitions`, `system.files`, `system.rollups`: the storage
+//! state as tables, built fresh on every query.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use datafusion::datasource::MemTable;
 use datafusion::error::Result as DfResult;
 use wattdb_storage::Storage;
 
-pub const NAMES: &[&str] = &["tables", "partitions", "files"];
+pub const NAMES: &[&str] = &["tables", "partitions", "files", "rollups"];
 
 fn mem(fields: Vec<Field>, cols: Vec<ArrayRef>) -> DfResult<Option<Arc<dyn TableProvider>>> {
     let schema = Arc::new(Schema::new(fields));
@@ -64,6 +64,7 @@ pub fn build(storage: &Storage, name: &str) -> DfResult<Option<Arc<dyn TableProv
                     int("rows_in_files"),
                     int("bytes_in_files"),
                     int("buffered_rows"),
+                    text("kind"),
                 ],
                 vec![
                     strings(tables.iter().map(|t| t.name.clone()).collect()),
@@ -103,6 +104,12 @@ pub fn build(storage: &Storage, name: &str) -> DfResult<Option<Arc<dyn TableProv
                         tables
                             .iter()
                             .map(|t| sum(&t.name, &|p| p.buffered_rows as i64))
+                            .collect(),
+                    ),
+                    strings(
+                        tables
+                            .iter()
+                            .map(|t| if t.is_rollup() { "rollup" } else { "raw" }.to_string())
                             .collect(),
                     ),
                 ],
@@ -156,6 +163,42 @@ pub fn build(storage: &Storage, name: &str) -> DfResult<Option<Arc<dyn TableProv
                     ints(files.iter().map(|(_, f)| f.rows as i64).collect()),
                     ints(files.iter().map(|(_, f)| f.bytes as i64).collect()),
                     tsa(files.iter().map(|(_, f)| f.created_at_ms * 1000).collect()),
+                ],
+            )
+        }
+        "rollups" => {
+            let tables = storage.tables();
+            let rollups: Vec<(&wattdb_storage::TableDef, &wattdb_storage::RollupOf)> = tables
+                .iter()
+                .filter_map(|t| t.rollup_of.as_ref().map(|r| (t, r)))
+                .collect();
+            let source = |r: &wattdb_storage::RollupOf| tables.iter().find(|t| t.id == r.source);
+            mem(
+                vec![
+                    text("table_name"),
+                    text("source"),
+                    text("bucket"),
+                    text("counters"),
+                ],
+                vec![
+                    strings(rollups.iter().map(|(t, _)| t.name.clone()).collect()),
+                    strings(
+                        rollups
+                            .iter()
+                            .map(|(_, r)| source(r).map(|s| s.name.clone()).unwrap_or_default())
+                            .collect(),
+                    ),
+                    strings(rollups.iter().map(|(_, r)| r.interval.clone()).collect()),
+                    strings(
+                        rollups
+                            .iter()
+                            .map(|(_, r)| {
+                                source(r)
+                                    .map(|s| s.rollups.counters.join(", "))
+                                    .unwrap_or_default()
+                            })
+                            .collect(),
+                    ),
                 ],
             )
         }

@@ -2,7 +2,8 @@
 //! each, canonical JSON on `wattdb/<table>`) at QoS 1 over many connections with a window
 //! of publishes in flight, flat out or at a given rate. It reports the messages and values
 //! per second that were acknowledged (PUBACK = durable in wattdb's WAL), how long until
-//! all of them were queryable over SQL, and the server's peak RSS. With `--influx` it
+//! all of them were queryable over SQL, how long until the 15-minute and 1-day rollups
+//! reflected all of them (rollup freshness), and the server's peak RSS. With `--influx` it
 //! writes the same readings to InfluxDB 1.x over HTTP line protocol (batches of 5,000) in
 //! the same run, for a side-by-side figure.
 //!
@@ -58,6 +59,9 @@ struct Args {
         default_value = "host=127.0.0.1 port=5433 user=wattdb dbname=wattdb"
     )]
     pg: String,
+    /// Do not wait for the rollups (`<table>_15m`, `<table>_1d`) to catch up.
+    #[arg(long)]
+    no_rollup_check: bool,
     /// PID of the wattdb server, for its peak RSS (VmHWM).
     #[arg(long)]
     server_pid: Option<u32>,
@@ -218,6 +222,7 @@ async fn run_mqtt(args: &Args) -> Result<()> {
         .context("connecting to wattdb's SQL endpoint")?;
     tokio::spawn(conn);
     let before = count(&pg, &args.table).await;
+    let rollups_before = rollup_counts(&pg, &args.table).await;
 
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -252,6 +257,29 @@ async fn run_mqtt(args: &Args) -> Result<()> {
     if let Some(rss) = args.server_pid.and_then(peak_rss_mib) {
         println!("wattdb: server peak RSS while ingesting {rss:.0} MiB");
     }
+    // Freshness: time from the last PUBACK until both rollups count every reading.
+    if !args.no_rollup_check {
+        let t = Instant::now();
+        let want = (
+            rollups_before.0 + acked as i64,
+            rollups_before.1 + acked as i64,
+        );
+        loop {
+            let got = rollup_counts(&pg, &args.table).await;
+            if got.0 >= want.0 && got.1 >= want.1 {
+                println!(
+                    "wattdb: rollups {t}_15m and {t}_1d reflect every reading {:.3}s after the last PUBACK",
+                    t.elapsed().as_secs_f64(),
+                    t = args.table
+                );
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(300) {
+                bail!("rollups count {got:?} of {want:?} readings after 300 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     // Every acknowledged reading must be queryable.
     let want = before + acked as i64;
     let t = Instant::now();
@@ -280,6 +308,20 @@ async fn run_mqtt(args: &Args) -> Result<()> {
         t.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Readings the rollups account for: `sum(ua_count)` of `<table>_15m` and `<table>_1d`.
+async fn rollup_counts(pg: &tokio_postgres::Client, table: &str) -> (i64, i64) {
+    let sum = |level: &'static str| {
+        let sql = format!("SELECT CAST(coalesce(sum(ua_count), 0) AS BIGINT) FROM {table}_{level}");
+        async move {
+            pg.query_one(&sql, &[])
+                .await
+                .map(|r| r.get::<_, i64>(0))
+                .unwrap_or(0)
+        }
+    };
+    (sum("15m").await, sum("1d").await)
 }
 
 async fn count(pg: &tokio_postgres::Client, table: &str) -> i64 {
