@@ -353,6 +353,27 @@ mod tests {
         assert_eq!(s.ingest.routes.len(), 5);
         assert_eq!(s.ingest.routes[1].table, "shelly_3em");
         assert_eq!(s.mqtt_listen.unwrap().port(), 1883);
+        assert_eq!(s.rollups["electric"].counters, vec!["ep".to_string()]);
+    }
+
+    #[test]
+    fn rollup_settings_and_time_zone_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wattdb.toml");
+        let resolve = |toml: &str, tz: Option<&str>| {
+            std::fs::write(&path, toml).unwrap();
+            Settings::resolve(ServeArgs {
+                config: Some(path.clone()),
+                timezone: tz.map(String::from),
+                ..Default::default()
+            })
+        };
+        let s = resolve("timezone = \"Asia/Shanghai\"\n", None).unwrap();
+        assert_eq!(s.tz, chrono_tz::Asia::Shanghai);
+        let err = resolve("", Some("Mars/Olympus")).unwrap_err();
+        assert!(format!("{err:#}").contains("Mars/Olympus"), "{err:#}");
+        let err = resolve("[rollups.e]\nintervals = [\"7m\"]\n", None).unwrap_err();
+        assert!(format!("{err:#}").contains("[rollups.e]"), "{err:#}");
     }
 
     #[test]
