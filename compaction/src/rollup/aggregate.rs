@@ -8,7 +8,7 @@ use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, StringArray};
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use wattdb_algorithms::counter;
-use wattdb_storage::{FieldType, FieldValue, Row};
+use wattdb_storage::{FieldType, FieldValue, ValidRow};
 
 use super::interval::{BucketCache, Interval};
 use super::spec::{DELTA, RollupSpec};
@@ -164,37 +164,45 @@ pub struct BucketRow {
 }
 
 impl BucketRow {
-    /// The row to write into a rollup table with tags `tag_names`.
-    pub fn to_row(&self, spec: &RollupSpec, tag_names: &[String]) -> Row {
-        let mut fields = Vec::with_capacity(self.fields.len() * 8);
+    /// The values of the rollup columns, in [`RollupSpec::columns`] order.
+    pub fn values(&self, spec: &RollupSpec) -> Vec<Option<FieldValue>> {
+        let mut out = Vec::with_capacity(self.fields.len() * 8);
         for (f, a) in spec.fields.iter().zip(&self.fields) {
-            let mut put = |suffix: &str, v: Option<FieldValue>| {
-                if let Some(v) = v {
-                    fields.push((format!("{}_{suffix}", f.name), v));
-                }
-            };
-            put("min", a.min.map(Num::value));
-            put("max", a.max.map(Num::value));
             let avg = match (a.sum, a.count) {
                 (Some(s), n) if n > 0 => Some(FieldValue::Float(s.as_f64() / n as f64)),
                 _ => None,
             };
-            put("avg", avg);
-            put("sum", a.sum.map(Num::value));
-            put("count", Some(FieldValue::Integer(a.count)));
-            put("first", a.first.map(Num::value));
-            put("last", a.last.map(Num::value));
+            out.extend([
+                a.min.map(Num::value),
+                a.max.map(Num::value),
+                avg,
+                a.sum.map(Num::value),
+                Some(FieldValue::Integer(a.count)),
+                a.first.map(Num::value),
+                a.last.map(Num::value),
+            ]);
             if f.counter {
-                put(DELTA, a.delta.map(Num::value));
+                out.push(a.delta.map(Num::value));
             }
         }
-        Row {
+        out
+    }
+
+    /// The row for rollup table `def`, whose fields include every column of `spec`
+    /// (`positions[i]` = where the i-th column of [`RollupSpec::columns`] sits).
+    pub fn to_valid_row(
+        &self,
+        spec: &RollupSpec,
+        positions: &[usize],
+        n_fields: usize,
+    ) -> ValidRow {
+        let mut fields = vec![None; n_fields];
+        for (v, &p) in self.values(spec).into_iter().zip(positions) {
+            fields[p] = v;
+        }
+        ValidRow {
             ts: self.start,
-            tags: tag_names
-                .iter()
-                .cloned()
-                .zip(self.series.iter().cloned())
-                .collect(),
+            tags: self.series.clone(),
             fields,
         }
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 use chrono_tz::Tz;
-use wattdb_storage::{Row, SeriesSet, Storage, TableDef, TableId, WriteBatch};
+use wattdb_storage::{SeriesSet, Storage, TableDef, TableId};
 
 use super::aggregate::{BucketRow, Num, aggregate_raw, compose, first_readings, last_readings};
 use super::marks::{DirtyMarks, TableMarks};
@@ -356,17 +356,31 @@ impl RollupMaintainer {
     }
 
     async fn write(&self, spec: &RollupSpec, level: &Level, rows: &[BucketRow]) -> Result<usize> {
-        for part in rows.chunks(WRITE_ROWS) {
-            let rows: Vec<Row> = part
-                .iter()
-                .map(|r| r.to_row(spec, &spec.source.tags))
-                .collect();
-            self.storage
-                .write_rollup_rows(WriteBatch {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // The table as ensured for this spec (it only ever gains columns).
+        let def = self.storage.shared_table(&level.table).ok_or_else(|| {
+            wattdb_storage::Error::TableNotFound {
+                table: level.table.clone(),
+            }
+        })?;
+        let positions: Vec<usize> = spec
+            .columns()
+            .iter()
+            .map(|c| {
+                def.field_index(&c.name).ok_or_else(|| Error::Settings {
                     table: level.table.clone(),
-                    rows,
+                    reason: format!("rollup column {} is missing", c.name),
                 })
-                .await?;
+            })
+            .collect::<Result<_>>()?;
+        for part in rows.chunks(WRITE_ROWS) {
+            let valid = part
+                .iter()
+                .map(|r| r.to_valid_row(spec, &positions, def.fields.len()))
+                .collect();
+            self.storage.write_rollup_rows(&def, valid).await?;
         }
         Ok(rows.len())
     }

@@ -29,8 +29,9 @@ pub struct MarkInfo {
     durable: bool,
 }
 
-/// Marks of one table: series → base bucket start → info.
-pub type TableMarks = HashMap<Vec<String>, BTreeMap<i64, MarkInfo>>;
+/// Marks of one table: series → base bucket start → info. Hashed with foldhash: marks
+/// are taken on the WAL thread, where SipHash over every row's tags was measurable.
+pub type TableMarks = HashMap<Vec<String>, BTreeMap<i64, MarkInfo>, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct State {
@@ -44,6 +45,14 @@ fn merge_into(target: &mut TableMarks, series: &[String], bucket: i64, info: Mar
         Some(b) => b,
         None => target.entry(series.to_vec()).or_default(),
     };
+    // Live data keeps marking a series' newest bucket: settle that without a tree walk.
+    if let Some((last, m)) = buckets.last_key_value()
+        && *last == bucket
+        && (m.propagate || !info.propagate)
+        && (m.durable || !info.durable)
+    {
+        return;
+    }
     let m = buckets.entry(bucket).or_default();
     m.propagate |= info.propagate;
     m.durable |= info.durable;

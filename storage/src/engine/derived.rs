@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use crate::catalog::CatalogOp;
 use crate::error::{Error, Result};
-use crate::model::{RollupOf, RollupSettings, TableDef, WriteBatch};
+use crate::model::{RollupOf, RollupSettings, TableDef, ValidRow};
 
-use super::{Storage, WriteMode, WriteOutcome};
+use super::{Storage, WriteOutcome};
 
 impl Storage {
     /// Create the rollup table `name` (tags and fields as given, marked as summarising
@@ -97,22 +97,21 @@ impl Storage {
         Ok(Arc::new(def))
     }
 
-    /// Write rows into a rollup table (last write wins replaces a bucket's row). Only
-    /// wattdb's own maintenance calls this; users' writes to rollup tables are refused.
-    pub async fn write_rollup_rows(&self, batch: WriteBatch) -> Result<WriteOutcome> {
-        let Some(def) = self.shared_table(&batch.table) else {
-            return Err(Error::TableNotFound { table: batch.table });
-        };
+    /// Write rows aligned to rollup table `def` (as [`Storage::ensure_rollup_table`]
+    /// returned it; last write wins replaces a bucket's row). Only wattdb's own
+    /// maintenance calls this; users' writes to rollup tables are refused.
+    pub async fn write_rollup_rows(
+        &self,
+        def: &TableDef,
+        rows: Vec<ValidRow>,
+    ) -> Result<WriteOutcome> {
         if !def.is_rollup() {
             return Err(Error::InvalidTableDef {
-                table: batch.table,
+                table: def.name.clone(),
                 reason: "not a rollup table".into(),
             });
         }
-        self.submit_inner(batch, WriteMode::AllOrNothing, false, true)
-            .await?
-            .durable()
-            .await
+        self.enqueue_valid(def, rows).await?.durable().await
     }
 
     /// Replace a raw table's rollup settings (intervals, counter fields).

@@ -372,21 +372,11 @@ impl Storage {
         mode: WriteMode,
         auto_create: bool,
     ) -> Result<PendingWrite> {
-        self.submit_inner(batch, mode, auto_create, false).await
-    }
-
-    async fn submit_inner(
-        &self,
-        batch: WriteBatch,
-        mode: WriteMode,
-        auto_create: bool,
-        to_rollup: bool,
-    ) -> Result<PendingWrite> {
         let WriteBatch { table, rows } = batch;
         if rows.is_empty() {
             return Ok(PendingWrite::nothing(Vec::new()));
         }
-        if !to_rollup && self.shared_table(&table).is_some_and(|d| d.is_rollup()) {
+        if self.shared_table(&table).is_some_and(|d| d.is_rollup()) {
             return Err(Error::ReadOnlyTable { table });
         }
         let def = self.resolve_table(&table, &rows, auto_create).await?;
@@ -431,7 +421,11 @@ impl Storage {
     }
 
     /// Wait for room in the buffer and queue the WAL record of already valid rows.
-    async fn enqueue_valid(&self, def: &TableDef, rows: Vec<ValidRow>) -> Result<PendingWrite> {
+    pub(crate) async fn enqueue_valid(
+        &self,
+        def: &TableDef,
+        rows: Vec<ValidRow>,
+    ) -> Result<PendingWrite> {
         if rows.is_empty() {
             return Ok(PendingWrite::nothing(Vec::new()));
         }

@@ -63,19 +63,19 @@ fn selector(def: &TableDef, lo: i64, hi: i64, series: Option<Arc<SeriesSet>>) ->
             .map(|i| batch.column(i).as_any().downcast_ref::<StringArray>())
             .collect::<Option<_>>()
             .ok_or_else(|| Error::Task("tag column is not text".into()))?;
-        let mut buf = String::new();
-        Ok((0..batch.num_rows())
-            .map(|r| {
-                let t = ts.value(r);
-                let in_range = t >= lo && t < hi && !ts.is_null(r);
-                Some(
-                    in_range
-                        && series
-                            .as_ref()
-                            .is_none_or(|s| s.contains_row(&tags, r, &mut buf)),
-                )
-            })
-            .collect::<BooleanArray>())
+        // Time first, in a tight loop over the values; the series lookup (string
+        // hashing) only for rows in range — usually a small part of the buffer.
+        let values = ts.values();
+        let mut keep: Vec<bool> = values.iter().map(|&t| t >= lo && t < hi).collect();
+        if let Some(series) = &series {
+            let mut buf = String::new();
+            for (r, k) in keep.iter_mut().enumerate() {
+                if *k {
+                    *k = series.contains_row(&tags, r, &mut buf);
+                }
+            }
+        }
+        Ok(BooleanArray::from(keep))
     })
 }
 
