@@ -17,8 +17,9 @@ use super::spec::{Level, RollupSpec};
 use crate::error::{Error, Result};
 
 const DAY_MICROS: i64 = 86_400 * 1_000_000;
-/// Raw rows are read at most this much time at once.
-const CHUNK_MICROS: i64 = DAY_MICROS;
+/// Raw rows are read at most this much time at once (bounds the worker's memory: six
+/// hours of 1,000 meters at one reading a minute is 360k rows).
+const CHUNK_MICROS: i64 = DAY_MICROS / 4;
 /// Rollup rows per write (one WAL record each).
 const WRITE_ROWS: usize = 5_000;
 /// Where counter baselines and follow-up buckets are searched, nearest first.
