@@ -7,24 +7,24 @@ pub enum Error {
     #[error(transparent)]
     Storage(#[from] wattdb_storage::Error),
 
-    #[error("rollup marks store: {0}")]
-    Marks(#[source] sled::Error),
+    #[error("rollup marks log in {path}: {source}")]
+    Marks {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 
     #[error("rollups of table \"{table}\": {reason}")]
     Settings { table: String, reason: String },
 }
 
 impl Error {
-    pub(crate) fn marks(e: sled::Error) -> Self {
-        Error::Marks(e)
-    }
-
     /// True when the caller asked for something invalid (bad setting, unknown table).
     pub fn is_user_error(&self) -> bool {
         match self {
             Error::Storage(e) => e.is_user_error(),
             Error::Settings { .. } => true,
-            Error::Marks(_) => false,
+            Error::Marks { .. } => false,
         }
     }
 }

@@ -216,7 +216,7 @@ impl RollupMaintainer {
 
     async fn process_table(&self, table: TableId, marks: TableMarks) -> Result<usize> {
         let Some(def) = self.storage.shared_table_by_id(table) else {
-            self.marks.forget(table).map_err(Error::marks)?;
+            self.marks.forget(table);
             return Ok(0);
         };
         let Some(spec) = self.spec(def)? else {
@@ -319,6 +319,16 @@ impl RollupMaintainer {
             }
         }
         written += self.compose_levels(spec, &rows).await?;
+        tracing::debug!(
+            table = %spec.source.name,
+            lo,
+            hi,
+            series = work.len(),
+            raw_rows = raw.num_rows(),
+            raw_bytes = raw.get_array_memory_size(),
+            written,
+            "rollup chunk recomputed"
+        );
         Ok(written)
     }
 

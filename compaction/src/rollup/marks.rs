@@ -1,11 +1,11 @@
 //! Dirty marks: which (table, series, base bucket) need recomputing.
 //!
 //! Marks are taken on the write path, from every durable WAL group (replay at startup
-//! included), and kept in memory. They become durable (sled, under
-//! `<data-dir>/rollup-marks`) only when the WAL is about to drop segments: until then a
-//! restart rebuilds them by replaying the WAL, afterwards they are loaded from sled. A
-//! mark leaves sled once the buckets it names have been recomputed and written (those
-//! rollup rows are durable in the WAL themselves).
+//! included), and kept in memory. They become durable (an append-only log under
+//! `<data-dir>/rollup-marks`, see [`super::marks_log`]) only when the WAL is about to drop
+//! segments: until then a restart rebuilds them by replaying the WAL, afterwards they are
+//! loaded from the log. Once no durable mark is outstanding (all recomputed and written;
+//! those rollup rows are durable in the WAL themselves) the log is emptied.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -16,6 +16,7 @@ use wattdb_storage::wal::{DurableObserver, WalRecord, WalSeq};
 use wattdb_storage::{CatalogReader, TableDef, TableId, WalReleaseGuard};
 
 use super::interval::BucketCache;
+use super::marks_log::MarksLog;
 use super::spec::RollupSpec;
 
 /// One mark's bookkeeping.
@@ -25,7 +26,7 @@ pub struct MarkInfo {
     /// mark came from a write). Marks added by that follow-up do not propagate further:
     /// a bucket's own readings, hence the baseline it hands on, are unchanged by it.
     pub propagate: bool,
-    /// Written to sled.
+    /// Written to the marks log.
     durable: bool,
 }
 
@@ -60,52 +61,25 @@ fn merge_into(target: &mut TableMarks, series: &[String], bucket: i64, info: Mar
 
 pub struct DirtyMarks {
     state: Mutex<State>,
-    db: sled::Db,
-    tree: sled::Tree,
+    /// Locked after `state`, never before.
+    log: Mutex<MarksLog>,
+    dir: std::path::PathBuf,
     catalog: std::sync::OnceLock<CatalogReader>,
     tz: Tz,
     notify: tokio::sync::Notify,
 }
 
-fn sled_key(table: TableId, series: &[String], bucket: i64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(16 + series.iter().map(|s| s.len() + 1).sum::<usize>());
-    k.extend_from_slice(&table.0.to_be_bytes());
-    k.extend_from_slice(&bucket.to_be_bytes());
-    for s in series {
-        k.extend_from_slice(s.as_bytes());
-        k.push(0x1f);
-    }
-    k
-}
-
-fn parse_key(k: &[u8]) -> Option<(TableId, i64, Vec<String>)> {
-    let table = TableId(u64::from_be_bytes(k.get(0..8)?.try_into().ok()?));
-    let bucket = i64::from_be_bytes(k.get(8..16)?.try_into().ok()?);
-    let rest = k.get(16..)?;
-    let mut series = Vec::new();
-    for part in rest.split(|b| *b == 0x1f) {
-        series.push(String::from_utf8(part.to_vec()).ok()?);
-    }
-    series.pop(); // after the trailing separator
-    Some((table, bucket, series))
-}
-
 impl DirtyMarks {
     /// Open the durable marks under `dir` and load them as pending.
-    /// Marks are taken only once [`DirtyMarks::attach`] gave them the catalog.
-    pub fn open(dir: &Path, tz: Tz) -> Result<Arc<Self>, sled::Error> {
-        let db = sled::open(dir)?;
-        let tree = db.open_tree("marks")?;
+    /// Open the durable marks under `dir` and load them as pending. Marks are taken only
+    /// once [`DirtyMarks::attach`] gave them the catalog.
+    pub fn open(dir: &Path, tz: Tz) -> std::io::Result<Arc<Self>> {
+        let (log, loaded) = MarksLog::open(dir)?;
         let mut state = State::default();
-        let mut loaded = 0usize;
-        for item in tree.iter() {
-            let (k, v) = item?;
-            let Some((table, bucket, series)) = parse_key(&k) else {
-                tracing::warn!("skipping an unreadable rollup mark");
-                continue;
-            };
+        let n = loaded.len();
+        for (table, series, bucket, propagate) in loaded {
             let info = MarkInfo {
-                propagate: v.first() == Some(&1),
+                propagate,
                 durable: true,
             };
             merge_into(
@@ -114,15 +88,14 @@ impl DirtyMarks {
                 bucket,
                 info,
             );
-            loaded += 1;
         }
-        if loaded > 0 {
-            tracing::info!(marks = loaded, "loaded rollup marks left from the last run");
+        if n > 0 {
+            tracing::info!(marks = n, "loaded rollup marks left from the last run");
         }
         Ok(Arc::new(DirtyMarks {
             state: Mutex::new(state),
-            db,
-            tree,
+            log: Mutex::new(log),
+            dir: dir.to_path_buf(),
             catalog: std::sync::OnceLock::new(),
             tz,
             notify: tokio::sync::Notify::new(),
@@ -182,30 +155,19 @@ impl DirtyMarks {
         taken
     }
 
-    /// The table's in-flight marks are recomputed and written: forget them (and their
-    /// durable copies, unless the same bucket was marked again meanwhile).
-    pub fn done(&self, table: TableId) -> Result<(), sled::Error> {
+    /// The table's in-flight marks are recomputed and written: forget them. When no
+    /// durable mark is outstanding any more, empty the log.
+    pub fn done(&self, table: TableId) -> std::io::Result<()> {
         let mut state = self.lock();
-        let Some(marks) = state.in_flight.remove(&table) else {
-            return Ok(());
-        };
-        let again = state.pending.get(&table);
-        let mut batch = sled::Batch::default();
-        let mut any = false;
-        for (series, buckets) in &marks {
-            for (bucket, info) in buckets {
-                let marked_again = again
-                    .and_then(|t| t.get(series))
-                    .is_some_and(|b| b.contains_key(bucket));
-                if info.durable && !marked_again {
-                    batch.remove(sled_key(table, series, *bucket));
-                    any = true;
-                }
-            }
-        }
-        drop(state);
-        if any {
-            self.tree.apply_batch(batch)?;
+        state.in_flight.remove(&table);
+        let any_durable = [&state.pending, &state.in_flight].iter().any(|m| {
+            m.values()
+                .flat_map(|t| t.values())
+                .flat_map(|b| b.values())
+                .any(|i| i.durable)
+        });
+        if !any_durable {
+            self.log.lock().unwrap_or_else(|p| p.into_inner()).clear()?;
         }
         Ok(())
     }
@@ -223,19 +185,12 @@ impl DirtyMarks {
         }
     }
 
-    /// Forget a dropped table's marks.
-    pub fn forget(&self, table: TableId) -> Result<(), sled::Error> {
-        {
-            let mut state = self.lock();
-            state.pending.remove(&table);
-            state.in_flight.remove(&table);
-        }
-        let prefix = table.0.to_be_bytes();
-        let mut batch = sled::Batch::default();
-        for item in self.tree.scan_prefix(prefix) {
-            batch.remove(item?.0);
-        }
-        self.tree.apply_batch(batch)
+    /// Forget a dropped table's marks (durable copies are harmless: a mark of a table
+    /// that no longer exists is dropped when it comes up).
+    pub fn forget(&self, table: TableId) {
+        let mut state = self.lock();
+        state.pending.remove(&table);
+        state.in_flight.remove(&table);
     }
 
     /// Number of (series, bucket) marks waiting or being recomputed.
@@ -311,32 +266,38 @@ impl DurableObserver for DirtyMarks {
 }
 
 impl WalReleaseGuard for DirtyMarks {
-    /// Write every mark not yet in sled, pending or in flight, and flush.
+    /// Log every mark not yet durable, pending or in flight (fsynced).
     fn before_wal_release(&self) -> wattdb_storage::Result<()> {
-        let to_err = |e: sled::Error| wattdb_storage::Error::Catalog(e);
-        // The lock is held until the marks are flushed and flagged: nothing can take,
-        // finish or add marks in between.
+        // The state lock is held until the marks are logged and flagged: nothing can
+        // take, finish or add marks in between.
         let mut state = self.lock();
-        let mut batch = sled::Batch::default();
-        let mut any = false;
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let rewrite = log.needs_rewrite();
+        let mut batch: Vec<(TableId, &[String], i64, bool)> = Vec::new();
         for marks in [&state.pending, &state.in_flight] {
             for (table, series_marks) in marks {
                 for (series, buckets) in series_marks {
-                    for (bucket, info) in buckets.iter().filter(|(_, i)| !i.durable) {
-                        batch.insert(
-                            sled_key(*table, series, *bucket),
-                            &[u8::from(info.propagate)],
-                        );
-                        any = true;
+                    for (bucket, info) in buckets {
+                        if rewrite || !info.durable {
+                            batch.push((*table, series.as_slice(), *bucket, info.propagate));
+                        }
                     }
                 }
             }
         }
-        if !any {
+        if batch.is_empty() && !rewrite {
             return Ok(());
         }
-        self.tree.apply_batch(batch).map_err(to_err)?;
-        self.db.flush().map_err(to_err)?;
+        let io = |source| wattdb_storage::Error::Io {
+            path: self.dir.clone(),
+            source,
+        };
+        if rewrite {
+            log.rewrite(&batch).map_err(io)?;
+        } else {
+            log.append(&batch).map_err(io)?;
+        }
+        drop(batch);
         let State { pending, in_flight } = &mut *state;
         for marks in [pending, in_flight] {
             for info in marks
@@ -348,21 +309,5 @@ impl WalReleaseGuard for DirtyMarks {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_round_trip() {
-        let series = vec!["p1".to_string(), "".to_string(), "b/c".to_string()];
-        let k = sled_key(TableId(9), &series, -900);
-        assert_eq!(parse_key(&k), Some((TableId(9), -900, series)));
-        assert_eq!(
-            parse_key(&sled_key(TableId(1), &[], 5)),
-            Some((TableId(1), 5, vec![]))
-        );
     }
 }

@@ -12,6 +12,7 @@ pub mod aggregate;
 pub mod interval;
 pub mod maintainer;
 pub mod marks;
+pub mod marks_log;
 pub mod spec;
 
 use std::path::Path;
@@ -52,7 +53,10 @@ pub async fn open_storage(
         })
     })?;
     let marks_dir: &Path = &dir;
-    let marks = DirtyMarks::open(marks_dir, tz).map_err(Error::marks)?;
+    let marks = DirtyMarks::open(marks_dir, tz).map_err(|source| Error::Marks {
+        path: dir.clone(),
+        source,
+    })?;
     let m2 = marks.clone();
     let storage = Storage::open_with(config, move |catalog| {
         m2.attach(catalog);
