@@ -106,6 +106,11 @@ pub struct FileConfig {
     /// Rollup settings per table (`[rollups.<table>]`), see the README.
     #[serde(default)]
     pub rollups: BTreeMap<String, RollupTableConfig>,
+    /// Retention per table (`[retention]`, `table = "4 months"`), see the README.
+    #[serde(default)]
+    pub retention: BTreeMap<String, String>,
+    /// How often expired months are dropped. Default 3600
+    pub retention_check_interval_secs: Option<u64>,
 }
 
 /// `[rollups.<table>]`: bucket intervals and counter fields of one table's rollups.
@@ -138,6 +143,9 @@ pub struct Settings {
     pub ingest: wattdb_ingest::pipeline::IngestConfig,
     /// Rollup settings from the config file, by table name.
     pub rollups: BTreeMap<String, wattdb_storage::RollupSettings>,
+    /// Retention from the config file, by table name (`"none"` included).
+    pub retention: BTreeMap<String, String>,
+    pub retention_check_interval: Duration,
 }
 
 /// `wattdb-<hostname>`: stable across restarts of one machine, distinct between nodes.
@@ -253,6 +261,10 @@ impl Settings {
                 .map_err(|e| anyhow::anyhow!("config: [rollups.{table}]: {e}"))?;
             rollups.insert(table, s);
         }
+        for (table, ttl) in &file.retention {
+            wattdb_compaction::retention::parse_ttl(ttl)
+                .map_err(|e| anyhow::anyhow!("config: [retention] {table}: {e}"))?;
+        }
         let settings = Settings {
             data_dir: args
                 .data_dir
@@ -293,6 +305,10 @@ impl Settings {
                 .unwrap_or(64 * 1024 * 1024),
             ingest,
             rollups,
+            retention: file.retention,
+            retention_check_interval: Duration::from_secs(
+                file.retention_check_interval_secs.unwrap_or(3600).max(1),
+            ),
         };
         if settings.password.is_none() && !settings.pg_listen.ip().is_loopback() {
             bail!(
@@ -354,6 +370,8 @@ mod tests {
         assert_eq!(s.ingest.routes[1].table, "shelly_3em");
         assert_eq!(s.mqtt_listen.unwrap().port(), 1883);
         assert_eq!(s.rollups["electric"].counters, vec!["ep".to_string()]);
+        assert_eq!(s.retention["electric"], "4 months");
+        assert_eq!(s.retention_check_interval, Duration::from_secs(3600));
     }
 
     #[test]
@@ -374,6 +392,8 @@ mod tests {
         assert!(format!("{err:#}").contains("Mars/Olympus"), "{err:#}");
         let err = resolve("[rollups.e]\nintervals = [\"7m\"]\n", None).unwrap_err();
         assert!(format!("{err:#}").contains("[rollups.e]"), "{err:#}");
+        let err = resolve("[retention]\ne = \"4 fortnights\"\n", None).unwrap_err();
+        assert!(format!("{err:#}").contains("[retention] e"), "{err:#}");
     }
 
     #[test]

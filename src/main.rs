@@ -98,10 +98,17 @@ async fn serve(settings: Settings) -> Result<()> {
     storage_config.persist_max_age = settings.persist_max_age;
     storage_config.persist_partition_bytes = settings.persist_partition_bytes;
     storage_config.rollup_settings = settings.rollups.clone();
+    storage_config.retention_settings = settings
+        .retention
+        .iter()
+        .filter(|(_, t)| !t.trim().eq_ignore_ascii_case("none"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let (storage, rollups) = wattdb_compaction::rollup::open_storage(storage_config, settings.tz)
         .await
         .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?;
     apply_configured_rollups(&storage, &rollups, &settings).await?;
+    apply_configured_retention(&storage, &settings).await?;
 
     let ctx = wattdb_query::build_session(&storage).context("building the SQL session")?;
     let handlers = Arc::new(wattdb_query::pg::PgHandlers::with_admin(
@@ -121,6 +128,11 @@ async fn serve(settings: Settings) -> Result<()> {
         .with_context(|| format!("binding the HTTP endpoint to {}", settings.http_listen))?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let rollup_task = rollups.spawn(ROLLUP_DELAY, shutdown_rx.clone());
+    let janitor = wattdb_compaction::retention::spawn_janitor(
+        storage.clone(),
+        settings.retention_check_interval,
+        shutdown_rx.clone(),
+    );
     let ingestor = Arc::new(
         wattdb_ingest::pipeline::Ingestor::new(storage.clone(), settings.ingest.clone())
             .await
@@ -187,6 +199,7 @@ async fn serve(settings: Settings) -> Result<()> {
     }
     // Marks not worked off are made durable by the shutdown flush (WAL release).
     let _ = rollup_task.await;
+    let _ = janitor.await;
     storage.shutdown().await.context("flushing on shutdown")?;
     tracing::info!("shutdown complete");
     Ok(())
@@ -223,6 +236,24 @@ async fn apply_configured_rollups(
                 tracing::error!(table = %table, error = %e, "rebuilding rollups failed");
             }
         });
+    }
+    Ok(())
+}
+
+/// `[retention]` of the config file applies to existing tables too (the config wins over
+/// a value set by SQL). Expired months are dropped by the janitor's next run.
+async fn apply_configured_retention(storage: &Storage, settings: &Settings) -> Result<()> {
+    for (table, ttl) in &settings.retention {
+        let Some(def) = storage.table(table) else {
+            continue; // applied when the table is created
+        };
+        let wanted = (!ttl.trim().eq_ignore_ascii_case("none")).then(|| ttl.trim().to_string());
+        if def.retention != wanted {
+            storage
+                .set_retention(table, wanted)
+                .await
+                .with_context(|| format!("applying [retention] {table}"))?;
+        }
     }
     Ok(())
 }

@@ -1,9 +1,11 @@
-//! The rollup admin functions of the SQL endpoint, served by the compaction crate's
-//! maintainer: `rebuild_rollups('<table>')`, `set_rollup_intervals('<table>', '15m,1d')`
-//! and `set_counters('<table>', 'ep,eq')`.
+//! The admin functions of the SQL endpoint served by the compaction crate: rollups
+//! (`rebuild_rollups('<table>')`, `set_rollup_intervals('<table>', '15m,1d')`,
+//! `set_counters('<table>', 'ep,eq')`) and retention (`set_retention('<table>',
+//! '4 months' | 'none')`, `run_retention()`).
 
 use std::sync::Arc;
 
+use wattdb_compaction::retention::{parse_ttl, run_retention};
 use wattdb_compaction::rollup::{RollupMaintainer, check_settings};
 use wattdb_query::admin::{AdminCall, AdminError, AdminExtension};
 use wattdb_query::pg::sqlstate;
@@ -105,6 +107,48 @@ impl AdminExtension for RollupAdmin {
                 Ok(a) => {
                     let counters = list(&a[1]);
                     self.change(&a[0], |s| s.counters = counters).await
+                }
+                Err(e) => Err(e),
+            },
+            "set_retention" => match args(call, 2, "set_retention('<table>', '4 months' | 'none')")
+            {
+                Ok(a) => match parse_ttl(&a[1]) {
+                    Ok(ttl) => {
+                        let text = ttl.map(|_| a[1].trim().to_string());
+                        self.storage
+                            .set_retention(&a[0], text.clone())
+                            .await
+                            .map(|_| {
+                                format!(
+                                    "retention of {}: {}",
+                                    a[0],
+                                    text.as_deref().unwrap_or("none")
+                                )
+                            })
+                            .map_err(AdminError::from)
+                    }
+                    Err(m) => Err(AdminError::new(sqlstate::INVALID_PARAMETER_VALUE, m)),
+                },
+                Err(e) => Err(e),
+            },
+            "run_retention" => match args(call, 0, "run_retention()") {
+                Ok(_) => {
+                    let dropped = run_retention(&self.storage, chrono::Utc::now()).await;
+                    let months: usize = dropped.iter().map(|(_, r)| r.months.len()).sum();
+                    let files: usize = dropped.iter().map(|(_, r)| r.files).sum();
+                    let detail: Vec<String> = dropped
+                        .iter()
+                        .filter(|(_, r)| !r.months.is_empty())
+                        .map(|(t, r)| {
+                            let m: Vec<String> = r.months.iter().map(|m| m.to_string()).collect();
+                            format!("{t}: {}", m.join(" "))
+                        })
+                        .collect();
+                    Ok(format!(
+                        "dropped {months} month partition(s), {files} file(s){}{}",
+                        if detail.is_empty() { "" } else { " — " },
+                        detail.join("; ")
+                    ))
                 }
                 Err(e) => Err(e),
             },

@@ -1,7 +1,8 @@
 //! Admin functions called as `SELECT <name>(<literal args>)`: they act on storage rather
 //! than compute over rows, so they are recognised before planning and run directly.
-//! `flush()` (persist every buffered partition now) is served here; the rollup functions
-//! (`rebuild_rollups`, `set_rollup_intervals`, `set_counters`) by an [`AdminExtension`]
+//! `flush()` (persist every buffered partition now) is served here; the rollup and
+//! retention functions (`rebuild_rollups`, `set_rollup_intervals`, `set_counters`,
+//! `set_retention`, `run_retention`) by an [`AdminExtension`]
 //! the binary wires in, so this crate does not depend on the background-work crate.
 
 use datafusion::sql::sqlparser::ast::{
@@ -14,6 +15,8 @@ pub const ADMIN_FUNCTIONS: &[&str] = &[
     "rebuild_rollups",
     "set_rollup_intervals",
     "set_counters",
+    "set_retention",
+    "run_retention",
 ];
 
 /// An admin call's failure: SQLSTATE and message.

@@ -65,6 +65,8 @@ pub fn build(storage: &Storage, name: &str) -> DfResult<Option<Arc<dyn TableProv
                     int("bytes_in_files"),
                     int("buffered_rows"),
                     text("kind"),
+                    text("retention"),
+                    text("expired_before"),
                 ],
                 vec![
                     strings(tables.iter().map(|t| t.name.clone()).collect()),
@@ -110,6 +112,18 @@ pub fn build(storage: &Storage, name: &str) -> DfResult<Option<Arc<dyn TableProv
                         tables
                             .iter()
                             .map(|t| if t.is_rollup() { "rollup" } else { "raw" }.to_string())
+                            .collect(),
+                    ),
+                    strings(
+                        tables
+                            .iter()
+                            .map(|t| t.retention.clone().unwrap_or_else(|| "none".into()))
+                            .collect(),
+                    ),
+                    strings(
+                        tables
+                            .iter()
+                            .map(|t| t.expired_before.map(|m| m.to_string()).unwrap_or_default())
                             .collect(),
                     ),
                 ],

@@ -26,6 +26,14 @@ pub enum Error {
         reason: String,
     },
 
+    #[error(
+        "table \"{table}\": month {month} has expired under the table's retention; rows for it are refused"
+    )]
+    Expired {
+        table: String,
+        month: crate::model::Month,
+    },
+
     #[error("table \"{table}\" is a rollup maintained by wattdb; it can be read, not written")]
     ReadOnlyTable { table: String },
 
@@ -118,6 +126,7 @@ impl Error {
                 | Error::TypeConflict { .. }
                 | Error::InvalidRow { .. }
                 | Error::ReadOnlyTable { .. }
+                | Error::Expired { .. }
         )
     }
 }

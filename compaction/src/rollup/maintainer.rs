@@ -208,6 +208,7 @@ impl RollupMaintainer {
                     spec.source.tags.clone(),
                     spec.columns(),
                     spec.rollup_of(level),
+                    RollupSpec::default_retention(level),
                 )
                 .await?;
         }

@@ -13,6 +13,9 @@ use super::interval::Interval;
 pub const SUFFIXES: [&str; 7] = ["min", "max", "avg", "sum", "count", "first", "last"];
 pub const DELTA: &str = "delta";
 
+/// Retention of new fixed-interval rollup tables (days keep everything).
+pub const FIXED_INTERVAL_RETENTION: &str = "3 years";
+
 /// The built-in intervals when a table sets none.
 pub const DEFAULT_INTERVALS: [&str; 2] = ["15m", "1d"];
 
@@ -104,6 +107,15 @@ impl RollupSpec {
             }
         }
         out
+    }
+
+    /// Retention a new rollup table of `level` starts with: 3 years for fixed intervals
+    /// (15-minute rows), none for days.
+    pub fn default_retention(level: &Level) -> Option<String> {
+        match level.interval {
+            Interval::Fixed(_) => Some(FIXED_INTERVAL_RETENTION.to_string()),
+            Interval::Day(_) => None,
+        }
     }
 
     pub fn rollup_of(&self, level: &Level) -> RollupOf {

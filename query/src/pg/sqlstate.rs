@@ -46,6 +46,7 @@ pub fn for_storage(e: &wattdb_storage::Error) -> &'static str {
         E::InvalidTableName { .. } => INVALID_TABLE_DEFINITION,
         E::TypeConflict { .. } => DATATYPE_MISMATCH,
         E::ReadOnlyTable { .. } => WRONG_OBJECT_TYPE,
+        E::Expired { .. } => INVALID_PARAMETER_VALUE,
         E::InvalidRow { reason, .. } if reason.contains("null") => NOT_NULL_VIOLATION,
         E::InvalidRow { .. } => INVALID_PARAMETER_VALUE,
         E::WalClosed | E::ShuttingDown => CANNOT_CONNECT_NOW,

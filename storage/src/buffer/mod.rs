@@ -199,6 +199,19 @@ impl WriteBuffer {
         self.lock().partitions.retain(|(t, _), _| *t != table);
         self.notify_room();
     }
+
+    /// Drop a table's buffered months before `before` (retention).
+    pub fn drop_months_before(&self, table: TableId, before: Month) -> usize {
+        let mut state = self.lock();
+        let n = state.partitions.len();
+        state
+            .partitions
+            .retain(|(t, m), _| *t != table || *m >= before);
+        let dropped = n - state.partitions.len();
+        drop(state);
+        self.notify_room();
+        dropped
+    }
 }
 
 impl DurableObserver for WriteBuffer {
@@ -233,6 +246,11 @@ impl DurableObserver for WriteBuffer {
                 .or_insert_with(|| self.catalog.shared_table_by_id(table_id));
             // None: the table was dropped after this write was validated.
             let Some(def) = def.as_ref() else { continue };
+            // The month expired (retention) after this write was validated, or the WAL
+            // still held it when retention dropped it: its rows are gone by design.
+            if def.expired_before.is_some_and(|e| month < e) {
+                continue;
+            }
             match crate::batch::rows_to_batch(def, rows.into_iter()) {
                 Ok(batch) => {
                     let mut chunk = Chunk::new(batch, min_seq);

@@ -11,7 +11,8 @@ use super::{Storage, WriteOutcome};
 
 impl Storage {
     /// Create the rollup table `name` (tags and fields as given, marked as summarising
-    /// `rollup_of`), or append the fields it lacks. Fails if a user table of that name
+    /// `rollup_of`, with `retention` as its initial retention), or append the fields it
+    /// lacks. Fails if a user table of that name
     /// exists, or a rollup of another table.
     pub async fn ensure_rollup_table(
         &self,
@@ -19,6 +20,7 @@ impl Storage {
         tags: Vec<String>,
         fields: Vec<crate::model::schema::FieldDef>,
         rollup_of: RollupOf,
+        retention: Option<String>,
     ) -> Result<Arc<TableDef>> {
         if let Some(cur) = self.shared_table(name) {
             let same_source = cur.rollup_of.as_ref() == Some(&rollup_of);
@@ -41,6 +43,7 @@ impl Storage {
                             fields,
                         )?;
                         def.rollup_of = Some(rollup_of);
+                        def.retention = retention;
                         def
                     }
                     Some(cur) if cur.rollup_of.as_ref() != Some(&rollup_of) => {

@@ -9,6 +9,7 @@ mod hooks;
 mod persister;
 mod read_range;
 mod recover;
+mod retention;
 mod validate;
 mod views;
 
@@ -34,6 +35,7 @@ pub use hooks::{CatalogReader, StorageHooks, WalReleaseGuard};
 pub use persister::FlushReport;
 pub use read_range::SeriesSet;
 pub use recover::recover_catalog;
+pub use retention::ExpireReport;
 pub use validate::validate_row;
 pub use views::{BufferedPartition, PartitionInfo, TableSnapshot};
 
@@ -52,6 +54,8 @@ pub struct StorageConfig {
     /// Rollup settings given to tables of these names when they are created (config
     /// file); tables not listed get the defaults.
     pub rollup_settings: std::collections::BTreeMap<String, crate::model::RollupSettings>,
+    /// Retention given to tables of these names when they are created (config file).
+    pub retention_settings: std::collections::BTreeMap<String, String>,
 }
 
 impl StorageConfig {
@@ -65,6 +69,7 @@ impl StorageConfig {
             persist_partition_bytes: 64 * 1024 * 1024,
             persist_check_interval: Duration::from_secs(1),
             rollup_settings: Default::default(),
+            retention_settings: Default::default(),
         }
     }
 
@@ -280,12 +285,14 @@ impl Storage {
         let catalog = self.inner.catalog.clone();
         let name2 = name.to_string();
         let settings = self.configured_rollups(name);
+        let retention = self.inner.config.retention_settings.get(name).cloned();
         let (def, created) = tokio::task::spawn_blocking(move || {
             catalog.create_table(
                 &name2,
                 |id| {
                     let mut def = TableDef::new(id, &name2, tags, fields)?;
                     def.rollups = settings;
+                    def.retention = retention;
                     Ok(def)
                 },
                 if_not_exists,
@@ -486,6 +493,7 @@ impl Storage {
         let table2 = table.to_string();
         let rows2: Vec<crate::model::Row> = rows.to_vec();
         let settings = self.configured_rollups(table);
+        let retention = self.inner.config.retention_settings.get(table).cloned();
         let def = tokio::task::spawn_blocking(move || -> Result<TableDef> {
             let mut result = None;
             catalog.commit_checked(|state| {
@@ -497,6 +505,7 @@ impl Storage {
                             &rows2,
                         )?;
                         def.rollups = settings;
+                        def.retention = retention;
                         def
                     }
                     Some(cur) => {

@@ -71,6 +71,12 @@ pub(crate) fn def_from_rows(id: TableId, table: &str, rows: &[Row]) -> Result<Ta
 /// Integers go into float columns; any other type mismatch, an unknown tag or field, or a
 /// key column given as a field is an error naming the table and the column.
 pub fn validate_row(def: &TableDef, row: Row) -> Result<ValidRow> {
+    if def.is_expired(row.ts) {
+        return Err(Error::Expired {
+            table: def.name.clone(),
+            month: crate::model::Month::of_micros(row.ts),
+        });
+    }
     let mut cursor = def.cursor();
     let mut tags = vec![String::new(); def.tags.len()];
     for (k, v) in row.tags {

@@ -120,6 +120,12 @@ pub struct TableDef {
     /// Set on a rollup table: which table and interval it summarises.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollup_of: Option<RollupOf>,
+    /// How long rows are kept, as set (`"4 months"`); `None` keeps them forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+    /// Months before this one have expired and been dropped: writes to them are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_before: Option<super::Month>,
 }
 
 impl TableDef {
@@ -132,6 +138,8 @@ impl TableDef {
             fields,
             rollups: RollupSettings::default(),
             rollup_of: None,
+            retention: None,
+            expired_before: None,
         }
         .validated()
     }
@@ -157,6 +165,12 @@ impl TableDef {
             }
         }
         Ok(self)
+    }
+
+    /// True when a row at `ts` falls in a month retention has dropped.
+    pub fn is_expired(&self, ts: i64) -> bool {
+        self.expired_before
+            .is_some_and(|m| super::Month::of_micros(ts) < m)
     }
 
     /// True for a rollup table wattdb maintains (read-only to users).
