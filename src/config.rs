@@ -111,6 +111,12 @@ pub struct FileConfig {
     pub retention: BTreeMap<String, String>,
     /// How often expired months are dropped. Default 3600
     pub retention_check_interval_secs: Option<u64>,
+    /// How often month partitions with many files are compacted. Default 600
+    pub compaction_interval_secs: Option<u64>,
+    /// A month is compacted in the background once it has this many files. Default 4
+    pub compaction_min_files: Option<usize>,
+    /// Compacted files are deleted this long after the swap. Default 600
+    pub compaction_grace_secs: Option<u64>,
 }
 
 /// `[rollups.<table>]`: bucket intervals and counter fields of one table's rollups.
@@ -146,6 +152,7 @@ pub struct Settings {
     /// Retention from the config file, by table name (`"none"` included).
     pub retention: BTreeMap<String, String>,
     pub retention_check_interval: Duration,
+    pub compaction: wattdb_compaction::compact::CompactionPolicy,
 }
 
 /// `wattdb-<hostname>`: stable across restarts of one machine, distinct between nodes.
@@ -309,6 +316,11 @@ impl Settings {
             retention_check_interval: Duration::from_secs(
                 file.retention_check_interval_secs.unwrap_or(3600).max(1),
             ),
+            compaction: wattdb_compaction::compact::CompactionPolicy {
+                interval: Duration::from_secs(file.compaction_interval_secs.unwrap_or(600).max(1)),
+                min_files: file.compaction_min_files.unwrap_or(4).max(2),
+                grace: Duration::from_secs(file.compaction_grace_secs.unwrap_or(600)),
+            },
         };
         if settings.password.is_none() && !settings.pg_listen.ip().is_loopback() {
             bail!(

@@ -1,9 +1,9 @@
 //! The `wattdb` binary: command line, configuration, and wiring of storage, the SQL
 //! endpoint and the HTTP endpoints. All behaviour lives in the library crates.
 
+mod compaction_admin;
 mod config;
 mod http;
-mod rollup_admin;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -115,9 +115,10 @@ async fn serve(settings: Settings) -> Result<()> {
         ctx,
         storage.clone(),
         settings.password.as_deref(),
-        Some(Arc::new(rollup_admin::RollupAdmin {
+        Some(Arc::new(compaction_admin::CompactionAdmin {
             storage: storage.clone(),
             rollups: rollups.clone(),
+            compaction_grace: settings.compaction.grace,
         })),
     ));
     let pg_listener = tokio::net::TcpListener::bind(settings.pg_listen)
@@ -128,6 +129,11 @@ async fn serve(settings: Settings) -> Result<()> {
         .with_context(|| format!("binding the HTTP endpoint to {}", settings.http_listen))?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let rollup_task = rollups.spawn(ROLLUP_DELAY, shutdown_rx.clone());
+    let compactor = wattdb_compaction::compact::spawn_compactor(
+        storage.clone(),
+        settings.compaction,
+        shutdown_rx.clone(),
+    );
     let janitor = wattdb_compaction::retention::spawn_janitor(
         storage.clone(),
         settings.retention_check_interval,
@@ -200,6 +206,7 @@ async fn serve(settings: Settings) -> Result<()> {
     // Marks not worked off are made durable by the shutdown flush (WAL release).
     let _ = rollup_task.await;
     let _ = janitor.await;
+    let _ = compactor.await;
     storage.shutdown().await.context("flushing on shutdown")?;
     tracing::info!("shutdown complete");
     Ok(())

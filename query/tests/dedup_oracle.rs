@@ -1,6 +1,6 @@
 //! Property test: random interleaved inserts and overwrites across month boundaries, with
-//! flushes in between, give exactly the answers a brute-force computation over the
-//! deduplicated rows gives, for a fixed set of queries.
+//! flushes and compactions in between, give exactly the answers a brute-force
+//! computation over the deduplicated rows gives, for a fixed set of queries.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,12 +19,15 @@ const HOUR: i64 = 3_600_000_000;
 enum Op {
     Insert(Vec<(u8, i64, i32)>),
     Flush,
+    /// Merge each month's files into one (`Storage::compact_month`).
+    Compact,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => prop::collection::vec((0u8..3, 0i64..48, -50i32..50), 1..12).prop_map(Op::Insert),
         1 => Just(Op::Flush),
+        1 => Just(Op::Compact),
     ]
 }
 
@@ -87,6 +90,22 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 Op::Flush => {
                     storage.flush().await.unwrap();
+                }
+                Op::Compact => {
+                    let months: Vec<_> = storage
+                        .partitions()
+                        .into_iter()
+                        .filter(|p| p.table == "t")
+                        .map(|p| p.month)
+                        .collect();
+                    for m in months {
+                        storage.compact_month("t", m, Duration::ZERO).await.unwrap();
+                    }
+                    let files = storage.files();
+                    let mut months: Vec<_> = files.iter().map(|(_, f)| f.month).collect();
+                    let n = months.len();
+                    months.dedup();
+                    prop_assert_eq!(n, months.len(), "one file per month after compaction");
                 }
             }
         }

@@ -23,9 +23,9 @@ pub mod wal;
 
 pub use catalog::FileMeta;
 pub use engine::{
-    BufferedPartition, CatalogReader, ExpireReport, FlushReport, PartitionInfo, PendingWrite,
-    SeriesSet, Storage, StorageConfig, StorageHooks, TableSnapshot, WalReleaseGuard, WriteMode,
-    WriteOutcome, recover_catalog, validate_row,
+    BufferedPartition, CatalogReader, CompactReport, ExpireReport, FlushReport, PartitionInfo,
+    PendingWrite, SeriesSet, Storage, StorageConfig, StorageHooks, TableSnapshot, WalReleaseGuard,
+    WriteMode, WriteOutcome, recover_catalog, validate_row,
 };
 pub use error::{Error, Result};
 pub use metrics::StorageMetrics;

@@ -4,6 +4,7 @@
 //! write path: validate → WAL (fsync) → buffer → acknowledge; and of persistence:
 //! Parquet file → catalog → WAL release.
 
+mod compact;
 mod derived;
 mod hooks;
 mod persister;
@@ -31,6 +32,7 @@ use crate::model::{TableDef, ValidRow, WriteBatch};
 use crate::object_store_url::ObjectStoreLocation;
 use crate::wal::{DurableObserver, Wal, WalConfig, WalRecord, WalSeq};
 
+pub use compact::CompactReport;
 pub use hooks::{CatalogReader, StorageHooks, WalReleaseGuard};
 pub use persister::FlushReport;
 pub use read_range::SeriesSet;

@@ -1,19 +1,22 @@
 //! The admin functions of the SQL endpoint served by the compaction crate: rollups
 //! (`rebuild_rollups('<table>')`, `set_rollup_intervals('<table>', '15m,1d')`,
-//! `set_counters('<table>', 'ep,eq')`) and retention (`set_retention('<table>',
-//! '4 months' | 'none')`, `run_retention()`).
+//! `set_counters('<table>', 'ep,eq')`), retention (`set_retention('<table>',
+//! '4 months' | 'none')`, `run_retention()`) and file compaction (`compact('<table>')`).
 
 use std::sync::Arc;
 
+use wattdb_compaction::compact::compact_table;
 use wattdb_compaction::retention::{parse_ttl, run_retention};
 use wattdb_compaction::rollup::{RollupMaintainer, check_settings};
 use wattdb_query::admin::{AdminCall, AdminError, AdminExtension};
 use wattdb_query::pg::sqlstate;
 use wattdb_storage::{RollupSettings, Storage};
 
-pub struct RollupAdmin {
+pub struct CompactionAdmin {
     pub storage: Storage,
     pub rollups: Arc<RollupMaintainer>,
+    /// Grace period before compacted files are deleted.
+    pub compaction_grace: std::time::Duration,
 }
 
 fn compaction_error(e: wattdb_compaction::Error) -> AdminError {
@@ -45,7 +48,7 @@ fn args<'a>(call: &'a AdminCall, n: usize, usage: &str) -> Result<&'a [String], 
     Ok(&call.args)
 }
 
-impl RollupAdmin {
+impl CompactionAdmin {
     /// Store new settings for `table`, then recompute its rollups under them.
     async fn change(
         &self,
@@ -74,7 +77,7 @@ impl RollupAdmin {
 }
 
 #[async_trait::async_trait]
-impl AdminExtension for RollupAdmin {
+impl AdminExtension for CompactionAdmin {
     async fn call(&self, call: &AdminCall) -> Option<Result<String, AdminError>> {
         let result = match call.name.as_str() {
             "rebuild_rollups" => match args(call, 1, "rebuild_rollups('<table>')") {
@@ -150,6 +153,22 @@ impl AdminExtension for RollupAdmin {
                         detail.join("; ")
                     ))
                 }
+                Err(e) => Err(e),
+            },
+            "compact" => match args(call, 1, "compact('<table>')") {
+                Ok(a) => compact_table(&self.storage, &a[0], 2, self.compaction_grace)
+                    .await
+                    .map(|reports| {
+                        let before: usize = reports.iter().map(|r| r.files_before).sum();
+                        let rows: u64 = reports.iter().map(|r| r.file.rows).sum();
+                        format!(
+                            "compacted {} month(s) of {}: {before} file(s) into {}, {rows} row(s)",
+                            reports.len(),
+                            a[0],
+                            reports.len()
+                        )
+                    })
+                    .map_err(AdminError::from),
                 Err(e) => Err(e),
             },
             _ => return None,

@@ -1,0 +1,128 @@
+//! Compaction: a month's files merge into one with identical contents (checked against
+//! the last write per key, computed here), and a query planned with the old files still
+//! reads them during the grace period; afterwards they are deleted.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use arrow::array::{Float64Array, StringArray, TimestampMicrosecondArray};
+use object_store::ObjectStoreExt;
+use wattdb_compaction::compact::compact_table;
+use wattdb_storage::persist::read_file;
+use wattdb_storage::{
+    FieldDef, FieldType, FieldValue, Row, Storage, StorageConfig, WriteBatch, WriteMode,
+};
+
+/// 2026-10-01T00:00:00Z.
+const OCT: i64 = 1_790_812_800_000_000;
+const MIN: i64 = 60_000_000;
+
+async fn contents(storage: &Storage) -> BTreeMap<(String, i64), f64> {
+    let b = storage
+        .read_range("t", i64::MIN, i64::MAX, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let ts = b
+        .column(0)
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .unwrap();
+    let pid = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+    let v = b.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
+    (0..b.num_rows())
+        .map(|i| ((pid.value(i).to_string(), ts.value(i)), v.value(i)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_merge_into_one_and_old_files_outlive_the_swap_by_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StorageConfig::new(dir.path());
+    config.persist_max_age = Duration::from_secs(3600);
+    let storage = Storage::open(config).await.unwrap();
+    storage
+        .create_table(
+            "t",
+            vec!["pid".into()],
+            vec![FieldDef {
+                name: "v".into(),
+                field_type: FieldType::Float,
+            }],
+            false,
+        )
+        .await
+        .unwrap();
+    // Three flushes, each overwriting part of the previous one: three files in October.
+    let mut expected = BTreeMap::new();
+    for round in 0..3 {
+        let rows: Vec<Row> = (0..200)
+            .map(|i| {
+                let pid = format!("m{}", i % 4);
+                let ts = OCT + (i / 4 + round * 20) * MIN;
+                let v = f64::from(round as i32 * 1000 + i as i32);
+                expected.insert((pid.clone(), ts), v);
+                Row {
+                    ts,
+                    tags: vec![("pid".into(), pid)],
+                    fields: vec![("v".into(), FieldValue::Float(v))],
+                }
+            })
+            .collect();
+        storage
+            .write(
+                WriteBatch {
+                    table: "t".into(),
+                    rows,
+                },
+                WriteMode::AllOrNothing,
+                false,
+            )
+            .await
+            .unwrap();
+        storage.flush().await.unwrap();
+    }
+    assert_eq!(storage.files().len(), 3);
+    assert_eq!(contents(&storage).await, expected);
+
+    // A query plans with the three files...
+    let planned = storage.snapshot("t").unwrap();
+    let reports = compact_table(&storage, "t", 2, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].files_before, 3);
+    assert_eq!(
+        reports[0].file.rows as usize,
+        expected.len(),
+        "duplicates removed"
+    );
+    assert_eq!(storage.files().len(), 1);
+    assert_eq!(contents(&storage).await, expected);
+    // ...and still reads them after the swap.
+    let store = storage.object_store();
+    for f in &planned.files {
+        let batches = read_file(&store, &f.path, None).await.unwrap();
+        assert_eq!(
+            batches.iter().map(|b| b.num_rows()).sum::<usize>() as u64,
+            f.rows
+        );
+    }
+    // After the grace period they are gone.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    for f in &planned.files {
+        let gone = store
+            .head(&object_store::path::Path::from(f.path.as_str()))
+            .await
+            .is_err();
+        assert!(gone, "{} still in the store", f.path);
+    }
+    // Nothing left to do on a second pass.
+    assert!(
+        compact_table(&storage, "t", 2, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    storage.shutdown().await.unwrap();
+}

@@ -1,0 +1,158 @@
+//! Compaction primitive: merge every Parquet file of one (table, month) into one sorted,
+//! deduplicated file, swap it into the catalog atomically (only if the old files are all
+//! still there), and delete the old files after a grace period, so a query that planned
+//! with them can still read them. Which months to compact, and when, is the compaction
+//! crate's business.
+
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use crate::batch::{adapt_to_schema, sort_dedup_batches};
+use crate::catalog::{CatalogOp, FileMeta};
+use crate::error::{Error, Result};
+use crate::model::Month;
+use crate::persist::{encode_parquet, file_path, new_file_id, read_file};
+
+use super::Storage;
+
+/// What compacting one month did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactReport {
+    pub month: Month,
+    pub files_before: usize,
+    pub bytes_before: u64,
+    pub rows_before: u64,
+    /// The merged file.
+    pub file: FileMeta,
+}
+
+impl Storage {
+    /// Merge all files of `table`'s `month` into one. `None` when there were fewer than
+    /// two files, or the month changed meanwhile (files expired or the table dropped; the
+    /// new file is then deleted and nothing changes). Old files are deleted `grace`
+    /// after the swap.
+    pub async fn compact_month(
+        &self,
+        table: &str,
+        month: Month,
+        grace: Duration,
+    ) -> Result<Option<CompactReport>> {
+        let Some(def) = self.table(table) else {
+            return Err(Error::TableNotFound {
+                table: table.into(),
+            });
+        };
+        let mut old: Vec<FileMeta> = self
+            .inner
+            .catalog
+            .files(def.id)
+            .into_iter()
+            .filter(|f| f.month == month)
+            .collect();
+        if old.len() < 2 {
+            return Ok(None);
+        }
+        // Oldest writes first: dedup keeps the newest (all files of the month are merged,
+        // so no file outside the merge sits between them in write order).
+        old.sort_by_key(|f| f.max_seq);
+        let schema = def.arrow_schema();
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        for f in &old {
+            for b in read_file(&self.inner.store, &f.path, None).await? {
+                batches.push(adapt_to_schema(&b, &schema)?);
+            }
+        }
+        let path = file_path(&def.name, month, &new_file_id());
+        let (def2, path2) = (def.clone(), path.clone());
+        let (rows, data) = tokio::task::spawn_blocking(move || -> Result<(usize, Vec<u8>)> {
+            let merged = sort_dedup_batches(&schema, &batches, def2.key_len())?;
+            drop(batches);
+            let data = encode_parquet(&def2, &merged, &path2)?;
+            Ok((merged.num_rows(), data))
+        })
+        .await??;
+        let bytes = data.len() as u64;
+        self.inner
+            .store
+            .put(
+                &ObjectPath::from(path.as_str()),
+                PutPayload::from(Bytes::from(data)),
+            )
+            .await
+            .map_err(Error::object_store(&path))?;
+        let file = FileMeta {
+            table_id: def.id,
+            month,
+            path: path.clone(),
+            min_ts: old.iter().map(|f| f.min_ts).min().unwrap_or(0),
+            max_ts: old.iter().map(|f| f.max_ts).max().unwrap_or(0),
+            rows: rows as u64,
+            bytes,
+            max_seq: old
+                .iter()
+                .map(|f| f.max_seq)
+                .max()
+                .unwrap_or(crate::wal::WalSeq(0)),
+            created_at_ms: chrono::Utc::now().timestamp_millis(),
+        };
+        let catalog = self.inner.catalog.clone();
+        let (old2, file2) = (old.clone(), file.clone());
+        let swapped = tokio::task::spawn_blocking(move || {
+            catalog.commit_checked(|state| {
+                let current = state.files.get(&old2[0].table_id);
+                let all_there = old2
+                    .iter()
+                    .all(|o| current.is_some_and(|files| files.iter().any(|f| f.path == o.path)));
+                if !all_there {
+                    return Ok(vec![]);
+                }
+                let mut ops: Vec<CatalogOp> =
+                    old2.iter().cloned().map(CatalogOp::RemoveFile).collect();
+                ops.push(CatalogOp::AddFile(file2));
+                Ok(ops)
+            })
+        })
+        .await??;
+        if swapped.is_empty() {
+            let _ = self
+                .inner
+                .store
+                .delete(&ObjectPath::from(path.as_str()))
+                .await;
+            return Ok(None);
+        }
+        self.write_manifest().await;
+        let store = self.inner.store.clone();
+        let doomed: Vec<String> = old.iter().map(|f| f.path.clone()).collect();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            for p in doomed {
+                if let Err(e) = store.delete(&ObjectPath::from(p.as_str())).await {
+                    tracing::warn!(file = %p, error = %e, "could not delete a compacted file");
+                }
+            }
+        });
+        let report = CompactReport {
+            month,
+            files_before: old.len(),
+            bytes_before: old.iter().map(|f| f.bytes).sum(),
+            rows_before: old.iter().map(|f| f.rows).sum(),
+            file,
+        };
+        tracing::info!(
+            table = %def.name,
+            %month,
+            files_before = report.files_before,
+            rows_before = report.rows_before,
+            rows_after = report.file.rows,
+            bytes_before = report.bytes_before,
+            bytes_after = report.file.bytes,
+            "compacted month"
+        );
+        Ok(Some(report))
+    }
+}
