@@ -31,10 +31,29 @@ pub struct SledCatalogStore {
 
 impl SledCatalogStore {
     pub fn open(path: &Path) -> Result<Self> {
-        let db = sled::open(path)?;
+        let db = open_waiting_for_lock(path)?;
         let tables = db.open_tree("tables")?;
         let files = db.open_tree("files")?;
         Ok(SledCatalogStore { db, tables, files })
+    }
+}
+
+/// sled releases its file lock from a background thread shortly after the last handle
+/// is dropped; a store reopened in the same process right away (a restart in tests,
+/// `Storage::open` after `shutdown`) waits briefly for it instead of failing. Another
+/// process holding the lock still fails, after ~2 s, with sled's error.
+fn open_waiting_for_lock(path: &Path) -> Result<sled::Db> {
+    let mut tries = 0;
+    loop {
+        match sled::open(path) {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && tries < 40 =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return Ok(other?),
+        }
     }
 }
 
