@@ -73,17 +73,11 @@ pub async fn compact_all(storage: &Storage, policy: CompactionPolicy) -> Vec<Com
 pub fn spawn_compactor(
     storage: Storage,
     policy: CompactionPolicy,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(policy.interval) => {}
-                _ = shutdown.changed() => return,
-            }
-            if *shutdown.borrow() {
-                return;
-            }
+    crate::periodic::spawn_periodic(policy.interval, shutdown, move || {
+        let storage = storage.clone();
+        async move {
             compact_all(&storage, policy).await;
         }
     })

@@ -13,6 +13,7 @@
 
 pub mod compact;
 pub mod error;
+pub mod periodic;
 pub mod retention;
 pub mod rollup;
 

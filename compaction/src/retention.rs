@@ -91,17 +91,11 @@ pub async fn run_retention(storage: &Storage, now: DateTime<Utc>) -> Vec<(String
 pub fn spawn_janitor(
     storage: Storage,
     interval: Duration,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = shutdown.changed() => return,
-            }
-            if *shutdown.borrow() {
-                return;
-            }
+    crate::periodic::spawn_periodic(interval, shutdown, move || {
+        let storage = storage.clone();
+        async move {
             run_retention(&storage, Utc::now()).await;
         }
     })
