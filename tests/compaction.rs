@@ -5,51 +5,9 @@ mod common;
 
 use common::Server;
 
-async fn files(c: &tokio_postgres::Client) -> i64 {
-    let sql = "SELECT count(*) FROM system.files WHERE table_name = 't'";
-    c.query_one(sql, &[]).await.unwrap().get(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compact_merges_a_months_files_and_answers_stay_the_same() {
-    let server = Server::new().start();
-    let c = server.client().await;
-    c.batch_execute(
-        "CREATE TABLE t (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, v DOUBLE PRECISION, \
-         PRIMARY KEY (pid, ts))",
-    )
-    .await
-    .unwrap();
-    // Three flushes into October 2026; the second and third overwrite earlier keys.
-    let mut last = std::collections::BTreeMap::new();
-    for round in 0..3i64 {
-        let mut values = Vec::new();
-        for i in 0..50i64 {
-            let (pid, minute) = (format!("m{}", i % 5), i + round * 10);
-            let v = (round * 100 + i) as f64;
-            last.insert((pid.clone(), minute), v);
-            values.push(format!(
-                "('2026-10-01T00:00:00Z'::timestamptz + INTERVAL '{minute} minutes', '{pid}', {v})"
-            ));
-        }
-        c.batch_execute(&format!("INSERT INTO t VALUES {}", values.join(", ")))
-            .await
-            .unwrap();
-        c.batch_execute("SELECT flush()").await.unwrap();
-    }
-    let q = "SELECT count(*), sum(v), count(DISTINCT pid) FROM t";
-    let before = c.query_one(q, &[]).await.unwrap();
-    let want: (i64, f64) = (last.len() as i64, last.values().sum());
-    assert_eq!((before.get::<_, i64>(0), before.get::<_, f64>(1)), want);
-    assert_eq!(files(&c).await, 3);
-    let msg = c.simple_query("SELECT compact('t')").await.unwrap();
-    assert!(format!("{msg:?}").contains("3 file(s) into 1"), "{msg:?}");
-    assert_eq!(files(&c).await, 1);
-    let after = c.query_one(q, &[]).await.unwrap();
-    assert_eq!((after.get::<_, i64>(0), after.get::<_, f64>(1)), want);
-    assert_eq!(after.get::<_, i64>(2), 5);
-    let err = c.batch_execute("SELECT compact('nope')").await.unwrap_err();
-    assert_eq!(common::sqlstate(&err), "42P01", "{err}");
+    common::compaction_scenario::compact_merges_a_months_files(Server::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +38,7 @@ async fn the_background_pass_compacts_months_with_enough_files() {
         c.batch_execute("SELECT flush()").await.unwrap();
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while files(&c).await != 1 {
+    while common::compaction_scenario::files(&c).await != 1 {
         assert!(
             std::time::Instant::now() < deadline,
             "not compacted; log:\n{}",

@@ -28,3 +28,21 @@ async fn s3_overwrites_are_deduplicated_across_flushes() {
     let Some(s3) = S3::from_env() else { return };
     scenarios::dedup_across_flushes(Server::new().with_s3(&s3, &unique_prefix("dedup"))).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_retention_drops_whole_expired_months() {
+    let Some(s3) = S3::from_env() else { return };
+    common::retention_scenario::retention_drops_whole_expired_months(
+        Server::new().with_s3(&s3, &unique_prefix("retention")),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_compact_merges_a_months_files() {
+    let Some(s3) = S3::from_env() else { return };
+    common::compaction_scenario::compact_merges_a_months_files(
+        Server::new().with_s3(&s3, &unique_prefix("compact")),
+    )
+    .await;
+}

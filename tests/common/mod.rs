@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod compaction_scenario;
 pub mod mqtt;
+pub mod retention_scenario;
 pub mod scenarios;
 
 use std::path::{Path, PathBuf};
@@ -249,6 +251,58 @@ impl Server {
 
     pub fn data_path(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Paths of every object the server stored (relative to its store root), from the
+    /// local folder or from the S3 bucket under the server's prefix.
+    pub async fn object_paths(&self) -> Vec<String> {
+        use futures::TryStreamExt;
+        use object_store::ObjectStore;
+        match (&self.s3, &self.object_store) {
+            (Some(s3), Some(url)) => {
+                let prefix = url
+                    .trim_start_matches("s3://")
+                    .split_once('/')
+                    .map(|(_, p)| p.to_string())
+                    .unwrap_or_default();
+                let store = object_store::aws::AmazonS3Builder::new()
+                    .with_endpoint(&s3.endpoint)
+                    .with_bucket_name(&s3.bucket)
+                    .with_access_key_id(&s3.access_key)
+                    .with_secret_access_key(&s3.secret_key)
+                    .with_region("us-east-1")
+                    .with_allow_http(true)
+                    .build()
+                    .expect("S3 client");
+                let root = object_store::path::Path::from(prefix.as_str());
+                let listed: Vec<_> = store.list(Some(&root)).try_collect().await.expect("list");
+                listed
+                    .into_iter()
+                    .map(|o| {
+                        let p = o.location.to_string();
+                        p.strip_prefix(&format!("{prefix}/"))
+                            .unwrap_or(&p)
+                            .to_string()
+                    })
+                    .collect()
+            }
+            _ => {
+                fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+                    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                        let p = e.path();
+                        if p.is_dir() {
+                            walk(&p, root, out);
+                        } else if let Ok(rel) = p.strip_prefix(root) {
+                            out.push(rel.display().to_string());
+                        }
+                    }
+                }
+                let root = self.data_dir.join("objects");
+                let mut out = Vec::new();
+                walk(&root, &root, &mut out);
+                out
+            }
+        }
     }
 }
 
