@@ -88,6 +88,8 @@ export WATTDB_TEST_S3_ENDPOINT=http://127.0.0.1:8333
 export WATTDB_TEST_S3_BUCKET=wattdb-test
 export WATTDB_TEST_S3_ACCESS_KEY=ciaccesskey
 export WATTDB_TEST_S3_SECRET_KEY=cisecretkey123
+# tests/s3_outage.rs pauses this process (SIGSTOP/SIGCONT) to make S3 unreachable
+export WATTDB_TEST_S3_PID_FILE="$SVC/weed.pid"
 export WATTDB_REQUIRE_S3=1
 
 echo "== cargo fmt --check"

@@ -112,16 +112,20 @@ pub async fn retention_drops_whole_expired_months(mut server: Server) {
         months_with_files.iter().all(|m| *m >= first_kept),
         "{months_with_files:?} (first kept {first_kept})"
     );
-    for entry in std::fs::read_dir(server.data_path().join("objects/r")).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
-        let month = name.trim_start_matches("month=").to_string();
-        let files = std::fs::read_dir(server.data_path().join("objects/r").join(&name))
-            .unwrap()
-            .count();
-        assert!(
-            month >= first_kept || files == 0,
-            "{name} still has {files} file(s)"
-        );
+    let paths = server.object_paths().await;
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with(&format!("r/month={first_kept}/"))),
+        "kept months keep their files: {paths:?}"
+    );
+    for path in paths {
+        if let Some(month) = path.strip_prefix("r/month=").and_then(|p| p.get(..7)) {
+            assert!(
+                month >= first_kept.as_str(),
+                "{path} of an expired month is still stored"
+            );
+        }
     }
     let row = c
         .query_one(
