@@ -1,5 +1,5 @@
-//! `system.tables`, `system.partitions`, `system.files`, `system.rollups`: the storage
-//! state as tables, built fresh on every query.
+//! `system.tables`, `system.partitions`, `system.files`, `system.rollups`,
+//! `system.compactions`: the storage state as tables, built fresh on every query.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use datafusion::datasource::MemTable;
 use datafusion::error::Result as DfResult;
 use wattdb_storage::Storage;
 
-pub const NAMES: &[&str] = &["tables", "partitions", "files", "rollups"];
+pub const NAMES: &[&str] = &["tables", "partitions", "files", "rollups", "compactions"];
 
 fn mem(fields: Vec<Field>, cols: Vec<ArrayRef>) -> DfResult<Option<Arc<dyn TableProvider>>> {
     let schema = Arc::new(Schema::new(fields));
@@ -213,6 +213,39 @@ pub fn build(storage: &Storage, name: &str) -> DfResult<Option<Arc<dyn TableProv
                             })
                             .collect(),
                     ),
+                ],
+            )
+        }
+        "compactions" => {
+            let log = storage.recent_compactions();
+            let tsa = |v: Vec<i64>| -> ArrayRef {
+                Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
+            };
+            mem(
+                vec![
+                    ts("at"),
+                    text("table_name"),
+                    text("month"),
+                    int("files_before"),
+                    int("rows_before"),
+                    int("bytes_before"),
+                    int("rows_after"),
+                    int("bytes_after"),
+                    text("path"),
+                ],
+                vec![
+                    tsa(log
+                        .iter()
+                        .map(|(_, r)| r.file.created_at_ms * 1000)
+                        .collect()),
+                    strings(log.iter().map(|(t, _)| t.clone()).collect()),
+                    strings(log.iter().map(|(_, r)| r.month.to_string()).collect()),
+                    ints(log.iter().map(|(_, r)| r.files_before as i64).collect()),
+                    ints(log.iter().map(|(_, r)| r.rows_before as i64).collect()),
+                    ints(log.iter().map(|(_, r)| r.bytes_before as i64).collect()),
+                    ints(log.iter().map(|(_, r)| r.file.rows as i64).collect()),
+                    ints(log.iter().map(|(_, r)| r.file.bytes as i64).collect()),
+                    strings(log.iter().map(|(_, r)| r.file.path.clone()).collect()),
                 ],
             )
         }

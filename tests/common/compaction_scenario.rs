@@ -43,6 +43,22 @@ pub async fn compact_merges_a_months_files(mut server: Server) {
     let msg = c.simple_query("SELECT compact('t')").await.unwrap();
     assert!(format!("{msg:?}").contains("3 file(s) into 1"), "{msg:?}");
     assert_eq!(files(&c).await, 1);
+    let logged = c
+        .query_one(
+            "SELECT files_before, rows_before, rows_after FROM system.compactions \
+             WHERE table_name = 't'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            logged.get::<_, i64>(0),
+            logged.get::<_, i64>(1),
+            logged.get::<_, i64>(2)
+        ),
+        (3, 150, last.len() as i64)
+    );
     let after = c.query_one(q, &[]).await.unwrap();
     assert_eq!((after.get::<_, i64>(0), after.get::<_, f64>(1)), want);
     assert_eq!(after.get::<_, i64>(2), 5);

@@ -30,7 +30,21 @@ pub struct CompactReport {
     pub file: FileMeta,
 }
 
+/// How many recent compactions `Storage::recent_compactions` keeps.
+pub const COMPACTION_LOG_LEN: usize = 1000;
+
 impl Storage {
+    /// The latest compactions (table, report), oldest first.
+    pub fn recent_compactions(&self) -> Vec<(String, CompactReport)> {
+        self.inner
+            .compactions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// Merge all files of `table`'s `month` into one. `None` when there were fewer than
     /// two files, or the month changed meanwhile (files expired or the table dropped; the
     /// new file is then deleted and nothing changes). Old files are deleted `grace`
@@ -143,6 +157,17 @@ impl Storage {
             rows_before: old.iter().map(|f| f.rows).sum(),
             file,
         };
+        {
+            let mut log = self
+                .inner
+                .compactions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if log.len() == COMPACTION_LOG_LEN {
+                log.pop_front();
+            }
+            log.push_back((def.name.clone(), report.clone()));
+        }
         tracing::info!(
             table = %def.name,
             %month,

@@ -159,6 +159,8 @@ pub(crate) struct Inner {
     shutdown: tokio::sync::watch::Sender<bool>,
     persister: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     release_guards: Vec<Arc<dyn WalReleaseGuard>>,
+    /// The latest compactions, newest last (for `system.compactions`).
+    compactions: std::sync::Mutex<std::collections::VecDeque<(String, CompactReport)>>,
 }
 
 /// Handle to the storage engine. Cheap to clone.
@@ -234,6 +236,7 @@ impl Storage {
                 shutdown,
                 persister: std::sync::Mutex::new(None),
                 release_guards,
+                compactions: Default::default(),
             }),
         };
         let handle = tokio::spawn(persister::run(storage.clone()));
