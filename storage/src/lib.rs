@@ -5,9 +5,13 @@
 //!
 //! It must not know about SQL, MQTT, the PostgreSQL protocol or the CLI: the query and
 //! ingest crates talk to it through [`Storage`] (writes, DDL, flush, [`TableSnapshot`]s).
+//! For background work it offers primitives — hooks on each durable WAL group, range
+//! reads of deduplicated rows, rollup-table writes, dropping months before a cutoff,
+//! merging a month's files — while the policies (which buckets, which months, when) live
+//! in the compaction crate.
 //!
 //! Layout under `--data-dir`: `catalog/` (sled), `wal/` (segments), and, with the default
-//! local object store, `objects/`. In the object store: `_wattdb/manifest.json` and
+//! local object store, `objects/` (`rollup-marks/` belongs to the compaction crate). In the object store: `_wattdb/manifest.json` and
 //! `<table>/month=YYYY-MM/<file-id>.parquet`.
 
 pub mod batch;

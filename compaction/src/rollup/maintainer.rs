@@ -251,11 +251,7 @@ impl RollupMaintainer {
                 }
             };
             add(lo, first);
-            while let Some((b, _)) = iter.peek() {
-                if *b >= lo + CHUNK_MICROS {
-                    break;
-                }
-                let (b, list) = iter.next().expect("peeked");
+            while let Some((b, list)) = iter.next_if(|(b, _)| *b < lo + CHUNK_MICROS) {
                 last = b;
                 add(b, list);
             }
