@@ -11,8 +11,8 @@
 //! in the compaction crate.
 //!
 //! Layout under `--data-dir`: `catalog/` (sled), `wal/` (segments), and, with the default
-//! local object store, `objects/` (`rollup-marks/` belongs to the compaction crate). In the object store: `_wattdb/manifest.json` and
-//! `<table>/month=YYYY-MM/<file-id>.parquet`.
+//! local object store, `objects/` (`rollup-marks/` belongs to the compaction crate). In
+//! the object store: `_wattdb/manifest.json` and `<table>/month=YYYY-MM/<file-id>.parquet`.
 
 pub mod batch;
 pub mod buffer;
