@@ -118,7 +118,7 @@ async fn serve(settings: Settings) -> Result<()> {
         Some(Arc::new(compaction_admin::CompactionAdmin {
             storage: storage.clone(),
             rollups: rollups.clone(),
-            compaction_grace: settings.compaction.grace,
+            compaction: settings.compaction,
         })),
     ));
     let pg_listener = tokio::net::TcpListener::bind(settings.pg_listen)

@@ -4,18 +4,27 @@
 //! Policy: a background pass every `interval` compacts each month partition that has
 //! `min_files` files or more into one; `SELECT compact('<table>')` compacts every month of
 //! a table that has two or more. So between passes a month holds at most
-//! `min_files - 1` files plus what the persister wrote since the last pass. Old files are
-//! deleted `grace` after the swap, so queries planned before it still find them.
+//! `min_files - 1` files plus what the persister wrote since the last pass — except months
+//! over `max_rows` rows, which are left alone because a month is merged in memory. Old
+//! files are deleted `grace` after the swap, so queries planned before it still find
+//! them.
 
 use std::time::Duration;
 
 use wattdb_storage::{CompactReport, Storage};
+
+/// Default row limit of a month to compact: ~1–2 GB of memory for a table of ten
+/// numeric fields.
+pub const DEFAULT_MAX_ROWS: u64 = 10_000_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct CompactionPolicy {
     pub interval: Duration,
     pub min_files: usize,
     pub grace: Duration,
+    /// Months with more rows than this are left alone (the merge holds a month in
+    /// memory; a streaming merge is not there yet).
+    pub max_rows: u64,
 }
 
 impl Default for CompactionPolicy {
@@ -24,23 +33,38 @@ impl Default for CompactionPolicy {
             interval: Duration::from_secs(600),
             min_files: 4,
             grace: Duration::from_secs(600),
+            max_rows: DEFAULT_MAX_ROWS,
         }
     }
 }
 
-/// Compact every month of `table` holding at least `min_files` files.
+/// Compact every month of `table` holding at least `min_files` files and at most
+/// `max_rows` rows in them.
 pub async fn compact_table(
     storage: &Storage,
     table: &str,
     min_files: usize,
+    max_rows: u64,
     grace: Duration,
 ) -> wattdb_storage::Result<Vec<CompactReport>> {
-    let months: Vec<_> = storage
-        .partitions()
-        .into_iter()
-        .filter(|p| p.table == table && p.files >= min_files.max(2))
-        .map(|p| p.month)
-        .collect();
+    let mut months = Vec::new();
+    for p in storage.partitions() {
+        if p.table != table || p.files < min_files.max(2) {
+            continue;
+        }
+        if p.file_rows > max_rows {
+            tracing::warn!(
+                table,
+                month = %p.month,
+                files = p.files,
+                rows = p.file_rows,
+                max_rows,
+                "month too large to compact in memory; left as it is"
+            );
+            continue;
+        }
+        months.push(p.month);
+    }
     if months.is_empty() && storage.table(table).is_none() {
         return Err(wattdb_storage::Error::TableNotFound {
             table: table.into(),
@@ -59,7 +83,15 @@ pub async fn compact_table(
 pub async fn compact_all(storage: &Storage, policy: CompactionPolicy) -> Vec<CompactReport> {
     let mut out = Vec::new();
     for def in storage.tables() {
-        match compact_table(storage, &def.name, policy.min_files, policy.grace).await {
+        match compact_table(
+            storage,
+            &def.name,
+            policy.min_files,
+            policy.max_rows,
+            policy.grace,
+        )
+        .await
+        {
             Ok(r) => out.extend(r),
             Err(e) => {
                 tracing::warn!(table = %def.name, error = %e, "compaction failed; will retry")
