@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use wattdb_storage::{CompactReport, Storage};
+use wattdb_storage::{CompactReport, Month, PartitionInfo, Storage};
 
 /// Default row limit of a month to compact: ~1–2 GB of memory for a table of ten
 /// numeric fields.
@@ -47,8 +47,41 @@ pub async fn compact_table(
     max_rows: u64,
     grace: Duration,
 ) -> wattdb_storage::Result<Vec<CompactReport>> {
+    if storage.table(table).is_none() {
+        return Err(wattdb_storage::Error::TableNotFound {
+            table: table.into(),
+        });
+    }
+    let months = months_to_compact(&storage.partitions(), table, min_files, max_rows);
+    compact_months(storage, table, months, grace).await
+}
+
+/// One background pass over every table (one listing of the partitions for all).
+pub async fn compact_all(storage: &Storage, policy: CompactionPolicy) -> Vec<CompactReport> {
+    let parts = storage.partitions();
+    let mut out = Vec::new();
+    for def in storage.tables() {
+        let months = months_to_compact(&parts, &def.name, policy.min_files, policy.max_rows);
+        match compact_months(storage, &def.name, months, policy.grace).await {
+            Ok(r) => out.extend(r),
+            Err(e) => {
+                tracing::warn!(table = %def.name, error = %e, "compaction failed; will retry")
+            }
+        }
+    }
+    out
+}
+
+/// The months of `table` with at least `min_files` files, leaving out (with a warning)
+/// those over `max_rows` rows.
+fn months_to_compact(
+    parts: &[PartitionInfo],
+    table: &str,
+    min_files: usize,
+    max_rows: u64,
+) -> Vec<Month> {
     let mut months = Vec::new();
-    for p in storage.partitions() {
+    for p in parts {
         if p.table != table || p.files < min_files.max(2) {
             continue;
         }
@@ -65,11 +98,15 @@ pub async fn compact_table(
         }
         months.push(p.month);
     }
-    if months.is_empty() && storage.table(table).is_none() {
-        return Err(wattdb_storage::Error::TableNotFound {
-            table: table.into(),
-        });
-    }
+    months
+}
+
+async fn compact_months(
+    storage: &Storage,
+    table: &str,
+    months: Vec<Month>,
+    grace: Duration,
+) -> wattdb_storage::Result<Vec<CompactReport>> {
     let mut out = Vec::new();
     for month in months {
         if let Some(r) = storage.compact_month(table, month, grace).await? {
@@ -77,28 +114,6 @@ pub async fn compact_table(
         }
     }
     Ok(out)
-}
-
-/// One background pass over every table.
-pub async fn compact_all(storage: &Storage, policy: CompactionPolicy) -> Vec<CompactReport> {
-    let mut out = Vec::new();
-    for def in storage.tables() {
-        match compact_table(
-            storage,
-            &def.name,
-            policy.min_files,
-            policy.max_rows,
-            policy.grace,
-        )
-        .await
-        {
-            Ok(r) => out.extend(r),
-            Err(e) => {
-                tracing::warn!(table = %def.name, error = %e, "compaction failed; will retry")
-            }
-        }
-    }
-    out
 }
 
 /// Run [`compact_all`] every `policy.interval` until `shutdown`.

@@ -60,6 +60,7 @@ pub fn first_kept_month(now: DateTime<Utc>, ttl: Ttl) -> Month {
 
 /// Drop the expired months of every table with a retention. Returns what was dropped.
 pub async fn run_retention(storage: &Storage, now: DateTime<Utc>) -> Vec<(String, ExpireReport)> {
+    let parts = storage.partitions();
     let mut out = Vec::new();
     for def in storage.tables() {
         let Some(text) = &def.retention else { continue };
@@ -72,8 +73,7 @@ pub async fn run_retention(storage: &Storage, now: DateTime<Utc>) -> Vec<(String
             }
         };
         let before = first_kept_month(now, ttl);
-        let has_older = storage
-            .partitions()
+        let has_older = parts
             .iter()
             .any(|p| p.table == def.name && p.month < before);
         if def.expired_before.is_some_and(|e| e >= before) && !has_older {

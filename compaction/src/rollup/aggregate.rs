@@ -342,60 +342,36 @@ pub fn aggregate_raw(
     out
 }
 
-/// The per-field `(count, last)` of a rollup batch row, for counter baselines: the
-/// latest value of each counter field before some time is the `_last` of the latest
-/// bucket where that field has readings.
-pub fn last_readings(
-    spec: &RollupSpec,
-    batch: &RecordBatch,
-) -> HashMap<Vec<String>, Vec<Option<Num>>> {
-    let n_tags = spec.source.tags.len();
-    let mut out: HashMap<Vec<String>, Vec<Option<Num>>> = HashMap::new();
-    let Some((_, tags)) = ts_and_tags(batch, n_tags) else {
-        return out;
-    };
-    let counts: Vec<NumCol> = spec
-        .fields
-        .iter()
-        .map(|f| NumCol::of(batch.column_by_name(&format!("{}_count", f.name))))
-        .collect();
-    let lasts: Vec<NumCol> = spec
-        .fields
-        .iter()
-        .map(|f| NumCol::of(batch.column_by_name(&format!("{}_last", f.name))))
-        .collect();
-    let n_fields = spec.fields.len();
-    for_each_series_row(&tags, batch.num_rows(), |series, _, r| {
-        let entry = out
-            .entry(series.to_vec())
-            .or_insert_with(|| vec![None; n_fields]);
-        for i in 0..n_fields {
-            let has = matches!(counts[i].get(r), Some(Num::I(c)) if c > 0);
-            if has && let Some(v) = lasts[i].get(r) {
-                entry[i] = Some(v); // rows ascend in time: the last one wins
-            }
-        }
-    });
-    out
+/// Which reading per series and field [`counter_readings`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// The latest bucket with readings: its `_last` is the last reading before the
+    /// batch's end (a counter baseline).
+    Latest,
+    /// The earliest bucket with readings: the bucket whose delta starts from the last
+    /// reading before the batch's start.
+    Earliest,
 }
 
-/// Per series and field, the start of the first bucket (rows sorted by tags then `ts`)
-/// where that field has readings: the bucket whose counter delta starts from the last
-/// reading before it.
-pub fn first_readings(
+/// Per series and field, `(bucket start, _last)` of the latest or earliest bucket of a
+/// rollup batch (sorted by tags then `ts`) where that field has readings.
+pub fn counter_readings(
     spec: &RollupSpec,
     batch: &RecordBatch,
-) -> HashMap<Vec<String>, Vec<Option<i64>>> {
+    keep: Keep,
+) -> HashMap<Vec<String>, Vec<Option<(i64, Num)>>> {
     let n_tags = spec.source.tags.len();
-    let mut out: HashMap<Vec<String>, Vec<Option<i64>>> = HashMap::new();
+    let mut out: HashMap<Vec<String>, Vec<Option<(i64, Num)>>> = HashMap::new();
     let Some((ts, tags)) = ts_and_tags(batch, n_tags) else {
         return out;
     };
-    let counts: Vec<NumCol> = spec
-        .fields
-        .iter()
-        .map(|f| NumCol::of(batch.column_by_name(&format!("{}_count", f.name))))
-        .collect();
+    let col = |suffix: &str| -> Vec<NumCol> {
+        spec.fields
+            .iter()
+            .map(|f| NumCol::of(batch.column_by_name(&format!("{}_{suffix}", f.name))))
+            .collect()
+    };
+    let (counts, lasts) = (col("count"), col("last"));
     let n_fields = spec.fields.len();
     for_each_series_row(&tags, batch.num_rows(), |series, _, r| {
         let entry = out
@@ -403,8 +379,12 @@ pub fn first_readings(
             .or_insert_with(|| vec![None; n_fields]);
         for i in 0..n_fields {
             let has = matches!(counts[i].get(r), Some(Num::I(c)) if c > 0);
-            if has && entry[i].is_none() {
-                entry[i] = Some(ts[r]);
+            let replace = keep == Keep::Latest || entry[i].is_none();
+            if has
+                && replace
+                && let Some(v) = lasts[i].get(r)
+            {
+                entry[i] = Some((ts[r], v));
             }
         }
     });

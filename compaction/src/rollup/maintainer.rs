@@ -11,7 +11,7 @@ use arrow::record_batch::RecordBatch;
 use chrono_tz::Tz;
 use wattdb_storage::{SeriesSet, Storage, TableDef, TableId};
 
-use super::aggregate::{BucketRow, Num, aggregate_raw, compose, first_readings, last_readings};
+use super::aggregate::{BucketRow, Keep, Num, aggregate_raw, compose, counter_readings};
 use super::marks::{DirtyMarks, TableMarks};
 use super::spec::{Level, RollupSpec};
 use crate::error::{Error, Result};
@@ -402,11 +402,6 @@ impl RollupMaintainer {
         series: Vec<Vec<String>>,
         before: i64,
     ) -> Result<HashMap<Vec<String>, Vec<Option<Num>>>> {
-        let counter_idx: Vec<usize> = (0..spec.fields.len())
-            .filter(|i| spec.fields[*i].counter)
-            .collect();
-        let mut found: HashMap<Vec<String>, Vec<Option<Num>>> = HashMap::new();
-        let mut remaining = series;
         let mut windows: Vec<(i64, i64)> = Vec::new();
         let mut hi = before;
         for w in SEARCH_WINDOWS {
@@ -415,28 +410,13 @@ impl RollupMaintainer {
             hi = lo;
         }
         windows.push((i64::MIN, hi));
-        for (lo, hi) in windows {
-            if remaining.is_empty() {
-                break;
-            }
-            let batch = self.read_base(spec, &remaining, lo, hi).await?;
-            for (s, lasts) in last_readings(spec, &batch) {
-                let entry = found
-                    .entry(s)
-                    .or_insert_with(|| vec![None; spec.fields.len()]);
-                for &i in &counter_idx {
-                    if entry[i].is_none() {
-                        entry[i] = lasts[i];
-                    }
-                }
-            }
-            remaining.retain(|s| {
-                found
-                    .get(s)
-                    .is_none_or(|v| counter_idx.iter().any(|&i| v[i].is_none()))
-            });
-        }
-        Ok(found)
+        let found = self
+            .search_counters(spec, series, windows, Keep::Latest)
+            .await?;
+        Ok(found
+            .into_iter()
+            .map(|(s, v)| (s, v.into_iter().map(|r| r.map(|(_, n)| n)).collect()))
+            .collect())
     }
 
     /// Per series and counter field, the first base bucket at or after `from` where the
@@ -448,11 +428,6 @@ impl RollupMaintainer {
         series: Vec<Vec<String>>,
         from: i64,
     ) -> Result<Vec<(Vec<String>, i64)>> {
-        let counter_idx: Vec<usize> = (0..spec.fields.len())
-            .filter(|i| spec.fields[*i].counter)
-            .collect();
-        let mut found: HashMap<Vec<String>, Vec<Option<i64>>> = HashMap::new();
-        let mut remaining = series;
         let mut windows: Vec<(i64, i64)> = Vec::new();
         let mut lo = from;
         for w in SEARCH_WINDOWS {
@@ -461,18 +436,46 @@ impl RollupMaintainer {
             lo = hi;
         }
         windows.push((lo, i64::MAX));
+        let found = self
+            .search_counters(spec, series, windows, Keep::Earliest)
+            .await?;
+        let mut out: Vec<(Vec<String>, i64)> = Vec::new();
+        for (s, firsts) in found {
+            let mut buckets: Vec<i64> = firsts.into_iter().flatten().map(|(b, _)| b).collect();
+            buckets.sort_unstable();
+            buckets.dedup();
+            out.extend(buckets.into_iter().map(|b| (s.clone(), b)));
+        }
+        Ok(out)
+    }
+
+    /// Search the base rollup window by window (in the order given) for each series'
+    /// counter readings ([`counter_readings`]); a series leaves the search once every
+    /// counter field is found, and a nearer window's answer is never replaced.
+    async fn search_counters(
+        &self,
+        spec: &RollupSpec,
+        series: Vec<Vec<String>>,
+        windows: Vec<(i64, i64)>,
+        keep: Keep,
+    ) -> Result<HashMap<Vec<String>, Vec<Option<(i64, Num)>>>> {
+        let counter_idx: Vec<usize> = (0..spec.fields.len())
+            .filter(|i| spec.fields[*i].counter)
+            .collect();
+        let mut found: HashMap<Vec<String>, Vec<Option<(i64, Num)>>> = HashMap::new();
+        let mut remaining = series;
         for (lo, hi) in windows {
             if remaining.is_empty() {
                 break;
             }
             let batch = self.read_base(spec, &remaining, lo, hi).await?;
-            for (s, firsts) in first_readings(spec, &batch) {
+            for (s, readings) in counter_readings(spec, &batch, keep) {
                 let entry = found
                     .entry(s)
                     .or_insert_with(|| vec![None; spec.fields.len()]);
                 for &i in &counter_idx {
                     if entry[i].is_none() {
-                        entry[i] = firsts[i];
+                        entry[i] = readings[i];
                     }
                 }
             }
@@ -482,14 +485,7 @@ impl RollupMaintainer {
                     .is_none_or(|v| counter_idx.iter().any(|&i| v[i].is_none()))
             });
         }
-        let mut out: Vec<(Vec<String>, i64)> = Vec::new();
-        for (s, firsts) in found {
-            let mut buckets: Vec<i64> = firsts.into_iter().flatten().collect();
-            buckets.sort_unstable();
-            buckets.dedup();
-            out.extend(buckets.into_iter().map(|b| (s.clone(), b)));
-        }
-        Ok(out)
+        Ok(found)
     }
 
     async fn read_base(

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::model::Month;
 use crate::persist::{encode_parquet, file_path, new_file_id, read_file};
 
-use super::Storage;
+use super::{Storage, delete_objects};
 
 /// What compacting one month did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,11 +144,7 @@ impl Storage {
         let doomed: Vec<String> = old.iter().map(|f| f.path.clone()).collect();
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
-            for p in doomed {
-                if let Err(e) = store.delete(&ObjectPath::from(p.as_str())).await {
-                    tracing::warn!(file = %p, error = %e, "could not delete a compacted file");
-                }
-            }
+            delete_objects(&store, doomed.iter().map(String::as_str), "compacted").await;
         });
         let report = CompactReport {
             month,

@@ -123,6 +123,28 @@ impl Storage {
         table: &str,
         settings: RollupSettings,
     ) -> Result<TableDef> {
+        self.update_table(table, move |cur| {
+            if cur.is_rollup() {
+                return Err(Error::InvalidTableDef {
+                    table: cur.name.clone(),
+                    reason: "rollup tables have no rollups of their own".into(),
+                });
+            }
+            let mut def = cur.clone();
+            def.rollups = settings;
+            Ok(def)
+        })
+        .await
+    }
+
+    /// Change one table's definition: `change` gets the current one (under the catalog's
+    /// commit lock) and returns the new one, stored unless it is unchanged; then the
+    /// manifest is rewritten.
+    pub(crate) async fn update_table(
+        &self,
+        table: &str,
+        change: impl FnOnce(&TableDef) -> Result<TableDef> + Send + 'static,
+    ) -> Result<TableDef> {
         let catalog = self.inner.catalog.clone();
         let table2 = table.to_string();
         let def = tokio::task::spawn_blocking(move || -> Result<TableDef> {
@@ -134,21 +156,14 @@ impl Storage {
                     .ok_or_else(|| Error::TableNotFound {
                         table: table2.clone(),
                     })?;
-                if cur.is_rollup() {
-                    return Err(Error::InvalidTableDef {
-                        table: table2.clone(),
-                        reason: "rollup tables have no rollups of their own".into(),
-                    });
-                }
-                let mut def = (**cur).clone();
-                def.rollups = settings;
+                let def = change(cur)?;
                 result = Some(def.clone());
                 if def == **cur {
                     return Ok(vec![]);
                 }
                 Ok(vec![CatalogOp::PutTable(def)])
             })?;
-            result.ok_or_else(|| Error::Task("rollup settings produced nothing".into()))
+            result.ok_or_else(|| Error::Task("table update produced nothing".into()))
         })
         .await??;
         self.write_manifest().await;

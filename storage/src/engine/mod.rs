@@ -84,6 +84,20 @@ impl StorageConfig {
     }
 }
 
+/// Delete objects the catalog no longer lists, logging (not failing on) those that
+/// cannot be deleted; `what` says why they go (`"expired"`, `"compacted"`).
+pub(crate) async fn delete_objects<'a>(
+    store: &Arc<dyn ObjectStore>,
+    paths: impl Iterator<Item = &'a str>,
+    what: &str,
+) {
+    for p in paths {
+        if let Err(e) = store.delete(&ObjectPath::from(p)).await {
+            tracing::warn!(file = %p, error = %e, "could not delete a file ({what})");
+        }
+    }
+}
+
 /// How a write treats rows that cannot be stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMode {
@@ -345,16 +359,12 @@ impl Storage {
         }
         for (def, files) in dropped {
             self.inner.buffer.drop_table(def.id);
-            for f in &files {
-                if let Err(e) = self
-                    .inner
-                    .store
-                    .delete(&ObjectPath::from(f.path.as_str()))
-                    .await
-                {
-                    tracing::warn!(file = %f.path, error = %e, "could not delete file of dropped table");
-                }
-            }
+            delete_objects(
+                &self.inner.store,
+                files.iter().map(|f| f.path.as_str()),
+                "of a dropped table",
+            )
+            .await;
             tracing::info!(table = %def.name, files = files.len(), "table dropped");
         }
         self.write_manifest().await;

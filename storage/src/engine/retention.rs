@@ -3,14 +3,11 @@
 //! cutoff, in one atomic commit), then buffered rows, then the files in the object
 //! store. Deciding *which* months have expired is the compaction crate's janitor.
 
-use object_store::ObjectStoreExt;
-use object_store::path::Path as ObjectPath;
-
 use crate::catalog::CatalogOp;
 use crate::error::{Error, Result};
 use crate::model::{Month, TableDef};
 
-use super::Storage;
+use super::{Storage, delete_objects};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ExpireReport {
@@ -25,30 +22,12 @@ impl Storage {
     /// Set (or with `None` clear) how long `table` keeps rows; the text is the caller's
     /// (`"4 months"`), checked by it.
     pub async fn set_retention(&self, table: &str, retention: Option<String>) -> Result<TableDef> {
-        let catalog = self.inner.catalog.clone();
-        let table2 = table.to_string();
-        let def = tokio::task::spawn_blocking(move || -> Result<TableDef> {
-            let mut result = None;
-            catalog.commit_checked(|state| {
-                let cur = state
-                    .tables
-                    .get(&table2)
-                    .ok_or_else(|| Error::TableNotFound {
-                        table: table2.clone(),
-                    })?;
-                let mut def = (**cur).clone();
-                def.retention = retention;
-                result = Some(def.clone());
-                if def == **cur {
-                    return Ok(vec![]);
-                }
-                Ok(vec![CatalogOp::PutTable(def)])
-            })?;
-            result.ok_or_else(|| Error::Task("set_retention produced nothing".into()))
+        self.update_table(table, move |cur| {
+            let mut def = cur.clone();
+            def.retention = retention;
+            Ok(def)
         })
-        .await??;
-        self.write_manifest().await;
-        Ok(def)
+        .await
     }
 
     /// Drop every month of `table` before `before`. From then on, writes for those
@@ -101,17 +80,14 @@ impl Storage {
         for f in &files {
             report.rows += f.rows;
             report.bytes += f.bytes;
-            if let Err(e) = self
-                .inner
-                .store
-                .delete(&ObjectPath::from(f.path.as_str()))
-                .await
-            {
-                // The catalog no longer lists it; a later sweep of unlisted objects
-                // (issue 5, compaction) removes leftovers.
-                tracing::warn!(file = %f.path, error = %e, "could not delete an expired file");
-            }
         }
+        // A file that cannot be deleted is no longer listed, so never read again.
+        delete_objects(
+            &self.inner.store,
+            files.iter().map(|f| f.path.as_str()),
+            "expired",
+        )
+        .await;
         report.files = files.len();
         report.months = files.iter().map(|f| f.month).chain(buffered).collect();
         report.months.sort();
