@@ -156,25 +156,19 @@ impl AdminExtension for CompactionAdmin {
                 Err(e) => Err(e),
             },
             "compact" => match args(call, 1, "compact('<table>')") {
-                Ok(a) => compact_table(
-                    &self.storage,
-                    &a[0],
-                    2,
-                    self.compaction.max_rows,
-                    self.compaction.grace,
-                )
-                .await
-                .map(|reports| {
-                    let before: usize = reports.iter().map(|r| r.files_before).sum();
-                    let rows: u64 = reports.iter().map(|r| r.file.rows).sum();
-                    format!(
-                        "compacted {} month(s) of {}: {before} file(s) into {}, {rows} row(s)",
-                        reports.len(),
-                        a[0],
-                        reports.len()
-                    )
-                })
-                .map_err(AdminError::from),
+                Ok(a) => compact_table(&self.storage, &a[0], 2, self.compaction.grace)
+                    .await
+                    .map(|reports| {
+                        let before: usize = reports.iter().map(|r| r.files_before).sum();
+                        let rows: u64 = reports.iter().map(|r| r.file.rows).sum();
+                        format!(
+                            "compacted {} month(s) of {}: {before} file(s) into {}, {rows} row(s)",
+                            reports.len(),
+                            a[0],
+                            reports.len()
+                        )
+                    })
+                    .map_err(AdminError::from),
                 Err(e) => Err(e),
             },
             _ => return None,

@@ -117,8 +117,6 @@ pub struct FileConfig {
     pub compaction_min_files: Option<usize>,
     /// Compacted files are deleted this long after the swap. Default 600
     pub compaction_grace_secs: Option<u64>,
-    /// Months with more rows are not compacted (merged in memory). Default 10000000
-    pub compaction_max_rows: Option<u64>,
 }
 
 /// `[rollups.<table>]`: bucket intervals and counter fields of one table's rollups.
@@ -322,9 +320,6 @@ impl Settings {
                 interval: Duration::from_secs(file.compaction_interval_secs.unwrap_or(600).max(1)),
                 min_files: file.compaction_min_files.unwrap_or(4).max(2),
                 grace: Duration::from_secs(file.compaction_grace_secs.unwrap_or(600)),
-                max_rows: file
-                    .compaction_max_rows
-                    .unwrap_or(wattdb_compaction::compact::DEFAULT_MAX_ROWS),
             },
         };
         if settings.password.is_none() && !settings.pg_listen.ip().is_loopback() {

@@ -4,27 +4,20 @@
 //! Policy: a background pass every `interval` compacts each month partition that has
 //! `min_files` files or more into one; `SELECT compact('<table>')` compacts every month of
 //! a table that has two or more. So between passes a month holds at most
-//! `min_files - 1` files plus what the persister wrote since the last pass — except months
-//! over `max_rows` rows, which are left alone because a month is merged in memory. Old
-//! files are deleted `grace` after the swap, so queries planned before it still find
-//! them.
+//! `min_files - 1` files plus what the persister wrote since the last pass, however the
+//! rows arrived (late data and backfill land in their month's partition like any other).
+//! The merge streams, so a month of any size can be compacted. Old files are deleted
+//! `grace` after the swap, so queries planned before it still find them.
 
 use std::time::Duration;
 
 use wattdb_storage::{CompactReport, Month, PartitionInfo, Storage};
-
-/// Default row limit of a month to compact: ~1–2 GB of memory for a table of ten
-/// numeric fields.
-pub const DEFAULT_MAX_ROWS: u64 = 10_000_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct CompactionPolicy {
     pub interval: Duration,
     pub min_files: usize,
     pub grace: Duration,
-    /// Months with more rows than this are left alone (the merge holds a month in
-    /// memory; a streaming merge is not there yet).
-    pub max_rows: u64,
 }
 
 impl Default for CompactionPolicy {
@@ -33,18 +26,15 @@ impl Default for CompactionPolicy {
             interval: Duration::from_secs(600),
             min_files: 4,
             grace: Duration::from_secs(600),
-            max_rows: DEFAULT_MAX_ROWS,
         }
     }
 }
 
-/// Compact every month of `table` holding at least `min_files` files and at most
-/// `max_rows` rows in them.
+/// Compact every month of `table` holding at least `min_files` files.
 pub async fn compact_table(
     storage: &Storage,
     table: &str,
     min_files: usize,
-    max_rows: u64,
     grace: Duration,
 ) -> wattdb_storage::Result<Vec<CompactReport>> {
     if storage.table(table).is_none() {
@@ -52,7 +42,7 @@ pub async fn compact_table(
             table: table.into(),
         });
     }
-    let months = months_to_compact(&storage.partitions(), table, min_files, max_rows);
+    let months = months_to_compact(&storage.partitions(), table, min_files);
     compact_months(storage, table, months, grace).await
 }
 
@@ -61,7 +51,7 @@ pub async fn compact_all(storage: &Storage, policy: CompactionPolicy) -> Vec<Com
     let parts = storage.partitions();
     let mut out = Vec::new();
     for def in storage.tables() {
-        let months = months_to_compact(&parts, &def.name, policy.min_files, policy.max_rows);
+        let months = months_to_compact(&parts, &def.name, policy.min_files);
         match compact_months(storage, &def.name, months, policy.grace).await {
             Ok(r) => out.extend(r),
             Err(e) => {
@@ -72,33 +62,13 @@ pub async fn compact_all(storage: &Storage, policy: CompactionPolicy) -> Vec<Com
     out
 }
 
-/// The months of `table` with at least `min_files` files, leaving out (with a warning)
-/// those over `max_rows` rows.
-fn months_to_compact(
-    parts: &[PartitionInfo],
-    table: &str,
-    min_files: usize,
-    max_rows: u64,
-) -> Vec<Month> {
-    let mut months = Vec::new();
-    for p in parts {
-        if p.table != table || p.files < min_files.max(2) {
-            continue;
-        }
-        if p.file_rows > max_rows {
-            tracing::warn!(
-                table,
-                month = %p.month,
-                files = p.files,
-                rows = p.file_rows,
-                max_rows,
-                "month too large to compact in memory; left as it is"
-            );
-            continue;
-        }
-        months.push(p.month);
-    }
-    months
+/// The months of `table` with at least `min_files` files.
+fn months_to_compact(parts: &[PartitionInfo], table: &str, min_files: usize) -> Vec<Month> {
+    parts
+        .iter()
+        .filter(|p| p.table == table && p.files >= min_files.max(2))
+        .map(|p| p.month)
+        .collect()
 }
 
 async fn compact_months(

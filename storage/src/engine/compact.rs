@@ -1,21 +1,18 @@
 //! Compaction primitive: merge every Parquet file of one (table, month) into one sorted,
-//! deduplicated file, swap it into the catalog atomically (only if the old files are all
+//! deduplicated file (streaming, so a month need not fit in memory), swap it into the catalog atomically (only if the old files are all
 //! still there), and delete the old files after a grace period, so a query that planned
 //! with them can still read them. Which months to compact, and when, is the compaction
 //! crate's business.
 
 use std::time::Duration;
 
-use arrow::record_batch::RecordBatch;
-use bytes::Bytes;
+use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStoreExt, PutPayload};
 
-use crate::batch::{adapt_to_schema, sort_dedup_batches};
 use crate::catalog::{CatalogOp, FileMeta};
 use crate::error::{Error, Result};
 use crate::model::Month;
-use crate::persist::{encode_parquet, file_path, new_file_id, read_file};
+use crate::persist::{file_path, merge_files, new_file_id};
 
 use super::{Storage, delete_objects};
 
@@ -73,38 +70,16 @@ impl Storage {
         // Oldest writes first: dedup keeps the newest (all files of the month are merged,
         // so no file outside the merge sits between them in write order).
         old.sort_by_key(|f| f.max_seq);
-        let schema = def.arrow_schema();
-        let mut batches: Vec<RecordBatch> = Vec::new();
-        for f in &old {
-            for b in read_file(&self.inner.store, &f.path, None).await? {
-                batches.push(adapt_to_schema(&b, &schema)?);
-            }
-        }
         let path = file_path(&def.name, month, &new_file_id());
-        let (def2, path2) = (def.clone(), path.clone());
-        let (rows, data) = tokio::task::spawn_blocking(move || -> Result<(usize, Vec<u8>)> {
-            let merged = sort_dedup_batches(&schema, &batches, def2.key_len())?;
-            drop(batches);
-            let data = encode_parquet(&def2, &merged, &path2)?;
-            Ok((merged.num_rows(), data))
-        })
-        .await??;
-        let bytes = data.len() as u64;
-        self.inner
-            .store
-            .put(
-                &ObjectPath::from(path.as_str()),
-                PutPayload::from(Bytes::from(data)),
-            )
-            .await
-            .map_err(Error::object_store(&path))?;
+        let merged = merge_files(&self.inner.store, &def, &old, &path).await?;
+        let (rows, bytes) = (merged.rows, merged.bytes);
         let file = FileMeta {
             table_id: def.id,
             month,
             path: path.clone(),
             min_ts: old.iter().map(|f| f.min_ts).min().unwrap_or(0),
             max_ts: old.iter().map(|f| f.max_ts).max().unwrap_or(0),
-            rows: rows as u64,
+            rows,
             bytes,
             max_seq: old
                 .iter()

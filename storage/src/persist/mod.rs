@@ -3,6 +3,8 @@
 //! table definition in the footer) and put it at `<table>/month=YYYY-MM/<file-id>.parquet`.
 //! Registering the file in the catalog and releasing the WAL are the engine's job.
 
+mod merge;
+mod object_reader;
 mod read;
 
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::model::{Month, TableDef};
 use crate::wal::WalSeq;
 
+pub use merge::{MergedFile, merge_files};
 pub use read::{RowSelector, read_file};
 
 /// Rows per Parquet row group: small enough for statistics to prune well.
@@ -53,11 +56,9 @@ pub fn merge_chunks(def: &TableDef, batches: &[RecordBatch]) -> Result<RecordBat
     sort_dedup_batches(&schema, &adapted, def.key_len())
 }
 
-pub fn encode_parquet(def: &TableDef, batch: &RecordBatch, path: &str) -> Result<Vec<u8>> {
-    let perr = |source| Error::Parquet {
-        path: path.to_string(),
-        source,
-    };
+/// How wattdb writes Parquet: zstd, dictionary-encoded tags, page statistics, row groups
+/// of [`ROW_GROUP_ROWS`], the sort order and the table definition in the footer.
+pub fn writer_properties(def: &TableDef, path: &str) -> Result<WriterProperties> {
     let def_json = serde_json::to_string(def).map_err(|e| Error::Manifest {
         path: path.into(),
         reason: e.to_string(),
@@ -75,8 +76,11 @@ pub fn encode_parquet(def: &TableDef, batch: &RecordBatch, path: &str) -> Result
         descending: false,
         nulls_first: false,
     });
-    let zstd = ZstdLevel::try_new(3).map_err(perr)?;
-    let props = WriterProperties::builder()
+    let zstd = ZstdLevel::try_new(3).map_err(|source| Error::Parquet {
+        path: path.to_string(),
+        source,
+    })?;
+    Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(zstd))
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -86,7 +90,15 @@ pub fn encode_parquet(def: &TableDef, batch: &RecordBatch, path: &str) -> Result
             KeyValue::new(FILE_FORMAT_KEY.to_string(), FILE_FORMAT_VERSION.to_string()),
             KeyValue::new(TABLE_DEF_KEY.to_string(), def_json),
         ]))
-        .build();
+        .build())
+}
+
+pub fn encode_parquet(def: &TableDef, batch: &RecordBatch, path: &str) -> Result<Vec<u8>> {
+    let perr = |source| Error::Parquet {
+        path: path.to_string(),
+        source,
+    };
+    let props = writer_properties(def, path)?;
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).map_err(perr)?;
     writer.write(batch).map_err(perr)?;
