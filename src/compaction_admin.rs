@@ -1,16 +1,20 @@
 //! The admin functions of the SQL endpoint served by the compaction crate: rollups
 //! (`rebuild_rollups('<table>')`, `set_rollup_intervals('<table>', '15m,1d')`,
 //! `set_counters('<table>', 'ep,eq')`), retention (`set_retention('<table>',
-//! '4 months' | 'none')`, `run_retention()`) and file compaction (`compact('<table>')`).
+//! '4 months' | 'none')`, `run_retention()`), the archive (`restore_partition('<table>',
+//! 'YYYY-MM' [, '<hold>'])`) and file compaction (`compact('<table>')`).
 
 use std::sync::Arc;
 
 use wattdb_compaction::compact::compact_table;
-use wattdb_compaction::retention::{parse_ttl, run_retention};
+use wattdb_compaction::retention::{hold_until, parse_ttl, run_retention};
 use wattdb_compaction::rollup::{RollupMaintainer, check_settings};
 use wattdb_query::admin::{AdminCall, AdminError, AdminExtension};
 use wattdb_query::pg::sqlstate;
-use wattdb_storage::{RollupSettings, Storage};
+use wattdb_storage::{Month, RollupSettings, Storage};
+
+/// How long a restored month stays before retention archives and drops it again.
+const DEFAULT_RESTORE_HOLD: &str = "7 days";
 
 pub struct CompactionAdmin {
     pub storage: Storage,
@@ -49,6 +53,31 @@ fn args<'a>(call: &'a AdminCall, n: usize, usage: &str) -> Result<&'a [String], 
 }
 
 impl CompactionAdmin {
+    /// `restore_partition('<table>', 'YYYY-MM' [, '<hold>'])`.
+    async fn restore(&self, a: &[String]) -> Result<String, AdminError> {
+        let bad = |m: String| AdminError::new(sqlstate::INVALID_PARAMETER_VALUE, m);
+        let month = Month::parse(a[1].trim())
+            .ok_or_else(|| bad(format!("invalid month \"{}\" (expected YYYY-MM)", a[1])))?;
+        let hold_text = a.get(2).map(String::as_str).unwrap_or(DEFAULT_RESTORE_HOLD);
+        let hold = parse_ttl(hold_text)
+            .map_err(bad)?
+            .ok_or_else(|| bad("a restore hold cannot be 'none'".into()))?;
+        let until = hold_until(chrono::Utc::now(), hold);
+        let r = self
+            .storage
+            .restore_partition(&a[0], month, until.timestamp_millis())
+            .await?;
+        let until = until.format("%Y-%m-%d %H:%M:%S UTC");
+        Ok(if r.already_restored {
+            format!("{} {month} was already restored; kept until {until}", a[0])
+        } else {
+            format!(
+                "restored {} {month}: {} file(s), {} row(s); kept until {until}",
+                a[0], r.files, r.rows
+            )
+        })
+    }
+
     /// Store new settings for `table`, then recompute its rollups under them.
     async fn change(
         &self,
@@ -136,7 +165,15 @@ impl AdminExtension for CompactionAdmin {
             },
             "run_retention" => match args(call, 0, "run_retention()") {
                 Ok(_) => {
-                    let dropped = run_retention(&self.storage, chrono::Utc::now()).await;
+                    let outcome = run_retention(&self.storage, chrono::Utc::now()).await;
+                    let failed: Vec<String> = outcome
+                        .iter()
+                        .filter_map(|(t, r)| r.as_ref().err().map(|e| format!("{t}: {e}")))
+                        .collect();
+                    let dropped: Vec<(String, wattdb_storage::ExpireReport)> = outcome
+                        .into_iter()
+                        .filter_map(|(t, r)| r.ok().map(|r| (t, r)))
+                        .collect();
                     let months: usize = dropped.iter().map(|(_, r)| r.months.len()).sum();
                     let files: usize = dropped.iter().map(|(_, r)| r.files).sum();
                     let detail: Vec<String> = dropped
@@ -147,14 +184,38 @@ impl AdminExtension for CompactionAdmin {
                             format!("{t}: {}", m.join(" "))
                         })
                         .collect();
-                    Ok(format!(
-                        "dropped {months} month partition(s), {files} file(s){}{}",
+                    let archived: usize = dropped.iter().map(|(_, r)| r.archived).sum();
+                    let summary = format!(
+                        "dropped {months} month partition(s), {files} file(s), {archived} month(s) archived first{}{}",
                         if detail.is_empty() { "" } else { " — " },
                         detail.join("; ")
-                    ))
+                    );
+                    if failed.is_empty() {
+                        Ok(summary)
+                    } else {
+                        Err(AdminError::new(
+                            sqlstate::IO_ERROR,
+                            format!(
+                                "retention failed for {} (their months are kept; the next run retries): {}; otherwise {summary}",
+                                failed.len(),
+                                failed.join("; ")
+                            ),
+                        ))
+                    }
                 }
                 Err(e) => Err(e),
             },
+            "restore_partition" => {
+                let usage = "restore_partition('<table>', 'YYYY-MM' [, '<hold, default 7 days>'])";
+                if (2..=3).contains(&call.args.len()) {
+                    self.restore(&call.args).await
+                } else {
+                    Err(AdminError::new(
+                        sqlstate::UNDEFINED_FUNCTION,
+                        format!("usage: SELECT {usage}"),
+                    ))
+                }
+            }
             "compact" => match args(call, 1, "compact('<table>')") {
                 Ok(a) => compact_table(&self.storage, &a[0], 2, self.compaction.grace)
                     .await

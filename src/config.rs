@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// Object store: file:///path or s3://bucket/prefix. Default file://<data-dir>/objects
     #[arg(long, env = "WATTDB_OBJECT_STORE")]
     pub object_store: Option<String>,
+    /// Archive for expired months (copied there before retention drops them; brought
+    /// back by restore_partition): file:///path or s3://bucket/prefix. Default none
+    #[arg(long, env = "WATTDB_ARCHIVE_STORE")]
+    pub archive_store: Option<String>,
     /// Time zone for day boundaries (rollups), e.g. Asia/Shanghai. Default UTC
     #[arg(long, env = "WATTDB_TIMEZONE")]
     pub timezone: Option<String>,
@@ -91,6 +95,7 @@ pub struct FileConfig {
     pub mqtt_ca_file: Option<PathBuf>,
     pub http_listen: Option<String>,
     pub object_store: Option<String>,
+    pub archive_store: Option<String>,
     pub timezone: Option<String>,
     pub password: Option<String>,
     pub buffer_budget_bytes: Option<usize>,
@@ -140,6 +145,7 @@ pub struct Settings {
     pub brokers: Vec<wattdb_ingest::broker_client::BrokerConfig>,
     pub http_listen: SocketAddr,
     pub object_store: Option<String>,
+    pub archive_store: Option<String>,
     pub timezone: String,
     pub tz: chrono_tz::Tz,
     pub password: Option<String>,
@@ -294,6 +300,7 @@ impl Settings {
                     .unwrap_or_else(|| "127.0.0.1:8080".into()),
             )?,
             object_store: args.object_store.or(file.object_store),
+            archive_store: args.archive_store.or(file.archive_store),
             timezone,
             tz,
             password: args.password.or(file.password).filter(|p| !p.is_empty()),

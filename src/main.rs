@@ -94,6 +94,10 @@ async fn serve(settings: Settings) -> Result<()> {
     if let Some(url) = &settings.object_store {
         storage_config.object_store = ObjectStoreLocation::parse(url)?;
     }
+    if let Some(url) = &settings.archive_store {
+        storage_config.archive =
+            Some(ObjectStoreLocation::parse(url).context("--archive-store / archive_store")?);
+    }
     storage_config.buffer_budget_bytes = settings.buffer_budget_bytes;
     storage_config.persist_max_age = settings.persist_max_age;
     storage_config.persist_partition_bytes = settings.persist_partition_bytes;

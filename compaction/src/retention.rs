@@ -1,7 +1,9 @@
 //! Retention: per-table time to live (`"4 months"`, `"90 days"`, `"3 years"`), and the
 //! janitor that drops every month partition lying entirely before now − TTL (through
 //! `Storage::expire_months_before`). A month that still holds any unexpired timestamp
-//! stays whole.
+//! stays whole. With an archive configured, each month is copied there first; a month
+//! brought back by `restore_partition` stays until its hold ends, and the first run
+//! after that archives it again (its current files) and drops it.
 
 use std::time::Duration;
 
@@ -58,8 +60,21 @@ pub fn first_kept_month(now: DateTime<Utc>, ttl: Ttl) -> Month {
     Month::of_micros(cutoff.timestamp_micros())
 }
 
-/// Drop the expired months of every table with a retention. Returns what was dropped.
-pub async fn run_retention(storage: &Storage, now: DateTime<Utc>) -> Vec<(String, ExpireReport)> {
+/// The end of a hold of `ttl` from `now` (how long `restore_partition` keeps a month).
+pub fn hold_until(now: DateTime<Utc>, ttl: Ttl) -> DateTime<Utc> {
+    match ttl {
+        Ttl::Days(d) => now + chrono::Duration::days(i64::from(d)),
+        Ttl::Months(m) => now.checked_add_months(Months::new(m)).unwrap_or(now),
+    }
+}
+
+/// What a retention run did to one table: the months dropped, or why it failed (a
+/// failed table keeps all its months; the next run retries).
+pub type RetentionOutcome = (String, wattdb_storage::Result<ExpireReport>);
+
+/// Drop the expired months of every table with a retention (archiving them first when
+/// an archive is configured).
+pub async fn run_retention(storage: &Storage, now: DateTime<Utc>) -> Vec<RetentionOutcome> {
     let parts = storage.partitions();
     let mut out = Vec::new();
     for def in storage.tables() {
@@ -79,10 +94,13 @@ pub async fn run_retention(storage: &Storage, now: DateTime<Utc>) -> Vec<(String
         if def.expired_before.is_some_and(|e| e >= before) && !has_older {
             continue;
         }
-        match storage.expire_months_before(&def.name, before).await {
-            Ok(r) => out.push((def.name.clone(), r)),
-            Err(e) => tracing::warn!(table = %def.name, error = %e, "retention run failed"),
+        let r = storage
+            .expire_months_before(&def.name, before, now.timestamp_millis())
+            .await;
+        if let Err(e) = &r {
+            tracing::warn!(table = %def.name, error = %e, "retention run failed; will retry");
         }
+        out.push((def.name.clone(), r));
     }
     out
 }

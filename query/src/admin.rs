@@ -17,6 +17,7 @@ pub const ADMIN_FUNCTIONS: &[&str] = &[
     "set_counters",
     "set_retention",
     "run_retention",
+    "restore_partition",
     "compact",
 ];
 

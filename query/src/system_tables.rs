@@ -1,5 +1,5 @@
 //! `system.tables`, `system.partitions`, `system.files`, `system.rollups`,
-//! `system.compactions`: the storage state as tables, built fresh on every query.
+//! `system.compactions`, `system.archive`: the storage state as tables, built fresh on every query.
 
 use std::sync::Arc;
 
@@ -11,7 +11,14 @@ use datafusion::datasource::MemTable;
 use datafusion::error::Result as DfResult;
 use wattdb_storage::Storage;
 
-pub const NAMES: &[&str] = &["tables", "partitions", "files", "rollups", "compactions"];
+pub const NAMES: &[&str] = &[
+    "tables",
+    "partitions",
+    "files",
+    "rollups",
+    "compactions",
+    "archive",
+];
 
 fn mem(fields: Vec<Field>, cols: Vec<ArrayRef>) -> DfResult<Option<Arc<dyn TableProvider>>> {
     let schema = Arc::new(Schema::new(fields));
@@ -246,6 +253,40 @@ pub fn build(storage: &Storage, name: &str) -> DfResult<Option<Arc<dyn TableProv
                     ints(log.iter().map(|(_, r)| r.file.rows as i64).collect()),
                     ints(log.iter().map(|(_, r)| r.file.bytes as i64).collect()),
                     strings(log.iter().map(|(_, r)| r.file.path.clone()).collect()),
+                ],
+            )
+        }
+        "archive" => {
+            let archived = storage.archived_partitions();
+            let tsa = |v: Vec<Option<i64>>| -> ArrayRef {
+                Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
+            };
+            let mut restored_until = ts("restored_until");
+            restored_until.set_nullable(true);
+            mem(
+                vec![
+                    text("table_name"),
+                    text("month"),
+                    int("files"),
+                    int("rows"),
+                    int("bytes"),
+                    ts("archived_at"),
+                    restored_until,
+                ],
+                vec![
+                    strings(archived.iter().map(|(t, _)| t.name.clone()).collect()),
+                    strings(archived.iter().map(|(_, a)| a.month.to_string()).collect()),
+                    ints(archived.iter().map(|(_, a)| a.files.len() as i64).collect()),
+                    ints(archived.iter().map(|(_, a)| a.rows() as i64).collect()),
+                    ints(archived.iter().map(|(_, a)| a.bytes() as i64).collect()),
+                    tsa(archived
+                        .iter()
+                        .map(|(_, a)| Some(a.archived_at_ms * 1000))
+                        .collect()),
+                    tsa(archived
+                        .iter()
+                        .map(|(t, a)| t.restored.get(&a.month).map(|ms| ms * 1000))
+                        .collect()),
                 ],
             )
         }

@@ -34,6 +34,19 @@ pub enum Error {
         month: crate::model::Month,
     },
 
+    #[error(
+        "no archive is configured (set --archive-store / archive_store), so there is nothing to restore from"
+    )]
+    NoArchive,
+
+    #[error("table \"{table}\": month {month} is not in the archive{hint}")]
+    NotArchived {
+        table: String,
+        month: crate::model::Month,
+        /// What the month's state is instead, for the message.
+        hint: String,
+    },
+
     #[error("table \"{table}\" is a rollup maintained by wattdb; it can be read, not written")]
     ReadOnlyTable { table: String },
 
@@ -127,6 +140,8 @@ impl Error {
                 | Error::InvalidRow { .. }
                 | Error::ReadOnlyTable { .. }
                 | Error::Expired { .. }
+                | Error::NoArchive
+                | Error::NotArchived { .. }
         )
     }
 }

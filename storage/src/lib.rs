@@ -25,7 +25,7 @@ pub mod object_store_url;
 pub mod persist;
 pub mod wal;
 
-pub use catalog::FileMeta;
+pub use catalog::{ArchivedPartition, FileMeta};
 pub use engine::{
     BufferedPartition, CatalogReader, CompactReport, ExpireReport, FlushReport, PartitionInfo,
     PendingWrite, SeriesSet, Storage, StorageConfig, StorageHooks, TableSnapshot, WalReleaseGuard,

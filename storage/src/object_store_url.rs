@@ -95,6 +95,35 @@ impl ObjectStoreLocation {
     }
 }
 
+impl ObjectStoreLocation {
+    /// True when one location lies inside the other (or they are the same): two stores
+    /// that must stay apart (data and archive) would then see each other's objects.
+    pub fn overlaps(&self, other: &ObjectStoreLocation) -> bool {
+        fn nested(a: &str, b: &str) -> bool {
+            let (a, b) = (a.trim_matches('/'), b.trim_matches('/'));
+            let inside =
+                |x: &str, y: &str| x.is_empty() || y == x || y.starts_with(&format!("{x}/"));
+            inside(a, b) || inside(b, a)
+        }
+        match (self, other) {
+            (ObjectStoreLocation::Local(a), ObjectStoreLocation::Local(b)) => {
+                a.starts_with(b) || b.starts_with(a)
+            }
+            (
+                ObjectStoreLocation::S3 {
+                    bucket: a,
+                    prefix: pa,
+                },
+                ObjectStoreLocation::S3 {
+                    bucket: b,
+                    prefix: pb,
+                },
+            ) => a == b && nested(pa, pb),
+            _ => false,
+        }
+    }
+}
+
 impl std::fmt::Display for ObjectStoreLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -124,5 +153,20 @@ mod tests {
         assert!(ObjectStoreLocation::parse("gs://x").is_err());
         assert!(ObjectStoreLocation::parse("s3:///nobucket").is_err());
         assert!(ObjectStoreLocation::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn nested_locations_overlap() {
+        let p = |u: &str| ObjectStoreLocation::parse(u).unwrap();
+        assert!(p("file:///d/objects").overlaps(&p("file:///d/objects")));
+        assert!(p("file:///d/objects").overlaps(&p("file:///d/objects/archive")));
+        assert!(p("file:///d/objects/archive").overlaps(&p("file:///d")));
+        assert!(!p("file:///d/objects").overlaps(&p("file:///d/objects-archive")));
+        assert!(!p("file:///d/objects").overlaps(&p("file:///d/archive")));
+        assert!(p("s3://b/prod").overlaps(&p("s3://b/prod/cold")));
+        assert!(p("s3://b").overlaps(&p("s3://b/cold")));
+        assert!(!p("s3://b/prod").overlaps(&p("s3://b/production")));
+        assert!(!p("s3://b/prod").overlaps(&p("s3://cold/prod")));
+        assert!(!p("s3://b/prod").overlaps(&p("file:///b/prod")));
     }
 }

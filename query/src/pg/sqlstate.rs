@@ -26,6 +26,7 @@ pub const UNDEFINED_OBJECT: &str = "42704";
 pub const STATEMENT_TOO_COMPLEX: &str = "54001";
 pub const OUT_OF_MEMORY: &str = "53200";
 pub const IO_ERROR: &str = "58030";
+pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
 pub const CANNOT_CONNECT_NOW: &str = "57P03";
 pub const INTERNAL_ERROR: &str = "XX000";
 
@@ -47,6 +48,8 @@ pub fn for_storage(e: &wattdb_storage::Error) -> &'static str {
         E::TypeConflict { .. } => DATATYPE_MISMATCH,
         E::ReadOnlyTable { .. } => WRONG_OBJECT_TYPE,
         E::Expired { .. } => INVALID_PARAMETER_VALUE,
+        E::NoArchive => OBJECT_NOT_IN_PREREQUISITE_STATE,
+        E::NotArchived { .. } => UNDEFINED_OBJECT,
         E::InvalidRow { reason, .. } if reason.contains("null") => NOT_NULL_VIOLATION,
         E::InvalidRow { .. } => INVALID_PARAMETER_VALUE,
         E::WalClosed | E::ShuttingDown => CANNOT_CONNECT_NOW,

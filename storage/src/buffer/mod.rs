@@ -201,12 +201,12 @@ impl WriteBuffer {
     }
 
     /// Drop a table's buffered months before `before` (retention).
-    pub fn drop_months_before(&self, table: TableId, before: Month) -> usize {
+    pub fn drop_months(&self, table: TableId, months: &[Month]) -> usize {
         let mut state = self.lock();
         let n = state.partitions.len();
         state
             .partitions
-            .retain(|(t, m), _| *t != table || *m >= before);
+            .retain(|(t, m), _| *t != table || !months.contains(m));
         let dropped = n - state.partitions.len();
         drop(state);
         self.notify_room();
@@ -248,7 +248,7 @@ impl DurableObserver for WriteBuffer {
             let Some(def) = def.as_ref() else { continue };
             // The month expired (retention) after this write was validated, or the WAL
             // still held it when retention dropped it: its rows are gone by design.
-            if def.expired_before.is_some_and(|e| month < e) {
+            if def.is_month_expired(month) {
                 continue;
             }
             match crate::batch::rows_to_batch(def, rows.into_iter()) {

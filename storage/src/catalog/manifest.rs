@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::model::TableDef;
 
-use super::{CatalogState, FileMeta};
+use super::{ArchivedPartition, CatalogState, FileMeta};
 
 pub const MANIFEST_PATH: &str = "_wattdb/manifest.json";
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
@@ -21,6 +21,9 @@ pub struct Manifest {
     pub next_table_id: u64,
     pub tables: Vec<TableDef>,
     pub files: Vec<FileMeta>,
+    /// Archived month partitions (added in format 1 as an optional key: absent = none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub archived: Vec<ArchivedPartition>,
 }
 
 impl Manifest {
@@ -31,6 +34,7 @@ impl Manifest {
             next_table_id: state.next_table_id,
             tables: state.tables.values().map(|t| (**t).clone()).collect(),
             files: state.files.values().flatten().cloned().collect(),
+            archived: state.archived.values().cloned().collect(),
         }
     }
 
@@ -44,6 +48,9 @@ impl Manifest {
         }
         for f in self.files {
             state.files.entry(f.table_id).or_default().push(f);
+        }
+        for a in self.archived {
+            state.archived.insert((a.table_id, a.month), a);
         }
         state
     }

@@ -38,13 +38,53 @@ pub struct FileMeta {
     pub created_at_ms: i64,
 }
 
+/// A month partition retention copied to the archive store before dropping it. Its files
+/// keep their paths (relative to the archive root).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedPartition {
+    pub table_id: TableId,
+    /// The table's name when the month was archived (its folder in the archive).
+    pub table: String,
+    pub month: Month,
+    pub files: Vec<FileMeta>,
+    pub archived_at_ms: i64,
+}
+
+impl ArchivedPartition {
+    pub fn rows(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.bytes).sum()
+    }
+
+    /// The partition's manifest in the archive (it describes the month without the
+    /// catalog): `<table>/month=YYYY-MM/_partition.json`.
+    pub fn manifest_path(&self) -> String {
+        format!("{}/month={}/_partition.json", self.table, self.month)
+    }
+
+    /// Every object of the partition in the archive, its manifest last.
+    pub fn archive_paths(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.files.iter().map(|f| f.path.clone()).collect();
+        out.push(self.manifest_path());
+        out
+    }
+}
+
 /// A change to the catalog, applied atomically with the others in the same commit.
 #[derive(Debug, Clone)]
 pub enum CatalogOp {
     PutTable(TableDef),
-    DropTable { def: TableDef, files: Vec<FileMeta> },
+    DropTable {
+        def: TableDef,
+        files: Vec<FileMeta>,
+    },
     AddFile(FileMeta),
     RemoveFile(FileMeta),
+    /// Record (or replace) the archive copy of a month.
+    PutArchived(ArchivedPartition),
 }
 
 /// The whole catalog in memory.
@@ -53,6 +93,7 @@ pub struct CatalogState {
     /// Shared, so the write path looks a definition up per write without copying it.
     pub tables: BTreeMap<String, Arc<TableDef>>,
     pub files: BTreeMap<TableId, Vec<FileMeta>>,
+    pub archived: BTreeMap<(TableId, Month), ArchivedPartition>,
     pub next_table_id: u64,
 }
 
@@ -66,12 +107,16 @@ impl CatalogState {
             CatalogOp::DropTable { def, .. } => {
                 self.tables.remove(&def.name);
                 self.files.remove(&def.id);
+                self.archived.retain(|(t, _), _| *t != def.id);
             }
             CatalogOp::AddFile(f) => self.files.entry(f.table_id).or_default().push(f.clone()),
             CatalogOp::RemoveFile(f) => {
                 if let Some(files) = self.files.get_mut(&f.table_id) {
                     files.retain(|x| x.path != f.path);
                 }
+            }
+            CatalogOp::PutArchived(a) => {
+                self.archived.insert((a.table_id, a.month), a.clone());
             }
         }
     }
@@ -133,6 +178,15 @@ impl Catalog {
 
     pub fn files(&self, table: TableId) -> Vec<FileMeta> {
         self.read().files.get(&table).cloned().unwrap_or_default()
+    }
+
+    /// Every archived month partition, by table id then month.
+    pub fn archived(&self) -> Vec<ArchivedPartition> {
+        self.read().archived.values().cloned().collect()
+    }
+
+    pub fn archived_partition(&self, table: TableId, month: Month) -> Option<ArchivedPartition> {
+        self.read().archived.get(&(table, month)).cloned()
     }
 
     pub fn all_files(&self) -> Vec<FileMeta> {

@@ -1,5 +1,6 @@
-//! sled-backed [`CatalogStore`]. Trees: `tables` (name → versioned TableDef JSON) and
-//! `files` (`<table id>/<path>` → versioned FileMeta JSON). Each commit is one sled
+//! sled-backed [`CatalogStore`]. Trees: `tables` (name → versioned TableDef JSON),
+//! `files` (`<table id>/<path>` → versioned FileMeta JSON) and `archived`
+//! (`<table id>/<month>` → versioned ArchivedPartition JSON). Each commit is one sled
 //! transaction followed by a flush (fsync) before it returns.
 
 use std::path::Path;
@@ -10,9 +11,9 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::error::{Error, Result};
-use crate::model::TableDef;
+use crate::model::{Month, TableDef, TableId};
 
-use super::{CatalogOp, CatalogState, CatalogStore, FileMeta};
+use super::{ArchivedPartition, CatalogOp, CatalogState, CatalogStore, FileMeta};
 
 pub const ENTRY_FORMAT_VERSION: u32 = 1;
 
@@ -27,6 +28,7 @@ pub struct SledCatalogStore {
     db: sled::Db,
     tables: sled::Tree,
     files: sled::Tree,
+    archived: sled::Tree,
 }
 
 impl SledCatalogStore {
@@ -34,7 +36,13 @@ impl SledCatalogStore {
         let db = open_waiting_for_lock(path)?;
         let tables = db.open_tree("tables")?;
         let files = db.open_tree("files")?;
-        Ok(SledCatalogStore { db, tables, files })
+        let archived = db.open_tree("archived")?;
+        Ok(SledCatalogStore {
+            db,
+            tables,
+            files,
+            archived,
+        })
     }
 }
 
@@ -87,6 +95,10 @@ fn file_key(f: &FileMeta) -> Vec<u8> {
     format!("{:020}/{}", f.table_id.0, f.path).into_bytes()
 }
 
+fn archived_key(table: TableId, month: Month) -> Vec<u8> {
+    format!("{:020}/{month}", table.0).into_bytes()
+}
+
 impl CatalogStore for SledCatalogStore {
     fn load(&self) -> Result<CatalogState> {
         let mut state = CatalogState::default();
@@ -100,6 +112,11 @@ impl CatalogStore for SledCatalogStore {
             let (k, v) = item?;
             let f: FileMeta = decode(&k, &v)?;
             state.files.entry(f.table_id).or_default().push(f);
+        }
+        for item in self.archived.iter() {
+            let (k, v) = item?;
+            let a: ArchivedPartition = decode(&k, &v)?;
+            state.archived.insert((a.table_id, a.month), a);
         }
         if let Some(v) = self.db.get("next_table_id")? {
             let mut b = [0u8; 8];
@@ -118,6 +135,8 @@ impl CatalogStore for SledCatalogStore {
             DelTable(Vec<u8>),
             File(Vec<u8>, Vec<u8>),
             DelFile(Vec<u8>),
+            Archived(Vec<u8>, Vec<u8>),
+            DelArchivedOf(TableId),
             NextId(u64),
         }
         let mut puts = Vec::new();
@@ -132,14 +151,31 @@ impl CatalogStore for SledCatalogStore {
                     for f in files {
                         puts.push(Put::DelFile(file_key(f)));
                     }
+                    puts.push(Put::DelArchivedOf(def.id));
                 }
                 CatalogOp::AddFile(f) => puts.push(Put::File(file_key(f), encode(f)?)),
                 CatalogOp::RemoveFile(f) => puts.push(Put::DelFile(file_key(f))),
+                CatalogOp::PutArchived(a) => {
+                    puts.push(Put::Archived(archived_key(a.table_id, a.month), encode(a)?))
+                }
+            }
+        }
+        // Archive entries of a dropped table, found before the transaction (sled
+        // transactions cannot scan).
+        let mut dropped_archived = Vec::new();
+        for p in &puts {
+            if let Put::DelArchivedOf(table) = p {
+                for item in self.archived.scan_prefix(format!("{:020}/", table.0)) {
+                    dropped_archived.push(item?.0);
+                }
             }
         }
         let meta: &sled::Tree = &self.db;
-        (&self.tables, &self.files, meta)
-            .transaction(|(tables, files, meta)| {
+        (&self.tables, &self.files, &self.archived, meta)
+            .transaction(|(tables, files, archived, meta)| {
+                for k in &dropped_archived {
+                    archived.remove(k)?;
+                }
                 for p in &puts {
                     match p {
                         Put::Table(k, v) => {
@@ -154,6 +190,10 @@ impl CatalogStore for SledCatalogStore {
                         Put::DelFile(k) => {
                             files.remove(k.as_slice())?;
                         }
+                        Put::Archived(k, v) => {
+                            archived.insert(k.as_slice(), v.as_slice())?;
+                        }
+                        Put::DelArchivedOf(_) => {}
                         Put::NextId(n) => {
                             let cur = meta
                                 .get("next_table_id")?
@@ -183,8 +223,8 @@ impl CatalogStore for SledCatalogStore {
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
+    use crate::model::FieldType;
     use crate::model::schema::FieldDef;
-    use crate::model::{FieldType, Month, TableId};
     use crate::wal::WalSeq;
 
     #[test]

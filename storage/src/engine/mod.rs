@@ -4,6 +4,7 @@
 //! write path: validate → WAL (fsync) → buffer → acknowledge; and of persistence:
 //! Parquet file → catalog → WAL release.
 
+mod archive;
 mod compact;
 mod derived;
 mod hooks;
@@ -32,6 +33,7 @@ use crate::model::{TableDef, ValidRow, WriteBatch};
 use crate::object_store_url::ObjectStoreLocation;
 use crate::wal::{DurableObserver, Wal, WalConfig, WalRecord, WalSeq};
 
+pub use archive::{ARCHIVE_PARTITION_FILE, RestoreReport};
 pub use compact::CompactReport;
 pub use hooks::{CatalogReader, StorageHooks, WalReleaseGuard};
 pub use persister::FlushReport;
@@ -45,6 +47,9 @@ pub use views::{BufferedPartition, PartitionInfo, TableSnapshot};
 pub struct StorageConfig {
     pub data_dir: PathBuf,
     pub object_store: ObjectStoreLocation,
+    /// Where retention copies expired month partitions before dropping them (`None`:
+    /// they are deleted without a copy).
+    pub archive: Option<ObjectStoreLocation>,
     /// Bytes of buffered (not yet persisted) data before writers are made to wait.
     pub buffer_budget_bytes: usize,
     /// A partition is persisted once its oldest buffered write is this old...
@@ -65,6 +70,7 @@ impl StorageConfig {
         let data_dir = data_dir.into();
         StorageConfig {
             object_store: ObjectStoreLocation::default_for(&data_dir),
+            archive: None,
             data_dir,
             buffer_budget_bytes: 512 * 1024 * 1024,
             persist_max_age: Duration::from_secs(600),
@@ -166,6 +172,8 @@ pub(crate) struct Inner {
     buffer: Arc<WriteBuffer>,
     wal: Wal,
     store: Arc<dyn ObjectStore>,
+    /// The archive store, when configured.
+    archive: Option<Arc<dyn ObjectStore>>,
     /// One persist (or drop) at a time.
     persist_lock: tokio::sync::Mutex<()>,
     /// Manifest uploads in order, newest state last.
@@ -202,6 +210,18 @@ impl Storage {
             source,
         })?;
         let store = config.object_store.open()?;
+        if let Some(a) = &config.archive
+            && a.overlaps(&config.object_store)
+        {
+            return Err(Error::ObjectStoreUrl {
+                url: a.to_string(),
+                reason: format!(
+                    "the archive must be apart from the object store {} (not the same place, not inside it, not around it)",
+                    config.object_store
+                ),
+            });
+        }
+        let archive = config.archive.as_ref().map(|a| a.open()).transpose()?;
         let catalog_dir = config.catalog_dir();
         let catalog = tokio::task::spawn_blocking(move || {
             Catalog::open(Box::new(SledCatalogStore::open(&catalog_dir)?))
@@ -234,6 +254,7 @@ impl Storage {
             tables = catalog.tables().len(),
             files = catalog.all_files().len(),
             object_store = %config.object_store,
+            archive = %config.archive.as_ref().map(|a| a.to_string()).unwrap_or_else(|| "none".into()),
             "storage opened"
         );
         let (shutdown, _) = tokio::sync::watch::channel(false);
@@ -245,6 +266,7 @@ impl Storage {
                 buffer,
                 wal,
                 store,
+                archive,
                 persist_lock: tokio::sync::Mutex::new(()),
                 manifest_lock: tokio::sync::Mutex::new(true),
                 shutdown,
@@ -346,7 +368,13 @@ impl Storage {
                 let mut ops = Vec::new();
                 for def in std::iter::once(def.clone()).chain(rollups) {
                     let files = state.files.get(&def.id).cloned().unwrap_or_default();
-                    dropped.push((def.clone(), files.clone()));
+                    let archived: Vec<_> = state
+                        .archived
+                        .values()
+                        .filter(|a| a.table_id == def.id)
+                        .flat_map(|a| a.archive_paths())
+                        .collect();
+                    dropped.push((def.clone(), files.clone(), archived));
                     ops.push(CatalogOp::DropTable { def, files });
                 }
                 Ok(ops)
@@ -357,7 +385,7 @@ impl Storage {
         if dropped.is_empty() {
             return Ok(false);
         }
-        for (def, files) in dropped {
+        for (def, files, archived) in dropped {
             self.inner.buffer.drop_table(def.id);
             delete_objects(
                 &self.inner.store,
@@ -365,6 +393,14 @@ impl Storage {
                 "of a dropped table",
             )
             .await;
+            if let Some(archive) = &self.inner.archive {
+                delete_objects(
+                    archive,
+                    archived.iter().map(String::as_str),
+                    "archived, of a dropped table",
+                )
+                .await;
+            }
             tracing::info!(table = %def.name, files = files.len(), "table dropped");
         }
         self.write_manifest().await;

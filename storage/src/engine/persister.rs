@@ -102,7 +102,7 @@ pub(super) async fn persist(storage: &Storage, force: bool) -> Result<FlushRepor
 
 /// Freeze up to the freeze limit of one partition, write it as a file, register the file
 /// and drop the frozen rows. Ok(false): nothing was left to write, or the table is gone.
-async fn persist_round(
+pub(super) async fn persist_round(
     storage: &Storage,
     def: &crate::model::TableDef,
     month: crate::model::Month,

@@ -1,7 +1,9 @@
 //! Retention primitives: a table's retention setting, and dropping whole months before
-//! a cutoff — catalog first (files removed and the table marked expired up to the
-//! cutoff, in one atomic commit), then buffered rows, then the files in the object
-//! store. Deciding *which* months have expired is the compaction crate's janitor.
+//! a cutoff — the table is marked expired up to the cutoff first (writes to those months
+//! are refused from then on), then, with an archive, buffered rows are persisted and the
+//! months copied to the archive; then one commit removes the files (and records the
+//! archive copies), then buffered rows are dropped, then the files deleted from the
+//! object store. Deciding *which* months have expired is the compaction crate's janitor.
 
 use crate::catalog::CatalogOp;
 use crate::error::{Error, Result};
@@ -16,6 +18,8 @@ pub struct ExpireReport {
     pub files: usize,
     pub rows: u64,
     pub bytes: u64,
+    /// Months copied to the archive before they were dropped.
+    pub archived: usize,
 }
 
 impl Storage {
@@ -30,53 +34,107 @@ impl Storage {
         .await
     }
 
-    /// Drop every month of `table` before `before`. From then on, writes for those
-    /// months are refused (`Error::Expired`), so a dropped month never comes back.
-    pub async fn expire_months_before(&self, table: &str, before: Month) -> Result<ExpireReport> {
+    /// Drop every month of `table` before `before`, except restored months whose hold
+    /// lasts past `now_ms`. From then on, writes for the dropped months are refused
+    /// (`Error::Expired`), so a dropped month never comes back. With an archive store,
+    /// each month (its buffered rows persisted first) is copied there before it is
+    /// dropped; if the copy fails nothing is dropped and the error is returned (the next
+    /// run retries).
+    pub async fn expire_months_before(
+        &self,
+        table: &str,
+        before: Month,
+        now_ms: i64,
+    ) -> Result<ExpireReport> {
         let _persist = self.inner.persist_lock.lock().await;
-        let catalog = self.inner.catalog.clone();
-        let table2 = table.to_string();
-        let (def, files) = tokio::task::spawn_blocking(move || {
-            let mut out = None;
-            catalog.commit_checked(|state| {
-                let cur = state
-                    .tables
-                    .get(&table2)
-                    .ok_or_else(|| Error::TableNotFound {
-                        table: table2.clone(),
-                    })?;
-                let files: Vec<_> = state
-                    .files
-                    .get(&cur.id)
-                    .into_iter()
-                    .flatten()
-                    .filter(|f| f.month < before)
-                    .cloned()
-                    .collect();
-                let mut def = (**cur).clone();
+        // 1. From here on writes to the months are refused; holds that ended are let go.
+        let def = self
+            .update_table(table, move |cur| {
+                let mut def = cur.clone();
                 def.expired_before = Some(def.expired_before.map_or(before, |e| e.max(before)));
-                out = Some((def.clone(), files.clone()));
-                let mut ops: Vec<CatalogOp> =
-                    files.into_iter().map(CatalogOp::RemoveFile).collect();
-                if def != **cur {
-                    ops.push(CatalogOp::PutTable(def));
-                }
-                Ok(ops)
-            })?;
-            out.ok_or_else(|| Error::Task("expire produced nothing".into()))
-        })
-        .await??;
-        let mut report = ExpireReport::default();
+                def.restored
+                    .retain(|m, until| *m >= before || *until > now_ms);
+                Ok(def)
+            })
+            .await?;
+        let expired = def.clone();
+        let doomed = move |m: Month| m < before && expired.is_month_expired(m);
         let buffered: Vec<Month> = self
             .inner
             .buffer
             .lock()
             .partitions
             .keys()
-            .filter(|(t, m)| *t == def.id && *m < before)
+            .filter(|(t, m)| *t == def.id && doomed(*m))
             .map(|(_, m)| *m)
             .collect();
-        self.inner.buffer.drop_months_before(def.id, before);
+        // 2. With an archive, rows still buffered go to files first, and every month's
+        // files are copied before anything is dropped.
+        let mut archived = Vec::new();
+        if self.inner.archive.is_some() {
+            for &month in &buffered {
+                let mut flushed = super::persister::FlushReport::default();
+                while super::persister::persist_round(self, &def, month, &mut flushed).await? {}
+            }
+            let mut by_month: std::collections::BTreeMap<Month, Vec<crate::catalog::FileMeta>> =
+                Default::default();
+            for f in self.inner.catalog.files(def.id) {
+                if doomed(f.month) {
+                    by_month.entry(f.month).or_default().push(f);
+                }
+            }
+            for (month, files) in by_month {
+                archived.push(self.copy_to_archive(&def, month, files).await?);
+            }
+        }
+        // 3. One commit removes the files and records the archive copies.
+        let catalog = self.inner.catalog.clone();
+        let (table_id, archived2, doomed2) = (def.id, archived.clone(), doomed.clone());
+        let (files, replaced) = tokio::task::spawn_blocking(move || {
+            let mut out = (Vec::new(), Vec::new());
+            catalog.commit_checked(|state| {
+                let files: Vec<_> = state
+                    .files
+                    .get(&table_id)
+                    .into_iter()
+                    .flatten()
+                    .filter(|f| doomed2(f.month))
+                    .cloned()
+                    .collect();
+                // A month archived before (then restored): archive objects no longer
+                // part of it are deleted after the commit.
+                for a in &archived2 {
+                    if let Some(old) = state.archived.get(&(a.table_id, a.month)) {
+                        let keep = a.archive_paths();
+                        out.1.extend(
+                            old.archive_paths()
+                                .into_iter()
+                                .filter(|p| !keep.contains(p)),
+                        );
+                    }
+                }
+                out.0 = files.clone();
+                let mut ops: Vec<CatalogOp> =
+                    files.into_iter().map(CatalogOp::RemoveFile).collect();
+                ops.extend(archived2.into_iter().map(CatalogOp::PutArchived));
+                Ok(ops)
+            })?;
+            Ok::<_, Error>(out)
+        })
+        .await??;
+        let mut report = ExpireReport::default();
+        // Rows of the months still buffered (without an archive; or written just before
+        // step 1) are dropped with them.
+        let buffered: Vec<Month> = self
+            .inner
+            .buffer
+            .lock()
+            .partitions
+            .keys()
+            .filter(|(t, m)| *t == def.id && doomed(*m))
+            .map(|(_, m)| *m)
+            .collect();
+        self.inner.buffer.drop_months(def.id, &buffered);
         for f in &files {
             report.rows += f.rows;
             report.bytes += f.bytes;
@@ -88,6 +146,10 @@ impl Storage {
             "expired",
         )
         .await;
+        if let Some(archive) = &self.inner.archive {
+            delete_objects(archive, replaced.iter().map(String::as_str), "re-archived").await;
+        }
+        report.archived = archived.len();
         report.files = files.len();
         report.months = files.iter().map(|f| f.month).chain(buffered).collect();
         report.months.sort();
@@ -99,6 +161,7 @@ impl Storage {
                 months = ?report.months.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
                 files = report.files,
                 rows = report.rows,
+                archived = report.archived,
                 "retention dropped expired months"
             );
         }

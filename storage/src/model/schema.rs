@@ -126,6 +126,10 @@ pub struct TableDef {
     /// Months before this one have expired and been dropped: writes to them are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expired_before: Option<super::Month>,
+    /// Months before `expired_before` brought back from the archive, each with the time
+    /// (ms since the epoch) until which retention leaves it alone.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub restored: std::collections::BTreeMap<super::Month, i64>,
 }
 
 impl TableDef {
@@ -140,6 +144,7 @@ impl TableDef {
             rollup_of: None,
             retention: None,
             expired_before: None,
+            restored: Default::default(),
         }
         .validated()
     }
@@ -169,8 +174,12 @@ impl TableDef {
 
     /// True when a row at `ts` falls in a month retention has dropped.
     pub fn is_expired(&self, ts: i64) -> bool {
-        self.expired_before
-            .is_some_and(|m| super::Month::of_micros(ts) < m)
+        self.is_month_expired(super::Month::of_micros(ts))
+    }
+
+    /// True when `month` has been dropped by retention (and not restored).
+    pub fn is_month_expired(&self, month: super::Month) -> bool {
+        self.expired_before.is_some_and(|e| month < e) && !self.restored.contains_key(&month)
     }
 
     /// True for a rollup table wattdb maintains (read-only to users).
