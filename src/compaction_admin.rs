@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use wattdb_compaction::compact::compact_table;
-use wattdb_compaction::retention::{hold_until, parse_ttl, run_retention};
+use wattdb_compaction::retention::{first_kept_month, hold_until, parse_ttl, run_retention};
 use wattdb_compaction::rollup::{RollupMaintainer, check_settings};
 use wattdb_query::admin::{AdminCall, AdminError, AdminExtension};
 use wattdb_query::pg::sqlstate;
@@ -147,8 +147,9 @@ impl AdminExtension for CompactionAdmin {
                 Ok(a) => match parse_ttl(&a[1]) {
                     Ok(ttl) => {
                         let text = ttl.map(|_| a[1].trim().to_string());
+                        let keeps_from = ttl.map(|t| first_kept_month(chrono::Utc::now(), t));
                         self.storage
-                            .set_retention(&a[0], text.clone())
+                            .set_retention(&a[0], text.clone(), keeps_from)
                             .await
                             .map(|_| {
                                 format!(

@@ -260,8 +260,11 @@ async fn apply_configured_retention(storage: &Storage, settings: &Settings) -> R
         };
         let wanted = (!ttl.trim().eq_ignore_ascii_case("none")).then(|| ttl.trim().to_string());
         if def.retention != wanted {
+            let keeps_from = wattdb_compaction::retention::keeps_from(ttl, chrono::Utc::now())
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("[retention] {table}"))?;
             storage
-                .set_retention(table, wanted)
+                .set_retention(table, wanted, keeps_from)
                 .await
                 .with_context(|| format!("applying [retention] {table}"))?;
         }

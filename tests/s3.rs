@@ -46,3 +46,14 @@ async fn s3_compact_merges_a_months_files() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_archive_then_restore_round_trip() {
+    let Some(s3) = S3::from_env() else { return };
+    let prefix = unique_prefix("archive");
+    let archive = format!("s3://{}/{prefix}-cold", s3.bucket);
+    common::archive_scenario::archive_then_restore_round_trip(
+        Server::new().with_s3(&s3, &prefix).with_archive(&archive),
+    )
+    .await;
+}

@@ -60,6 +60,12 @@ pub fn first_kept_month(now: DateTime<Utc>, ttl: Ttl) -> Month {
     Month::of_micros(cutoff.timestamp_micros())
 }
 
+/// The first month a retention setting (`"4 months"`, `"none"`) keeps at `now`; `None`
+/// when it keeps everything.
+pub fn keeps_from(text: &str, now: DateTime<Utc>) -> Result<Option<Month>, String> {
+    Ok(parse_ttl(text)?.map(|ttl| first_kept_month(now, ttl)))
+}
+
 /// The end of a hold of `ttl` from `now` (how long `restore_partition` keeps a month).
 pub fn hold_until(now: DateTime<Utc>, ttl: Ttl) -> DateTime<Utc> {
     match ttl {

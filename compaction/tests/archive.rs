@@ -139,7 +139,7 @@ async fn archive_restore_hold_and_rearchive() {
         .await
         .unwrap();
     storage
-        .set_retention("t", Some("2 months".into()))
+        .set_retention("t", Some("2 months".into()), Some(month("2026-04")))
         .await
         .unwrap();
     // January to June 2026, three meters, a reading every 6 hours for 10 days; the

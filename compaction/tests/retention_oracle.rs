@@ -1,8 +1,9 @@
 //! Property test: random rows over many months (some persisted, some only buffered),
 //! random TTL changes and retention runs at advancing times → no row in a month that
 //! still holds an unexpired instant is ever dropped, every month that lay entirely
-//! before some run's cutoff is gone from the rows, the catalog and the object store, and
-//! writes to it are refused. The expected months are computed by brute force over month
+//! before a run's cutoff is gone from the rows, the catalog and the object store, and
+//! writes to it are refused — until a wider retention keeps it again (then it is empty
+//! and writable). The expected months are computed by brute force over month
 //! ends, independently of the janitor's arithmetic.
 
 use std::collections::BTreeSet;
@@ -75,6 +76,22 @@ async fn rows(storage: &Storage) -> BTreeSet<i64> {
     ts.values().iter().copied().collect()
 }
 
+/// The table's definition treats exactly the months before `watermark` as expired.
+async fn check_writability(storage: &Storage, watermark: Option<Month>) {
+    let def = storage.table("t").unwrap();
+    let mut m = start().timestamp_micros();
+    for _ in 0..20 {
+        let month = Month::of_micros(m);
+        let expired = watermark.is_some_and(|w| month < w);
+        assert_eq!(
+            def.is_month_expired(month),
+            expired,
+            "{month} vs {watermark:?}"
+        );
+        m = month.next().start_micros();
+    }
+}
+
 async fn run_case(steps: Vec<Step>) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = StorageConfig::new(dir.path());
@@ -140,15 +157,22 @@ async fn run_case(steps: Vec<Step>) {
                 } else {
                     format!("{n} days")
                 };
-                storage.set_retention("t", Some(text)).await.unwrap();
-                run_retention(&storage, now).await;
                 let cutoff = if months {
                     now - Months::new(n)
                 } else {
                     now - chrono::Duration::days(i64::from(n))
                 };
                 let kept = first_kept_brute_force(cutoff);
-                watermark = Some(watermark.map_or(kept, |w| w.max(kept)));
+                // A wider retention re-opens the (empty) months it keeps again.
+                storage
+                    .set_retention("t", Some(text), Some(kept))
+                    .await
+                    .unwrap();
+                watermark = watermark.map(|w| w.min(kept));
+                check_writability(&storage, watermark).await;
+                run_retention(&storage, now).await;
+                watermark = Some(kept);
+                written.retain(|ts| Month::of_micros(*ts) >= kept);
             }
         }
         // After every step: exactly the written rows of unexpired months remain.

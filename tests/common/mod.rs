@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod archive_scenario;
 pub mod compaction_scenario;
 pub mod mqtt;
 pub mod retention_scenario;
@@ -75,6 +76,8 @@ pub struct Server {
     pub mqtt_port: u16,
     pub object_store: Option<String>,
     pub s3: Option<S3>,
+    /// `--archive-store` URL, when the test wants an archive.
+    pub archive_store: Option<String>,
     pub extra_args: Vec<String>,
     pub password: Option<String>,
     child: Option<Child>,
@@ -91,6 +94,7 @@ impl Server {
             mqtt_port: free_port(),
             object_store: None,
             s3: None,
+            archive_store: None,
             extra_args: vec![],
             password: None,
             child: None,
@@ -102,6 +106,18 @@ impl Server {
         self.object_store = Some(format!("s3://{}/{}", s3.bucket, prefix));
         self.s3 = Some(s3.clone());
         self
+    }
+
+    /// Archive expired months to `url` (`file:///…`, or `s3://…` on the server's S3).
+    pub fn with_archive(mut self, url: &str) -> Server {
+        self.archive_store = Some(url.to_string());
+        self
+    }
+
+    /// A `file://` URL of a folder beside the server's data directory.
+    pub fn local_url(&self, name: &str) -> String {
+        let dir = self.data_dir.with_file_name(name);
+        format!("file://{}", dir.display())
     }
 
     pub fn start(mut self) -> Server {
@@ -131,6 +147,9 @@ impl Server {
             .stderr(Stdio::from(log));
         if let Some(os) = &self.object_store {
             cmd.arg("--object-store").arg(os);
+        }
+        if let Some(a) = &self.archive_store {
+            cmd.arg("--archive-store").arg(a);
         }
         if let Some(s3) = &self.s3 {
             cmd.env("AWS_ENDPOINT_URL", &s3.endpoint)
@@ -256,53 +275,69 @@ impl Server {
     /// Paths of every object the server stored (relative to its store root), from the
     /// local folder or from the S3 bucket under the server's prefix.
     pub async fn object_paths(&self) -> Vec<String> {
+        let default = format!("file://{}", self.data_dir.join("objects").display());
+        self.paths_at(self.object_store.as_deref().unwrap_or(&default))
+            .await
+    }
+
+    /// Paths of every object in the archive (relative to its root).
+    pub async fn archive_paths(&self) -> Vec<String> {
+        let url = self
+            .archive_store
+            .as_deref()
+            .expect("server has an archive");
+        self.paths_at(url).await
+    }
+
+    /// Every object under `url` (`file:///dir` or `s3://bucket/prefix` on the server's
+    /// S3), relative to it.
+    async fn paths_at(&self, url: &str) -> Vec<String> {
         use futures::TryStreamExt;
         use object_store::ObjectStore;
-        match (&self.s3, &self.object_store) {
-            (Some(s3), Some(url)) => {
-                let prefix = url
-                    .trim_start_matches("s3://")
-                    .split_once('/')
-                    .map(|(_, p)| p.to_string())
-                    .unwrap_or_default();
-                let store = object_store::aws::AmazonS3Builder::new()
-                    .with_endpoint(&s3.endpoint)
-                    .with_bucket_name(&s3.bucket)
-                    .with_access_key_id(&s3.access_key)
-                    .with_secret_access_key(&s3.secret_key)
-                    .with_region("us-east-1")
-                    .with_allow_http(true)
-                    .build()
-                    .expect("S3 client");
-                let root = object_store::path::Path::from(prefix.as_str());
-                let listed: Vec<_> = store.list(Some(&root)).try_collect().await.expect("list");
-                listed
-                    .into_iter()
-                    .map(|o| {
-                        let p = o.location.to_string();
-                        p.strip_prefix(&format!("{prefix}/"))
-                            .unwrap_or(&p)
-                            .to_string()
-                    })
-                    .collect()
-            }
-            _ => {
-                fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
-                    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                        let p = e.path();
-                        if p.is_dir() {
-                            walk(&p, root, out);
-                        } else if let Ok(rel) = p.strip_prefix(root) {
-                            out.push(rel.display().to_string());
-                        }
-                    }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let s3 = self
+                .s3
+                .as_ref()
+                .expect("an s3:// location needs the test S3");
+            let prefix = rest
+                .split_once('/')
+                .map(|(_, p)| p.to_string())
+                .unwrap_or_default();
+            let store = object_store::aws::AmazonS3Builder::new()
+                .with_endpoint(&s3.endpoint)
+                .with_bucket_name(&s3.bucket)
+                .with_access_key_id(&s3.access_key)
+                .with_secret_access_key(&s3.secret_key)
+                .with_region("us-east-1")
+                .with_allow_http(true)
+                .build()
+                .expect("S3 client");
+            let root = object_store::path::Path::from(prefix.as_str());
+            let listed: Vec<_> = store.list(Some(&root)).try_collect().await.expect("list");
+            return listed
+                .into_iter()
+                .map(|o| {
+                    let p = o.location.to_string();
+                    p.strip_prefix(&format!("{prefix}/"))
+                        .unwrap_or(&p)
+                        .to_string()
+                })
+                .collect();
+        }
+        fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, root, out);
+                } else if let Ok(rel) = p.strip_prefix(root) {
+                    out.push(rel.display().to_string());
                 }
-                let root = self.data_dir.join("objects");
-                let mut out = Vec::new();
-                walk(&root, &root, &mut out);
-                out
             }
         }
+        let root = PathBuf::from(url.strip_prefix("file://").expect("file:// or s3:// URL"));
+        let mut out = Vec::new();
+        walk(&root, &root, &mut out);
+        out
     }
 }
 

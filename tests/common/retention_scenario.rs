@@ -1,8 +1,8 @@
 //! Retention scenario, run on the local folder and on S3: `set_retention` + `run_retention`
 //! drop whole expired months (catalog, files, buffered rows — also after a kill -9 that
 //! would replay them from the WAL), keep every month with an unexpired instant, refuse
-//! writes to expired months (SQL error; MQTT items to `rejected`), and leave rollups of
-//! the dropped months alone.
+//! writes to expired months (SQL error; MQTT items to `rejected`) until the retention is
+//! cleared, and leave rollups of the dropped months alone.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -229,4 +229,30 @@ pub async fn retention_drops_whole_expired_months(mut server: Server) {
         days.len() as i64,
         "rollups survive the restart"
     );
+
+    // Clearing the retention re-opens the dropped months: empty, and writable again
+    // (deliberate backfill).
+    c.batch_execute("SELECT set_retention('r', 'none')")
+        .await
+        .unwrap();
+    c.batch_execute(&format!(
+        "INSERT INTO r VALUES (to_timestamp({expired_ts}), 'p2', 9)"
+    ))
+    .await
+    .unwrap();
+    let row = c
+        .query_one(
+            "SELECT retention, expired_before FROM system.tables WHERE table_name = 'r'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "none");
+    assert_eq!(row.get::<_, String>(1), "");
+    let backfilled: i64 = c
+        .query_one("SELECT count(*) FROM r WHERE pid = 'p2'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(backfilled, 1);
 }

@@ -24,11 +24,26 @@ pub struct ExpireReport {
 
 impl Storage {
     /// Set (or with `None` clear) how long `table` keeps rows; the text is the caller's
-    /// (`"4 months"`), checked by it.
-    pub async fn set_retention(&self, table: &str, retention: Option<String>) -> Result<TableDef> {
+    /// (`"4 months"`), checked by it, and `keeps_from` the first month that retention
+    /// keeps today (`None`: all). A wider retention re-opens the expired months it keeps
+    /// again (empty, writable: backfill is deliberate then, and no run drops them); a
+    /// narrower one changes nothing until the janitor's next run drops months.
+    pub async fn set_retention(
+        &self,
+        table: &str,
+        retention: Option<String>,
+        keeps_from: Option<Month>,
+    ) -> Result<TableDef> {
         self.update_table(table, move |cur| {
             let mut def = cur.clone();
             def.retention = retention;
+            def.expired_before = match (def.expired_before, keeps_from) {
+                (Some(e), Some(k)) => Some(e.min(k)),
+                _ => None,
+            };
+            let expired_before = def.expired_before;
+            def.restored
+                .retain(|m, _| expired_before.is_some_and(|e| *m < e));
             Ok(def)
         })
         .await
