@@ -14,14 +14,16 @@ use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::batch::{adapt_to_schema, sort_dedup_batches};
 use crate::buffer::Chunk;
 use crate::catalog::FileMeta;
 use crate::error::{Error, Result};
+use crate::model::schema::TS_COLUMN;
 use crate::model::{Month, TableDef};
 use crate::wal::WalSeq;
 
@@ -56,7 +58,8 @@ pub fn merge_chunks(def: &TableDef, batches: &[RecordBatch]) -> Result<RecordBat
     sort_dedup_batches(&schema, &adapted, def.key_len())
 }
 
-/// How wattdb writes Parquet: zstd, dictionary-encoded tags, page statistics, row groups
+/// How wattdb writes Parquet: zstd, `ts` delta-encoded, dictionaries for tags and fields,
+/// page statistics, row groups
 /// of [`ROW_GROUP_ROWS`], the sort order and the table definition in the footer.
 pub fn writer_properties(def: &TableDef, path: &str) -> Result<WriterProperties> {
     let def_json = serde_json::to_string(def).map_err(|e| Error::Manifest {
@@ -83,6 +86,11 @@ pub fn writer_properties(def: &TableDef, path: &str) -> Result<WriterProperties>
     Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(zstd))
         .set_dictionary_enabled(true)
+        // Within a series `ts` rises in (nearly) equal steps: deltas pack it to a few
+        // bits per row, where a dictionary overflows on a month of distinct instants
+        // (1.9 → ~0 bytes per row on 1-minute data; see BENCHMARKS.md).
+        .set_column_dictionary_enabled(ColumnPath::from(TS_COLUMN), false)
+        .set_column_encoding(ColumnPath::from(TS_COLUMN), Encoding::DELTA_BINARY_PACKED)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_sorting_columns(Some(sorting))
@@ -203,6 +211,12 @@ mod tests {
         assert!(
             rg.column(0).statistics().is_some(),
             "ts has statistics for pruning"
+        );
+        assert!(
+            rg.column(0)
+                .encodings()
+                .any(|e| e == Encoding::DELTA_BINARY_PACKED),
+            "ts is delta-encoded"
         );
     }
 }
