@@ -122,6 +122,11 @@ pub struct FileConfig {
     pub compaction_min_files: Option<usize>,
     /// Compacted files are deleted this long after the swap. Default 600
     pub compaction_grace_secs: Option<u64>,
+    /// S3: longest a single request may take, in seconds. Default 30
+    pub object_store_request_timeout_secs: Option<u64>,
+    /// S3: longest all retries of one request may take; after that a persist fails and
+    /// the persister tries again later. Default 180
+    pub object_store_retry_timeout_secs: Option<u64>,
 }
 
 /// `[rollups.<table>]`: bucket intervals and counter fields of one table's rollups.
@@ -159,6 +164,7 @@ pub struct Settings {
     pub retention: BTreeMap<String, String>,
     pub retention_check_interval: Duration,
     pub compaction: wattdb_compaction::compact::CompactionPolicy,
+    pub object_store_timeouts: wattdb_storage::ObjectStoreTimeouts,
 }
 
 /// `wattdb-<hostname>`: stable across restarts of one machine, distinct between nodes.
@@ -327,6 +333,14 @@ impl Settings {
                 interval: Duration::from_secs(file.compaction_interval_secs.unwrap_or(600).max(1)),
                 min_files: file.compaction_min_files.unwrap_or(4).max(2),
                 grace: Duration::from_secs(file.compaction_grace_secs.unwrap_or(600)),
+            },
+            object_store_timeouts: wattdb_storage::ObjectStoreTimeouts {
+                request: file
+                    .object_store_request_timeout_secs
+                    .map(|s| Duration::from_secs(s.max(1))),
+                retry: file
+                    .object_store_retry_timeout_secs
+                    .map(Duration::from_secs),
             },
         };
         if settings.password.is_none() && !settings.pg_listen.ip().is_loopback() {

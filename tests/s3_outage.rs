@@ -112,3 +112,104 @@ async fn s3_outage_ingest_continues_and_persistence_catches_up() {
     c.batch_execute("SELECT flush()").await.unwrap();
     assert_eq!(read_all(&server).await.len(), 700);
 }
+
+/// The value of a counter or gauge in the server's `/metrics`.
+fn metric(server: &Server, name: &str) -> f64 {
+    let (_, body) = common::http_get(server.http_port, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
+}
+
+/// An outage longer than the object store's retry budget: persists fail (and are
+/// counted), rows stay in the WAL and buffer, and once S3 answers again the persister's
+/// next round writes them — nothing acknowledged is lost, also across a kill -9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_outage_beyond_the_retry_budget_fails_persists_that_are_retried() {
+    let Some(s3) = S3::from_env() else { return };
+    let Ok(pid_file) = std::env::var("WATTDB_TEST_S3_PID_FILE") else {
+        eprintln!("skipping: WATTDB_TEST_S3_PID_FILE (the S3 server's pid) is not set");
+        return;
+    };
+    let weed: u32 = std::fs::read_to_string(&pid_file)
+        .expect("S3 server pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let mut server = Server::new().with_s3(&s3, &unique_prefix("outage-long"));
+    let config = server.data_dir.with_extension("toml");
+    std::fs::write(
+        &config,
+        "object_store_request_timeout_secs = 1\nobject_store_retry_timeout_secs = 2\n\
+         persist_max_age_secs = 1\n",
+    )
+    .unwrap();
+    server.extra_args = vec!["--config".into(), config.display().to_string()];
+    server.spawn();
+    let c = server.client().await;
+    c.batch_execute(CREATE_M).await.unwrap();
+    let insert = |from: i64, to: i64| {
+        let values: Vec<String> = (from..to)
+            .map(|i| {
+                format!(
+                    "(to_timestamp({}), 'p{}', {i})",
+                    1_793_491_200 + i * 60,
+                    i % 3
+                )
+            })
+            .collect();
+        format!("INSERT INTO m VALUES {}", values.join(", "))
+    };
+    c.batch_execute(&insert(0, 100)).await.unwrap();
+    c.batch_execute("SELECT flush()").await.unwrap();
+    let failures_before = metric(&server, "wattdb_persist_failures_total");
+
+    let paused = Paused::new(weed);
+    c.batch_execute(&insert(100, 300)).await.unwrap();
+    // flush() gives up after the retry budget with an I/O error; the rows stay queryable.
+    let err = c.batch_execute("SELECT flush()").await.unwrap_err();
+    assert_eq!(common::sqlstate(&err), "58030", "{err}");
+    assert!(metric(&server, "wattdb_persist_failures_total") > failures_before);
+    // The background persister keeps failing (age 1 s) while S3 is away; writes go on.
+    c.batch_execute(&insert(300, 400)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(paused);
+    // Once S3 answers, the persister's own rounds catch up (no flush() needed).
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let buffered: i64 = c
+            .query_one(
+                "SELECT CAST(sum(buffered_rows) AS BIGINT) FROM system.tables WHERE table_name = 'm'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if buffered == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{buffered} rows still buffered; log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let files: i64 = c
+        .query_one(
+            "SELECT count(*) FROM system.files WHERE table_name = 'm'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(files >= 2, "{files}");
+    server.kill9();
+    server.spawn();
+    let rows = read_all(&server).await;
+    assert_eq!(rows.len(), 400, "every acknowledged row");
+    for i in 0..400i64 {
+        let key = (format!("p{}", i % 3), 1_793_491_200 + i * 60);
+        assert_eq!(rows.get(&key), Some(&(i as f64)), "{key:?}");
+    }
+}

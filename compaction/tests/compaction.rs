@@ -126,3 +126,86 @@ async fn files_merge_into_one_and_old_files_outlive_the_swap_by_the_grace_period
     );
     storage.shutdown().await.unwrap();
 }
+
+/// A restart inside the grace period does not leave the old files behind: they are
+/// recorded for deletion in the swap's commit, and the next start deletes them once due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_files_are_deleted_after_a_restart_inside_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let mut config = StorageConfig::new(dir.path());
+        config.persist_max_age = Duration::from_secs(3600);
+        config.persist_check_interval = Duration::from_millis(100);
+        Storage::open(config)
+    };
+    let storage = open().await.unwrap();
+    storage
+        .create_table(
+            "t",
+            vec!["pid".into()],
+            vec![FieldDef {
+                name: "v".into(),
+                field_type: FieldType::Float,
+            }],
+            false,
+        )
+        .await
+        .unwrap();
+    for round in 0..2i64 {
+        let rows = (0..10)
+            .map(|i| Row {
+                ts: OCT + (i + round * 5) * MIN,
+                tags: vec![("pid".into(), "m".into())],
+                fields: vec![("v".into(), FieldValue::Float(i as f64))],
+            })
+            .collect();
+        storage
+            .write(
+                WriteBatch {
+                    table: "t".into(),
+                    rows,
+                },
+                WriteMode::AllOrNothing,
+                false,
+            )
+            .await
+            .unwrap();
+        storage.flush().await.unwrap();
+    }
+    let old: Vec<String> = storage.files().into_iter().map(|(_, f)| f.path).collect();
+    assert_eq!(old.len(), 2);
+    compact_table(&storage, "t", 2, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(storage.pending_delete_count(), 2);
+    storage.shutdown().await.unwrap();
+    drop(storage);
+
+    let storage = open().await.unwrap();
+    let store = storage.object_store();
+    let exists = |p: String| {
+        let store = store.clone();
+        async move {
+            store
+                .head(&object_store::path::Path::from(p.as_str()))
+                .await
+                .is_ok()
+        }
+    };
+    for p in &old {
+        assert!(exists(p.clone()).await, "{p} kept during the grace period");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while storage.pending_delete_count() > 0 {
+        assert!(std::time::Instant::now() < deadline, "never swept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for p in &old {
+        assert!(
+            !exists(p.clone()).await,
+            "{p} deleted after the grace period"
+        );
+    }
+    assert_eq!(contents(&storage).await.len(), 15);
+    storage.shutdown().await.unwrap();
+}

@@ -38,4 +38,4 @@ pub use model::{
     FieldType, FieldValue, Month, RollupOf, RollupSettings, Row, TableDef, TableId, ValidRow,
     WriteBatch,
 };
-pub use object_store_url::ObjectStoreLocation;
+pub use object_store_url::{ObjectStoreLocation, ObjectStoreTimeouts};

@@ -7,11 +7,21 @@ use std::path::Path;
 use std::sync::Arc;
 
 use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
+use object_store::{ClientConfigKey, RetryConfig};
 
 use crate::error::{Error, Result};
+
+/// How long S3 requests may take: each attempt (`request`), and all retries of one
+/// operation together (`retry`). `None` keeps object_store's defaults (30 s; 3 min).
+/// After `retry` a persist fails and is tried again by the persister's next round.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectStoreTimeouts {
+    pub request: Option<std::time::Duration>,
+    pub retry: Option<std::time::Duration>,
+}
 
 /// Where data lives, parsed from a URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +66,12 @@ impl ObjectStoreLocation {
     }
 
     pub fn open(&self) -> Result<Arc<dyn ObjectStore>> {
+        self.open_with(ObjectStoreTimeouts::default())
+    }
+
+    /// [`ObjectStoreLocation::open`] with request timeouts (S3 only; a local folder has
+    /// none).
+    pub fn open_with(&self, timeouts: ObjectStoreTimeouts) -> Result<Arc<dyn ObjectStore>> {
         match self {
             ObjectStoreLocation::Local(path) => {
                 std::fs::create_dir_all(path).map_err(|source| Error::Io {
@@ -81,6 +97,18 @@ impl ObjectStoreLocation {
                     && std::env::var("AWS_DEFAULT_REGION").is_err()
                 {
                     b = b.with_region("us-east-1");
+                }
+                if let Some(t) = timeouts.request {
+                    b = b.with_config(
+                        AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                        format!("{}ms", t.as_millis()),
+                    );
+                }
+                if let Some(retry_timeout) = timeouts.retry {
+                    b = b.with_retry(RetryConfig {
+                        retry_timeout,
+                        ..RetryConfig::default()
+                    });
                 }
                 let s3 = b
                     .build()

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::model::TableDef;
 
-use super::{ArchivedPartition, CatalogState, FileMeta};
+use super::{ArchivedPartition, CatalogState, FileMeta, PendingDelete};
 
 pub const MANIFEST_PATH: &str = "_wattdb/manifest.json";
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
@@ -24,6 +24,9 @@ pub struct Manifest {
     /// Archived month partitions (added in format 1 as an optional key: absent = none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub archived: Vec<ArchivedPartition>,
+    /// Objects waiting to be deleted (optional key, like `archived`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_deletes: Vec<PendingDelete>,
 }
 
 impl Manifest {
@@ -35,6 +38,7 @@ impl Manifest {
             tables: state.tables.values().map(|t| (**t).clone()).collect(),
             files: state.files.values().flatten().cloned().collect(),
             archived: state.archived.values().cloned().collect(),
+            pending_deletes: state.pending_deletes.values().cloned().collect(),
         }
     }
 
@@ -51,6 +55,9 @@ impl Manifest {
         }
         for a in self.archived {
             state.archived.insert((a.table_id, a.month), a);
+        }
+        for d in self.pending_deletes {
+            state.pending_deletes.insert(d.key(), d);
         }
         state
     }

@@ -73,6 +73,33 @@ impl ArchivedPartition {
     }
 }
 
+/// Which store an object to delete lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectPlace {
+    Store,
+    Archive,
+}
+
+/// An object the catalog no longer lists, to be deleted from its store once `due_ms`
+/// has passed. Recorded in the same commit that unlists it, so a crash or a failed
+/// delete cannot leave it behind unnoticed: the engine deletes due entries (and retries
+/// failures) until they are gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingDelete {
+    pub place: ObjectPlace,
+    pub path: String,
+    pub due_ms: i64,
+    /// Why it goes: `compacted`, `expired`, `dropped`, `re-archived`.
+    pub reason: String,
+}
+
+impl PendingDelete {
+    pub fn key(&self) -> (ObjectPlace, String) {
+        (self.place, self.path.clone())
+    }
+}
+
 /// A change to the catalog, applied atomically with the others in the same commit.
 #[derive(Debug, Clone)]
 pub enum CatalogOp {
@@ -85,6 +112,13 @@ pub enum CatalogOp {
     RemoveFile(FileMeta),
     /// Record (or replace) the archive copy of a month.
     PutArchived(ArchivedPartition),
+    /// Objects to delete (see [`PendingDelete`]).
+    AddPendingDelete(PendingDelete),
+    /// An object deleted (or found gone).
+    RemovePendingDelete {
+        place: ObjectPlace,
+        path: String,
+    },
 }
 
 /// The whole catalog in memory.
@@ -94,6 +128,7 @@ pub struct CatalogState {
     pub tables: BTreeMap<String, Arc<TableDef>>,
     pub files: BTreeMap<TableId, Vec<FileMeta>>,
     pub archived: BTreeMap<(TableId, Month), ArchivedPartition>,
+    pub pending_deletes: BTreeMap<(ObjectPlace, String), PendingDelete>,
     pub next_table_id: u64,
 }
 
@@ -117,6 +152,12 @@ impl CatalogState {
             }
             CatalogOp::PutArchived(a) => {
                 self.archived.insert((a.table_id, a.month), a.clone());
+            }
+            CatalogOp::AddPendingDelete(d) => {
+                self.pending_deletes.insert(d.key(), d.clone());
+            }
+            CatalogOp::RemovePendingDelete { place, path } => {
+                self.pending_deletes.remove(&(*place, path.clone()));
             }
         }
     }
@@ -183,6 +224,20 @@ impl Catalog {
     /// Every archived month partition, by table id then month.
     pub fn archived(&self) -> Vec<ArchivedPartition> {
         self.read().archived.values().cloned().collect()
+    }
+
+    /// Objects waiting to be deleted whose time has come at `now_ms`.
+    pub fn due_deletes(&self, now_ms: i64) -> Vec<PendingDelete> {
+        self.read()
+            .pending_deletes
+            .values()
+            .filter(|d| d.due_ms <= now_ms)
+            .cloned()
+            .collect()
+    }
+
+    pub fn pending_delete_count(&self) -> usize {
+        self.read().pending_deletes.len()
     }
 
     pub fn archived_partition(&self, table: TableId, month: Month) -> Option<ArchivedPartition> {

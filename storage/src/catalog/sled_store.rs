@@ -1,6 +1,7 @@
 //! sled-backed [`CatalogStore`]. Trees: `tables` (name → versioned TableDef JSON),
-//! `files` (`<table id>/<path>` → versioned FileMeta JSON) and `archived`
-//! (`<table id>/<month>` → versioned ArchivedPartition JSON). Each commit is one sled
+//! `files` (`<table id>/<path>` → versioned FileMeta JSON), `archived`
+//! (`<table id>/<month>` → versioned ArchivedPartition JSON) and `pending_deletes`
+//! (`<store|archive>/<path>` → versioned PendingDelete JSON). Each commit is one sled
 //! transaction followed by a flush (fsync) before it returns.
 
 use std::path::Path;
@@ -13,7 +14,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use crate::error::{Error, Result};
 use crate::model::{Month, TableDef, TableId};
 
-use super::{ArchivedPartition, CatalogOp, CatalogState, CatalogStore, FileMeta};
+use super::{
+    ArchivedPartition, CatalogOp, CatalogState, CatalogStore, FileMeta, ObjectPlace, PendingDelete,
+};
 
 pub const ENTRY_FORMAT_VERSION: u32 = 1;
 
@@ -29,6 +32,7 @@ pub struct SledCatalogStore {
     tables: sled::Tree,
     files: sled::Tree,
     archived: sled::Tree,
+    pending_deletes: sled::Tree,
 }
 
 impl SledCatalogStore {
@@ -37,11 +41,13 @@ impl SledCatalogStore {
         let tables = db.open_tree("tables")?;
         let files = db.open_tree("files")?;
         let archived = db.open_tree("archived")?;
+        let pending_deletes = db.open_tree("pending_deletes")?;
         Ok(SledCatalogStore {
             db,
             tables,
             files,
             archived,
+            pending_deletes,
         })
     }
 }
@@ -95,6 +101,14 @@ fn file_key(f: &FileMeta) -> Vec<u8> {
     format!("{:020}/{}", f.table_id.0, f.path).into_bytes()
 }
 
+fn pending_key(place: ObjectPlace, path: &str) -> Vec<u8> {
+    let place = match place {
+        ObjectPlace::Store => "store",
+        ObjectPlace::Archive => "archive",
+    };
+    format!("{place}/{path}").into_bytes()
+}
+
 fn archived_key(table: TableId, month: Month) -> Vec<u8> {
     format!("{:020}/{month}", table.0).into_bytes()
 }
@@ -118,6 +132,11 @@ impl CatalogStore for SledCatalogStore {
             let a: ArchivedPartition = decode(&k, &v)?;
             state.archived.insert((a.table_id, a.month), a);
         }
+        for item in self.pending_deletes.iter() {
+            let (k, v) = item?;
+            let d: PendingDelete = decode(&k, &v)?;
+            state.pending_deletes.insert(d.key(), d);
+        }
         if let Some(v) = self.db.get("next_table_id")? {
             let mut b = [0u8; 8];
             if v.len() == 8 {
@@ -137,6 +156,8 @@ impl CatalogStore for SledCatalogStore {
             DelFile(Vec<u8>),
             Archived(Vec<u8>, Vec<u8>),
             DelArchivedOf(TableId),
+            Pending(Vec<u8>, Vec<u8>),
+            DelPending(Vec<u8>),
             NextId(u64),
         }
         let mut puts = Vec::new();
@@ -158,6 +179,12 @@ impl CatalogStore for SledCatalogStore {
                 CatalogOp::PutArchived(a) => {
                     puts.push(Put::Archived(archived_key(a.table_id, a.month), encode(a)?))
                 }
+                CatalogOp::AddPendingDelete(d) => {
+                    puts.push(Put::Pending(pending_key(d.place, &d.path), encode(d)?))
+                }
+                CatalogOp::RemovePendingDelete { place, path } => {
+                    puts.push(Put::DelPending(pending_key(*place, path)))
+                }
             }
         }
         // Archive entries of a dropped table, found before the transaction (sled
@@ -171,8 +198,14 @@ impl CatalogStore for SledCatalogStore {
             }
         }
         let meta: &sled::Tree = &self.db;
-        (&self.tables, &self.files, &self.archived, meta)
-            .transaction(|(tables, files, archived, meta)| {
+        (
+            &self.tables,
+            &self.files,
+            &self.archived,
+            &self.pending_deletes,
+            meta,
+        )
+            .transaction(|(tables, files, archived, pending, meta)| {
                 for k in &dropped_archived {
                     archived.remove(k)?;
                 }
@@ -194,6 +227,12 @@ impl CatalogStore for SledCatalogStore {
                             archived.insert(k.as_slice(), v.as_slice())?;
                         }
                         Put::DelArchivedOf(_) => {}
+                        Put::Pending(k, v) => {
+                            pending.insert(k.as_slice(), v.as_slice())?;
+                        }
+                        Put::DelPending(k) => {
+                            pending.remove(k.as_slice())?;
+                        }
                         Put::NextId(n) => {
                             let cur = meta
                                 .get("next_table_id")?

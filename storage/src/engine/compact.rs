@@ -6,15 +6,13 @@
 
 use std::time::Duration;
 
-use object_store::ObjectStoreExt;
-use object_store::path::Path as ObjectPath;
-
-use crate::catalog::{CatalogOp, FileMeta};
+use crate::catalog::{CatalogOp, FileMeta, ObjectPlace};
 use crate::error::{Error, Result};
 use crate::model::Month;
 use crate::persist::{file_path, merge_files, new_file_id};
 
-use super::{Storage, delete_objects};
+use super::Storage;
+use super::deletes::pending_deletes;
 
 /// What compacting one month did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,25 +100,31 @@ impl Storage {
                 let mut ops: Vec<CatalogOp> =
                     old2.iter().cloned().map(CatalogOp::RemoveFile).collect();
                 ops.push(CatalogOp::AddFile(file2));
+                ops.extend(pending_deletes(
+                    ObjectPlace::Store,
+                    old2.iter().map(|f| f.path.as_str()),
+                    grace,
+                    "compacted",
+                ));
                 Ok(ops)
             })
         })
         .await??;
         if swapped.is_empty() {
-            let _ = self
-                .inner
-                .store
-                .delete(&ObjectPath::from(path.as_str()))
-                .await;
+            // The month changed meanwhile: the new file is not needed.
+            let catalog = self.inner.catalog.clone();
+            let ops = pending_deletes(
+                ObjectPlace::Store,
+                [path.as_str()],
+                Duration::ZERO,
+                "superseded merge",
+            );
+            tokio::task::spawn_blocking(move || catalog.commit(ops)).await??;
+            self.sweep_deletes().await;
             return Ok(None);
         }
         self.write_manifest().await;
-        let store = self.inner.store.clone();
-        let doomed: Vec<String> = old.iter().map(|f| f.path.clone()).collect();
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            delete_objects(&store, doomed.iter().map(String::as_str), "compacted").await;
-        });
+        self.sweep_after(grace);
         let report = CompactReport {
             month,
             files_before: old.len(),

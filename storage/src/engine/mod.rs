@@ -6,6 +6,7 @@
 
 mod archive;
 mod compact;
+mod deletes;
 mod derived;
 mod hooks;
 mod persister;
@@ -25,12 +26,12 @@ use object_store::path::Path as ObjectPath;
 
 use crate::buffer::WriteBuffer;
 use crate::catalog::manifest::MANIFEST_PATH;
-use crate::catalog::{Catalog, CatalogOp, Manifest, SledCatalogStore};
+use crate::catalog::{Catalog, CatalogOp, Manifest, ObjectPlace, SledCatalogStore};
 use crate::error::{Error, Result};
 use crate::metrics::StorageMetrics;
 use crate::model::schema::FieldDef;
 use crate::model::{TableDef, ValidRow, WriteBatch};
-use crate::object_store_url::ObjectStoreLocation;
+use crate::object_store_url::{ObjectStoreLocation, ObjectStoreTimeouts};
 use crate::wal::{DurableObserver, Wal, WalConfig, WalRecord, WalSeq};
 
 pub use archive::{ARCHIVE_PARTITION_FILE, RestoreReport};
@@ -50,6 +51,8 @@ pub struct StorageConfig {
     /// Where retention copies expired month partitions before dropping them (`None`:
     /// they are deleted without a copy).
     pub archive: Option<ObjectStoreLocation>,
+    /// Request timeouts of the object store and the archive (S3).
+    pub object_store_timeouts: ObjectStoreTimeouts,
     /// Bytes of buffered (not yet persisted) data before writers are made to wait.
     pub buffer_budget_bytes: usize,
     /// A partition is persisted once its oldest buffered write is this old...
@@ -71,6 +74,7 @@ impl StorageConfig {
         StorageConfig {
             object_store: ObjectStoreLocation::default_for(&data_dir),
             archive: None,
+            object_store_timeouts: ObjectStoreTimeouts::default(),
             data_dir,
             buffer_budget_bytes: 512 * 1024 * 1024,
             persist_max_age: Duration::from_secs(600),
@@ -87,20 +91,6 @@ impl StorageConfig {
 
     pub fn wal_dir(&self) -> PathBuf {
         self.data_dir.join("wal")
-    }
-}
-
-/// Delete objects the catalog no longer lists, logging (not failing on) those that
-/// cannot be deleted; `what` says why they go (`"expired"`, `"compacted"`).
-pub(crate) async fn delete_objects<'a>(
-    store: &Arc<dyn ObjectStore>,
-    paths: impl Iterator<Item = &'a str>,
-    what: &str,
-) {
-    for p in paths {
-        if let Err(e) = store.delete(&ObjectPath::from(p)).await {
-            tracing::warn!(file = %p, error = %e, "could not delete a file ({what})");
-        }
     }
 }
 
@@ -181,6 +171,10 @@ pub(crate) struct Inner {
     shutdown: tokio::sync::watch::Sender<bool>,
     persister: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     release_guards: Vec<Arc<dyn WalReleaseGuard>>,
+    /// One sweep of pending deletes at a time, and when failed ones may be tried again.
+    sweep_lock: tokio::sync::Mutex<()>,
+    delete_retry:
+        std::sync::Mutex<std::collections::HashMap<(crate::catalog::ObjectPlace, String), i64>>,
     /// The latest compactions, newest last (for `system.compactions`).
     compactions: std::sync::Mutex<std::collections::VecDeque<(String, CompactReport)>>,
 }
@@ -209,7 +203,9 @@ impl Storage {
             path: config.data_dir.clone(),
             source,
         })?;
-        let store = config.object_store.open()?;
+        let store = config
+            .object_store
+            .open_with(config.object_store_timeouts)?;
         if let Some(a) = &config.archive
             && a.overlaps(&config.object_store)
         {
@@ -221,7 +217,11 @@ impl Storage {
                 ),
             });
         }
-        let archive = config.archive.as_ref().map(|a| a.open()).transpose()?;
+        let archive = config
+            .archive
+            .as_ref()
+            .map(|a| a.open_with(config.object_store_timeouts))
+            .transpose()?;
         let catalog_dir = config.catalog_dir();
         let catalog = tokio::task::spawn_blocking(move || {
             Catalog::open(Box::new(SledCatalogStore::open(&catalog_dir)?))
@@ -272,6 +272,8 @@ impl Storage {
                 shutdown,
                 persister: std::sync::Mutex::new(None),
                 release_guards,
+                sweep_lock: tokio::sync::Mutex::new(()),
+                delete_retry: Default::default(),
                 compactions: Default::default(),
             }),
         };
@@ -368,13 +370,25 @@ impl Storage {
                 let mut ops = Vec::new();
                 for def in std::iter::once(def.clone()).chain(rollups) {
                     let files = state.files.get(&def.id).cloned().unwrap_or_default();
-                    let archived: Vec<_> = state
+                    let archived: Vec<String> = state
                         .archived
                         .values()
                         .filter(|a| a.table_id == def.id)
                         .flat_map(|a| a.archive_paths())
                         .collect();
-                    dropped.push((def.clone(), files.clone(), archived));
+                    ops.extend(deletes::pending_deletes(
+                        ObjectPlace::Store,
+                        files.iter().map(|f| f.path.as_str()),
+                        Duration::ZERO,
+                        "dropped",
+                    ));
+                    ops.extend(deletes::pending_deletes(
+                        ObjectPlace::Archive,
+                        archived.iter().map(String::as_str),
+                        Duration::ZERO,
+                        "dropped",
+                    ));
+                    dropped.push((def.clone(), files.len()));
                     ops.push(CatalogOp::DropTable { def, files });
                 }
                 Ok(ops)
@@ -385,24 +399,11 @@ impl Storage {
         if dropped.is_empty() {
             return Ok(false);
         }
-        for (def, files, archived) in dropped {
+        for (def, files) in dropped {
             self.inner.buffer.drop_table(def.id);
-            delete_objects(
-                &self.inner.store,
-                files.iter().map(|f| f.path.as_str()),
-                "of a dropped table",
-            )
-            .await;
-            if let Some(archive) = &self.inner.archive {
-                delete_objects(
-                    archive,
-                    archived.iter().map(String::as_str),
-                    "archived, of a dropped table",
-                )
-                .await;
-            }
-            tracing::info!(table = %def.name, files = files.len(), "table dropped");
+            tracing::info!(table = %def.name, files, "table dropped");
         }
+        self.sweep_deletes().await;
         self.write_manifest().await;
         self.release_wal().await;
         Ok(true)

@@ -1,6 +1,6 @@
 //! Background persistence: every tick (or when the buffer is over budget) write the due
 //! partitions to Parquet, register the files, drop the persisted rows from the buffer and
-//! release WAL segments nothing needs any more.
+//! release WAL segments nothing needs any more; then delete unlisted files that are due.
 
 use crate::catalog::CatalogOp;
 use crate::error::Result;
@@ -39,6 +39,9 @@ pub(super) async fn run(storage: Storage) {
         if storage.manifest_needs_retry().await {
             storage.write_manifest().await;
         }
+        // Compacted files whose grace period ended, and deletes that failed before
+        // (also those recorded before a restart).
+        storage.sweep_deletes().await;
     }
 }
 

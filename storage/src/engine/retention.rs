@@ -5,11 +5,14 @@
 //! archive copies), then buffered rows are dropped, then the files deleted from the
 //! object store. Deciding *which* months have expired is the compaction crate's janitor.
 
-use crate::catalog::CatalogOp;
+use std::time::Duration;
+
+use crate::catalog::{CatalogOp, ObjectPlace};
 use crate::error::{Error, Result};
 use crate::model::{Month, TableDef};
 
-use super::{Storage, delete_objects};
+use super::Storage;
+use super::deletes::pending_deletes;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ExpireReport {
@@ -105,7 +108,7 @@ impl Storage {
         // 3. One commit removes the files and records the archive copies.
         let catalog = self.inner.catalog.clone();
         let (table_id, archived2, doomed2) = (def.id, archived.clone(), doomed.clone());
-        let (files, replaced) = tokio::task::spawn_blocking(move || {
+        let (files, _replaced) = tokio::task::spawn_blocking(move || {
             let mut out = (Vec::new(), Vec::new());
             catalog.commit_checked(|state| {
                 let files: Vec<_> = state
@@ -128,9 +131,20 @@ impl Storage {
                         );
                     }
                 }
+                let mut ops = pending_deletes(
+                    ObjectPlace::Store,
+                    files.iter().map(|f| f.path.as_str()),
+                    Duration::ZERO,
+                    "expired",
+                );
+                ops.extend(pending_deletes(
+                    ObjectPlace::Archive,
+                    out.1.iter().map(String::as_str),
+                    Duration::ZERO,
+                    "re-archived",
+                ));
                 out.0 = files.clone();
-                let mut ops: Vec<CatalogOp> =
-                    files.into_iter().map(CatalogOp::RemoveFile).collect();
+                ops.extend(files.into_iter().map(CatalogOp::RemoveFile));
                 ops.extend(archived2.into_iter().map(CatalogOp::PutArchived));
                 Ok(ops)
             })?;
@@ -154,16 +168,9 @@ impl Storage {
             report.rows += f.rows;
             report.bytes += f.bytes;
         }
-        // A file that cannot be deleted is no longer listed, so never read again.
-        delete_objects(
-            &self.inner.store,
-            files.iter().map(|f| f.path.as_str()),
-            "expired",
-        )
-        .await;
-        if let Some(archive) = &self.inner.archive {
-            delete_objects(archive, replaced.iter().map(String::as_str), "re-archived").await;
-        }
+        // A file that cannot be deleted now is no longer listed, so never read again,
+        // and stays recorded until a later sweep deletes it.
+        self.sweep_deletes().await;
         report.archived = archived.len();
         report.files = files.len();
         report.months = files.iter().map(|f| f.month).chain(buffered).collect();
