@@ -63,16 +63,24 @@ cat > "$SVC/s3.json" <<'JSON'
   "actions":["Admin","Read","List","Tagging","Write"]}]}
 JSON
 mkdir -p "$SVC/weed-data"
-"$SVC/venv/bin/weed" mini -dir="$SVC/weed-data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-  -s3.config="$SVC/s3.json" -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
-  > "$SVC/weed.log" 2>&1 &
-echo $! > "$SVC/weed.pid"
-for _ in $(seq 1 150); do
-  code=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8333/healthz || true)
-  [ "$code" = 200 ] && break
+# A start script, also used by tests/s3_outage.rs to bring S3 back after stopping it.
+cat > "$SVC/weed-start.sh" <<START
+#!/usr/bin/env bash
+set -u
+setsid "$SVC/venv/bin/weed" mini -dir="$SVC/weed-data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \\
+  -s3.config="$SVC/s3.json" -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \\
+  >> "$SVC/weed.log" 2>&1 < /dev/null &
+echo \$! > "$SVC/weed.pid"
+for _ in \$(seq 1 300); do
+  code=\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8333/healthz || true)
+  [ "\$code" = 200 ] && exit 0
   sleep 0.2
 done
-if [ "${code:-}" != 200 ]; then
+echo "SeaweedFS did not become healthy" >&2
+exit 1
+START
+chmod +x "$SVC/weed-start.sh"
+if ! "$SVC/weed-start.sh"; then
   echo "SeaweedFS did not become healthy; log:"; cat "$SVC/weed.log"; exit 1
 fi
 created=""
@@ -88,8 +96,10 @@ export WATTDB_TEST_S3_ENDPOINT=http://127.0.0.1:8333
 export WATTDB_TEST_S3_BUCKET=wattdb-test
 export WATTDB_TEST_S3_ACCESS_KEY=ciaccesskey
 export WATTDB_TEST_S3_SECRET_KEY=cisecretkey123
-# tests/s3_outage.rs pauses this process (SIGSTOP/SIGCONT) to make S3 unreachable
+# tests/s3_outage.rs pauses this process (SIGSTOP/SIGCONT) to make S3 unreachable, and
+# stops it (SIGTERM) and starts it again with the start script
 export WATTDB_TEST_S3_PID_FILE="$SVC/weed.pid"
+export WATTDB_TEST_S3_START="$SVC/weed-start.sh"
 export WATTDB_REQUIRE_S3=1
 
 echo "== cargo fmt --check"

@@ -64,4 +64,26 @@ pub async fn compact_merges_a_months_files(mut server: Server) {
     assert_eq!(after.get::<_, i64>(2), 5);
     let err = c.batch_execute("SELECT compact('nope')").await.unwrap_err();
     assert_eq!(super::sqlstate(&err), "42P01", "{err}");
+
+    // A crash inside the grace period: the answers stay the same after the restart, and
+    // the old files are still there (recorded for deletion once the grace period ends).
+    server.kill9();
+    server.spawn();
+    let c = server.client().await;
+    let restarted = c.query_one(q, &[]).await.unwrap();
+    assert_eq!(
+        (restarted.get::<_, i64>(0), restarted.get::<_, f64>(1)),
+        want
+    );
+    assert_eq!(files(&c).await, 1);
+    let stored = server
+        .object_paths()
+        .await
+        .into_iter()
+        .filter(|p| p.starts_with("t/month=2026-10/"))
+        .count();
+    assert_eq!(
+        stored, 4,
+        "the merged file and, during the grace period, the three old ones"
+    );
 }
