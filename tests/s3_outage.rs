@@ -1,7 +1,10 @@
-//! S3 unreachable for a while: SeaweedFS (started by `.ci/run`) is paused with SIGSTOP, so
-//! its sockets accept nothing and answer nothing. Writes keep being acknowledged (WAL +
-//! buffer); a persist started during the outage waits and completes once S3 answers
-//! again; a kill -9 in the middle of the outage loses nothing acknowledged.
+//! S3 unreachable for a while, three ways, with SeaweedFS started by `.ci/run`:
+//! - paused with SIGSTOP (sockets accept nothing and answer nothing) for a few seconds:
+//!   writes keep being acknowledged (WAL + buffer), a persist started during the outage
+//!   waits and completes once S3 answers again, a kill -9 in the middle loses nothing;
+//! - paused longer than the object store's retry budget: persists fail (and are counted),
+//!   the persister's next rounds write everything once S3 is back;
+//! - stopped (SIGTERM, connections refused) and started again: the same.
 //!
 //! Its own test binary: cargo runs test binaries one after another, so pausing (or
 //! stopping) the shared SeaweedFS cannot disturb the other S3 tests; within this binary
@@ -9,7 +12,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::scenarios::{CREATE_M, read_all};
 use common::{S3, Server, unique_prefix};
@@ -17,59 +20,147 @@ use common::{S3, Server, unique_prefix};
 /// One outage at a time: the tests of this binary share the S3 server.
 static S3_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+fn signal(sig: &str, pid: u32) -> bool {
+    std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// The S3 server's pid (from `.ci/run`), or None when the tests cannot control it.
+fn s3_pid() -> Option<u32> {
+    let Ok(pid_file) = std::env::var("WATTDB_TEST_S3_PID_FILE") else {
+        eprintln!("skipping: WATTDB_TEST_S3_PID_FILE (the S3 server's pid) is not set");
+        return None;
+    };
+    let pid = std::fs::read_to_string(&pid_file)
+        .expect("S3 server pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    Some(pid)
+}
+
 /// Resumes the paused server however the test ends.
 struct Paused(u32);
 
 impl Paused {
     fn new(pid: u32) -> Self {
-        signal("-STOP", pid);
+        assert!(signal("-STOP", pid), "pausing the S3 server");
         Paused(pid)
     }
 }
 
 impl Drop for Paused {
     fn drop(&mut self) {
-        signal("-CONT", self.0);
+        assert!(signal("-CONT", self.0), "resuming the S3 server");
     }
 }
 
-fn signal(sig: &str, pid: u32) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "kill {sig} {pid}");
+/// Stopped S3 server; started again (by `.ci/run`'s start script) however the test ends.
+struct Stopped(String);
+
+impl Stopped {
+    fn new(pid: u32, start_script: &str) -> Self {
+        assert!(signal("-TERM", pid), "stopping the S3 server");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while signal("-0", pid) {
+            assert!(Instant::now() < deadline, "S3 server did not stop");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Stopped(start_script.to_string())
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let ok = std::process::Command::new(&self.0)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "restarting the S3 server with {}", self.0);
+    }
+}
+
+/// `INSERT` of rows `from..to` of table `m`: row i is (p{i % 3}, minute i, value i).
+fn insert(from: i64, to: i64) -> String {
+    let values: Vec<String> = (from..to)
+        .map(|i| format!("(to_timestamp({}), 'p{}', {i})", key_ts(i), i % 3))
+        .collect();
+    format!("INSERT INTO m VALUES {}", values.join(", "))
+}
+
+fn key_ts(i: i64) -> i64 {
+    1_793_491_200 + i * 60
+}
+
+/// Exactly rows `0..n`, each with its own value.
+async fn assert_rows(server: &Server, n: i64) {
+    let rows = read_all(server).await;
+    assert_eq!(rows.len(), n as usize, "every acknowledged row");
+    for i in 0..n {
+        let key = (format!("p{}", i % 3), key_ts(i));
+        assert_eq!(rows.get(&key), Some(&(i as f64)), "{key:?}");
+    }
+}
+
+/// A server on S3 whose requests give up after 1 s, and all retries after 2 s, so an
+/// outage of a few seconds outlasts the retry budget; partitions are due after 1 s.
+fn impatient_server(s3: &S3, name: &str) -> Server {
+    let mut server = Server::new().with_s3(s3, &unique_prefix(name));
+    let config = server.data_dir.with_extension("toml");
+    std::fs::write(
+        &config,
+        "object_store_request_timeout_secs = 1\nobject_store_retry_timeout_secs = 2\n\
+         persist_max_age_secs = 1\n",
+    )
+    .unwrap();
+    server.extra_args = vec!["--config".into(), config.display().to_string()];
+    server
+}
+
+/// Wait until the persister alone has written every buffered row of `m`.
+async fn wait_until_persisted(c: &tokio_postgres::Client, server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let buffered: i64 = c
+            .query_one(
+                "SELECT CAST(sum(buffered_rows) AS BIGINT) FROM system.tables WHERE table_name = 'm'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if buffered == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{buffered} rows still buffered; log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The value of a counter or gauge in the server's `/metrics`.
+fn metric(server: &Server, name: &str) -> f64 {
+    let (_, body) = common::http_get(server.http_port, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_outage_ingest_continues_and_persistence_catches_up() {
     let Some(s3) = S3::from_env() else { return };
     let _turn = S3_TURN.lock().await;
-    let Ok(pid_file) = std::env::var("WATTDB_TEST_S3_PID_FILE") else {
-        eprintln!("skipping: WATTDB_TEST_S3_PID_FILE (the S3 server's pid) is not set");
-        return;
-    };
-    let weed: u32 = std::fs::read_to_string(&pid_file)
-        .expect("S3 server pid file")
-        .trim()
-        .parse()
-        .expect("a pid");
+    let Some(weed) = s3_pid() else { return };
     let mut server = Server::new().with_s3(&s3, &unique_prefix("outage")).start();
     let c = server.client().await;
     c.batch_execute(CREATE_M).await.unwrap();
-    let insert = |from: i64, to: i64| {
-        let values: Vec<String> = (from..to)
-            .map(|i| {
-                format!(
-                    "(to_timestamp({}), 'p{}', {i})",
-                    1_793_491_200 + i * 60,
-                    i % 3
-                )
-            })
-            .collect();
-        format!("INSERT INTO m VALUES {}", values.join(", "))
-    };
     c.batch_execute(&insert(0, 100)).await.unwrap();
     c.batch_execute("SELECT flush()").await.unwrap();
 
@@ -103,27 +194,10 @@ async fn s3_outage_ingest_continues_and_persistence_catches_up() {
     server.kill9();
     drop(paused);
     server.spawn();
-    let rows = read_all(&server).await;
-    assert_eq!(
-        rows.len(),
-        700,
-        "every acknowledged row, after the outage and a kill -9"
-    );
-    for i in 0..700i64 {
-        let key = (format!("p{}", i % 3), 1_793_491_200 + i * 60);
-        assert_eq!(rows.get(&key), Some(&(i as f64)), "{key:?}");
-    }
+    assert_rows(&server, 700).await;
     let c = server.client().await;
     c.batch_execute("SELECT flush()").await.unwrap();
     assert_eq!(read_all(&server).await.len(), 700);
-}
-
-/// The value of a counter or gauge in the server's `/metrics`.
-fn metric(server: &Server, name: &str) -> f64 {
-    let (_, body) = common::http_get(server.http_port, "/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
 }
 
 /// An outage longer than the object store's retry budget: persists fail (and are
@@ -133,39 +207,11 @@ fn metric(server: &Server, name: &str) -> f64 {
 async fn s3_outage_beyond_the_retry_budget_fails_persists_that_are_retried() {
     let Some(s3) = S3::from_env() else { return };
     let _turn = S3_TURN.lock().await;
-    let Ok(pid_file) = std::env::var("WATTDB_TEST_S3_PID_FILE") else {
-        eprintln!("skipping: WATTDB_TEST_S3_PID_FILE (the S3 server's pid) is not set");
-        return;
-    };
-    let weed: u32 = std::fs::read_to_string(&pid_file)
-        .expect("S3 server pid file")
-        .trim()
-        .parse()
-        .expect("a pid");
-    let mut server = Server::new().with_s3(&s3, &unique_prefix("outage-long"));
-    let config = server.data_dir.with_extension("toml");
-    std::fs::write(
-        &config,
-        "object_store_request_timeout_secs = 1\nobject_store_retry_timeout_secs = 2\n\
-         persist_max_age_secs = 1\n",
-    )
-    .unwrap();
-    server.extra_args = vec!["--config".into(), config.display().to_string()];
+    let Some(weed) = s3_pid() else { return };
+    let mut server = impatient_server(&s3, "outage-long");
     server.spawn();
     let c = server.client().await;
     c.batch_execute(CREATE_M).await.unwrap();
-    let insert = |from: i64, to: i64| {
-        let values: Vec<String> = (from..to)
-            .map(|i| {
-                format!(
-                    "(to_timestamp({}), 'p{}', {i})",
-                    1_793_491_200 + i * 60,
-                    i % 3
-                )
-            })
-            .collect();
-        format!("INSERT INTO m VALUES {}", values.join(", "))
-    };
     c.batch_execute(&insert(0, 100)).await.unwrap();
     c.batch_execute("SELECT flush()").await.unwrap();
     let failures_before = metric(&server, "wattdb_persist_failures_total");
@@ -181,26 +227,7 @@ async fn s3_outage_beyond_the_retry_budget_fails_persists_that_are_retried() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     drop(paused);
     // Once S3 answers, the persister's own rounds catch up (no flush() needed).
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let buffered: i64 = c
-            .query_one(
-                "SELECT CAST(sum(buffered_rows) AS BIGINT) FROM system.tables WHERE table_name = 'm'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if buffered == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{buffered} rows still buffered; log:\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_persisted(&c, &server).await;
     let files: i64 = c
         .query_one(
             "SELECT count(*) FROM system.files WHERE table_name = 'm'",
@@ -212,45 +239,7 @@ async fn s3_outage_beyond_the_retry_budget_fails_persists_that_are_retried() {
     assert!(files >= 2, "{files}");
     server.kill9();
     server.spawn();
-    let rows = read_all(&server).await;
-    assert_eq!(rows.len(), 400, "every acknowledged row");
-    for i in 0..400i64 {
-        let key = (format!("p{}", i % 3), 1_793_491_200 + i * 60);
-        assert_eq!(rows.get(&key), Some(&(i as f64)), "{key:?}");
-    }
-}
-
-/// Stopped S3 server; started again (by `.ci/run`'s start script) however the test ends.
-struct Stopped(String);
-
-impl Stopped {
-    fn new(pid: u32, start_script: &str) -> Self {
-        signal("-TERM", pid);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::process::Command::new("kill")
-            .args(["-0", &pid.to_string()])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "S3 server did not stop"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Stopped(start_script.to_string())
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let ok = std::process::Command::new(&self.0)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "restarting the S3 server with {}", self.0);
-    }
+    assert_rows(&server, 400).await;
 }
 
 /// The issue's outage, literally: SeaweedFS is stopped during ingest (connections
@@ -261,42 +250,15 @@ impl Drop for Stopped {
 async fn s3_stopped_and_restarted_during_ingest_loses_nothing() {
     let Some(s3) = S3::from_env() else { return };
     let _turn = S3_TURN.lock().await;
-    let (Ok(pid_file), Ok(start)) = (
-        std::env::var("WATTDB_TEST_S3_PID_FILE"),
-        std::env::var("WATTDB_TEST_S3_START"),
-    ) else {
-        eprintln!("skipping: WATTDB_TEST_S3_PID_FILE / WATTDB_TEST_S3_START are not set");
+    let Some(weed) = s3_pid() else { return };
+    let Ok(start) = std::env::var("WATTDB_TEST_S3_START") else {
+        eprintln!("skipping: WATTDB_TEST_S3_START (the S3 server's start script) is not set");
         return;
     };
-    let weed: u32 = std::fs::read_to_string(&pid_file)
-        .expect("S3 server pid file")
-        .trim()
-        .parse()
-        .expect("a pid");
-    let mut server = Server::new().with_s3(&s3, &unique_prefix("outage-stop"));
-    let config = server.data_dir.with_extension("toml");
-    std::fs::write(
-        &config,
-        "object_store_request_timeout_secs = 1\nobject_store_retry_timeout_secs = 2\n\
-         persist_max_age_secs = 1\n",
-    )
-    .unwrap();
-    server.extra_args = vec!["--config".into(), config.display().to_string()];
+    let mut server = impatient_server(&s3, "outage-stop");
     server.spawn();
     let c = server.client().await;
     c.batch_execute(CREATE_M).await.unwrap();
-    let insert = |from: i64, to: i64| {
-        let values: Vec<String> = (from..to)
-            .map(|i| {
-                format!(
-                    "(to_timestamp({}), 'p{}', {i})",
-                    1_793_491_200 + i * 60,
-                    i % 3
-                )
-            })
-            .collect();
-        format!("INSERT INTO m VALUES {}", values.join(", "))
-    };
     c.batch_execute(&insert(0, 100)).await.unwrap();
     c.batch_execute("SELECT flush()").await.unwrap();
 
@@ -310,32 +272,8 @@ async fn s3_stopped_and_restarted_during_ingest_loses_nothing() {
     assert_eq!(common::sqlstate(&err), "58030", "{err}");
     c.batch_execute(&insert(400, 500)).await.unwrap();
     drop(stopped); // started again
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let buffered: i64 = c
-            .query_one(
-                "SELECT CAST(sum(buffered_rows) AS BIGINT) FROM system.tables WHERE table_name = 'm'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if buffered == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{buffered} rows still buffered; log:\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_persisted(&c, &server).await;
     server.kill9();
     server.spawn();
-    let rows = read_all(&server).await;
-    assert_eq!(rows.len(), 500, "every acknowledged row");
-    for i in 0..500i64 {
-        let key = (format!("p{}", i % 3), 1_793_491_200 + i * 60);
-        assert_eq!(rows.get(&key), Some(&(i as f64)), "{key:?}");
-    }
+    assert_rows(&server, 500).await;
 }

@@ -201,6 +201,16 @@ impl WriteBuffer {
     }
 
     /// Drop a table's buffered months before `before` (retention).
+    /// The months of `table` with buffered rows that `select` picks.
+    pub fn months_of(&self, table: TableId, select: &dyn Fn(Month) -> bool) -> Vec<Month> {
+        self.lock()
+            .partitions
+            .keys()
+            .filter(|(t, m)| *t == table && select(*m))
+            .map(|(_, m)| *m)
+            .collect()
+    }
+
     pub fn drop_months(&self, table: TableId, months: &[Month]) -> usize {
         let mut state = self.lock();
         let n = state.partitions.len();

@@ -77,15 +77,7 @@ impl Storage {
             .await?;
         let expired = def.clone();
         let doomed = move |m: Month| m < before && expired.is_month_expired(m);
-        let buffered: Vec<Month> = self
-            .inner
-            .buffer
-            .lock()
-            .partitions
-            .keys()
-            .filter(|(t, m)| *t == def.id && doomed(*m))
-            .map(|(_, m)| *m)
-            .collect();
+        let buffered = self.inner.buffer.months_of(def.id, &doomed);
         // 2. With an archive, rows still buffered go to files first, and every month's
         // files are copied before anything is dropped.
         let mut archived = Vec::new();
@@ -154,15 +146,7 @@ impl Storage {
         let mut report = ExpireReport::default();
         // Rows of the months still buffered (without an archive; or written just before
         // step 1) are dropped with them.
-        let buffered: Vec<Month> = self
-            .inner
-            .buffer
-            .lock()
-            .partitions
-            .keys()
-            .filter(|(t, m)| *t == def.id && doomed(*m))
-            .map(|(_, m)| *m)
-            .collect();
+        let buffered = self.inner.buffer.months_of(def.id, &doomed);
         self.inner.buffer.drop_months(def.id, &buffered);
         for f in &files {
             report.rows += f.rows;
