@@ -5,64 +5,25 @@
 //! meanwhile, replacing the old archive copy) and drops it; a second restore gives the
 //! new contents back. Expected rows are the last write per key, kept here.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod common;
+
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use arrow::array::{Float64Array, StringArray, TimestampMicrosecondArray};
 use chrono::{DateTime, TimeZone, Utc};
+use common::{Rows, contents, create_t, row, write_t};
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use wattdb_compaction::compact::compact_table;
 use wattdb_compaction::retention::run_retention;
-use wattdb_storage::{
-    FieldDef, FieldType, FieldValue, Month, ObjectStoreLocation, Row, Storage, StorageConfig,
-    WriteBatch, WriteMode,
-};
-
-type Rows = BTreeMap<(String, i64), f64>;
-
-async fn contents(storage: &Storage) -> Rows {
-    let Some(b) = storage
-        .read_range("t", i64::MIN, i64::MAX, None)
-        .await
-        .unwrap()
-    else {
-        return Rows::new();
-    };
-    let ts = b
-        .column(0)
-        .as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .unwrap();
-    let pid = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
-    let v = b.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
-    (0..b.num_rows())
-        .map(|i| ((pid.value(i).to_string(), ts.value(i)), v.value(i)))
-        .collect()
-}
+use wattdb_storage::{Month, ObjectStoreLocation, Storage, StorageConfig};
 
 async fn write(storage: &Storage, rows: &[(String, i64, f64)], expected: &mut Rows) {
     for (pid, ts, v) in rows {
         expected.insert((pid.clone(), *ts), *v);
     }
-    storage
-        .write(
-            WriteBatch {
-                table: "t".into(),
-                rows: rows
-                    .iter()
-                    .map(|(pid, ts, v)| Row {
-                        ts: *ts,
-                        tags: vec![("pid".into(), pid.clone())],
-                        fields: vec![("v".into(), FieldValue::Float(*v))],
-                    })
-                    .collect(),
-            },
-            WriteMode::AllOrNothing,
-            false,
-        )
-        .await
-        .unwrap();
+    let rows = rows.iter().map(|(pid, ts, v)| row(pid, *ts, *v)).collect();
+    write_t(storage, rows).await.unwrap();
 }
 
 /// Equal, or a short account of the first difference (the maps are large).
@@ -126,18 +87,7 @@ async fn archive_restore_hold_and_rearchive() {
         .open()
         .unwrap();
     let mut storage = open(dir.path()).await;
-    storage
-        .create_table(
-            "t",
-            vec!["pid".into()],
-            vec![FieldDef {
-                name: "v".into(),
-                field_type: FieldType::Float,
-            }],
-            false,
-        )
-        .await
-        .unwrap();
+    create_t(&storage, &["pid"]).await;
     storage
         .set_retention("t", Some("2 months".into()), Some(month("2026-04")))
         .await
@@ -225,22 +175,8 @@ async fn archive_restore_hold_and_rearchive() {
     )
     .await;
     // January (not restored) still refuses writes.
-    let err = storage
-        .write(
-            WriteBatch {
-                table: "t".into(),
-                rows: vec![Row {
-                    ts: Utc
-                        .with_ymd_and_hms(2026, 1, 5, 0, 0, 0)
-                        .unwrap()
-                        .timestamp_micros(),
-                    tags: vec![("pid".into(), "m0".into())],
-                    fields: vec![("v".into(), FieldValue::Float(1.0))],
-                }],
-            },
-            WriteMode::AllOrNothing,
-            false,
-        )
+    let jan = Utc.with_ymd_and_hms(2026, 1, 5, 0, 0, 0).unwrap();
+    let err = write_t(&storage, vec![row("m0", jan.timestamp_micros(), 1.0)])
         .await
         .unwrap_err();
     assert!(err.to_string().contains("expired"), "{err}");

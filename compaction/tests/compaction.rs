@@ -2,38 +2,20 @@
 //! the last write per key, computed here), and a query planned with the old files still
 //! reads them during the grace period; afterwards they are deleted.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use arrow::array::{Float64Array, StringArray, TimestampMicrosecondArray};
+use common::{contents, create_t, row, write_t};
 use object_store::ObjectStoreExt;
 use wattdb_compaction::compact::compact_table;
 use wattdb_storage::persist::read_file;
-use wattdb_storage::{
-    FieldDef, FieldType, FieldValue, Row, Storage, StorageConfig, WriteBatch, WriteMode,
-};
+use wattdb_storage::{Row, Storage, StorageConfig};
 
 /// 2026-10-01T00:00:00Z.
 const OCT: i64 = 1_790_812_800_000_000;
 const MIN: i64 = 60_000_000;
-
-async fn contents(storage: &Storage) -> BTreeMap<(String, i64), f64> {
-    let b = storage
-        .read_range("t", i64::MIN, i64::MAX, None)
-        .await
-        .unwrap()
-        .unwrap();
-    let ts = b
-        .column(0)
-        .as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .unwrap();
-    let pid = b.column(1).as_any().downcast_ref::<StringArray>().unwrap();
-    let v = b.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
-    (0..b.num_rows())
-        .map(|i| ((pid.value(i).to_string(), ts.value(i)), v.value(i)))
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_merge_into_one_and_old_files_outlive_the_swap_by_the_grace_period() {
@@ -41,18 +23,7 @@ async fn files_merge_into_one_and_old_files_outlive_the_swap_by_the_grace_period
     let mut config = StorageConfig::new(dir.path());
     config.persist_max_age = Duration::from_secs(3600);
     let storage = Storage::open(config).await.unwrap();
-    storage
-        .create_table(
-            "t",
-            vec!["pid".into()],
-            vec![FieldDef {
-                name: "v".into(),
-                field_type: FieldType::Float,
-            }],
-            false,
-        )
-        .await
-        .unwrap();
+    create_t(&storage, &["pid"]).await;
     // Three flushes, each overwriting part of the previous one: three files in October.
     let mut expected = BTreeMap::new();
     for round in 0..3 {
@@ -62,24 +33,10 @@ async fn files_merge_into_one_and_old_files_outlive_the_swap_by_the_grace_period
                 let ts = OCT + (i / 4 + round * 20) * MIN;
                 let v = f64::from(round as i32 * 1000 + i as i32);
                 expected.insert((pid.clone(), ts), v);
-                Row {
-                    ts,
-                    tags: vec![("pid".into(), pid)],
-                    fields: vec![("v".into(), FieldValue::Float(v))],
-                }
+                row(&pid, ts, v)
             })
             .collect();
-        storage
-            .write(
-                WriteBatch {
-                    table: "t".into(),
-                    rows,
-                },
-                WriteMode::AllOrNothing,
-                false,
-            )
-            .await
-            .unwrap();
+        write_t(&storage, rows).await.unwrap();
         storage.flush().await.unwrap();
     }
     assert_eq!(storage.files().len(), 3);
@@ -139,37 +96,12 @@ async fn old_files_are_deleted_after_a_restart_inside_the_grace_period() {
         Storage::open(config)
     };
     let storage = open().await.unwrap();
-    storage
-        .create_table(
-            "t",
-            vec!["pid".into()],
-            vec![FieldDef {
-                name: "v".into(),
-                field_type: FieldType::Float,
-            }],
-            false,
-        )
-        .await
-        .unwrap();
+    create_t(&storage, &["pid"]).await;
     for round in 0..2i64 {
         let rows = (0..10)
-            .map(|i| Row {
-                ts: OCT + (i + round * 5) * MIN,
-                tags: vec![("pid".into(), "m".into())],
-                fields: vec![("v".into(), FieldValue::Float(i as f64))],
-            })
+            .map(|i| row("m", OCT + (i + round * 5) * MIN, i as f64))
             .collect();
-        storage
-            .write(
-                WriteBatch {
-                    table: "t".into(),
-                    rows,
-                },
-                WriteMode::AllOrNothing,
-                false,
-            )
-            .await
-            .unwrap();
+        write_t(&storage, rows).await.unwrap();
         storage.flush().await.unwrap();
     }
     let old: Vec<String> = storage.files().into_iter().map(|(_, f)| f.path).collect();

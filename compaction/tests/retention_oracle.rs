@@ -6,15 +6,16 @@
 //! and writable). The expected months are computed by brute force over month
 //! ends, independently of the janitor's arithmetic.
 
+mod common;
+
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Months, TimeZone, Utc};
+use common::create_t;
 use futures::TryStreamExt;
 use proptest::prelude::*;
 use wattdb_compaction::retention::run_retention;
-use wattdb_storage::{
-    FieldDef, FieldType, FieldValue, Month, Row, Storage, StorageConfig, WriteBatch, WriteMode,
-};
+use wattdb_storage::{FieldValue, Month, Row, Storage, StorageConfig, WriteBatch, WriteMode};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -97,18 +98,7 @@ async fn run_case(steps: Vec<Step>) {
     let mut config = StorageConfig::new(dir.path());
     config.persist_max_age = std::time::Duration::from_secs(3600);
     let storage = Storage::open(config).await.unwrap();
-    storage
-        .create_table(
-            "t",
-            vec![],
-            vec![FieldDef {
-                name: "v".into(),
-                field_type: FieldType::Float,
-            }],
-            false,
-        )
-        .await
-        .unwrap();
+    create_t(&storage, &[]).await;
     // Retention runs start a year and a half after the data starts.
     let mut now = start() + Months::new(18);
     let mut written: BTreeSet<i64> = BTreeSet::new();
