@@ -12,7 +12,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::catalog::{ArchivedPartition, CatalogOp, FileMeta};
+use crate::catalog::{ArchivedPartition, CatalogOp, FileMeta, ObjectPlace};
 use crate::error::{Error, Result};
 use crate::model::{Month, TableDef};
 
@@ -187,6 +187,15 @@ impl Storage {
                 if !def.restored.contains_key(&month) {
                     let listed = state.files.get(&def.id);
                     for f in files {
+                        // The expired copy may still wait for its delete (S3 was away):
+                        // it is the restored file now, so it must stay.
+                        let key = (ObjectPlace::Store, f.path.clone());
+                        if state.pending_deletes.contains_key(&key) {
+                            ops.push(CatalogOp::RemovePendingDelete {
+                                place: key.0,
+                                path: key.1,
+                            });
+                        }
                         if !listed.is_some_and(|l| l.iter().any(|x| x.path == f.path)) {
                             ops.push(CatalogOp::AddFile(f));
                         }

@@ -135,6 +135,21 @@ impl Storage {
                     Duration::ZERO,
                     "re-archived",
                 ));
+                // An archive object waiting for its delete that is part of a new copy
+                // stays.
+                for a in &archived2 {
+                    for path in a.archive_paths() {
+                        if state
+                            .pending_deletes
+                            .contains_key(&(ObjectPlace::Archive, path.clone()))
+                        {
+                            ops.push(CatalogOp::RemovePendingDelete {
+                                place: ObjectPlace::Archive,
+                                path,
+                            });
+                        }
+                    }
+                }
                 out.0 = files.clone();
                 ops.extend(files.into_iter().map(CatalogOp::RemoveFile));
                 ops.extend(archived2.into_iter().map(CatalogOp::PutArchived));
