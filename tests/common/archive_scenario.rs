@@ -11,6 +11,10 @@ use chrono::{Datelike, Months, TimeZone, Timelike, Utc};
 
 use super::{Server, sqlstate};
 
+/// Archived months of `a`: month, rows, not restored.
+const ARCHIVE_LISTING: &str = "SELECT month, rows, restored_until IS NULL FROM system.archive \
+     WHERE table_name = 'a' ORDER BY month";
+
 /// Per meter of one month: (count, sum of v, first ts, last ts), in epoch seconds.
 type Summary = BTreeMap<String, (i64, f64, i64, i64)>;
 
@@ -122,11 +126,7 @@ pub async fn archive_then_restore_round_trip(mut server: Server) {
 
     // system.archive lists every expired month with its rows.
     let listed: Vec<(String, i64, bool)> = c
-        .query(
-            "SELECT month, rows, restored_until IS NULL FROM system.archive \
-             WHERE table_name = 'a' ORDER BY month",
-            &[],
-        )
+        .query(ARCHIVE_LISTING, &[])
         .await
         .unwrap()
         .iter()
@@ -196,6 +196,32 @@ pub async fn archive_then_restore_round_trip(mut server: Server) {
     for m in expired.iter().filter(|m| **m != probe) {
         assert!(summary(&c, m).await.is_empty(), "{m} stays archived");
     }
+
+    // A node recovered from the bucket alone knows the archive and the restore.
+    let listed_now: Vec<(String, i64, bool)> = c
+        .query(ARCHIVE_LISTING, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    server.stop();
+    let mut node2 = server.recovered_node();
+    node2.spawn();
+    let c2 = node2.client().await;
+    let listed_there: Vec<(String, i64, bool)> = c2
+        .query(ARCHIVE_LISTING, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(listed_there, listed_now);
+    assert_eq!(summary(&c2, &probe).await, before);
+    drop(c2);
+    node2.stop();
+    server.spawn();
+    let c = server.client().await;
 
     // Mistakes get clear errors.
     for (sql, code) in [

@@ -272,6 +272,36 @@ impl Server {
         &self.data_dir
     }
 
+    /// A new node (not started) whose empty data directory was filled by `wattdb
+    /// recover` from this server's object store alone; same store and archive.
+    pub fn recovered_node(&self) -> Server {
+        let new_dir = self.data_dir.with_file_name("recovered");
+        let default = format!("file://{}", self.data_dir.join("objects").display());
+        let url = self.object_store.clone().unwrap_or(default);
+        let mut recover = Command::new(env!("CARGO_BIN_EXE_wattdb"));
+        recover
+            .args(["recover", "--object-store", &url, "--data-dir"])
+            .arg(&new_dir);
+        if let Some(s3) = &self.s3 {
+            recover
+                .env("AWS_ENDPOINT_URL", &s3.endpoint)
+                .env("AWS_ACCESS_KEY_ID", &s3.access_key)
+                .env("AWS_SECRET_ACCESS_KEY", &s3.secret_key);
+        }
+        let out = recover.output().expect("run wattdb recover");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut node = Server::new();
+        node.data_dir = new_dir;
+        node.object_store = Some(url);
+        node.s3 = self.s3.clone();
+        node.archive_store = self.archive_store.clone();
+        node
+    }
+
     /// Paths of every object the server stored (relative to its store root), from the
     /// local folder or from the S3 bucket under the server's prefix.
     pub async fn object_paths(&self) -> Vec<String> {

@@ -97,7 +97,6 @@ pub async fn graceful_restart_then_recover_from_bucket(server: Server) {
     .unwrap();
     let before = read_all(&server).await;
     server.stop(); // SIGTERM: flushes buffers into Parquet
-    let objects = server.data_path().join("objects");
     server.spawn();
     assert_eq!(read_all(&server).await, before);
     let files = super::file_count(&server).await;
@@ -108,32 +107,7 @@ pub async fn graceful_restart_then_recover_from_bucket(server: Server) {
     server.stop();
 
     // A new node with an empty data dir, recovered from the object store alone.
-    let new_dir = server.data_path().with_file_name("recovered");
-    let url = server
-        .object_store
-        .clone()
-        .unwrap_or_else(|| format!("file://{}", objects.display()));
-    let mut recover = std::process::Command::new(env!("CARGO_BIN_EXE_wattdb"));
-    recover
-        .args(["recover", "--object-store", &url, "--data-dir"])
-        .arg(&new_dir);
-    if let Some(s3) = &server.s3 {
-        recover
-            .env("AWS_ENDPOINT_URL", &s3.endpoint)
-            .env("AWS_ACCESS_KEY_ID", &s3.access_key)
-            .env("AWS_SECRET_ACCESS_KEY", &s3.secret_key);
-    }
-    let out = recover.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut node2 = Server::new();
-    node2.data_dir = new_dir;
-    node2.object_store = Some(url);
-    node2.s3 = server.s3.clone();
-    let node2 = node2.start();
+    let node2 = server.recovered_node().start();
     assert_eq!(read_all(&node2).await, before);
     let (n, s): (i64, f64) = {
         let r = node2

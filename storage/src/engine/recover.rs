@@ -47,6 +47,13 @@ pub async fn recover_catalog(data_dir: &Path, location: &ObjectStoreLocation) ->
         let store = SledCatalogStore::open(&catalog_dir)?;
         let mut ops: Vec<CatalogOp> = m2.tables.iter().cloned().map(CatalogOp::PutTable).collect();
         ops.extend(m2.files.iter().cloned().map(CatalogOp::AddFile));
+        ops.extend(m2.archived.iter().cloned().map(CatalogOp::PutArchived));
+        ops.extend(
+            m2.pending_deletes
+                .iter()
+                .cloned()
+                .map(CatalogOp::AddPendingDelete),
+        );
         crate::catalog::CatalogStore::commit(&store, &ops)
     })
     .await??;
