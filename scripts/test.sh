@@ -13,11 +13,19 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 SVC="$(mktemp -d "${TMPDIR:-/tmp}/wattdb-test-services.XXXXXX")"
 
 cleanup() {
+  status=$?
   for pid in "$SVC/weed.pid" "$SVC/mosquitto.pid"; do
     if [ -f "$pid" ]; then
       kill -TERM "$(cat "$pid")" 2>/dev/null || true
     fi
   done
+  # Keep the services' logs and data when something failed; otherwise leave nothing.
+  if [ "$status" -eq 0 ]; then
+    sleep 1
+    rm -rf "$SVC"
+  else
+    echo "service logs kept in $SVC"
+  fi
 }
 trap cleanup EXIT
 
