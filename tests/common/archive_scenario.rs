@@ -11,9 +11,19 @@ use chrono::{Datelike, Months, TimeZone, Timelike, Utc};
 
 use super::{Server, sqlstate};
 
-/// Archived months of `a`: month, rows, not restored.
-const ARCHIVE_LISTING: &str = "SELECT month, rows, restored_until IS NULL FROM system.archive \
-     WHERE table_name = 'a' ORDER BY month";
+/// Archived months of `a`: (month, rows, not restored).
+async fn archive_listing(c: &tokio_postgres::Client) -> Vec<(String, i64, bool)> {
+    c.query(
+        "SELECT month, rows, restored_until IS NULL FROM system.archive \
+         WHERE table_name = 'a' ORDER BY month",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
 
 /// Per meter of one month: (count, sum of v, first ts, last ts), in epoch seconds.
 type Summary = BTreeMap<String, (i64, f64, i64, i64)>;
@@ -125,13 +135,7 @@ pub async fn archive_then_restore_round_trip(mut server: Server) {
     assert!(summary(&c, &probe).await.is_empty(), "{probe} dropped");
 
     // system.archive lists every expired month with its rows.
-    let listed: Vec<(String, i64, bool)> = c
-        .query(ARCHIVE_LISTING, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let listed = archive_listing(&c).await;
     let want: Vec<(String, i64, bool)> = expired
         .iter()
         .map(|m| (m.clone(), expected[m].values().map(|s| s.0).sum(), true))
@@ -198,24 +202,12 @@ pub async fn archive_then_restore_round_trip(mut server: Server) {
     }
 
     // A node recovered from the bucket alone knows the archive and the restore.
-    let listed_now: Vec<(String, i64, bool)> = c
-        .query(ARCHIVE_LISTING, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let listed_now = archive_listing(&c).await;
     server.stop();
     let mut node2 = server.recovered_node();
     node2.spawn();
     let c2 = node2.client().await;
-    let listed_there: Vec<(String, i64, bool)> = c2
-        .query(ARCHIVE_LISTING, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let listed_there = archive_listing(&c2).await;
     assert_eq!(listed_there, listed_now);
     assert_eq!(summary(&c2, &probe).await, before);
     drop(c2);

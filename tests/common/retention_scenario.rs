@@ -21,6 +21,18 @@ async fn read(c: &tokio_postgres::Client) -> BTreeSet<i64> {
         .collect()
 }
 
+/// `r`'s retention and expired_before as `system.tables` shows them.
+async fn retention_of_r(c: &tokio_postgres::Client) -> (String, String) {
+    let row = c
+        .query_one(
+            "SELECT retention, expired_before FROM system.tables WHERE table_name = 'r'",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
 /// `YYYY-MM` of a timestamp.
 fn month_of(ts: chrono::DateTime<Utc>) -> String {
     format!("{:04}-{:02}", ts.year(), ts.month())
@@ -127,15 +139,10 @@ pub async fn retention_drops_whole_expired_months(mut server: Server) {
             );
         }
     }
-    let row = c
-        .query_one(
-            "SELECT retention, expired_before FROM system.tables WHERE table_name = 'r'",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), "4 months");
-    assert_eq!(row.get::<_, String>(1), first_kept);
+    assert_eq!(
+        retention_of_r(&c).await,
+        ("4 months".to_string(), first_kept.clone())
+    );
     let rollup_retention: Vec<(String, String)> = c
         .query(
             "SELECT table_name, retention FROM system.tables WHERE kind = 'rollup' \
@@ -240,15 +247,10 @@ pub async fn retention_drops_whole_expired_months(mut server: Server) {
     ))
     .await
     .unwrap();
-    let row = c
-        .query_one(
-            "SELECT retention, expired_before FROM system.tables WHERE table_name = 'r'",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), "none");
-    assert_eq!(row.get::<_, String>(1), "");
+    assert_eq!(
+        retention_of_r(&c).await,
+        ("none".to_string(), String::new())
+    );
     let backfilled: i64 = c
         .query_one("SELECT count(*) FROM r WHERE pid = 'p2'", &[])
         .await
