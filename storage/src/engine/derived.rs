@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use crate::catalog::CatalogOp;
 use crate::error::{Error, Result};
 use crate::model::{RollupOf, RollupSettings, TableDef, ValidRow};
 
@@ -29,75 +28,55 @@ impl Storage {
                 return Ok(cur);
             }
         }
-        let catalog = self.inner.catalog.clone();
         let name2 = name.to_string();
-        let def = tokio::task::spawn_blocking(move || -> Result<TableDef> {
-            let mut result = None;
-            catalog.commit_checked(|state| {
-                let def = match state.tables.get(&name2) {
-                    None => {
-                        let mut def = TableDef::new(
-                            crate::model::TableId(state.next_table_id.max(1)),
-                            &name2,
-                            tags,
-                            fields,
-                        )?;
-                        def.rollup_of = Some(rollup_of);
-                        def.retention = retention;
-                        def
-                    }
-                    Some(cur) if cur.rollup_of.as_ref() != Some(&rollup_of) => {
-                        return Err(Error::InvalidTableDef {
-                            table: name2.clone(),
-                            reason: "a table of this name exists and is not this rollup; \
-                                     rename or drop it"
-                                .into(),
-                        });
-                    }
-                    Some(cur) if cur.tags != tags => {
-                        return Err(Error::InvalidTableDef {
-                            table: name2.clone(),
-                            reason: format!(
-                                "rollup has tags {:?} but its source has {:?}",
-                                cur.tags, tags
-                            ),
-                        });
-                    }
-                    Some(cur) => {
-                        let mut grown = (**cur).clone();
-                        for f in fields {
-                            match grown.fields.iter().find(|g| g.name == f.name) {
-                                None => grown.fields.push(f),
-                                Some(g) if g.field_type == f.field_type => {}
-                                Some(g) => {
-                                    return Err(Error::TypeConflict {
-                                        table: name2.clone(),
-                                        column: f.name.clone(),
-                                        reason: format!(
-                                            "rollup column is {} but would now be {}",
-                                            g.field_type.sql_name(),
-                                            f.field_type.sql_name()
-                                        ),
-                                    });
-                                }
+        let def = self
+            .put_table(name, move |cur, new_id| match cur {
+                None => {
+                    let mut def = TableDef::new(new_id, &name2, tags, fields)?;
+                    def.rollup_of = Some(rollup_of);
+                    def.retention = retention;
+                    Ok(def)
+                }
+                Some(cur) if cur.rollup_of.as_ref() != Some(&rollup_of) => {
+                    Err(Error::InvalidTableDef {
+                        table: name2,
+                        reason: "a table of this name exists and is not this rollup; \
+                                 rename or drop it"
+                            .into(),
+                    })
+                }
+                Some(cur) if cur.tags != tags => Err(Error::InvalidTableDef {
+                    table: name2,
+                    reason: format!(
+                        "rollup has tags {:?} but its source has {:?}",
+                        cur.tags, tags
+                    ),
+                }),
+                Some(cur) => {
+                    let mut grown = cur.clone();
+                    for f in fields {
+                        match grown.fields.iter().find(|g| g.name == f.name) {
+                            None => grown.fields.push(f),
+                            Some(g) if g.field_type == f.field_type => {}
+                            Some(g) => {
+                                return Err(Error::TypeConflict {
+                                    table: name2,
+                                    column: f.name.clone(),
+                                    reason: format!(
+                                        "rollup column is {} but would now be {}",
+                                        g.field_type.sql_name(),
+                                        f.field_type.sql_name()
+                                    ),
+                                });
                             }
                         }
-                        if grown == **cur {
-                            result = Some(grown);
-                            return Ok(vec![]);
-                        }
-                        grown.validated()?
                     }
-                };
-                result = Some(def.clone());
-                Ok(vec![CatalogOp::PutTable(def)])
-            })?;
-            result.ok_or_else(|| Error::Task("rollup table resolution produced nothing".into()))
-        })
-        .await??;
+                    Ok(grown)
+                }
+            })
+            .await?;
         tracing::info!(table = %def.name, fields = def.fields.len(), "rollup table ready");
-        self.write_manifest().await;
-        Ok(Arc::new(def))
+        Ok(def)
     }
 
     /// Write rows aligned to rollup table `def` (as [`Storage::ensure_rollup_table`]
@@ -135,38 +114,5 @@ impl Storage {
             Ok(def)
         })
         .await
-    }
-
-    /// Change one table's definition: `change` gets the current one (under the catalog's
-    /// commit lock) and returns the new one, stored unless it is unchanged; then the
-    /// manifest is rewritten.
-    pub(crate) async fn update_table(
-        &self,
-        table: &str,
-        change: impl FnOnce(&TableDef) -> Result<TableDef> + Send + 'static,
-    ) -> Result<TableDef> {
-        let catalog = self.inner.catalog.clone();
-        let table2 = table.to_string();
-        let def = tokio::task::spawn_blocking(move || -> Result<TableDef> {
-            let mut result = None;
-            catalog.commit_checked(|state| {
-                let cur = state
-                    .tables
-                    .get(&table2)
-                    .ok_or_else(|| Error::TableNotFound {
-                        table: table2.clone(),
-                    })?;
-                let def = change(cur)?;
-                result = Some(def.clone());
-                if def == **cur {
-                    return Ok(vec![]);
-                }
-                Ok(vec![CatalogOp::PutTable(def)])
-            })?;
-            result.ok_or_else(|| Error::Task("table update produced nothing".into()))
-        })
-        .await??;
-        self.write_manifest().await;
-        Ok(def)
     }
 }

@@ -10,6 +10,7 @@ mod deletes;
 mod derived;
 mod hooks;
 mod persister;
+mod put_table;
 mod read_range;
 mod recover;
 mod retention;
@@ -34,7 +35,7 @@ use crate::model::{TableDef, ValidRow, WriteBatch};
 use crate::object_store_url::{ObjectStoreLocation, ObjectStoreTimeouts};
 use crate::wal::{DurableObserver, Wal, WalConfig, WalRecord, WalSeq};
 
-pub use archive::{ARCHIVE_PARTITION_FILE, RestoreReport};
+pub use archive::RestoreReport;
 pub use compact::CompactReport;
 pub use hooks::{CatalogReader, StorageHooks, WalReleaseGuard};
 pub use persister::FlushReport;
@@ -91,6 +92,21 @@ impl StorageConfig {
 
     pub fn wal_dir(&self) -> PathBuf {
         self.data_dir.join("wal")
+    }
+}
+
+/// Rollup settings and retention the configuration file gives a table when it is
+/// created (tables not listed get the defaults).
+struct ConfiguredSettings {
+    rollups: crate::model::RollupSettings,
+    retention: Option<String>,
+}
+
+impl ConfiguredSettings {
+    fn apply(self, mut def: TableDef) -> TableDef {
+        def.rollups = self.rollups;
+        def.retention = self.retention;
+        def
     }
 }
 
@@ -327,17 +343,11 @@ impl Storage {
     ) -> Result<(TableDef, bool)> {
         let catalog = self.inner.catalog.clone();
         let name2 = name.to_string();
-        let settings = self.configured_rollups(name);
-        let retention = self.inner.config.retention_settings.get(name).cloned();
+        let configured = self.configured(name);
         let (def, created) = tokio::task::spawn_blocking(move || {
             catalog.create_table(
                 &name2,
-                |id| {
-                    let mut def = TableDef::new(id, &name2, tags, fields)?;
-                    def.rollups = settings;
-                    def.retention = retention;
-                    Ok(def)
-                },
+                |id| Ok(configured.apply(TableDef::new(id, &name2, tags, fields)?)),
                 if_not_exists,
             )
         })
@@ -509,14 +519,17 @@ impl Storage {
         })
     }
 
-    /// Rollup settings the configuration gives a new table of this name.
-    fn configured_rollups(&self, table: &str) -> crate::model::RollupSettings {
-        self.inner
-            .config
-            .rollup_settings
-            .get(table)
-            .cloned()
-            .unwrap_or_default()
+    /// What the configuration gives a new table of this name.
+    fn configured(&self, table: &str) -> ConfiguredSettings {
+        let config = &self.inner.config;
+        ConfiguredSettings {
+            rollups: config
+                .rollup_settings
+                .get(table)
+                .cloned()
+                .unwrap_or_default(),
+            retention: config.retention_settings.get(table).cloned(),
+        }
     }
 
     /// The table's definition, created from the rows or grown by their new fields.
@@ -541,43 +554,18 @@ impl Storage {
                 table: table.into(),
             });
         }
-        let catalog = self.inner.catalog.clone();
         let table2 = table.to_string();
         let rows2: Vec<crate::model::Row> = rows.to_vec();
-        let settings = self.configured_rollups(table);
-        let retention = self.inner.config.retention_settings.get(table).cloned();
-        let def = tokio::task::spawn_blocking(move || -> Result<TableDef> {
-            let mut result = None;
-            catalog.commit_checked(|state| {
-                let def = match state.tables.get(&table2) {
-                    None => {
-                        let mut def = validate::def_from_rows(
-                            crate::model::TableId(state.next_table_id.max(1)),
-                            &table2,
-                            &rows2,
-                        )?;
-                        def.rollups = settings;
-                        def.retention = retention;
-                        def
-                    }
-                    Some(cur) => {
-                        let mut grown = (**cur).clone();
-                        grown.fields.extend(validate::new_fields(Some(cur), &rows2));
-                        if grown == **cur {
-                            result = Some(grown);
-                            return Ok(vec![]);
-                        }
-                        grown.validated()?
-                    }
-                };
-                result = Some(def.clone());
-                Ok(vec![CatalogOp::PutTable(def)])
-            })?;
-            result.ok_or_else(|| Error::Task("table resolution produced nothing".into()))
+        let configured = self.configured(table);
+        self.put_table(table, move |cur, new_id| match cur {
+            None => Ok(configured.apply(validate::def_from_rows(new_id, &table2, &rows2)?)),
+            Some(cur) => {
+                let mut grown = cur.clone();
+                grown.fields.extend(validate::new_fields(Some(cur), &rows2));
+                Ok(grown)
+            }
         })
-        .await??;
-        self.write_manifest().await;
-        Ok(Arc::new(def))
+        .await
     }
 
     /// Persist every buffered partition now (`SELECT flush()`).
