@@ -38,6 +38,9 @@ pub struct FileMeta {
     pub created_at_ms: i64,
 }
 
+/// Name of the manifest beside an archived month's files.
+pub const ARCHIVE_PARTITION_FILE: &str = "_partition.json";
+
 /// A month partition retention copied to the archive store before dropping it. Its files
 /// keep their paths (relative to the archive root).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +65,10 @@ impl ArchivedPartition {
     /// The partition's manifest in the archive (it describes the month without the
     /// catalog): `<table>/month=YYYY-MM/_partition.json`.
     pub fn manifest_path(&self) -> String {
-        format!("{}/month={}/_partition.json", self.table, self.month)
+        format!(
+            "{}/month={}/{ARCHIVE_PARTITION_FILE}",
+            self.table, self.month
+        )
     }
 
     /// Every object of the partition in the archive, its manifest last.

@@ -17,9 +17,8 @@ use crate::error::{Error, Result};
 use crate::model::{Month, TableDef};
 
 use super::Storage;
+use super::deletes::keep_listed;
 
-/// Name of the manifest beside an archived month's files.
-pub const ARCHIVE_PARTITION_FILE: &str = "_partition.json";
 const PARTITION_MANIFEST_VERSION: u32 = 1;
 
 /// `<table>/month=YYYY-MM/_partition.json` in the archive.
@@ -83,11 +82,6 @@ async fn copy_object(
 }
 
 impl Storage {
-    /// True when an archive store is configured.
-    pub fn has_archive(&self) -> bool {
-        self.inner.archive.is_some()
-    }
-
     /// Every archived month partition, with the table's current definition (for its
     /// name and restore state); partitions of dropped tables are not listed.
     pub fn archived_partitions(&self) -> Vec<(TableDef, ArchivedPartition)> {
@@ -189,13 +183,7 @@ impl Storage {
                     for f in files {
                         // The expired copy may still wait for its delete (S3 was away):
                         // it is the restored file now, so it must stay.
-                        let key = (ObjectPlace::Store, f.path.clone());
-                        if state.pending_deletes.contains_key(&key) {
-                            ops.push(CatalogOp::RemovePendingDelete {
-                                place: key.0,
-                                path: key.1,
-                            });
-                        }
+                        ops.extend(keep_listed(state, ObjectPlace::Store, f.path.clone()));
                         if !listed.is_some_and(|l| l.iter().any(|x| x.path == f.path)) {
                             ops.push(CatalogOp::AddFile(f));
                         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 
-use crate::catalog::{CatalogOp, ObjectPlace, PendingDelete};
+use crate::catalog::{CatalogOp, CatalogState, ObjectPlace, PendingDelete};
 
 use super::Storage;
 
@@ -40,6 +40,19 @@ pub(super) fn pending_deletes<'a>(
             })
         })
         .collect()
+}
+
+/// The op taking `path` off the delete list, if it is on it: for an object that is
+/// listed again (restored, or part of a new archive copy).
+pub(super) fn keep_listed(
+    state: &CatalogState,
+    place: ObjectPlace,
+    path: String,
+) -> Option<CatalogOp> {
+    state
+        .pending_deletes
+        .contains_key(&(place, path.clone()))
+        .then_some(CatalogOp::RemovePendingDelete { place, path })
 }
 
 impl Storage {

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::model::{Month, TableDef};
 
 use super::Storage;
-use super::deletes::pending_deletes;
+use super::deletes::{keep_listed, pending_deletes};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ExpireReport {
@@ -100,8 +100,8 @@ impl Storage {
         // 3. One commit removes the files and records the archive copies.
         let catalog = self.inner.catalog.clone();
         let (table_id, archived2, doomed2) = (def.id, archived.clone(), doomed.clone());
-        let (files, _replaced) = tokio::task::spawn_blocking(move || {
-            let mut out = (Vec::new(), Vec::new());
+        let files = tokio::task::spawn_blocking(move || {
+            let mut removed = Vec::new();
             catalog.commit_checked(|state| {
                 let files: Vec<_> = state
                     .files
@@ -111,51 +111,41 @@ impl Storage {
                     .filter(|f| doomed2(f.month))
                     .cloned()
                     .collect();
-                // A month archived before (then restored): archive objects no longer
-                // part of it are deleted after the commit.
-                for a in &archived2 {
-                    if let Some(old) = state.archived.get(&(a.table_id, a.month)) {
-                        let keep = a.archive_paths();
-                        out.1.extend(
-                            old.archive_paths()
-                                .into_iter()
-                                .filter(|p| !keep.contains(p)),
-                        );
-                    }
-                }
                 let mut ops = pending_deletes(
                     ObjectPlace::Store,
                     files.iter().map(|f| f.path.as_str()),
                     Duration::ZERO,
                     "expired",
                 );
-                ops.extend(pending_deletes(
-                    ObjectPlace::Archive,
-                    out.1.iter().map(String::as_str),
-                    Duration::ZERO,
-                    "re-archived",
-                ));
-                // An archive object waiting for its delete that is part of a new copy
-                // stays.
                 for a in &archived2 {
-                    for path in a.archive_paths() {
-                        if state
-                            .pending_deletes
-                            .contains_key(&(ObjectPlace::Archive, path.clone()))
-                        {
-                            ops.push(CatalogOp::RemovePendingDelete {
-                                place: ObjectPlace::Archive,
-                                path,
-                            });
-                        }
+                    let keep = a.archive_paths();
+                    // A month archived before (then restored): archive objects no longer
+                    // part of it go; those of the new copy stay even if an earlier
+                    // replacement had them waiting for their delete.
+                    if let Some(old) = state.archived.get(&(a.table_id, a.month)) {
+                        let replaced = old
+                            .archive_paths()
+                            .into_iter()
+                            .filter(|p| !keep.contains(p));
+                        let replaced: Vec<String> = replaced.collect();
+                        ops.extend(pending_deletes(
+                            ObjectPlace::Archive,
+                            replaced.iter().map(String::as_str),
+                            Duration::ZERO,
+                            "re-archived",
+                        ));
                     }
+                    ops.extend(
+                        keep.into_iter()
+                            .filter_map(|p| keep_listed(state, ObjectPlace::Archive, p)),
+                    );
                 }
-                out.0 = files.clone();
+                removed = files.clone();
                 ops.extend(files.into_iter().map(CatalogOp::RemoveFile));
                 ops.extend(archived2.into_iter().map(CatalogOp::PutArchived));
                 Ok(ops)
             })?;
-            Ok::<_, Error>(out)
+            Ok::<_, Error>(removed)
         })
         .await??;
         let mut report = ExpireReport::default();
