@@ -122,12 +122,25 @@ impl DirtyMarks {
 
     /// Mark buckets dirty (from the maintainer: follow-ups, rebuilds).
     pub fn add(&self, table: TableId, marks: impl IntoIterator<Item = (Vec<String>, i64, bool)>) {
+        let marks: Vec<_> = marks.into_iter().collect();
+        self.mark_pending(
+            marks
+                .iter()
+                .map(|(series, bucket, propagate)| (table, series.as_slice(), *bucket, *propagate)),
+        );
+    }
+
+    /// Add (table, series, bucket, propagate) marks to the pending ones (not durable
+    /// yet) and wake the worker.
+    fn mark_pending<'a>(
+        &self,
+        marks: impl IntoIterator<Item = (TableId, &'a [String], i64, bool)>,
+    ) {
         let mut state = self.lock();
-        let target = state.pending.entry(table).or_default();
-        for (series, bucket, propagate) in marks {
+        for (table, series, bucket, propagate) in marks {
             merge_into(
-                target,
-                &series,
+                state.pending.entry(table).or_default(),
+                series,
                 bucket,
                 MarkInfo {
                     propagate,
@@ -247,21 +260,10 @@ impl DurableObserver for DirtyMarks {
         if found.is_empty() {
             return;
         }
-        let mut state = self.lock();
-        for (table, series, bucket) in found {
+        self.mark_pending(found.into_iter().map(|(table, series, bucket)| {
             let propagate = matches!(specs.get(&table), Some(Some((_, true))));
-            merge_into(
-                state.pending.entry(table).or_default(),
-                series,
-                bucket,
-                MarkInfo {
-                    propagate,
-                    durable: false,
-                },
-            );
-        }
-        drop(state);
-        self.notify.notify_one();
+            (table, series, bucket, propagate)
+        }));
     }
 }
 
