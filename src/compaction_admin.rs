@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use wattdb_compaction::compact::compact_table;
-use wattdb_compaction::retention::{first_kept_month, hold_until, parse_ttl, run_retention};
+use wattdb_compaction::retention::{hold_until, parse_ttl, retention_setting, run_retention};
 use wattdb_compaction::rollup::{RollupMaintainer, check_settings};
 use wattdb_query::admin::{AdminCall, AdminError, AdminExtension};
 use wattdb_query::pg::sqlstate;
@@ -19,7 +19,7 @@ const DEFAULT_RESTORE_HOLD: &str = "7 days";
 pub struct CompactionAdmin {
     pub storage: Storage,
     pub rollups: Arc<RollupMaintainer>,
-    /// Grace period before compacted files are deleted, and the largest month merged.
+    /// Grace period before compacted files are deleted.
     pub compaction: wattdb_compaction::compact::CompactionPolicy,
 }
 
@@ -144,22 +144,19 @@ impl AdminExtension for CompactionAdmin {
             },
             "set_retention" => match args(call, 2, "set_retention('<table>', '4 months' | 'none')")
             {
-                Ok(a) => match parse_ttl(&a[1]) {
-                    Ok(ttl) => {
-                        let text = ttl.map(|_| a[1].trim().to_string());
-                        let keeps_from = ttl.map(|t| first_kept_month(chrono::Utc::now(), t));
-                        self.storage
-                            .set_retention(&a[0], text.clone(), keeps_from)
-                            .await
-                            .map(|_| {
-                                format!(
-                                    "retention of {}: {}",
-                                    a[0],
-                                    text.as_deref().unwrap_or("none")
-                                )
-                            })
-                            .map_err(AdminError::from)
-                    }
+                Ok(a) => match retention_setting(&a[1], chrono::Utc::now()) {
+                    Ok((text, keeps_from)) => self
+                        .storage
+                        .set_retention(&a[0], text.clone(), keeps_from)
+                        .await
+                        .map(|_| {
+                            format!(
+                                "retention of {}: {}",
+                                a[0],
+                                text.as_deref().unwrap_or("none")
+                            )
+                        })
+                        .map_err(AdminError::from),
                     Err(m) => Err(AdminError::new(sqlstate::INVALID_PARAMETER_VALUE, m)),
                 },
                 Err(e) => Err(e),

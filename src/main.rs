@@ -11,6 +11,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use wattdb_compaction::retention::retention_setting;
 use wattdb_storage::{ObjectStoreLocation, Storage, StorageConfig};
 
 use config::{ServeArgs, Settings};
@@ -103,11 +104,11 @@ async fn serve(settings: Settings) -> Result<()> {
     storage_config.persist_max_age = settings.persist_max_age;
     storage_config.persist_partition_bytes = settings.persist_partition_bytes;
     storage_config.rollup_settings = settings.rollups.clone();
+    let now = chrono::Utc::now();
     storage_config.retention_settings = settings
         .retention
         .iter()
-        .filter(|(_, t)| !t.trim().eq_ignore_ascii_case("none"))
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .filter_map(|(table, ttl)| Some((table.clone(), retention_setting(ttl, now).ok()?.0?)))
         .collect();
     let (storage, rollups) = wattdb_compaction::rollup::open_storage(storage_config, settings.tz)
         .await
@@ -259,11 +260,10 @@ async fn apply_configured_retention(storage: &Storage, settings: &Settings) -> R
         let Some(def) = storage.table(table) else {
             continue; // applied when the table is created
         };
-        let wanted = (!ttl.trim().eq_ignore_ascii_case("none")).then(|| ttl.trim().to_string());
+        let (wanted, keeps_from) = retention_setting(ttl, chrono::Utc::now())
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("[retention] {table}"))?;
         if def.retention != wanted {
-            let keeps_from = wattdb_compaction::retention::keeps_from(ttl, chrono::Utc::now())
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("[retention] {table}"))?;
             storage
                 .set_retention(table, wanted, keeps_from)
                 .await

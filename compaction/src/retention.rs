@@ -60,10 +60,19 @@ pub fn first_kept_month(now: DateTime<Utc>, ttl: Ttl) -> Month {
     Month::of_micros(cutoff.timestamp_micros())
 }
 
-/// The first month a retention setting (`"4 months"`, `"none"`) keeps at `now`; `None`
-/// when it keeps everything.
-pub fn keeps_from(text: &str, now: DateTime<Utc>) -> Result<Option<Month>, String> {
-    Ok(parse_ttl(text)?.map(|ttl| first_kept_month(now, ttl)))
+/// A retention setting as `Storage::set_retention` takes it: the text to store
+/// (trimmed; `None` for `"none"`) and the first month it keeps at `now` (`None`: all).
+pub fn retention_setting(
+    text: &str,
+    now: DateTime<Utc>,
+) -> Result<(Option<String>, Option<Month>), String> {
+    Ok(match parse_ttl(text)? {
+        Some(ttl) => (
+            Some(text.trim().to_string()),
+            Some(first_kept_month(now, ttl)),
+        ),
+        None => (None, None),
+    })
 }
 
 /// The end of a hold of `ttl` from `now` (how long `restore_partition` keeps a month).

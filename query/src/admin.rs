@@ -2,7 +2,7 @@
 //! than compute over rows, so they are recognised before planning and run directly.
 //! `flush()` (persist every buffered partition now) is served here; the rollup and
 //! retention functions (`rebuild_rollups`, `set_rollup_intervals`, `set_counters`,
-//! `set_retention`, `run_retention`, `compact`) by an [`AdminExtension`]
+//! `set_retention`, `run_retention`, `restore_partition`, `compact`) by an [`AdminExtension`]
 //! the binary wires in, so this crate does not depend on the background-work crate.
 
 use datafusion::sql::sqlparser::ast::{
