@@ -75,6 +75,11 @@ pub struct ServeArgs {
     /// Persist a partition once it buffers this many bytes. Default 64 MiB
     #[arg(long, env = "WATTDB_PERSIST_PARTITION_BYTES")]
     pub persist_partition_bytes: Option<usize>,
+    /// Memory all queries share (e.g. 1GiB, 512MiB, or bytes); sorts, aggregations and
+    /// joins spill to <data-dir>/spill beyond it, and a query that still does not fit
+    /// fails with SQLSTATE 53200. Default 1GiB
+    #[arg(long, env = "WATTDB_QUERY_MEMORY")]
+    pub query_memory: Option<String>,
 }
 
 /// The config file: the same settings as the flags.
@@ -101,6 +106,7 @@ pub struct FileConfig {
     pub buffer_budget_bytes: Option<usize>,
     pub persist_max_age_secs: Option<u64>,
     pub persist_partition_bytes: Option<usize>,
+    pub query_memory: Option<String>,
     /// Topic routes (`[[routes]]`), see the README.
     #[serde(default)]
     pub routes: Vec<wattdb_ingest::route::RouteConfig>,
@@ -157,6 +163,7 @@ pub struct Settings {
     pub buffer_budget_bytes: usize,
     pub persist_max_age: Duration,
     pub persist_partition_bytes: usize,
+    pub query_memory_bytes: usize,
     pub ingest: wattdb_ingest::pipeline::IngestConfig,
     /// Rollup settings from the config file, by table name.
     pub rollups: BTreeMap<String, wattdb_storage::RollupSettings>,
@@ -182,6 +189,34 @@ fn default_client_id() -> String {
     } else {
         format!("wattdb-{host}")
     }
+}
+
+/// A byte size: a number with an optional unit (B, KB, MB, GB, KiB, MiB, GiB; case and
+/// spaces ignored), e.g. "1GiB", "512 MiB", "2000000".
+pub fn parse_size(what: &str, s: &str) -> Result<usize> {
+    let t: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let factor: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => bail!("{what}: \"{s}\" has an unknown unit \"{unit}\" (use B, MB, GB, MiB, GiB)"),
+    };
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("{what}: \"{s}\" is not a size like 1GiB or 512MiB"))?;
+    let bytes = (n * factor).round();
+    if !(1.0..=usize::MAX as f64).contains(&bytes) {
+        bail!("{what}: \"{s}\" must be at least one byte");
+    }
+    Ok(bytes as usize)
 }
 
 fn addr(what: &str, s: &str) -> Result<SocketAddr> {
@@ -323,6 +358,10 @@ impl Settings {
                 .persist_partition_bytes
                 .or(file.persist_partition_bytes)
                 .unwrap_or(64 * 1024 * 1024),
+            query_memory_bytes: match args.query_memory.or(file.query_memory) {
+                Some(s) => parse_size("--query-memory", &s)?,
+                None => wattdb_storage::read::DEFAULT_QUERY_MEMORY,
+            },
             ingest,
             rollups,
             retention: file.retention,
@@ -388,6 +427,32 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("bogus_key"), "{err:#}");
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("x", "1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("x", "512 MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("x", "2MB").unwrap(), 2_000_000);
+        assert_eq!(parse_size("x", "12345").unwrap(), 12345);
+        assert_eq!(parse_size("x", "1.5gib").unwrap(), 3 << 29);
+        assert!(
+            format!(
+                "{:#}",
+                parse_size("--query-memory", "10 parsecs").unwrap_err()
+            )
+            .contains("unknown unit")
+        );
+        assert!(parse_size("x", "GiB").is_err());
+        assert!(parse_size("x", "0").is_err());
+        let s = Settings::resolve(ServeArgs {
+            query_memory: Some("256MiB".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.query_memory_bytes, 256 << 20);
+        let s = Settings::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(s.query_memory_bytes, 1 << 30);
     }
 
     /// The shipped example must always load.

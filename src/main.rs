@@ -101,6 +101,7 @@ async fn serve(settings: Settings) -> Result<()> {
     }
     storage_config.object_store_timeouts = settings.object_store_timeouts;
     storage_config.buffer_budget_bytes = settings.buffer_budget_bytes;
+    storage_config.query_memory_bytes = settings.query_memory_bytes;
     storage_config.persist_max_age = settings.persist_max_age;
     storage_config.persist_partition_bytes = settings.persist_partition_bytes;
     storage_config.rollup_settings = settings.rollups.clone();

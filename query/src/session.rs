@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::error::Result as DfResult;
-use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::{
     PgCatalogContextProvider, Role,
@@ -15,7 +14,6 @@ use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use wattdb_storage::Storage;
 
 use crate::pg::auth::{DATABASE, USER};
-use crate::provider::STORE_URL;
 use crate::schema_provider::{SystemTables, UserTables};
 
 #[derive(Debug, Clone)]
@@ -49,14 +47,12 @@ pub fn build_session(storage: &Storage) -> DfResult<Arc<SessionContext>> {
         .with_information_schema(true);
     // now() and friends return timestamptz in UTC, as the `ts` column does.
     config.options_mut().execution.time_zone = Some("UTC".into());
-    let ctx = SessionContext::new_with_config(config);
+    // Queries share the storage's runtime: its object store registration and memory pool.
+    let ctx = SessionContext::new_with_config_rt(config, storage.runtime_env());
     let catalog = MemoryCatalogProvider::new();
     catalog.register_schema("public", Arc::new(UserTables::new(storage.clone())))?;
     catalog.register_schema("system", Arc::new(SystemTables::new(storage.clone())))?;
     ctx.register_catalog(DATABASE, Arc::new(catalog));
-    let url = ObjectStoreUrl::parse(STORE_URL)?;
-    ctx.runtime_env()
-        .register_object_store(url.as_ref(), storage.object_store());
     crate::functions::register(&ctx);
     setup_pg_catalog(&ctx, DATABASE, Roles).map_err(|e| *e)?;
     Ok(Arc::new(ctx))

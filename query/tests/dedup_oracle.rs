@@ -170,6 +170,27 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
             prop_assert_eq!(s, in_window.iter().sum::<f64>());
         }
 
+        // a filter on a field sees only the last write of each key (an older write that
+        // matches must not show through a newer one that does not), in key order
+        let b = query(&ctx, "SELECT pid, ts, v FROM t WHERE v > 0 ORDER BY pid, ts").await;
+        let got = rows_of(&b);
+        let want: Vec<(String, i64, f64)> = oracle
+            .iter()
+            .filter(|(_, v)| **v > 0.0)
+            .map(|((p, t), v)| (p.clone(), *t, *v))
+            .collect();
+        prop_assert_eq!(got, want);
+
+        // LIMIT without a filter is pushed into the scan: any rows, each a last write
+        let b = query(&ctx, "SELECT pid, ts, v FROM t LIMIT 3").await;
+        let got = rows_of(&b);
+        prop_assert_eq!(got.len(), oracle.len().min(3));
+        let mut keys = std::collections::BTreeSet::new();
+        for (p, t, v) in &got {
+            prop_assert_eq!(oracle.get(&(p.clone(), *t)), Some(v));
+            prop_assert!(keys.insert((p.clone(), *t)), "duplicate key in LIMIT answer");
+        }
+
         // point lookups by full key return the last write
         for ((pid, ts), v) in oracle.iter().take(5) {
             let sql = format!("SELECT v FROM t WHERE pid = '{pid}' AND ts = to_timestamp_micros({ts})");
@@ -181,6 +202,20 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         storage.shutdown().await.unwrap();
         Ok(())
     })
+}
+
+/// (pid, ts, v) of every row of `batches` (columns in that order).
+fn rows_of(batches: &[arrow::record_batch::RecordBatch]) -> Vec<(String, i64, f64)> {
+    let mut out = Vec::new();
+    for b in batches {
+        let pid = b.column(0).as_string::<i32>();
+        let ts = b.column(1).as_primitive::<TimestampMicrosecondType>();
+        let v = b.column(2).as_primitive::<Float64Type>();
+        for i in 0..b.num_rows() {
+            out.push((pid.value(i).to_string(), ts.value(i), v.value(i)));
+        }
+    }
+    out
 }
 
 proptest! {

@@ -96,6 +96,13 @@ pub enum Error {
         source: arrow::error::ArrowError,
     },
 
+    #[error("reading table \"{table}\": {source}")]
+    Read {
+        table: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+
     #[error("manifest {path} is unreadable: {reason}")]
     Manifest { path: String, reason: String },
 
@@ -121,6 +128,13 @@ impl Error {
         move |source| Error::Arrow { context, source }
     }
 
+    pub(crate) fn read(
+        table: impl Into<String>,
+    ) -> impl FnOnce(datafusion::error::DataFusionError) -> Self {
+        let table = table.into();
+        move |source| Error::Read { table, source }
+    }
+
     pub(crate) fn object_store(
         path: impl Into<String>,
     ) -> impl FnOnce(object_store::Error) -> Self {
@@ -143,6 +157,12 @@ impl Error {
                 | Error::NoArchive
                 | Error::NotArchived { .. }
         )
+    }
+}
+
+impl From<Error> for datafusion::error::DataFusionError {
+    fn from(e: Error) -> Self {
+        datafusion::error::DataFusionError::External(Box::new(e))
     }
 }
 

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod object_store_url;
 pub mod persist;
+pub mod read;
 pub mod wal;
 
 pub use catalog::{ArchivedPartition, FileMeta};

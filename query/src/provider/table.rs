@@ -76,7 +76,7 @@ impl TableProvider for WattTable {
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
-        _limit: Option<usize>,
+        limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let snapshot = self.storage.0.snapshot(&self.def.name).map_err(ext)?;
         // The table may have grown since planning started: scan in the planned layout.
@@ -84,14 +84,7 @@ impl TableProvider for WattTable {
         if snapshot.def.fields.len() != self.def.fields.len() {
             snapshot.def = self.def.clone();
         }
-        plan_scan(
-            state,
-            &snapshot,
-            &self.storage.0.object_store(),
-            projection,
-            filters,
-        )
-        .await
+        plan_scan(state, &snapshot, projection, filters, limit).await
     }
 
     async fn insert_into(

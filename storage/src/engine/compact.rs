@@ -69,7 +69,14 @@ impl Storage {
         // so no file outside the merge sits between them in write order).
         old.sort_by_key(|f| f.max_seq);
         let path = file_path(&def.name, month, &new_file_id());
-        let merged = merge_files(&self.inner.store, &def, &old, &path).await?;
+        let merged = merge_files(
+            &self.inner.read_session,
+            &self.inner.store,
+            &def,
+            &old,
+            &path,
+        )
+        .await?;
         let (rows, bytes) = (merged.rows, merged.bytes);
         let file = FileMeta {
             table_id: def.id,

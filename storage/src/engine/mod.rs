@@ -67,6 +67,9 @@ pub struct StorageConfig {
     pub rollup_settings: std::collections::BTreeMap<String, crate::model::RollupSettings>,
     /// Retention given to tables of these names when they are created (config file).
     pub retention_settings: std::collections::BTreeMap<String, String>,
+    /// Memory all queries (and background reads) share; beyond it operators spill to
+    /// `<data-dir>/spill` or the query fails with SQLSTATE 53200.
+    pub query_memory_bytes: usize,
 }
 
 impl StorageConfig {
@@ -83,6 +86,7 @@ impl StorageConfig {
             persist_check_interval: Duration::from_secs(1),
             rollup_settings: Default::default(),
             retention_settings: Default::default(),
+            query_memory_bytes: crate::read::DEFAULT_QUERY_MEMORY,
         }
     }
 
@@ -193,6 +197,11 @@ pub(crate) struct Inner {
         std::sync::Mutex<std::collections::HashMap<(crate::catalog::ObjectPlace, String), i64>>,
     /// The latest compactions, newest last (for `system.compactions`).
     compactions: std::sync::Mutex<std::collections::VecDeque<(String, CompactReport)>>,
+    /// DataFusion runtime shared by queries and background reads: the object store is
+    /// registered under [`crate::read::STORE_URL`].
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    /// Session for reads outside SQL (rollups, compaction).
+    read_session: datafusion::prelude::SessionContext,
 }
 
 /// Handle to the storage engine. Cheap to clone.
@@ -274,6 +283,12 @@ impl Storage {
             "storage opened"
         );
         let (shutdown, _) = tokio::sync::watch::channel(false);
+        let runtime =
+            crate::read::query_runtime(&config.data_dir, config.query_memory_bytes, store.clone())?;
+        let read_session = datafusion::prelude::SessionContext::new_with_config_rt(
+            datafusion::prelude::SessionConfig::new(),
+            runtime.clone(),
+        );
         let storage = Storage {
             inner: Arc::new(Inner {
                 config,
@@ -291,6 +306,8 @@ impl Storage {
                 sweep_lock: tokio::sync::Mutex::new(()),
                 delete_retry: Default::default(),
                 compactions: Default::default(),
+                runtime,
+                read_session,
             }),
         };
         let handle = tokio::spawn(persister::run(storage.clone()));
@@ -312,6 +329,11 @@ impl Storage {
 
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {
         self.inner.store.clone()
+    }
+
+    /// The DataFusion runtime queries run in (object store registered, memory pool).
+    pub fn runtime_env(&self) -> Arc<datafusion::execution::runtime_env::RuntimeEnv> {
+        self.inner.runtime.clone()
     }
 
     pub fn table(&self, name: &str) -> Option<TableDef> {

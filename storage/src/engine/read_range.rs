@@ -8,12 +8,19 @@ use std::sync::Arc;
 use arrow::array::{Array, BooleanArray, StringArray, TimestampMicrosecondArray};
 use arrow::record_batch::RecordBatch;
 
-use crate::batch::{adapt_to_schema, sort_dedup_batches};
+use datafusion::prelude::{col, lit};
+use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
+
 use crate::error::{Error, Result};
 use crate::model::TableDef;
-use crate::persist::{RowSelector, read_file};
+use crate::model::schema::TS_COLUMN;
+use crate::read::{ScanRequest, plan_scan};
 
 use super::Storage;
+
+/// Selects rows of a batch (true = keep).
+type RowSelector = Arc<dyn Fn(&RecordBatch) -> Result<BooleanArray> + Send + Sync>;
 
 /// A set of series, each named by its tag values in the table's tag order.
 #[derive(Debug, Clone, Default)]
@@ -82,7 +89,7 @@ fn selector(def: &TableDef, lo: i64, hi: i64, series: Option<Arc<SeriesSet>>) ->
 impl Storage {
     /// Deduplicated rows of `table` with `lo <= ts < hi` (of `series` only, when given),
     /// sorted by tags then `ts`, in the table's current layout. `None` if the table does
-    /// not exist.
+    /// not exist. Read through the same streaming merge as queries.
     pub async fn read_range(
         &self,
         table: &str,
@@ -98,36 +105,40 @@ impl Storage {
         let def = &snapshot.def;
         let schema = def.arrow_schema();
         let select = selector(def, lo, hi, series);
-        let mut files: Vec<_> = snapshot
-            .files
-            .iter()
-            .filter(|f| f.min_ts < hi && f.max_ts >= lo)
-            .collect();
-        // Oldest writes first, so dedup keeps the newest.
-        files.sort_by_key(|f| f.max_seq);
+        let micros = |v: i64| {
+            lit(ScalarValue::TimestampMicrosecond(
+                Some(v),
+                Some("UTC".into()),
+            ))
+        };
+        let mut filters = Vec::new();
+        if lo > i64::MIN {
+            filters.push(col(TS_COLUMN).gt_eq(micros(lo)));
+        }
+        if hi < i64::MAX {
+            filters.push(col(TS_COLUMN).lt(micros(hi)));
+        }
+        let request = ScanRequest {
+            filters,
+            ordered: true,
+            ..Default::default()
+        };
+        let session = &self.inner.read_session;
+        let plan = plan_scan(&session.state(), &snapshot, &request).map_err(Error::read(table))?;
+        let mut stream = plan
+            .execute(0, session.task_ctx())
+            .map_err(Error::read(table))?;
         let mut batches = Vec::new();
-        for f in files {
-            for b in read_file(&self.inner.store, &f.path, Some(select.clone())).await? {
-                batches.push(adapt_to_schema(&b, &schema)?);
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(Error::read(table))?;
+            let kept = arrow::compute::filter_record_batch(&batch, &select(&batch)?)
+                .map_err(Error::arrow("filtering rows read"))?;
+            if kept.num_rows() > 0 {
+                batches.push(kept);
             }
         }
-        for p in snapshot
-            .buffered
-            .iter()
-            .filter(|p| p.min_ts < hi && p.max_ts >= lo)
-        {
-            for b in &p.batches {
-                let kept = arrow::compute::filter_record_batch(b, &select(b)?)
-                    .map_err(Error::arrow("filtering buffered rows"))?;
-                if kept.num_rows() > 0 {
-                    batches.push(adapt_to_schema(&kept, &schema)?);
-                }
-            }
-        }
-        let key_len = def.key_len();
-        let merged =
-            tokio::task::spawn_blocking(move || sort_dedup_batches(&schema, &batches, key_len))
-                .await??;
+        let merged = arrow::compute::concat_batches(&schema, &batches)
+            .map_err(Error::arrow("gathering rows read"))?;
         Ok(Some(merged))
     }
 }

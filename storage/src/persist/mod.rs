@@ -4,8 +4,6 @@
 //! Registering the file in the catalog and releasing the WAL are the engine's job.
 
 mod merge;
-mod object_reader;
-mod read;
 
 use std::sync::Arc;
 
@@ -28,7 +26,6 @@ use crate::model::{Month, TableDef};
 use crate::wal::WalSeq;
 
 pub use merge::{MergedFile, merge_files};
-pub use read::{RowSelector, read_file};
 
 /// Rows per Parquet row group: small enough for statistics to prune well.
 pub const ROW_GROUP_ROWS: usize = 256 * 1024;

@@ -83,7 +83,7 @@ impl TimeRange {
 
 fn is_ts(e: &Expr) -> bool {
     match e {
-        Expr::Column(c) => c.name == wattdb_storage::model::TS_COLUMN,
+        Expr::Column(c) => c.name == crate::model::TS_COLUMN,
         Expr::Cast(c) => is_ts(&c.expr),
         _ => false,
     }

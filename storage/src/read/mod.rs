@@ -1,0 +1,19 @@
+//! The read path: one streaming last-write-wins design for queries, rollups and
+//! compaction. [`plan_scan`] turns a table snapshot into a DataFusion plan: files that
+//! overlap nothing are scanned as they are; overlapping files and buffered partitions
+//! are merged by [`LastWriteWinsExec`], which reads every Parquet source row group by
+//! row group (ranged reads, projection and key filters pushed down) and keeps the newest
+//! write of each key, in bounded memory.
+
+mod buffer_source;
+mod exec;
+mod merge;
+mod plan;
+mod runtime;
+pub mod time_range;
+
+pub use exec::{LastWriteWinsExec, MergeSource};
+pub use merge::{LastWriteWins, MergeShape, merge_stream};
+pub use plan::{STORE_URL, ScanRequest, plan_scan};
+pub use runtime::{DEFAULT_QUERY_MEMORY, query_runtime};
+pub use time_range::TimeRange;

@@ -1,0 +1,348 @@
+//! Turning a [`TableSnapshot`] into an execution plan.
+//!
+//! Sources (Parquet files and buffered partitions) outside the query's time range are
+//! skipped. The rest are grouped by overlapping time ranges: a key (tags + ts) can only
+//! appear in two sources whose ranges overlap. A file that overlaps nothing is read as it
+//! is, through DataFusion's Parquet scan with every filter and the projection pushed
+//! down. Each group of overlapping sources — and each buffered partition, which may hold
+//! a key more than once — becomes one [`LastWriteWinsExec`] that streams the group's
+//! sources in key order and keeps the newest write of each key (files in `max_seq`
+//! order, then the buffer). Only filters on key columns are pushed into merged sources:
+//! a filter on a field could drop a newer write and let an older one through.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::common::{DFSchema, Result};
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
+
+use super::buffer_source::BufferSource;
+use super::exec::{LastWriteWinsExec, MergeSource};
+use super::merge::MergeShape;
+use super::time_range::TimeRange;
+use crate::catalog::FileMeta;
+use crate::engine::{BufferedPartition, TableSnapshot};
+
+/// The URL under which a DataFusion runtime knows wattdb's object store.
+pub const STORE_URL: &str = "wattdb://store";
+
+/// What to read from a table.
+#[derive(Debug, Clone, Default)]
+pub struct ScanRequest {
+    /// Columns of the table schema to return (all when `None`).
+    pub projection: Option<Vec<usize>>,
+    /// Filters the caller applies anyway; used for pruning and pushed down where safe.
+    pub filters: Vec<Expr>,
+    /// At most this many rows are needed (any rows: only valid without filters above).
+    pub limit: Option<usize>,
+    /// One partition sorted by (tags, ts) over all sources, instead of a union.
+    pub ordered: bool,
+}
+
+enum Source<'a> {
+    File(&'a FileMeta),
+    Buffer(&'a BufferedPartition),
+}
+
+impl Source<'_> {
+    fn range(&self) -> (i64, i64) {
+        match self {
+            Source::File(f) => (f.min_ts, f.max_ts),
+            Source::Buffer(b) => (b.min_ts, b.max_ts),
+        }
+    }
+}
+
+/// Sources that overlap in time, in ascending time order of their first member.
+fn overlap_groups<'a>(mut sources: Vec<Source<'a>>) -> Vec<Vec<Source<'a>>> {
+    sources.sort_by_key(|s| s.range());
+    let mut groups: Vec<Vec<Source<'a>>> = Vec::new();
+    let mut group_max = i64::MIN;
+    for s in sources {
+        let (min, max) = s.range();
+        match groups.last_mut() {
+            Some(g) if min <= group_max => {
+                g.push(s);
+                group_max = group_max.max(max);
+            }
+            _ => {
+                groups.push(vec![s]);
+                group_max = max;
+            }
+        }
+    }
+    groups
+}
+
+/// Is `e` a filter on key columns only (safe to apply before deduplication)?
+fn on_key_columns(e: &Expr, key_names: &[&str]) -> bool {
+    let refs = e.column_refs();
+    !refs.is_empty() && refs.iter().all(|c| key_names.contains(&c.name.as_str()))
+}
+
+struct Planner<'a> {
+    state: &'a dyn Session,
+    schema: SchemaRef,
+    key_len: usize,
+    /// Columns of the table returned by the scan.
+    out_columns: Vec<usize>,
+    /// Columns read by merges: the key columns, then the rest of `out_columns`.
+    merge_columns: Vec<usize>,
+    all_filter: Option<Arc<dyn PhysicalExpr>>,
+    key_filter: Option<Arc<dyn PhysicalExpr>>,
+    limit: Option<usize>,
+}
+
+pub fn plan_scan(
+    state: &dyn Session,
+    snapshot: &TableSnapshot,
+    req: &ScanRequest,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let def = &snapshot.def;
+    let schema = def.arrow_schema();
+    let key_len = def.key_len();
+    let out_columns: Vec<usize> = match &req.projection {
+        Some(p) => p.clone(),
+        None => (0..schema.fields().len()).collect(),
+    };
+    let merge_columns: Vec<usize> = (0..key_len)
+        .chain(
+            out_columns
+                .iter()
+                .copied()
+                .filter(|&c| c >= key_len)
+                .collect::<BTreeSet<_>>(),
+        )
+        .collect();
+    let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+    let physical = |filters: Vec<Expr>| -> Result<Option<Arc<dyn PhysicalExpr>>> {
+        conjunction(filters)
+            .map(|e| state.create_physical_expr(e, &df_schema))
+            .transpose()
+    };
+    let key_names: Vec<&str> = schema.fields()[..key_len]
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    let planner = Planner {
+        state,
+        schema: schema.clone(),
+        key_len,
+        all_filter: physical(req.filters.clone())?,
+        key_filter: physical(
+            req.filters
+                .iter()
+                .filter(|e| on_key_columns(e, &key_names))
+                .cloned()
+                .collect(),
+        )?,
+        out_columns,
+        merge_columns,
+        limit: req.limit,
+    };
+
+    let range = TimeRange::from_filters(&req.filters);
+    let sources: Vec<Source> = snapshot
+        .files
+        .iter()
+        .map(Source::File)
+        .chain(snapshot.buffered.iter().map(Source::Buffer))
+        .filter(|s| {
+            let (min, max) = s.range();
+            range.overlaps(min, max)
+        })
+        .collect();
+
+    if req.ordered {
+        if sources.is_empty() {
+            return planner.empty();
+        }
+        return Ok(Arc::new(planner.merge("all", sources)?));
+    }
+
+    let mut plain_files = Vec::new();
+    let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+    for group in overlap_groups(sources) {
+        match group.as_slice() {
+            [Source::File(f)] => plain_files.push(*f),
+            _ => {
+                let label = match &group[0] {
+                    Source::File(f) => format!("month={}", f.month),
+                    Source::Buffer(b) => format!("month={}", b.month),
+                };
+                inputs.push(Arc::new(planner.merge(&label, group)?));
+            }
+        }
+    }
+    if !plain_files.is_empty() {
+        inputs.insert(0, planner.plain_files(&plain_files)?);
+    }
+    match inputs.len() {
+        0 => planner.empty(),
+        1 => Ok(inputs.remove(0)),
+        _ => UnionExec::try_new(inputs),
+    }
+}
+
+impl Planner<'_> {
+    fn empty(&self) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(EmptyExec::new(Arc::new(
+            self.schema.project(&self.out_columns)?,
+        ))))
+    }
+
+    fn parquet(
+        &self,
+        groups: Vec<Vec<PartitionedFile>>,
+        columns: &[usize],
+        predicate: Option<&Arc<dyn PhysicalExpr>>,
+        limit: Option<usize>,
+        preserve_order: bool,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut source = ParquetSource::new(self.schema.clone());
+        if let Some(p) = predicate {
+            source = source.with_predicate(p.clone());
+        }
+        let config =
+            FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source))
+                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                .with_projection_indices(Some(columns.to_vec()))?
+                .with_limit(limit)
+                // A merge reads partition i as file i, in order: no work stealing.
+                .with_preserve_order(preserve_order)
+                .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+
+    /// Files that overlap nothing: one Parquet scan, spread over the target partitions.
+    fn plain_files(&self, files: &[&FileMeta]) -> Result<Arc<dyn ExecutionPlan>> {
+        let n_groups = self
+            .state
+            .config()
+            .target_partitions()
+            .max(1)
+            .min(files.len());
+        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); n_groups];
+        for (i, f) in files.iter().enumerate() {
+            groups[i % n_groups].push(PartitionedFile::new(f.path.clone(), f.bytes));
+        }
+        self.parquet(
+            groups,
+            &self.out_columns,
+            self.all_filter.as_ref(),
+            self.limit,
+            false,
+        )
+    }
+
+    /// One merge over `group`: files oldest write first, then buffered partitions.
+    fn merge(&self, label: &str, group: Vec<Source<'_>>) -> Result<LastWriteWinsExec> {
+        let mut files: Vec<&FileMeta> = Vec::new();
+        let mut buffers = Vec::new();
+        for s in group {
+            match s {
+                Source::File(f) => files.push(f),
+                Source::Buffer(b) => buffers.push(b),
+            }
+        }
+        files.sort_by_key(|f| f.max_seq);
+        let mut sources = Vec::with_capacity(files.len() + buffers.len());
+        if !files.is_empty() {
+            let groups = files
+                .iter()
+                .map(|f| vec![PartitionedFile::new(f.path.clone(), f.bytes)])
+                .collect();
+            let scan = self.parquet(
+                groups,
+                &self.merge_columns,
+                self.key_filter.as_ref(),
+                None,
+                true,
+            )?;
+            sources.extend((0..files.len()).map(|partition| MergeSource::Plan {
+                plan: scan.clone(),
+                partition,
+            }));
+        }
+        // Buffered partitions of one group are different months, so their order is free.
+        for b in buffers {
+            sources.push(MergeSource::Buffer(BufferSource {
+                table_schema: self.schema.clone(),
+                batches: b.batches.clone(),
+                key_filter: self.key_filter.clone(),
+                columns: self.merge_columns.clone(),
+                key_len: self.key_len,
+                rows: b.rows,
+            }));
+        }
+        let mut key_columns: Vec<usize> = (1..self.key_len).collect();
+        key_columns.push(0);
+        let output_columns = self
+            .out_columns
+            .iter()
+            .map(|c| {
+                self.merge_columns
+                    .iter()
+                    .position(|m| m == c)
+                    .unwrap_or_default()
+            })
+            .collect();
+        let shape = MergeShape {
+            input_schema: Arc::new(self.schema.project(&self.merge_columns)?),
+            key_columns,
+            output_columns,
+            batch_size: self.state.config().batch_size(),
+            fetch: self.limit,
+        };
+        LastWriteWinsExec::try_new(label.to_string(), sources, shape)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Month;
+    use crate::model::TableId;
+    use crate::wal::WalSeq;
+
+    fn file(month: &str, n: u32, min_ts: i64, max_ts: i64) -> FileMeta {
+        FileMeta {
+            table_id: TableId(1),
+            month: Month::parse(month).unwrap(),
+            path: format!("t/month={month}/f{n}.parquet"),
+            min_ts,
+            max_ts,
+            rows: 10,
+            bytes: 1000,
+            max_seq: WalSeq(n as u64),
+            created_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn only_overlapping_sources_are_grouped() {
+        let a = file("2026-10", 1, 0, 10);
+        let b = file("2026-10", 2, 5, 20);
+        let c = file("2026-10", 3, 21, 30);
+        let d = file("2026-10", 4, 30, 40);
+        let groups = overlap_groups(vec![
+            Source::File(&c),
+            Source::File(&a),
+            Source::File(&d),
+            Source::File(&b),
+        ]);
+        let sizes: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+        assert_eq!(sizes, vec![2, 2], "a+b overlap, c+d share ts 30");
+    }
+}
