@@ -16,7 +16,13 @@ pub struct Reading {
 }
 
 pub fn reading(i: usize, meters: usize) -> Reading {
-    let meter = i % meters;
+    reading_of(i, meters, 0)
+}
+
+/// [`reading`] for meters numbered from `first_meter` (a second fleet, e.g. a gateway's
+/// backlog for the same days as the live meters).
+pub fn reading_of(i: usize, meters: usize, first_meter: usize) -> Reading {
+    let meter = i % meters + first_meter;
     let minute = (i / meters) as i64;
     let phase = (minute as f64 / 60.0).sin();
     let u = 220.0 + 5.0 * phase + (meter % 7) as f64 * 0.1;

@@ -47,6 +47,11 @@ pub fn build_session(storage: &Storage) -> DfResult<Arc<SessionContext>> {
         .with_information_schema(true);
     // now() and friends return timestamptz in UTC, as the `ts` column does.
     config.options_mut().execution.time_zone = Some("UTC".into());
+    // A sort that spills keeps this much back for merging its spill files; DataFusion's
+    // 10 MiB default would not leave a small budget room for both partitions' merges.
+    let budget = storage.config().query_memory_bytes;
+    config.options_mut().execution.sort_spill_reservation_bytes =
+        (budget / 16).min(10 * 1024 * 1024);
     // Queries share the storage's runtime: its object store registration and memory pool.
     let ctx = SessionContext::new_with_config_rt(config, storage.runtime_env());
     let catalog = MemoryCatalogProvider::new();

@@ -25,7 +25,7 @@ use rumqttc::mqttbytes::v4::{Connect, Packet, Publish};
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use wattdb_benches::meter_data::{FIELDS, json, line, reading};
+use wattdb_benches::meter_data::{FIELDS, json, line, reading_of};
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -35,6 +35,10 @@ struct Args {
     /// Simulated meters.
     #[arg(long, default_value_t = 1000)]
     meters: usize,
+    /// Number of the first meter (meter-NNNNN): a second run with an offset adds another
+    /// fleet for the same days (e.g. a gateway's backlog).
+    #[arg(long, default_value_t = 0)]
+    first_meter: usize,
     /// MQTT connections (default: one per meter; fewer = gateways carrying several meters).
     #[arg(long)]
     connections: Option<usize>,
@@ -107,7 +111,7 @@ fn messages(mine: &[usize], args: &Args) -> Vec<(Bytes, usize)> {
                 if k > 0 {
                     s.push(',');
                 }
-                json(&reading(i, args.meters), &mut s);
+                json(&reading_of(i, args.meters, args.first_meter), &mut s);
             }
             if args.batch > 1 {
                 s.push(']');
@@ -403,7 +407,11 @@ async fn run_influx(args: &Args, addr: &str) -> Result<()> {
         .map(|chunk| {
             let mut s = String::with_capacity(chunk.len() * 200);
             for &i in chunk {
-                line(&args.table, &reading(i, args.meters), &mut s);
+                line(
+                    &args.table,
+                    &reading_of(i, args.meters, args.first_meter),
+                    &mut s,
+                );
             }
             s.into_bytes()
         })

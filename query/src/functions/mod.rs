@@ -1,8 +1,10 @@
 //! SQL functions wattdb adds to DataFusion: TimescaleDB-style `time_bucket`, and `first` /
 //! `last` aggregates by time. Both are rewritten during planning into DataFusion built-ins
 //! (`date_bin`, `first_value`/`last_value` with `ORDER BY`), so they run at the same speed
-//! and with the same semantics. Plus the few PostgreSQL functions psql needs.
+//! and with the same semantics. `date_trunc` is replaced by a wrapper that is fast on UTC
+//! timestamps. Plus the few PostgreSQL functions psql needs.
 
+mod date_trunc_utc;
 mod first_last;
 mod pg_compat;
 mod time_bucket;
@@ -12,6 +14,7 @@ use datafusion::prelude::SessionContext;
 
 pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(time_bucket::TimeBucket::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(date_trunc_utc::DateTruncUtc::new()));
     ctx.register_udaf(AggregateUDF::new_from_impl(first_last::FirstLast::first()));
     ctx.register_udaf(AggregateUDF::new_from_impl(first_last::FirstLast::last()));
     for udf in pg_compat::udfs() {

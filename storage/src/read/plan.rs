@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
-use datafusion::common::{DFSchema, Result};
+use datafusion::common::stats::Precision;
+use datafusion::common::{DFSchema, Result, ScalarValue, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
@@ -209,19 +210,24 @@ impl Planner<'_> {
         predicate: Option<&Arc<dyn PhysicalExpr>>,
         limit: Option<usize>,
         preserve_order: bool,
+        statistics: Option<Statistics>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let mut source = ParquetSource::new(self.schema.clone());
         if let Some(p) = predicate {
             source = source.with_predicate(p.clone());
         }
-        let config =
-            FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source))
-                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-                .with_projection_indices(Some(columns.to_vec()))?
-                .with_limit(limit)
-                // A merge reads partition i as file i, in order: no work stealing.
-                .with_preserve_order(preserve_order)
-                .build();
+        let mut builder =
+            FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source));
+        if let Some(stats) = statistics {
+            builder = builder.with_statistics(stats);
+        }
+        let config = builder
+            .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+            .with_projection_indices(Some(columns.to_vec()))?
+            .with_limit(limit)
+            // A merge reads partition i as file i, in order: no work stealing.
+            .with_preserve_order(preserve_order)
+            .build();
         Ok(DataSourceExec::from_data_source(config))
     }
 
@@ -243,7 +249,28 @@ impl Planner<'_> {
             self.all_filter.as_ref(),
             self.limit,
             false,
+            Some(self.exact_statistics(files)),
         )
+    }
+
+    /// What the catalog knows exactly about files that overlap nothing: their row count
+    /// (each file is deduplicated, and no key is in two of them) and the range of `ts`.
+    /// DataFusion answers e.g. `count(*)` or `max(ts)` without a filter from these.
+    fn exact_statistics(&self, files: &[&FileMeta]) -> Statistics {
+        let mut stats = Statistics::new_unknown(&self.schema);
+        stats.num_rows = Precision::Exact(files.iter().map(|f| f.rows as usize).sum());
+        stats.total_byte_size = Precision::Inexact(files.iter().map(|f| f.bytes as usize).sum());
+        let micros = |v: i64| ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into()));
+        if let (Some(min), Some(max)) = (
+            files.iter().map(|f| f.min_ts).min(),
+            files.iter().map(|f| f.max_ts).max(),
+        ) {
+            let ts = &mut stats.column_statistics[0];
+            ts.min_value = Precision::Exact(micros(min));
+            ts.max_value = Precision::Exact(micros(max));
+            ts.null_count = Precision::Exact(0);
+        }
+        stats
     }
 
     /// One merge over `group`: files oldest write first, then buffered partitions.
@@ -269,6 +296,7 @@ impl Planner<'_> {
                 self.key_filter.as_ref(),
                 None,
                 true,
+                None,
             )?;
             sources.extend((0..files.len()).map(|partition| MergeSource::Plan {
                 plan: scan.clone(),

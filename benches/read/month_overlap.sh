@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Issue 12's month benchmark: 43.2M one-minute readings of 1,000 meters, written the way a
+# platform sees them — 900 live meters, then a gateway's backlog of 100 more meters for
+# the same days — so the files of each month overlap in time. Runs the five queries of
+# month_queries.sql on wattdb and on DuckDB deduplicating the same files (DISTINCT ON),
+# samples the server's RSS meanwhile, then compacts and runs them again against DuckDB
+# over the compacted files.
+#
+# Needs a release build (target/release/{wattdb,mqtt_load}) and a venv with duckdb and
+# psycopg at $VENV. Usage: benches/read/month_overlap.sh [WORKDIR]
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$HERE/../.."
+TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/wattdb-target}/release"
+WORK="${1:-/tmp/bench/month}"
+VENV="${VENV:-/tmp/bench/venv}"
+LIVE_METERS=${LIVE_METERS:-900}
+BACKLOG_METERS=${BACKLOG_METERS:-100}
+MINUTES=${MINUTES:-43200}
+PG="host=127.0.0.1 port=25433 user=wattdb dbname=wattdb"
+rm -rf "$WORK"; mkdir -p "$WORK"
+cat > "$WORK/wattdb.toml" <<CONF
+compaction_interval_secs = 86400
+CONF
+"$TARGET/wattdb" serve --config "$WORK/wattdb.toml" --data-dir "$WORK/data" \
+  --pg-listen 127.0.0.1:25433 --http-listen 127.0.0.1:28080 --mqtt-listen 127.0.0.1:21883 \
+  > "$WORK/server.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+sleep 2
+echo "== live meters"
+"$TARGET/mqtt_load" --mqtt 127.0.0.1:21883 --pg "$PG" --meters "$LIVE_METERS" \
+  --connections 90 --readings $((LIVE_METERS * MINUTES)) --batch 100 --inflight 8 \
+  --no-rollup-check --table electric --server-pid $SERVER
+echo "== backlog of another fleet for the same days"
+"$TARGET/mqtt_load" --mqtt 127.0.0.1:21883 --pg "$PG" --meters "$BACKLOG_METERS" \
+  --first-meter "$LIVE_METERS" --connections 10 --readings $((BACKLOG_METERS * MINUTES)) \
+  --batch 100 --inflight 8 --no-rollup-check --table electric --server-pid $SERVER
+psql_() { psql -h 127.0.0.1 -p 25433 -U wattdb wattdb -Atc "$1"; }
+psql_ "SELECT month, count(*), sum(rows) FROM system.files WHERE table_name = 'electric' GROUP BY month ORDER BY month"
+grep VmRSS /proc/$SERVER/status
+run() {
+  "$HERE/rss.sh" $SERVER > "$WORK/rss.$1" &
+  SAMPLER=$!
+  shift
+  "$VENV/bin/python" "$ROOT/../shared/tools/vs_duckdb.py" --dsn "$PG" --table electric \
+    --files "$WORK/data/objects/electric/**/*.parquet" --reps 3 "$@" "$HERE/month_queries.sql"
+  kill $SAMPLER; wait $SAMPLER || true
+}
+echo "== overlapping files: wattdb vs DuckDB DISTINCT ON (pid, ts)"
+run overlap --dedup pid,ts
+echo "server peak RSS during the queries: $(cat "$WORK/rss.overlap") MiB"
+t=$(date +%s.%N)
+psql_ "SELECT compact('electric')" > /dev/null
+echo "compact(): $(echo "$(date +%s.%N) - $t" | bc) s"
+psql_ "SELECT month, count(*), sum(rows) FROM system.files WHERE table_name = 'electric' GROUP BY month ORDER BY month"
+echo "== compacted: wattdb vs DuckDB over the compacted files"
+run compacted
+echo "server peak RSS during the queries: $(cat "$WORK/rss.compacted") MiB"
