@@ -124,8 +124,12 @@ pub struct FileConfig {
     pub retention_check_interval_secs: Option<u64>,
     /// How often month partitions with many files are compacted. Default 600
     pub compaction_interval_secs: Option<u64>,
-    /// A month is compacted in the background once it has this many files. Default 4
+    /// The background compaction merges this many consecutive files of similar size.
+    /// Default 8
     pub compaction_min_files: Option<usize>,
+    /// A month that has ended is merged into one file once no file was added to it for
+    /// this long. Default 3600
+    pub compaction_cold_secs: Option<u64>,
     /// Compacted files are deleted this long after the swap. Default 600
     pub compaction_grace_secs: Option<u64>,
     /// S3: longest a single request may take, in seconds. Default 30
@@ -370,8 +374,9 @@ impl Settings {
             ),
             compaction: wattdb_compaction::compact::CompactionPolicy {
                 interval: Duration::from_secs(file.compaction_interval_secs.unwrap_or(600).max(1)),
-                min_files: file.compaction_min_files.unwrap_or(4).max(2),
+                min_files: file.compaction_min_files.unwrap_or(8).max(2),
                 grace: Duration::from_secs(file.compaction_grace_secs.unwrap_or(600)),
+                cold_after: Duration::from_secs(file.compaction_cold_secs.unwrap_or(3600)),
             },
             object_store_timeouts: wattdb_storage::ObjectStoreTimeouts {
                 request: file

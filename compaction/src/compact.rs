@@ -1,31 +1,36 @@
-//! File compaction: per (table, month), merge the Parquet files into one file sorted by
-//! (series, ts) with overwritten duplicates removed (`Storage::compact_month`).
+//! File compaction: per (table, month), merge Parquet files into one file sorted by
+//! (series, ts) with overwritten duplicates removed (`Storage::compact_files`).
 //!
-//! Policy: a background pass every `interval` compacts each month partition that has
-//! `min_files` files or more into one; `SELECT compact('<table>')` compacts every month of
-//! a table that has two or more. So between passes a month holds at most
-//! `min_files - 1` files plus what the persister wrote since the last pass, however the
-//! rows arrived (late data and backfill land in their month's partition like any other).
-//! The merge streams, so a month of any size can be compacted. Old files are deleted
-//! `grace` after the swap, so queries planned before it still find them.
+//! Policy: a background pass every `interval` merges, in each month, runs of `min_files`
+//! consecutive files of similar size, and merges a month whole once it is cold (see
+//! [`crate::tiering`]); `SELECT compact('<table>')` merges every month of a table that
+//! has two or more files into one. The merge streams, so a month of any size can be
+//! compacted. Old files are deleted `grace` after the swap, so queries planned before
+//! it still find them.
 
 use std::time::Duration;
 
 use wattdb_storage::{CompactReport, Month, PartitionInfo, Storage};
 
+use crate::tiering::{FileStat, plan_merges};
+
 #[derive(Debug, Clone, Copy)]
 pub struct CompactionPolicy {
     pub interval: Duration,
+    /// Files of one size tier merged together (the tier's fan-in).
     pub min_files: usize,
     pub grace: Duration,
+    /// A month that has ended is merged whole once no file was added for this long.
+    pub cold_after: Duration,
 }
 
 impl Default for CompactionPolicy {
     fn default() -> Self {
         CompactionPolicy {
             interval: Duration::from_secs(600),
-            min_files: 4,
+            min_files: 8,
             grace: Duration::from_secs(600),
+            cold_after: Duration::from_secs(3600),
         }
     }
 }
@@ -49,17 +54,55 @@ pub async fn compact_table(
 /// One background pass over every table (one listing of the partitions for all).
 pub async fn compact_all(storage: &Storage, policy: CompactionPolicy) -> Vec<CompactReport> {
     let parts = storage.partitions();
+    let now_ms = chrono::Utc::now().timestamp_millis();
     let mut out = Vec::new();
     for def in storage.tables() {
-        let months = months_to_compact(&parts, &def.name, policy.min_files);
-        match compact_months(storage, &def.name, months, policy.grace).await {
-            Ok(r) => out.extend(r),
-            Err(e) => {
-                tracing::warn!(table = %def.name, error = %e, "compaction failed; will retry")
+        for month in months_to_compact(&parts, &def.name, 2) {
+            match compact_tiers(storage, &def.name, month, policy, now_ms).await {
+                Ok(r) => out.extend(r),
+                Err(e) => {
+                    tracing::warn!(table = %def.name, %month, error = %e, "compaction failed; will retry")
+                }
             }
         }
     }
     out
+}
+
+/// The background policy for one month: the runs [`plan_merges`] picks, oldest first.
+async fn compact_tiers(
+    storage: &Storage,
+    table: &str,
+    month: Month,
+    policy: CompactionPolicy,
+    now_ms: i64,
+) -> wattdb_storage::Result<Vec<CompactReport>> {
+    let files = storage.month_files(table, month);
+    let stats: Vec<FileStat> = files
+        .iter()
+        .map(|f| FileStat {
+            rows: f.rows,
+            created_at_ms: f.created_at_ms,
+        })
+        .collect();
+    let runs = plan_merges(
+        &stats,
+        policy.min_files,
+        month.end_micros() / 1000,
+        now_ms,
+        policy.cold_after.as_millis() as i64,
+    );
+    let mut out = Vec::new();
+    for run in runs {
+        let paths: Vec<String> = files[run].iter().map(|f| f.path.clone()).collect();
+        if let Some(r) = storage
+            .compact_files(table, month, Some(&paths), policy.grace)
+            .await?
+        {
+            out.push(r);
+        }
+    }
+    Ok(out)
 }
 
 /// The months of `table` with at least `min_files` files.

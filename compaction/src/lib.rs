@@ -16,5 +16,6 @@ pub mod error;
 pub mod periodic;
 pub mod retention;
 pub mod rollup;
+pub mod tiering;
 
 pub use error::{Error, Result};

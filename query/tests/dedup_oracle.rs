@@ -21,6 +21,9 @@ enum Op {
     Flush,
     /// Merge each month's files into one (`Storage::compact_month`).
     Compact,
+    /// Merge a run of consecutive files of each month (`Storage::compact_files`, what the
+    /// background size tiers do): where it starts and how long it is, modulo the files.
+    CompactRun(u8, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -28,6 +31,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => prop::collection::vec((0u8..3, 0i64..48, -50i32..50), 1..12).prop_map(Op::Insert),
         1 => Just(Op::Flush),
         1 => Just(Op::Compact),
+        1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::CompactRun(a, b)),
     ]
 }
 
@@ -103,9 +107,42 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     }
                     let files = storage.files();
                     let mut months: Vec<_> = files.iter().map(|(_, f)| f.month).collect();
+                    months.sort();
                     let n = months.len();
                     months.dedup();
                     prop_assert_eq!(n, months.len(), "one file per month after compaction");
+                }
+                Op::CompactRun(a, b) => {
+                    let months: Vec<_> = storage
+                        .partitions()
+                        .into_iter()
+                        .filter(|p| p.table == "t" && p.files >= 2)
+                        .map(|p| p.month)
+                        .collect();
+                    for m in months {
+                        let files = storage.month_files("t", m);
+                        let start = a as usize % (files.len() - 1);
+                        let len = 2 + b as usize % (files.len() - start - 1);
+                        let paths: Vec<String> =
+                            files[start..start + len].iter().map(|f| f.path.clone()).collect();
+                        let r = storage
+                            .compact_files("t", m, Some(&paths), Duration::ZERO)
+                            .await
+                            .unwrap();
+                        prop_assert!(r.is_some());
+                        prop_assert_eq!(storage.month_files("t", m).len(), files.len() - len + 1);
+                        if files.len() >= 3 {
+                            // Files that are not consecutive in write order are refused.
+                            let files = storage.month_files("t", m);
+                            if files.len() >= 3 {
+                                let gap = vec![files[0].path.clone(), files[2].path.clone()];
+                                prop_assert!(storage
+                                    .compact_files("t", m, Some(&gap), Duration::ZERO)
+                                    .await
+                                    .is_err());
+                            }
+                        }
+                    }
                 }
             }
         }

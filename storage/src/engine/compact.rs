@@ -50,24 +50,68 @@ impl Storage {
         month: Month,
         grace: Duration,
     ) -> Result<Option<CompactReport>> {
+        self.compact_files(table, month, None, grace).await
+    }
+
+    /// The month's files, oldest write first (the order in which they are ranked).
+    pub fn month_files(&self, table: &str, month: Month) -> Vec<FileMeta> {
         let Some(def) = self.table(table) else {
-            return Err(Error::TableNotFound {
-                table: table.into(),
-            });
+            return Vec::new();
         };
-        let mut old: Vec<FileMeta> = self
+        let mut files: Vec<FileMeta> = self
             .inner
             .catalog
             .files(def.id)
             .into_iter()
             .filter(|f| f.month == month)
             .collect();
+        files.sort_by_key(|f| f.max_seq);
+        files
+    }
+
+    /// Merge some of a month's files into one: `paths` must name files that are
+    /// consecutive in write order (see [`Storage::month_files`]), so that no file outside
+    /// the merge sits between two of its inputs and the merged file (ranked by the newest
+    /// input) keeps every key's newest write on top. `None` merges the whole month. `None`
+    /// is returned when fewer than two files would be merged or the month changed.
+    pub async fn compact_files(
+        &self,
+        table: &str,
+        month: Month,
+        paths: Option<&[String]>,
+        grace: Duration,
+    ) -> Result<Option<CompactReport>> {
+        let Some(def) = self.table(table) else {
+            return Err(Error::TableNotFound {
+                table: table.into(),
+            });
+        };
+        let all = self.month_files(table, month);
+        let old: Vec<FileMeta> = match paths {
+            None => all,
+            Some(paths) => {
+                let pos: Vec<usize> = paths
+                    .iter()
+                    .filter_map(|p| all.iter().position(|f| &f.path == p))
+                    .collect();
+                if pos.len() != paths.len() {
+                    return Ok(None); // some input is gone already
+                }
+                let (lo, hi) = (
+                    pos.iter().copied().min().unwrap_or(0),
+                    pos.iter().copied().max().unwrap_or(0),
+                );
+                if hi + 1 - lo != pos.len() {
+                    return Err(Error::Task(format!(
+                        "compacting {table} {month}: the files to merge are not consecutive in write order"
+                    )));
+                }
+                all[lo..=hi].to_vec()
+            }
+        };
         if old.len() < 2 {
             return Ok(None);
         }
-        // Oldest writes first: dedup keeps the newest (all files of the month are merged,
-        // so no file outside the merge sits between them in write order).
-        old.sort_by_key(|f| f.max_seq);
         let path = file_path(&def.name, month, &new_file_id());
         let merged = merge_files(
             &self.inner.read_session,
