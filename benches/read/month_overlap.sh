@@ -6,8 +6,12 @@
 # samples the server's RSS meanwhile, then compacts and runs them again against DuckDB
 # over the compacted files.
 #
+# With COMPACTION=live the background compaction runs every 5 s during ingest (size
+# tiers, fan-in 8) and the script reports how often rows were rewritten before the
+# queries run over the tiered files.
+#
 # Needs a release build (target/release/{wattdb,mqtt_load}) and a venv with duckdb and
-# psycopg at $VENV. Usage: benches/read/month_overlap.sh [WORKDIR]
+# psycopg at $VENV. Usage: [COMPACTION=live] benches/read/month_overlap.sh [WORKDIR]
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$HERE/../.."
@@ -19,9 +23,11 @@ BACKLOG_METERS=${BACKLOG_METERS:-100}
 MINUTES=${MINUTES:-43200}
 PG="host=127.0.0.1 port=25433 user=wattdb dbname=wattdb"
 rm -rf "$WORK"; mkdir -p "$WORK"
-cat > "$WORK/wattdb.toml" <<CONF
-compaction_interval_secs = 86400
-CONF
+if [ "${COMPACTION:-off}" = live ]; then
+  printf 'compaction_interval_secs = 5\ncompaction_min_files = 8\ncompaction_cold_secs = 86400\ncompaction_grace_secs = 0\n' > "$WORK/wattdb.toml"
+else
+  printf 'compaction_interval_secs = 86400\n' > "$WORK/wattdb.toml"
+fi
 "$TARGET/wattdb" serve --config "$WORK/wattdb.toml" --data-dir "$WORK/data" \
   --pg-listen 127.0.0.1:25433 --http-listen 127.0.0.1:28080 --mqtt-listen 127.0.0.1:21883 \
   > "$WORK/server.log" 2>&1 &
@@ -37,6 +43,11 @@ echo "== backlog of another fleet for the same days"
   --first-meter "$LIVE_METERS" --connections 10 --readings $((BACKLOG_METERS * MINUTES)) \
   --batch 100 --inflight 8 --no-rollup-check --table electric --server-pid $SERVER
 psql_() { psql -h 127.0.0.1 -p 25433 -U wattdb wattdb -Atc "$1"; }
+if [ "${COMPACTION:-off}" = live ]; then
+  sleep 10   # one more pass over the last persists
+  echo "== background compaction during ingest (merges, rows rewritten, per ingested row)"
+  psql_ "SELECT count(*), sum(rows_before), round(sum(rows_before) / $(( (LIVE_METERS + BACKLOG_METERS) * MINUTES )).0, 2), sum(bytes_before) FROM system.compactions"
+fi
 psql_ "SELECT month, count(*), sum(rows) FROM system.files WHERE table_name = 'electric' GROUP BY month ORDER BY month"
 grep VmRSS /proc/$SERVER/status
 run() {
