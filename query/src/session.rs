@@ -59,6 +59,13 @@ pub fn build_session(storage: &Storage) -> DfResult<Arc<SessionContext>> {
     catalog.register_schema("system", Arc::new(SystemTables::new(storage.clone())))?;
     ctx.register_catalog(DATABASE, Arc::new(catalog));
     crate::functions::register(&ctx);
+    ctx.add_analyzer_rule(Arc::new(crate::provider::DistinctOnLastValues::new(
+        storage.clone(),
+    )));
+    ctx.register_udtf(
+        "last_values",
+        Arc::new(crate::provider::LastValuesFunction::new(storage.clone())),
+    );
     setup_pg_catalog(&ctx, DATABASE, Roles).map_err(|e| *e)?;
     Ok(Arc::new(ctx))
 }

@@ -24,6 +24,9 @@ enum Op {
     /// Merge a run of consecutive files of each month (`Storage::compact_files`, what the
     /// background size tiers do): where it starts and how long it is, modulo the files.
     CompactRun(u8, u8),
+    /// `last_values('t')` now equals the newest row of each series (the first call
+    /// builds the cache; later writes must keep it current).
+    LastValues,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -32,6 +35,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Flush),
         1 => Just(Op::Compact),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::CompactRun(a, b)),
+        1 => Just(Op::LastValues),
     ]
 }
 
@@ -112,6 +116,7 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     months.dedup();
                     prop_assert_eq!(n, months.len(), "one file per month after compaction");
                 }
+                Op::LastValues => check_last_values(&ctx, &oracle).await?,
                 Op::CompactRun(a, b) => {
                     let months: Vec<_> = storage
                         .partitions()
@@ -146,6 +151,8 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
         }
+
+        check_last_values(&ctx, &oracle).await?;
 
         // count, sum
         let b = query(&ctx, "SELECT count(*) AS n, sum(v) AS s FROM t").await;
@@ -239,6 +246,23 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         storage.shutdown().await.unwrap();
         Ok(())
     })
+}
+
+/// `last_values('t')` against the oracle: per pid, the row with the greatest ts.
+async fn check_last_values(
+    ctx: &datafusion::prelude::SessionContext,
+    oracle: &BTreeMap<(String, i64), f64>,
+) -> Result<(), TestCaseError> {
+    let b = query(ctx, "SELECT pid, ts, v FROM last_values('t')").await;
+    let got = rows_of(&b);
+    let mut want: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+    for ((pid, ts), v) in oracle {
+        // Keys iterate by (pid, ts) ascending: the last one seen per pid is the newest.
+        want.insert(pid.clone(), (*ts, *v));
+    }
+    let want: Vec<_> = want.into_iter().map(|(p, (t, v))| (p, t, v)).collect();
+    prop_assert_eq!(got, want);
+    Ok(())
 }
 
 /// (pid, ts, v) of every row of `batches` (columns in that order).

@@ -1,9 +1,13 @@
 //! DataFusion table providers over wattdb storage.
 
 mod insert;
+mod last_values;
+mod last_values_rewrite;
 mod scan;
 mod table;
 
 pub use insert::batch_to_rows;
+pub use last_values::LastValuesFunction;
+pub use last_values_rewrite::DistinctOnLastValues;
 pub use table::WattTable;
 pub use wattdb_storage::read::STORE_URL;

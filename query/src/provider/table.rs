@@ -35,6 +35,10 @@ impl std::fmt::Debug for StorageHandle {
 }
 
 impl WattTable {
+    pub fn def(&self) -> &TableDef {
+        &self.def
+    }
+
     pub fn new(storage: Storage, def: TableDef) -> Self {
         let schema = def.arrow_schema();
         // Primary key: tags then ts (column indexes in the schema).

@@ -196,6 +196,8 @@ impl Storage {
         })
         .await??;
         drop(_persist);
+        // The restored rows may hold series' newest rows: built again on next use.
+        self.inner.last_values.forget(def.id);
         self.write_manifest().await;
         let report = RestoreReport {
             files: entry.files.len(),

@@ -202,6 +202,8 @@ pub(crate) struct Inner {
     runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
     /// Session for reads outside SQL (rollups, compaction).
     read_session: datafusion::prelude::SessionContext,
+    /// The newest row of every series, for tables that were asked for it.
+    last_values: Arc<crate::read::LastValues>,
 }
 
 /// Handle to the storage engine. Cheap to clone.
@@ -259,7 +261,8 @@ impl Storage {
             observers,
             release_guards,
         } = hooks(CatalogReader(catalog.clone()));
-        let mut chain: Vec<Arc<dyn DurableObserver>> = vec![buffer.clone()];
+        let last_values = Arc::new(crate::read::LastValues::default());
+        let mut chain: Vec<Arc<dyn DurableObserver>> = vec![buffer.clone(), last_values.clone()];
         chain.extend(observers);
         let observer: Arc<dyn DurableObserver> = Arc::new(hooks::ObserverChain(chain));
         let b2 = buffer.clone();
@@ -308,6 +311,7 @@ impl Storage {
                 compactions: Default::default(),
                 runtime,
                 read_session,
+                last_values,
             }),
         };
         let handle = tokio::spawn(persister::run(storage.clone()));
@@ -329,6 +333,15 @@ impl Storage {
 
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {
         self.inner.store.clone()
+    }
+
+    /// The newest row of every series of `table` (greatest `ts`; of equal `ts`, the last
+    /// write), sorted by tags: from the last-value cache, built on first use.
+    pub async fn last_values(&self, table: &str) -> Result<arrow::record_batch::RecordBatch> {
+        self.inner
+            .last_values
+            .rows(|| self.snapshot(table), &self.inner.read_session)
+            .await
     }
 
     /// The DataFusion runtime queries run in (object store registered, memory pool).
@@ -433,6 +446,7 @@ impl Storage {
         }
         for (def, files) in dropped {
             self.inner.buffer.drop_table(def.id);
+            self.inner.last_values.forget(def.id);
             tracing::info!(table = %def.name, files, "table dropped");
         }
         self.sweep_deletes().await;

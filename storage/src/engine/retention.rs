@@ -153,6 +153,9 @@ impl Storage {
         // step 1) are dropped with them.
         let buffered = self.inner.buffer.months_of(def.id, &doomed);
         self.inner.buffer.drop_months(def.id, &buffered);
+        // The dropped rows may be some series' newest: built again on next use (the
+        // months may be re-opened by a wider retention, so filtering is not enough).
+        self.inner.last_values.forget(def.id);
         for f in &files {
             report.rows += f.rows;
             report.bytes += f.bytes;

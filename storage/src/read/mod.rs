@@ -7,12 +7,14 @@
 
 mod buffer_source;
 mod exec;
+mod last_values;
 mod merge;
 mod plan;
 mod runtime;
 pub mod time_range;
 
 pub use exec::{LastWriteWinsExec, MergeSource};
+pub use last_values::LastValues;
 pub use merge::{LastWriteWins, MergeShape, merge_stream};
 pub use plan::{STORE_URL, ScanRequest, plan_scan};
 pub use runtime::{DEFAULT_QUERY_MEMORY, query_runtime};
