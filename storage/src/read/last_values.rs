@@ -35,7 +35,34 @@ type Rows = HashMap<Vec<String>, LastRow>;
 enum Entry {
     /// Being built from the stored data; writes since the build started.
     Building(Rows),
-    Ready(Rows),
+    Ready(Ready),
+}
+
+struct Ready {
+    rows: Rows,
+    /// Bumped by every write that reaches `rows`.
+    version: u64,
+    /// The last answer, reused while nothing changed (same version, same table layout
+    /// and expiry).
+    answer: Option<(u64, AnswerKey, RecordBatch)>,
+}
+
+/// What besides the rows an answer depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AnswerKey {
+    fields: usize,
+    expired_before: Option<Month>,
+    restored: Vec<Month>,
+}
+
+impl AnswerKey {
+    fn of(def: &TableDef) -> Self {
+        AnswerKey {
+            fields: def.fields.len(),
+            expired_before: def.expired_before,
+            restored: def.restored.keys().copied().collect(),
+        }
+    }
 }
 
 /// Keep `row` if it is at least as new as what `rows` holds for its series.
@@ -112,22 +139,37 @@ impl LastValues {
                 offer(&mut rows, &tags, last.ts, &last.fields);
             }
         }
-        tables.insert(def.id, Entry::Ready(rows));
+        tables.insert(
+            def.id,
+            Entry::Ready(Ready {
+                rows,
+                version: 0,
+                answer: None,
+            }),
+        );
         drop(tables);
         self.ready(&def)?
             .ok_or_else(|| Error::Task(format!("last values of {} vanished", def.name)))
     }
 
     fn ready(&self, def: &TableDef) -> Result<Option<RecordBatch>> {
-        let tables = self.lock();
-        let Some(Entry::Ready(rows)) = tables.get(&def.id) else {
+        let key = AnswerKey::of(def);
+        let mut tables = self.lock();
+        let Some(Entry::Ready(ready)) = tables.get_mut(&def.id) else {
             return Ok(None);
         };
+        if let Some((version, k, batch)) = &ready.answer
+            && *version == ready.version
+            && *k == key
+        {
+            return Ok(Some(batch.clone()));
+        }
         let live = |ts: i64| {
             let m = Month::of_micros(ts);
             def.expired_before.is_none_or(|e| m >= e) || def.restored.contains_key(&m)
         };
-        let mut out: Vec<ValidRow> = rows
+        let mut out: Vec<ValidRow> = ready
+            .rows
             .iter()
             .filter(|(_, r)| live(r.ts))
             .map(|(tags, r)| {
@@ -140,9 +182,10 @@ impl LastValues {
                 }
             })
             .collect();
-        drop(tables);
         out.sort_by(|a, b| a.tags.cmp(&b.tags));
-        rows_to_batch(def, out.iter()).map(Some)
+        let batch = rows_to_batch(def, out.iter())?;
+        ready.answer = Some((ready.version, key, batch.clone()));
+        Ok(Some(batch))
     }
 }
 
@@ -150,7 +193,11 @@ impl DurableObserver for LastValues {
     fn on_durable(&self, _seq: WalSeq, record: &WalRecord) {
         let mut tables = self.lock();
         let rows = match tables.get_mut(&record.table_id) {
-            Some(Entry::Building(rows)) | Some(Entry::Ready(rows)) => rows,
+            Some(Entry::Building(rows)) => rows,
+            Some(Entry::Ready(ready)) => {
+                ready.version += 1;
+                &mut ready.rows
+            }
             None => return,
         };
         for r in &record.rows {
