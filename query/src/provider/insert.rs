@@ -18,8 +18,6 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
 use wattdb_storage::{FieldValue, Row, Storage, TableDef, WriteBatch, WriteMode};
 
-use super::scan::ext;
-
 pub struct InsertSink {
     storage: Storage,
     def: TableDef,
@@ -74,7 +72,7 @@ impl DataSink for InsertSink {
                     false,
                 )
                 .await
-                .map_err(ext)?;
+                .map_err(DataFusionError::from)?;
             total += n as u64;
         }
         Ok(total)

@@ -13,8 +13,6 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use wattdb_storage::Storage;
 
-use super::scan::ext;
-
 pub struct LastValuesFunction {
     storage: Storage,
 }
@@ -44,7 +42,7 @@ impl TableFunctionImpl for LastValuesFunction {
             }
         };
         let Some(def) = self.storage.table(&name) else {
-            return Err(ext(wattdb_storage::Error::TableNotFound { table: name }));
+            return Err(wattdb_storage::Error::TableNotFound { table: name }.into());
         };
         Ok(Arc::new(LastValuesTable {
             storage: self.storage.clone(),
@@ -93,9 +91,9 @@ impl TableProvider for LastValuesTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let rows = self.storage.last_values(&self.table).await.map_err(ext)?;
+        let rows = self.storage.last_values(&self.table).await?;
         // The table may have grown since planning: keep the planned layout.
-        let rows = wattdb_storage::batch::adapt_to_schema(&rows, &self.schema).map_err(ext)?;
+        let rows = wattdb_storage::batch::adapt_to_schema(&rows, &self.schema)?;
         MemorySourceConfig::try_new_exec(&[vec![rows]], self.schema.clone(), projection.cloned())
             .map(|e| e as Arc<dyn ExecutionPlan>)
     }

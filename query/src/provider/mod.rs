@@ -3,7 +3,6 @@
 mod insert;
 mod last_values;
 mod last_values_rewrite;
-mod scan;
 mod table;
 
 pub use insert::batch_to_rows;

@@ -11,10 +11,10 @@ use datafusion::datasource::{TableProvider, TableType};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
+use wattdb_storage::read::{ScanRequest, plan_scan};
 use wattdb_storage::{Storage, TableDef};
 
 use super::insert::InsertSink;
-use super::scan::{ext, plan_scan};
 
 #[derive(Debug)]
 pub struct WattTable {
@@ -82,13 +82,19 @@ impl TableProvider for WattTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let snapshot = self.storage.0.snapshot(&self.def.name).map_err(ext)?;
+        let mut snapshot = self.storage.0.snapshot(&self.def.name)?;
         // The table may have grown since planning started: scan in the planned layout.
-        let mut snapshot = snapshot;
         if snapshot.def.fields.len() != self.def.fields.len() {
             snapshot.def = self.def.clone();
         }
-        plan_scan(state, &snapshot, projection, filters, limit).await
+        // The read path itself (pruning, grouping, the streaming merge) is storage's.
+        let request = ScanRequest {
+            projection: projection.cloned(),
+            filters: filters.to_vec(),
+            limit,
+            ordered: false,
+        };
+        plan_scan(state, &snapshot, &request)
     }
 
     async fn insert_into(

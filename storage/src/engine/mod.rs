@@ -338,9 +338,13 @@ impl Storage {
     /// The newest row of every series of `table` (greatest `ts`; of equal `ts`, the last
     /// write), sorted by tags: from the last-value cache, built on first use.
     pub async fn last_values(&self, table: &str) -> Result<arrow::record_batch::RecordBatch> {
+        // A catalog lookup on every call; a snapshot (which locks the buffer) only to build.
+        let def = self.table(table).ok_or_else(|| Error::TableNotFound {
+            table: table.into(),
+        })?;
         self.inner
             .last_values
-            .rows(|| self.snapshot(table), &self.inner.read_session)
+            .rows(&def, || self.snapshot(table), &self.inner.read_session)
             .await
     }
 

@@ -81,10 +81,6 @@ impl LastWriteWinsExec {
             properties: Arc::new(properties),
         })
     }
-
-    pub fn fetch_limit(&self) -> Option<usize> {
-        self.shape.fetch
-    }
 }
 
 impl DisplayAs for LastWriteWinsExec {

@@ -103,20 +103,20 @@ impl LastValues {
         self.lock().remove(&table);
     }
 
-    /// The newest row of every series of a table, sorted by tags, in the table's current
-    /// layout. `snapshot_now` takes a snapshot of the table; `session` runs the build.
+    /// The newest row of every series of table `def`, sorted by tags, in the table's
+    /// current layout. `snapshot_now` takes a snapshot of the table, needed only to build
+    /// the entry; `session` runs the build.
     pub async fn rows(
         &self,
+        def: &TableDef,
         snapshot_now: impl Fn() -> Result<TableSnapshot>,
         session: &datafusion::prelude::SessionContext,
     ) -> Result<RecordBatch> {
-        let snapshot = snapshot_now()?;
-        let def = snapshot.def.clone();
-        if let Some(batch) = self.ready(&def)? {
+        if let Some(batch) = self.ready(def)? {
             return Ok(batch);
         }
         let _one = self.building.lock().await;
-        if let Some(batch) = self.ready(&def)? {
+        if let Some(batch) = self.ready(def)? {
             return Ok(batch);
         }
         // Collect writes from here on, then read what is stored: a write is in the
@@ -148,7 +148,7 @@ impl LastValues {
             }),
         );
         drop(tables);
-        self.ready(&def)?
+        self.ready(def)?
             .ok_or_else(|| Error::Task(format!("last values of {} vanished", def.name)))
     }
 

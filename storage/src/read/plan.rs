@@ -358,6 +358,73 @@ mod tests {
         }
     }
 
+    fn ts(us: i64) -> Expr {
+        datafusion::prelude::lit(ScalarValue::TimestampMicrosecond(
+            Some(us),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[tokio::test]
+    async fn months_and_files_outside_the_filter_are_not_scanned() {
+        use datafusion::physical_plan::displayable;
+        use datafusion::prelude::{SessionContext, col};
+
+        let def = crate::model::TableDef::new(
+            TableId(1),
+            "t",
+            vec!["pid".into()],
+            vec![crate::model::schema::FieldDef {
+                name: "v".into(),
+                field_type: crate::model::FieldType::Float,
+            }],
+        )
+        .unwrap();
+        let sep = Month::parse("2026-09").unwrap();
+        let oct = Month::parse("2026-10").unwrap();
+        let nov = Month::parse("2026-11").unwrap();
+        let snapshot = TableSnapshot {
+            def,
+            files: vec![
+                file("2026-09", 1, sep.start_micros(), sep.end_micros() - 1),
+                file("2026-10", 2, oct.start_micros(), oct.start_micros() + 1000),
+                file(
+                    "2026-10",
+                    3,
+                    oct.start_micros() + 5000,
+                    oct.end_micros() - 1,
+                ),
+                file("2026-11", 4, nov.start_micros(), nov.end_micros() - 1),
+            ],
+            buffered: vec![],
+        };
+        let ctx = SessionContext::new();
+        let filters = vec![
+            col("ts").gt_eq(ts(oct.start_micros() + 4000)),
+            col("ts").lt(ts(nov.start_micros())),
+        ];
+        let request = ScanRequest {
+            filters,
+            ..Default::default()
+        };
+        let plan = plan_scan(&ctx.state(), &snapshot, &request).unwrap();
+        let shown = displayable(plan.as_ref()).indent(true).to_string();
+        assert!(shown.contains("f3.parquet"), "{shown}");
+        for pruned in ["f1.parquet", "f2.parquet", "f4.parquet"] {
+            assert!(
+                !shown.contains(pruned),
+                "{pruned} should be pruned:\n{shown}"
+            );
+        }
+        // No filter: every file, and none merged (no overlaps).
+        let plan = plan_scan(&ctx.state(), &snapshot, &ScanRequest::default()).unwrap();
+        let shown = displayable(plan.as_ref()).indent(true).to_string();
+        for f in ["f1", "f2", "f3", "f4"] {
+            assert!(shown.contains(f), "{shown}");
+        }
+        assert!(!shown.contains("LastWriteWinsExec"), "{shown}");
+    }
+
     #[test]
     fn only_overlapping_sources_are_grouped() {
         let a = file("2026-10", 1, 0, 10);
