@@ -15,34 +15,27 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$HERE/../.."
-TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/wattdb-target}/release"
+. "$HERE/serve.sh"
 WORK="${1:-/tmp/bench/month}"
-VENV="${VENV:-/tmp/bench/venv}"
 LIVE_METERS=${LIVE_METERS:-900}
 BACKLOG_METERS=${BACKLOG_METERS:-100}
 MINUTES=${MINUTES:-43200}
-PG="host=127.0.0.1 port=25433 user=wattdb dbname=wattdb"
-rm -rf "$WORK"; mkdir -p "$WORK"
+fresh_workdir "$WORK"
 if [ "${COMPACTION:-off}" = live ]; then
   printf 'compaction_interval_secs = 5\ncompaction_min_files = 8\ncompaction_cold_secs = 86400\ncompaction_grace_secs = 0\n' > "$WORK/wattdb.toml"
 else
   printf 'compaction_interval_secs = 86400\n' > "$WORK/wattdb.toml"
 fi
-"$TARGET/wattdb" serve --config "$WORK/wattdb.toml" --data-dir "$WORK/data" \
-  --pg-listen 127.0.0.1:25433 --http-listen 127.0.0.1:28080 --mqtt-listen 127.0.0.1:21883 \
-  > "$WORK/server.log" 2>&1 &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true' EXIT
-sleep 2
+serve "$WORK" 0 --config "$WORK/wattdb.toml"
 echo "== live meters"
-"$TARGET/mqtt_load" --mqtt 127.0.0.1:21883 --pg "$PG" --meters "$LIVE_METERS" \
+"$TARGET/mqtt_load" --mqtt "$MQTT" --pg "$PG" --meters "$LIVE_METERS" \
   --connections 90 --readings $((LIVE_METERS * MINUTES)) --batch 100 --inflight 8 \
   --no-rollup-check --table electric --server-pid $SERVER
 echo "== backlog of another fleet for the same days"
-"$TARGET/mqtt_load" --mqtt 127.0.0.1:21883 --pg "$PG" --meters "$BACKLOG_METERS" \
+"$TARGET/mqtt_load" --mqtt "$MQTT" --pg "$PG" --meters "$BACKLOG_METERS" \
   --first-meter "$LIVE_METERS" --connections 10 --readings $((BACKLOG_METERS * MINUTES)) \
   --batch 100 --inflight 8 --no-rollup-check --table electric --server-pid $SERVER
-psql_() { psql -h 127.0.0.1 -p 25433 -U wattdb wattdb -Atc "$1"; }
+psql_() { psql -h 127.0.0.1 -p "$PG_PORT" -U wattdb wattdb -Atc "$1"; }
 if [ "${COMPACTION:-off}" = live ]; then
   sleep 10   # one more pass over the last persists
   echo "== background compaction during ingest (merges, rows rewritten, per ingested row)"

@@ -3,24 +3,18 @@
 # (default 100,000 msgs/s): ingest rate, query latencies, server peak RSS.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/wattdb-target}/release"
+. "$HERE/serve.sh"
 WORK="${1:-/tmp/bench/clients}"
-VENV="${VENV:-/tmp/bench/venv}"
 RATE=${RATE:-100000}
 SECONDS_=${SECONDS_:-40}
-PG="host=127.0.0.1 port=25437 user=wattdb dbname=wattdb"
-rm -rf "$WORK"; mkdir -p "$WORK"
-"$TARGET/wattdb" serve --data-dir "$WORK/data" --pg-listen 127.0.0.1:25437 \
-  --http-listen 127.0.0.1:28084 --mqtt-listen 127.0.0.1:21887 > "$WORK/server.log" 2>&1 &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true' EXIT
-sleep 2
+fresh_workdir "$WORK"
+serve "$WORK" 4
 # An hour of another fleet first, so that the table exists and queries have rows.
-"$TARGET/mqtt_load" --mqtt 127.0.0.1:21887 --pg "$PG" --meters 1000 --first-meter 1000 --connections 100 \
+"$TARGET/mqtt_load" --mqtt "$MQTT" --pg "$PG" --meters 1000 --first-meter 1000 --connections 100 \
   --readings 60000 --batch 100 --no-rollup-check --table electric > /dev/null
 "$HERE/rss.sh" $SERVER > "$WORK/rss" &
 SAMPLER=$!
-"$TARGET/mqtt_load" --mqtt 127.0.0.1:21887 --pg "$PG" --meters 1000 \
+"$TARGET/mqtt_load" --mqtt "$MQTT" --pg "$PG" --meters 1000 \
   --readings $((RATE * SECONDS_)) --batch 1 --rate "$RATE" --no-rollup-check --table electric \
   --server-pid $SERVER > "$WORK/ingest.log" 2>&1 &
 LOAD=$!
