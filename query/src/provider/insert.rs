@@ -6,9 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{
-    DataType, Float64Type, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
-};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::common::{DataFusionError, Result as DfResult};
@@ -16,7 +14,8 @@ use datafusion::datasource::sink::DataSink;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 use futures::StreamExt;
-use wattdb_storage::{FieldValue, Row, Storage, TableDef, WriteBatch, WriteMode};
+use wattdb_storage::batch::field_value;
+use wattdb_storage::{Row, Storage, TableDef, WriteBatch, WriteMode};
 
 pub struct InsertSink {
     storage: Storage,
@@ -117,16 +116,10 @@ pub fn batch_to_rows(def: &TableDef, batch: &RecordBatch) -> DfResult<Vec<Row>> 
         }
         let mut fields = Vec::with_capacity(def.fields.len());
         for (f, fd) in def.fields.iter().enumerate() {
-            let col = batch.column(def.key_len() + f);
-            if col.is_null(i) {
-                continue;
-            }
-            let v = match col.data_type() {
-                DataType::Float64 => FieldValue::Float(col.as_primitive::<Float64Type>().value(i)),
-                DataType::Int64 => FieldValue::Integer(col.as_primitive::<Int64Type>().value(i)),
-                DataType::Boolean => FieldValue::Boolean(col.as_boolean().value(i)),
-                DataType::Utf8 => FieldValue::Text(col.as_string::<i32>().value(i).to_string()),
-                other => {
+            let v = match field_value(batch.column(def.key_len() + f), i) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(other) => {
                     return Err(bad(format!(
                         "column {} has unsupported type {other}",
                         fd.name

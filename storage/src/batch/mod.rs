@@ -3,8 +3,10 @@
 
 mod adapt;
 mod dedup;
+mod field_value;
 mod from_rows;
 
 pub use adapt::adapt_to_schema;
 pub use dedup::{sort_dedup, sort_dedup_batches};
+pub use field_value::field_value;
 pub use from_rows::rows_to_batch;

@@ -19,9 +19,6 @@ use crate::read::{ScanRequest, plan_scan};
 
 use super::Storage;
 
-/// Selects rows of a batch (true = keep).
-type RowSelector = Arc<dyn Fn(&RecordBatch) -> Result<BooleanArray> + Send + Sync>;
-
 /// A set of series, each named by its tag values in the table's tag order.
 #[derive(Debug, Clone, Default)]
 pub struct SeriesSet {
@@ -58,9 +55,14 @@ impl SeriesSet {
 }
 
 /// Keep rows with `lo <= ts < hi` (and, with `series`, of those series only).
-fn selector(def: &TableDef, lo: i64, hi: i64, series: Option<Arc<SeriesSet>>) -> RowSelector {
+fn selector(
+    def: &TableDef,
+    lo: i64,
+    hi: i64,
+    series: Option<Arc<SeriesSet>>,
+) -> impl Fn(&RecordBatch) -> Result<BooleanArray> {
     let n_tags = def.tags.len();
-    Arc::new(move |batch: &RecordBatch| {
+    move |batch: &RecordBatch| {
         let ts = batch
             .column(0)
             .as_any()
@@ -83,7 +85,7 @@ fn selector(def: &TableDef, lo: i64, hi: i64, series: Option<Arc<SeriesSet>>) ->
             }
         }
         Ok(BooleanArray::from(keep))
-    })
+    }
 }
 
 impl Storage {

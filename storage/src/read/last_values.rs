@@ -12,11 +12,11 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::TimestampMicrosecondType;
 use futures::StreamExt;
 
-use crate::batch::rows_to_batch;
+use crate::batch::{field_value, rows_to_batch};
 use crate::engine::TableSnapshot;
 use crate::error::{Error, Result};
 use crate::model::{FieldValue, Month, TableDef, TableId, ValidRow};
@@ -239,24 +239,11 @@ async fn build(
             }
             let key: Vec<String> = tags.iter().map(|t| t.value(r).to_string()).collect();
             let fields = (n_tags + 1..batch.num_columns())
-                .map(|c| field_value(batch.column(c), r))
+                // The table's own columns: every type is a field type.
+                .map(|c| field_value(batch.column(c), r).ok().flatten())
                 .collect::<Vec<_>>();
             offer(&mut rows, &key, ts.value(r), &fields);
         }
     }
     Ok(rows)
-}
-
-fn field_value(col: &ArrayRef, r: usize) -> Option<FieldValue> {
-    use arrow::datatypes::{DataType, Float64Type, Int64Type};
-    if col.is_null(r) {
-        return None;
-    }
-    Some(match col.data_type() {
-        DataType::Float64 => FieldValue::Float(col.as_primitive::<Float64Type>().value(r)),
-        DataType::Int64 => FieldValue::Integer(col.as_primitive::<Int64Type>().value(r)),
-        DataType::Boolean => FieldValue::Boolean(col.as_boolean().value(r)),
-        DataType::Utf8 => FieldValue::Text(col.as_string::<i32>().value(r).to_string()),
-        _ => return None,
-    })
 }
