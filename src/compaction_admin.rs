@@ -93,10 +93,10 @@ impl CompactionAdmin {
         update(&mut settings);
         check_settings(&def, &settings, self.rollups.timezone())
             .map_err(|m| AdminError::new(sqlstate::INVALID_PARAMETER_VALUE, m))?;
-        self.storage.set_rollup_settings(table, settings).await?;
+        settings.rebuilding = false;
         let n = self
             .rollups
-            .rebuild(table)
+            .apply_settings(table, settings)
             .await
             .map_err(compaction_error)?;
         Ok(format!(

@@ -80,6 +80,11 @@ pub struct ServeArgs {
     /// fails with SQLSTATE 53200. Default 1GiB
     #[arg(long, env = "WATTDB_QUERY_MEMORY")]
     pub query_memory: Option<String>,
+    /// Answer queries that group by a time bucket made of rollup buckets from the rollup
+    /// tables where they are settled (real-time rollups; same answers). Sessions can
+    /// change it with `SET wattdb.rollup_rewrite = false`. Default true
+    #[arg(long, env = "WATTDB_ROLLUP_REWRITE")]
+    pub rollup_rewrite: Option<bool>,
 }
 
 /// The config file: the same settings as the flags.
@@ -107,6 +112,7 @@ pub struct FileConfig {
     pub persist_max_age_secs: Option<u64>,
     pub persist_partition_bytes: Option<usize>,
     pub query_memory: Option<String>,
+    pub rollup_rewrite: Option<bool>,
     /// Topic routes (`[[routes]]`), see the README.
     #[serde(default)]
     pub routes: Vec<wattdb_ingest::route::RouteConfig>,
@@ -168,6 +174,7 @@ pub struct Settings {
     pub persist_max_age: Duration,
     pub persist_partition_bytes: usize,
     pub query_memory_bytes: usize,
+    pub rollup_rewrite: bool,
     pub ingest: wattdb_ingest::pipeline::IngestConfig,
     /// Rollup settings from the config file, by table name.
     pub rollups: BTreeMap<String, wattdb_storage::RollupSettings>,
@@ -314,6 +321,7 @@ impl Settings {
             let s = wattdb_storage::RollupSettings {
                 intervals: r.intervals,
                 counters: r.counters,
+                rebuilding: false,
             };
             wattdb_compaction::rollup::spec::levels(&table, &s, tz)
                 .map_err(|e| anyhow::anyhow!("config: [rollups.{table}]: {e}"))?;
@@ -366,6 +374,7 @@ impl Settings {
                 Some(s) => parse_size("--query-memory", &s)?,
                 None => wattdb_storage::read::DEFAULT_QUERY_MEMORY,
             },
+            rollup_rewrite: args.rollup_rewrite.or(file.rollup_rewrite).unwrap_or(true),
             ingest,
             rollups,
             retention: file.retention,
@@ -458,6 +467,13 @@ mod tests {
         assert_eq!(s.query_memory_bytes, 256 << 20);
         let s = Settings::resolve(ServeArgs::default()).unwrap();
         assert_eq!(s.query_memory_bytes, 1 << 30);
+        assert!(s.rollup_rewrite);
+        let s = Settings::resolve(ServeArgs {
+            rollup_rewrite: Some(false),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!s.rollup_rewrite);
     }
 
     /// The shipped example must always load.

@@ -102,6 +102,7 @@ async fn serve(settings: Settings) -> Result<()> {
     storage_config.object_store_timeouts = settings.object_store_timeouts;
     storage_config.buffer_budget_bytes = settings.buffer_budget_bytes;
     storage_config.query_memory_bytes = settings.query_memory_bytes;
+    storage_config.rollup_rewrite = settings.rollup_rewrite;
     storage_config.persist_max_age = settings.persist_max_age;
     storage_config.persist_partition_bytes = settings.persist_partition_bytes;
     storage_config.rollup_settings = settings.rollups.clone();
@@ -230,6 +231,7 @@ async fn apply_configured_rollups(
     rollups: &Arc<wattdb_compaction::rollup::RollupMaintainer>,
     settings: &Settings,
 ) -> Result<()> {
+    let mut changes: Vec<(String, wattdb_storage::RollupSettings)> = Vec::new();
     for (table, wanted) in &settings.rollups {
         let Some(def) = storage.table(table) else {
             continue; // applied when the table is created
@@ -239,14 +241,29 @@ async fn apply_configured_rollups(
         }
         wattdb_compaction::rollup::check_settings(&def, wanted, settings.tz)
             .map_err(|e| anyhow::anyhow!("config: [rollups.{table}]: {e}"))?;
+        tracing::info!(table = %table, "rollup settings changed by the config file; rebuilding");
+        changes.push((table.clone(), wanted.clone()));
+    }
+    // A rebuild the last run did not finish is resumed.
+    for def in storage.tables() {
+        if def.rollups.rebuilding && !changes.iter().any(|(t, _)| *t == def.name) {
+            tracing::info!(table = %def.name, "resuming an unfinished rollup rebuild");
+            let mut resumed = def.rollups.clone();
+            resumed.rebuilding = false;
+            changes.push((def.name.clone(), resumed));
+        }
+    }
+    for (table, wanted) in changes {
+        // Stored now (flagged as rebuilding), recomputed in the background.
+        let mut flagged = wanted.clone();
+        flagged.rebuilding = true;
         storage
-            .set_rollup_settings(table, wanted.clone())
+            .set_rollup_settings(&table, flagged)
             .await
             .with_context(|| format!("applying [rollups.{table}]"))?;
-        tracing::info!(table = %table, "rollup settings changed by the config file; rebuilding");
-        let (rollups, table) = (rollups.clone(), table.clone());
+        let rollups = rollups.clone();
         tokio::spawn(async move {
-            if let Err(e) = rollups.rebuild(&table).await {
+            if let Err(e) = rollups.apply_settings(&table, wanted).await {
                 tracing::error!(table = %table, error = %e, "rebuilding rollups failed");
             }
         });

@@ -274,6 +274,7 @@ async fn run_case(tz: Tz, steps: Vec<Step>) {
             RollupSettings {
                 intervals: None,
                 counters: vec!["e".into()],
+                ..Default::default()
             },
         )
         .await

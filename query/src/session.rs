@@ -50,6 +50,10 @@ pub fn build_session(storage: &Storage) -> DfResult<Arc<SessionContext>> {
     // A sort that spills keeps this much back for merging its spill files; DataFusion's
     // 10 MiB default would not leave a small budget room for both partitions' merges.
     let budget = storage.config().query_memory_bytes;
+    let config = config.with_option_extension(crate::provider::WattdbOptions {
+        rollup_rewrite: storage.config().rollup_rewrite,
+    });
+    let mut config = config;
     config.options_mut().execution.sort_spill_reservation_bytes =
         (budget / 16).min(10 * 1024 * 1024);
     // Queries share the storage's runtime: its object store registration and memory pool.
@@ -60,6 +64,9 @@ pub fn build_session(storage: &Storage) -> DfResult<Arc<SessionContext>> {
     ctx.register_catalog(DATABASE, Arc::new(catalog));
     crate::functions::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(crate::provider::DistinctOnLastValues::new(
+        storage.clone(),
+    )));
+    ctx.add_optimizer_rule(Arc::new(crate::provider::RollupRewrite::new(
         storage.clone(),
     )));
     ctx.register_udtf(

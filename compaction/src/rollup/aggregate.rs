@@ -10,8 +10,8 @@ use arrow::record_batch::RecordBatch;
 use wattdb_algorithms::counter;
 use wattdb_storage::{FieldType, FieldValue, ValidRow};
 
-use super::interval::{BucketCache, Interval};
 use super::spec::{DELTA, RollupSpec};
+use wattdb_storage::{BucketCache, Interval};
 
 /// A numeric value of a float or integer field.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -507,6 +507,25 @@ impl RollupMaintainer {
             .unwrap_or_else(|| RecordBatch::new_empty(Arc::new(arrow::datatypes::Schema::empty()))))
     }
 
+    /// Store new rollup settings for `table` and recompute its rollups under them. While
+    /// that runs (and if the server stops before it ends) the settings carry
+    /// `rebuilding`, so queries are not answered from rollup tables that may be
+    /// incomplete; calling this again with the same settings resumes.
+    pub async fn apply_settings(
+        &self,
+        table: &str,
+        mut settings: wattdb_storage::RollupSettings,
+    ) -> Result<usize> {
+        settings.rebuilding = true;
+        self.storage
+            .set_rollup_settings(table, settings.clone())
+            .await?;
+        let n = self.rebuild(table).await?;
+        settings.rebuilding = false;
+        self.storage.set_rollup_settings(table, settings).await?;
+        Ok(n)
+    }
+
     /// `SELECT rebuild_rollups('<table>')`: recompute every bucket from the raw rows
     /// still present, a day at a time, oldest first. Buckets whose raw rows have expired
     /// keep their rollup rows.

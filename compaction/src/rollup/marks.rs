@@ -9,15 +9,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono_tz::Tz;
+use wattdb_storage::read::{RollupLayout, RollupLevel, RollupView, Unsettled};
 use wattdb_storage::wal::{DurableObserver, WalRecord, WalSeq};
 use wattdb_storage::{CatalogReader, TableDef, TableId, WalReleaseGuard};
 
-use super::interval::BucketCache;
 use super::marks_log::MarksLog;
 use super::spec::RollupSpec;
+use wattdb_storage::BucketCache;
 
 /// One mark's bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,6 +69,8 @@ pub struct DirtyMarks {
     catalog: std::sync::OnceLock<CatalogReader>,
     tz: Tz,
     notify: tokio::sync::Notify,
+    /// Bumped whenever marks are finished or forgotten (see [`RollupView::epoch`]).
+    epoch: AtomicU64,
 }
 
 impl DirtyMarks {
@@ -99,6 +103,7 @@ impl DirtyMarks {
             catalog: std::sync::OnceLock::new(),
             tz,
             notify: tokio::sync::Notify::new(),
+            epoch: AtomicU64::new(0),
         }))
     }
 
@@ -173,6 +178,8 @@ impl DirtyMarks {
     pub fn done(&self, table: TableId) -> std::io::Result<()> {
         let mut state = self.lock();
         state.in_flight.remove(&table);
+        // Still under the lock: a reader that saw these marks sees the epoch move.
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         let any_durable = [&state.pending, &state.in_flight].iter().any(|m| {
             m.values()
                 .flat_map(|t| t.values())
@@ -204,6 +211,7 @@ impl DirtyMarks {
         let mut state = self.lock();
         state.pending.remove(&table);
         state.in_flight.remove(&table);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Number of (series, bucket) marks waiting or being recomputed.
@@ -227,6 +235,54 @@ impl DirtyMarks {
                 None
             }
         }
+    }
+}
+
+impl RollupView for DirtyMarks {
+    fn layout(&self, def: &TableDef) -> Option<RollupLayout> {
+        if def.rollups.rebuilding {
+            return None;
+        }
+        let spec = self.spec_of(Arc::new(def.clone()))?;
+        Some(RollupLayout {
+            levels: spec
+                .levels
+                .iter()
+                .map(|l| RollupLevel {
+                    table: l.table.clone(),
+                    interval: l.interval,
+                })
+                .collect(),
+            fields: spec.fields.iter().map(|f| f.name.clone()).collect(),
+        })
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    fn unsettled(&self, table: TableId, lo: i64, hi: i64) -> Unsettled {
+        let state = self.lock();
+        let mut out = Unsettled::new();
+        if lo > hi {
+            return out;
+        }
+        for marks in [&state.pending, &state.in_flight] {
+            let Some(series_marks) = marks.get(&table) else {
+                continue;
+            };
+            for (series, buckets) in series_marks {
+                let mut found = buckets.range(lo..=hi).map(|(b, _)| *b).peekable();
+                if found.peek().is_some() {
+                    out.entry(series.clone()).or_default().extend(found);
+                }
+            }
+        }
+        for buckets in out.values_mut() {
+            buckets.sort_unstable();
+            buckets.dedup();
+        }
+        out
     }
 }
 

@@ -6,10 +6,10 @@
 //!   restart.
 //! - [`maintainer`]: recomputes dirty base buckets from deduplicated raw rows and
 //!   composes the coarser levels from the base level, then upserts.
-//! - [`aggregate`], [`interval`], [`spec`]: the arithmetic, the buckets and the layout.
+//! - [`aggregate`], [`spec`]: the arithmetic and the layout (bucket intervals are
+//!   storage's [`wattdb_storage::Interval`]: the read path needs them too).
 
 pub mod aggregate;
-pub mod interval;
 pub mod maintainer;
 pub mod marks;
 pub mod marks_log;
@@ -61,8 +61,12 @@ pub async fn open_storage(
     let storage = Storage::open_with(config, move |catalog| {
         m2.attach(catalog);
         StorageHooks {
-            observers: vec![m2.clone()],
-            release_guards: vec![m2],
+            // Before the buffer: a bucket is marked before a reader can see the write
+            // (what the read path's rollup rewrite relies on).
+            markers: vec![m2.clone()],
+            observers: vec![],
+            release_guards: vec![m2.clone()],
+            rollup_view: Some(m2),
         }
     })
     .await?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono_tz::Tz;
 use wattdb_storage::{FieldDef, FieldType, RollupOf, RollupSettings, TableDef};
 
-use super::interval::Interval;
+use wattdb_storage::Interval;
 
 /// Rollup column suffixes, in column order.
 pub const SUFFIXES: [&str; 7] = ["min", "max", "avg", "sum", "count", "first", "last"];
@@ -244,6 +244,7 @@ mod tests {
         let ok = |i: &[&str]| RollupSettings {
             intervals: Some(i.iter().map(|s| s.to_string()).collect()),
             counters: vec![],
+            ..Default::default()
         };
         assert!(check_settings(&def(), &ok(&["5m", "1h", "1d"]), tz).is_ok());
         assert!(check_settings(&def(), &ok(&["1d"]), tz).is_ok());
@@ -253,6 +254,7 @@ mod tests {
         let bad_counter = RollupSettings {
             intervals: None,
             counters: vec!["state".into()],
+            ..Default::default()
         };
         assert!(check_settings(&def(), &bad_counter, tz).is_err());
     }

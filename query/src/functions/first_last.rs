@@ -1,11 +1,12 @@
-//! `first(value, time)` and `last(value, time)`: the value at the earliest / latest time in
-//! the group (TimescaleDB's signature). Rewritten to `first_value(value ORDER BY time)` /
-//! `last_value(value ORDER BY time)`.
+//! `first(value, time)` and `last(value, time)`: the non-null value at the earliest /
+//! latest time in the group (TimescaleDB's signature; nulls skipped as the rollup
+//! tables' `_first`/`_last` do). Rewritten to
+//! `first_value(value IGNORE NULLS ORDER BY time)` / `last_value(…)`.
 
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, not_impl_err, plan_err};
 use datafusion::functions_aggregate::first_last::{first_value_udaf, last_value_udaf};
-use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment};
 use datafusion::logical_expr::function::{AccumulatorArgs, AggregateFunctionSimplification};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Expr, Signature, Volatility};
 
@@ -72,7 +73,7 @@ impl AggregateUDFImpl for FirstLast {
                 p.distinct,
                 p.filter,
                 vec![time.sort(true, false)],
-                p.null_treatment,
+                Some(p.null_treatment.unwrap_or(NullTreatment::IgnoreNulls)),
             )))
         }))
     }

@@ -3,10 +3,12 @@
 mod insert;
 mod last_values;
 mod last_values_rewrite;
+mod rollup_rewrite;
 mod table;
 
 pub use insert::batch_to_rows;
 pub use last_values::LastValuesFunction;
 pub use last_values_rewrite::DistinctOnLastValues;
+pub use rollup_rewrite::{RollupRewrite, WattdbOptions};
 pub use table::WattTable;
 pub use wattdb_storage::read::STORE_URL;

@@ -12,7 +12,7 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use wattdb_storage::read::{ScanRequest, plan_scan};
-use wattdb_storage::{Storage, TableDef};
+use wattdb_storage::{Storage, TableDef, TableSnapshot};
 
 use super::insert::InsertSink;
 
@@ -22,6 +22,10 @@ pub struct WattTable {
     def: TableDef,
     schema: SchemaRef,
     constraints: Constraints,
+    /// Scan this snapshot instead of taking one (a rewritten query's consistent view).
+    pinned: Option<Arc<TableSnapshot>>,
+    /// Only files and buffered partitions overlapping these `[start, end)` ranges.
+    only_ranges: Option<Vec<(i64, i64)>>,
 }
 
 /// `Storage` is not `Debug`; this wrapper is.
@@ -49,7 +53,28 @@ impl WattTable {
             def,
             schema,
             constraints: Constraints::new_unverified(vec![Constraint::PrimaryKey(pk)]),
+            pinned: None,
+            only_ranges: None,
         }
+    }
+
+    /// A table that scans `snapshot` (taken earlier) rather than the current state,
+    /// skipping files and buffered partitions outside `only_ranges` when given.
+    pub fn pinned(
+        storage: Storage,
+        def: TableDef,
+        snapshot: Arc<TableSnapshot>,
+        only_ranges: Option<Vec<(i64, i64)>>,
+    ) -> Self {
+        WattTable {
+            pinned: Some(snapshot),
+            only_ranges,
+            ..WattTable::new(storage, def)
+        }
+    }
+
+    pub fn is_pinned(&self) -> bool {
+        self.pinned.is_some()
     }
 }
 
@@ -82,7 +107,15 @@ impl TableProvider for WattTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let mut snapshot = self.storage.0.snapshot(&self.def.name)?;
+        let mut snapshot = match &self.pinned {
+            Some(s) => s.as_ref().clone(),
+            None => self.storage.0.snapshot(&self.def.name)?,
+        };
+        if let Some(ranges) = &self.only_ranges {
+            let wanted = |min: i64, max: i64| ranges.iter().any(|(a, b)| *a <= max && min < *b);
+            snapshot.files.retain(|f| wanted(f.min_ts, f.max_ts));
+            snapshot.buffered.retain(|p| wanted(p.min_ts, p.max_ts));
+        }
         // The table may have grown since planning started: scan in the planned layout.
         if snapshot.def.fields.len() != self.def.fields.len() {
             snapshot.def = self.def.clone();

@@ -1,7 +1,8 @@
-//! What other subsystems attach to the write path when the engine opens: observers of
-//! each durable WAL group (the buffer is always the first; rollup dirty marks and rules
-//! come after it) and guards that must make their derived state durable before WAL
-//! segments are deleted.
+//! What other subsystems attach to the engine when it opens: observers of each durable
+//! WAL group — markers that must see a write before readers can (rollup dirty marks),
+//! then the buffer, then the rest (rules) — guards that must make their derived state
+//! durable before WAL segments are deleted, and the view of the rollups the read path
+//! may answer queries from.
 
 use std::sync::Arc;
 
@@ -19,12 +20,17 @@ pub trait WalReleaseGuard: Send + Sync + 'static {
 /// Extensions to install when the engine opens (see [`super::Storage::open_with`]).
 #[derive(Default)]
 pub struct StorageHooks {
+    /// See every durable group before the buffer makes its rows visible to readers, also
+    /// during WAL replay at open.
+    pub markers: Vec<Arc<dyn DurableObserver>>,
     /// See every durable group after the buffer has, also during WAL replay at open.
     pub observers: Vec<Arc<dyn DurableObserver>>,
     pub release_guards: Vec<Arc<dyn WalReleaseGuard>>,
+    /// What the read path may know about rollups (see [`crate::read::RollupView`]).
+    pub rollup_view: Option<Arc<dyn crate::read::RollupView>>,
 }
 
-/// The buffer first, then each extension, in order.
+/// Markers, the buffer, then each other extension, in order.
 pub(super) struct ObserverChain(pub Vec<Arc<dyn DurableObserver>>);
 
 impl DurableObserver for ObserverChain {

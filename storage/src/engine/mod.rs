@@ -70,6 +70,9 @@ pub struct StorageConfig {
     /// Memory all queries (and background reads) share; beyond it operators spill to
     /// `<data-dir>/spill` or the query fails with SQLSTATE 53200.
     pub query_memory_bytes: usize,
+    /// Answer rollup-shaped queries from rollup tables where they are settled (the
+    /// query session's default for `wattdb.rollup_rewrite`).
+    pub rollup_rewrite: bool,
 }
 
 impl StorageConfig {
@@ -87,6 +90,7 @@ impl StorageConfig {
             rollup_settings: Default::default(),
             retention_settings: Default::default(),
             query_memory_bytes: crate::read::DEFAULT_QUERY_MEMORY,
+            rollup_rewrite: true,
         }
     }
 
@@ -204,6 +208,7 @@ pub(crate) struct Inner {
     read_session: datafusion::prelude::SessionContext,
     /// The newest row of every series, for tables that were asked for it.
     last_values: Arc<crate::read::LastValues>,
+    rollup_view: Option<Arc<dyn crate::read::RollupView>>,
 }
 
 /// Handle to the storage engine. Cheap to clone.
@@ -258,11 +263,17 @@ impl Storage {
         let wal_config = WalConfig::new(config.wal_dir());
         let min_next = WalSeq(catalog.max_seq().0 + 1);
         let StorageHooks {
+            markers,
             observers,
             release_guards,
+            rollup_view,
         } = hooks(CatalogReader(catalog.clone()));
         let last_values = Arc::new(crate::read::LastValues::default());
-        let mut chain: Vec<Arc<dyn DurableObserver>> = vec![buffer.clone(), last_values.clone()];
+        let mut chain: Vec<Arc<dyn DurableObserver>> = markers;
+        chain.extend([
+            buffer.clone() as Arc<dyn DurableObserver>,
+            last_values.clone(),
+        ]);
         chain.extend(observers);
         let observer: Arc<dyn DurableObserver> = Arc::new(hooks::ObserverChain(chain));
         let b2 = buffer.clone();
@@ -312,6 +323,7 @@ impl Storage {
                 runtime,
                 read_session,
                 last_values,
+                rollup_view,
             }),
         };
         let handle = tokio::spawn(persister::run(storage.clone()));
@@ -337,6 +349,11 @@ impl Storage {
 
     /// The newest row of every series of `table` (greatest `ts`; of equal `ts`, the last
     /// write), sorted by tags: from the last-value cache, built on first use.
+    /// What the read path may know about rollups, when a rollup worker is attached.
+    pub fn rollup_view(&self) -> Option<&Arc<dyn crate::read::RollupView>> {
+        self.inner.rollup_view.as_ref()
+    }
+
     pub async fn last_values(&self, table: &str) -> Result<arrow::record_batch::RecordBatch> {
         // A catalog lookup on every call; a snapshot (which locks the buffer) only to build.
         let def = self.table(table).ok_or_else(|| Error::TableNotFound {

@@ -15,6 +15,11 @@ pub struct RollupSettings {
     /// Fields holding cumulative counters (energy in kWh): their rollups get `_delta`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub counters: Vec<String>,
+    /// Set while the rollups are recomputed after a settings change (and left set by a
+    /// crash in between, until the rebuild is resumed): queries must not be answered
+    /// from rollup tables that may be incomplete.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rebuilding: bool,
 }
 
 impl RollupSettings {

@@ -10,6 +10,7 @@ mod exec;
 mod last_values;
 mod merge;
 mod plan;
+pub mod rollup_view;
 mod runtime;
 pub mod time_range;
 
@@ -17,5 +18,6 @@ pub use exec::{LastWriteWinsExec, MergeSource};
 pub use last_values::LastValues;
 pub use merge::{LastWriteWins, MergeShape, merge_stream};
 pub use plan::{STORE_URL, ScanRequest, plan_scan};
+pub use rollup_view::{RollupLayout, RollupLevel, RollupView, Unsettled};
 pub use runtime::{DEFAULT_QUERY_MEMORY, query_runtime};
 pub use time_range::TimeRange;

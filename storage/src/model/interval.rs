@@ -1,4 +1,5 @@
-//! Bucket intervals: fixed widths aligned to the Unix epoch (like `date_bin`), and the
+//! Rollup bucket intervals (used by the rollup worker and by the read path's rollup
+//! rewrite): fixed widths aligned to the Unix epoch (like `date_bin`), and the
 //! calendar day of a time zone (23 or 25 hours long on DST changes).
 
 use chrono::{Duration, NaiveDate, NaiveTime, TimeZone, Utc};
@@ -55,7 +56,7 @@ impl Interval {
     /// Start (UTC microseconds) of the bucket holding `ts`.
     pub fn bucket_start(&self, ts: i64) -> i64 {
         match self {
-            Interval::Fixed(w) => ts.div_euclid(*w) * w,
+            Interval::Fixed(w) => ts.saturating_sub(ts.rem_euclid(*w)),
             Interval::Day(tz) => {
                 let date = local_date(*tz, ts);
                 local_midnight(*tz, date)
@@ -66,7 +67,7 @@ impl Interval {
     /// Start of the bucket after the one starting at `start`.
     pub fn bucket_end(&self, start: i64) -> i64 {
         match self {
-            Interval::Fixed(w) => start + w,
+            Interval::Fixed(w) => start.saturating_add(*w),
             Interval::Day(tz) => {
                 let date = local_date(*tz, start);
                 local_midnight(*tz, date.succ_opt().unwrap_or(date))
@@ -128,7 +129,7 @@ impl BucketCache {
 
     pub fn start_of(&mut self, ts: i64) -> i64 {
         match self.interval {
-            Interval::Fixed(w) => ts.div_euclid(w) * w,
+            Interval::Fixed(w) => ts.saturating_sub(ts.rem_euclid(w)),
             Interval::Day(_) => {
                 if ts < self.start || ts >= self.end {
                     self.start = self.interval.bucket_start(ts);
