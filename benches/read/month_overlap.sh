@@ -10,6 +10,8 @@
 # tiers, fan-in 8) and the script reports how often rows were rewritten before the
 # queries run over the tiered files.
 #
+# REWRITE=off starts the server with --rollup-rewrite false (every query on the raw path).
+#
 # Needs a release build (target/release/{wattdb,mqtt_load}) and a venv with duckdb and
 # psycopg at $VENV. Usage: [COMPACTION=live] benches/read/month_overlap.sh [WORKDIR]
 set -euo pipefail
@@ -26,7 +28,7 @@ if [ "${COMPACTION:-off}" = live ]; then
 else
   printf 'compaction_interval_secs = 86400\n' > "$WORK/wattdb.toml"
 fi
-serve "$WORK" 0 --config "$WORK/wattdb.toml"
+serve "$WORK" 0 --config "$WORK/wattdb.toml" --rollup-rewrite "$([ "${REWRITE:-on}" = on ] && echo true || echo false)"
 echo "== live meters"
 "$TARGET/mqtt_load" --mqtt "$MQTT" --pg "$PG" --meters "$LIVE_METERS" \
   --connections 90 --readings $((LIVE_METERS * MINUTES)) --batch 100 --inflight 8 \
@@ -51,6 +53,16 @@ run() {
     --files "$WORK/data/objects/electric/**/*.parquet" --reps 3 "$@" "$HERE/month_queries.sql"
   kill $SAMPLER; wait $SAMPLER || true
 }
+# The daily average is answered from the rollups (real-time rollup rewrite) once the
+# rollup worker has caught up with the ingest; REWRITE=off measures the raw path.
+if [ "${REWRITE:-on}" = on ]; then
+  t=$(date +%s)
+  until ! psql_ "EXPLAIN SELECT date_trunc('day', ts) AS d, avg(p) FROM electric GROUP BY d" | grep -q rollup_region_raw; do
+    [ $(( $(date +%s) - t )) -lt 900 ] || { echo "rollups did not settle"; exit 1; }
+    sleep 2
+  done
+  echo "rollups settled $(( $(date +%s) - t )) s after the ingest"
+fi
 echo "== overlapping files: wattdb vs DuckDB DISTINCT ON (pid, ts)"
 run overlap --dedup pid,ts
 echo "server peak RSS during the queries: $(cat "$WORK/rss.overlap") MiB"

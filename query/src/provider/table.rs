@@ -126,6 +126,7 @@ impl TableProvider for WattTable {
             filters: filters.to_vec(),
             limit,
             ordered: false,
+            small_files: Some(self.storage.0.small_files().clone()),
         };
         plan_scan(state, &snapshot, &request)
     }

@@ -92,7 +92,10 @@ impl Storage {
                 },
             };
             match store.delete(&ObjectPath::from(d.path.as_str())).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => done.push(key),
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    self.inner.small_files.forget(&d.path);
+                    done.push(key)
+                }
                 Err(e) => {
                     tracing::warn!(file = %d.path, reason = %d.reason, error = %e,
                         "could not delete an unlisted file; will retry");

@@ -209,6 +209,7 @@ pub(crate) struct Inner {
     /// The newest row of every series, for tables that were asked for it.
     last_values: Arc<crate::read::LastValues>,
     rollup_view: Option<Arc<dyn crate::read::RollupView>>,
+    small_files: Arc<crate::read::SmallFileCache>,
 }
 
 /// Handle to the storage engine. Cheap to clone.
@@ -324,6 +325,9 @@ impl Storage {
                 read_session,
                 last_values,
                 rollup_view,
+                small_files: Arc::new(crate::read::SmallFileCache::new(
+                    crate::read::small_files::DEFAULT_BUDGET_BYTES,
+                )),
             }),
         };
         let handle = tokio::spawn(persister::run(storage.clone()));
@@ -349,6 +353,11 @@ impl Storage {
 
     /// The newest row of every series of `table` (greatest `ts`; of equal `ts`, the last
     /// write), sorted by tags: from the last-value cache, built on first use.
+    /// Decoded small files queries read from memory.
+    pub fn small_files(&self) -> &Arc<crate::read::SmallFileCache> {
+        &self.inner.small_files
+    }
+
     /// What the read path may know about rollups, when a rollup worker is attached.
     pub fn rollup_view(&self) -> Option<&Arc<dyn crate::read::RollupView>> {
         self.inner.rollup_view.as_ref()

@@ -123,6 +123,7 @@ impl Storage {
         let request = ScanRequest {
             filters,
             ordered: true,
+            small_files: None,
             ..Default::default()
         };
         let session = &self.inner.read_session;

@@ -51,6 +51,7 @@ pub async fn merge_files(
     };
     let request = ScanRequest {
         ordered: true,
+        small_files: None,
         ..Default::default()
     };
     let written = async {

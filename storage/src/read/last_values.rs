@@ -215,6 +215,7 @@ async fn build(
     let table = def.name.as_str();
     let request = ScanRequest {
         ordered: true,
+        small_files: None,
         ..Default::default()
     };
     let plan = plan_scan(&session.state(), snapshot, &request).map_err(Error::read(table))?;

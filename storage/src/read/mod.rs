@@ -12,6 +12,7 @@ mod merge;
 mod plan;
 pub mod rollup_view;
 mod runtime;
+pub mod small_files;
 pub mod time_range;
 
 pub use exec::{LastWriteWinsExec, MergeSource};
@@ -20,4 +21,5 @@ pub use merge::{LastWriteWins, MergeShape, merge_stream};
 pub use plan::{STORE_URL, ScanRequest, plan_scan};
 pub use rollup_view::{RollupLayout, RollupLevel, RollupView, Unsettled};
 pub use runtime::{DEFAULT_QUERY_MEMORY, query_runtime};
+pub use small_files::SmallFileCache;
 pub use time_range::TimeRange;

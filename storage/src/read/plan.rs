@@ -14,10 +14,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
 use datafusion::common::stats::Precision;
 use datafusion::common::{DFSchema, Result, ScalarValue, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -31,6 +34,7 @@ use datafusion::physical_plan::union::UnionExec;
 use super::buffer_source::BufferSource;
 use super::exec::{LastWriteWinsExec, MergeSource};
 use super::merge::MergeShape;
+use super::small_files::SmallFileCache;
 use super::time_range::TimeRange;
 use crate::catalog::FileMeta;
 use crate::engine::{BufferedPartition, TableSnapshot};
@@ -49,7 +53,12 @@ pub struct ScanRequest {
     pub limit: Option<usize>,
     /// One partition sorted by (tags, ts) over all sources, instead of a union.
     pub ordered: bool,
+    /// Decoded small files to read from memory (and to fill in the background).
+    pub small_files: Option<Arc<SmallFileCache>>,
 }
+
+/// An in-memory scan of the cached files (if any), and the files still to read.
+type CachedSplit<'f> = (Option<Arc<dyn ExecutionPlan>>, Vec<&'f FileMeta>);
 
 enum Source<'a> {
     File(&'a FileMeta),
@@ -186,6 +195,13 @@ pub fn plan_scan(
             }
         }
     }
+    if let Some(cache) = &req.small_files {
+        let (cached, rest) = planner.cached_files(cache, &plain_files)?;
+        if let Some(c) = cached {
+            inputs.push(c);
+        }
+        plain_files = rest;
+    }
     if !plain_files.is_empty() {
         inputs.insert(0, planner.plain_files(&plain_files)?);
     }
@@ -212,7 +228,19 @@ impl Planner<'_> {
         preserve_order: bool,
         statistics: Option<Statistics>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // Footers are read once per file and kept in DataFusion's metadata cache (files
+        // are immutable and never reuse a name); a query over many small files (a rollup
+        // table's months) would otherwise spend most of its time re-reading them.
+        let runtime = self.state.runtime_env();
         let mut source = ParquetSource::new(self.schema.clone());
+        // (A session without wattdb's store only plans; it could not read anyway.)
+        if let Ok(store) = runtime.object_store(ObjectStoreUrl::parse(STORE_URL)?) {
+            let readers = CachedParquetFileReaderFactory::new(
+                store,
+                runtime.cache_manager.get_file_metadata_cache(),
+            );
+            source = source.with_parquet_file_reader_factory(Arc::new(readers));
+        }
         if let Some(p) = predicate {
             source = source.with_predicate(p.clone());
         }
@@ -229,6 +257,66 @@ impl Planner<'_> {
             .with_preserve_order(preserve_order)
             .build();
         Ok(DataSourceExec::from_data_source(config))
+    }
+
+    /// Of files that overlap nothing, the small ones whose decoded copy is in `cache`, as
+    /// one in-memory scan, and the rest; small files not cached yet are loaded in the
+    /// background for the next query.
+    fn cached_files<'f>(
+        &self,
+        cache: &Arc<SmallFileCache>,
+        files: &[&'f FileMeta],
+    ) -> Result<CachedSplit<'f>> {
+        let mut rest = Vec::new();
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        let mut missing = Vec::new();
+        for f in files {
+            if !cache.wants(f.rows, f.bytes) {
+                rest.push(*f);
+                continue;
+            }
+            match cache.get(&f.path) {
+                // Only copies in the table's current layout (older files lack new fields).
+                Some(b)
+                    if b.iter()
+                        .all(|b| b.schema().fields() == self.schema.fields()) =>
+                {
+                    batches.extend(b.iter().cloned())
+                }
+                Some(_) => rest.push(*f),
+                None => {
+                    missing.push((f.path.clone(), f.bytes));
+                    rest.push(*f);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let store = self
+                .state
+                .runtime_env()
+                .object_store(ObjectStoreUrl::parse(STORE_URL)?)?;
+            cache.load_in_background(store, missing);
+        }
+        if batches.is_empty() {
+            return Ok((None, rest));
+        }
+        let n = self
+            .state
+            .config()
+            .target_partitions()
+            .max(1)
+            .min(batches.len());
+        let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
+        for (i, b) in batches.into_iter().enumerate() {
+            partitions[i % n].push(b);
+        }
+        let source = MemorySourceConfig::try_new(
+            &partitions,
+            self.schema.clone(),
+            Some(self.out_columns.clone()),
+        )?
+        .with_limit(self.limit);
+        Ok((Some(DataSourceExec::from_data_source(source)), rest))
     }
 
     /// Files that overlap nothing: one Parquet scan, spread over the target partitions.

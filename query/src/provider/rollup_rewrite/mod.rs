@@ -314,16 +314,16 @@ impl RollupRewrite {
             if view.epoch() != epoch {
                 continue;
             }
-            let settlement = Settlement {
-                base: base.interval,
-                level: level.interval,
-                lo: shape.lo,
-                hi: shape.hi,
+            let settlement = Settlement::new(
+                base.interval,
+                level.interval,
+                shape.lo,
+                shape.hi,
                 unsettled,
-                raw_months: months(&raw),
-                base_months: months(&base_snap),
-                level_months: months(&level_snap),
-            };
+                months(&raw),
+                months(&base_snap),
+                months(&level_snap),
+            );
             return Ok(Some(View {
                 raw,
                 base: base_snap,

@@ -46,9 +46,26 @@ pub fn coarsen(mut r: Ranges, max: usize) -> Ranges {
     r
 }
 
-fn covers(ranges: &Ranges, a: i64, e: i64) -> bool {
-    let i = ranges.partition_point(|(_, end)| *end <= a);
-    ranges.get(i).is_some_and(|(s, end)| *s <= a && e <= *end)
+/// Where two sets of ranges overlap.
+fn intersect(a: &Ranges, b: &Ranges) -> Ranges {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        let (s, e) = (a[i].0.max(b[j].0), a[i].1.min(b[j].1));
+        if s < e {
+            out.push((s, e));
+        }
+        if a[i].1 < b[j].1 {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
+fn contains(ranges: &Ranges, t: i64) -> bool {
+    let i = ranges.partition_point(|(_, end)| *end <= t);
+    ranges.get(i).is_some_and(|(s, _)| *s <= t)
 }
 
 /// Everything the sides of one rewritten query agree on.
@@ -65,36 +82,79 @@ pub struct Settlement {
     pub raw_months: Ranges,
     pub base_months: Ranges,
     pub level_months: Ranges,
+    /// Whole buckets of the base / the level inside the query's bounds and in months
+    /// both the raw table and that rollup table have: where a rollup row may be used
+    /// unless its series has a mark there.
+    base_ok: Ranges,
+    level_ok: Ranges,
 }
 
 impl Settlement {
-    fn inside(&self, start: i64, end: i64) -> bool {
-        start >= self.lo && end.saturating_sub(1) <= self.hi
-    }
-
-    fn dirty_in(&self, series: &[String], start: i64, end: i64) -> bool {
-        self.unsettled.get(series).is_some_and(|b| {
-            let i = b.partition_point(|x| *x < start);
-            b.get(i).is_some_and(|x| *x < end)
-        })
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        base: Interval,
+        level: Interval,
+        lo: i64,
+        hi: i64,
+        unsettled: Unsettled,
+        raw_months: Ranges,
+        base_months: Ranges,
+        level_months: Ranges,
+    ) -> Self {
+        let whole = |interval: Interval, months: &Ranges| -> Ranges {
+            let bounds = vec![(lo, hi.saturating_add(1))];
+            let covered = intersect(&intersect(&raw_months, months), &bounds);
+            covered
+                .into_iter()
+                .map(|(a, b)| {
+                    let s = interval.bucket_start(a);
+                    let a = if s == a { a } else { interval.bucket_end(s) };
+                    let b = if b == i64::MAX {
+                        b
+                    } else {
+                        interval.bucket_start(b)
+                    };
+                    (a, b)
+                })
+                .filter(|(a, b)| a < b)
+                .collect()
+        };
+        Settlement {
+            base_ok: whole(base, &base_months),
+            level_ok: whole(level, &level_months),
+            base,
+            level,
+            lo,
+            hi,
+            unsettled,
+            raw_months,
+            base_months,
+            level_months,
+        }
     }
 
     /// The base rollup row of (series, bucket starting at `b`) is exact and wanted whole.
     pub fn base_settled(&self, series: &[String], b: i64) -> bool {
-        let e = self.base.bucket_end(b);
-        self.inside(b, e)
-            && covers(&self.raw_months, b, e)
-            && covers(&self.base_months, b, e)
-            && !self.dirty_in(series, b, e)
+        contains(&self.base_ok, b)
+            && self
+                .unsettled
+                .get(series)
+                .is_none_or(|marks| marks.binary_search(&b).is_err())
     }
 
     /// The level's rollup row of (series, bucket starting at `b`) is exact and wanted.
     pub fn level_settled(&self, series: &[String], b: i64) -> bool {
-        let e = self.level.bucket_end(b);
-        self.inside(b, e)
-            && covers(&self.raw_months, b, e)
-            && covers(&self.level_months, b, e)
-            && !self.dirty_in(series, b, e)
+        contains(&self.level_ok, b)
+            && self.unsettled.get(series).is_none_or(|marks| {
+                let e = self.level.bucket_end(b);
+                let i = marks.partition_point(|x| *x < b);
+                marks.get(i).is_none_or(|x| *x >= e)
+            })
+    }
+
+    /// No series has a mark: rows need not be told apart by series.
+    pub fn no_marks(&self) -> bool {
+        self.unsettled.is_empty()
     }
 
     fn level_is_base(&self) -> bool {
@@ -319,8 +379,10 @@ impl ScalarUDFImpl for RegionFilter {
         let mut have_series = false;
         let mut base_cache = BucketCache::new(self.settlement.base);
         let mut out = Vec::with_capacity(ts.len());
+        let by_series = !self.settlement.no_marks();
         for r in 0..ts.len() {
-            let same = have_series && tags.iter().zip(&series).all(|(t, s)| t.value(r) == s);
+            let same =
+                !by_series || have_series && tags.iter().zip(&series).all(|(t, s)| t.value(r) == s);
             if !same {
                 for (s, t) in series.iter_mut().zip(&tags) {
                     s.clear();
@@ -410,16 +472,16 @@ mod tests {
             unsettled.entry(vec![s.to_string()]).or_default().push(*b);
         }
         let all = vec![(i64::MIN, i64::MAX)];
-        Settlement {
-            base: Interval::Fixed(15 * M),
-            level: Interval::Fixed(60 * M),
+        Settlement::new(
+            Interval::Fixed(15 * M),
+            Interval::Fixed(60 * M),
             lo,
             hi,
             unsettled,
-            raw_months: all.clone(),
-            base_months: all.clone(),
-            level_months: all,
-        }
+            all.clone(),
+            all.clone(),
+            all,
+        )
     }
 
     #[test]
@@ -471,14 +533,25 @@ mod tests {
 
     #[test]
     fn months_missing_from_a_rollup_are_read_raw() {
-        let mut s = settlement(i64::MIN, i64::MAX, &[]);
-        s.base_months = vec![(90 * M, 180 * M)];
-        s.level_months = vec![(90 * M, 180 * M)];
+        // Raw data from 0 to 300m, the rollup only from 90m to 180m.
+        let months = vec![(90 * M, 180 * M)];
+        let s = Settlement::new(
+            Interval::Fixed(15 * M),
+            Interval::Fixed(60 * M),
+            i64::MIN,
+            i64::MAX,
+            Unsettled::new(),
+            vec![(0, 300 * M)],
+            months.clone(),
+            months,
+        );
         let a = vec!["a".to_string()];
         assert!(!s.base_settled(&a, 75 * M));
         assert!(s.base_settled(&a, 90 * M));
-        // Raw data from 0 to 300m: the raw side reads where the rollup has no months.
-        s.raw_months = vec![(0, 300 * M)];
+        assert!(s.base_settled(&a, 165 * M) && !s.base_settled(&a, 180 * M));
+        // The hour level: only 120m–180m is whole inside the rollup's months.
+        assert!(!s.level_settled(&a, 60 * M) && s.level_settled(&a, 120 * M));
+        // The raw side reads where the rollup has no months.
         assert_eq!(s.raw_ranges(), vec![(0, 90 * M), (180 * M, 300 * M)]);
         assert!(s.raw_needs_all_series());
     }
