@@ -83,7 +83,7 @@ def wait_for_rollups(w, sql, timeout=600):
     t = time.perf_counter()
     while time.perf_counter() - t < timeout:
         plan = "\n".join(r[1] for r in w.execute("EXPLAIN " + sql).fetchall())
-        if "rollup_region_raw" not in plan:
+        if "household_1d" in plan and "rollup_region_raw" not in plan:
             print(f"rollups settled after {time.perf_counter() - t:.1f}s")
             return
         time.sleep(0.5)

@@ -57,7 +57,12 @@ run() {
 # rollup worker has caught up with the ingest; REWRITE=off measures the raw path.
 if [ "${REWRITE:-on}" = on ]; then
   t=$(date +%s)
-  until ! psql_ "EXPLAIN SELECT date_trunc('day', ts) AS d, avg(p) FROM electric GROUP BY d" | grep -q rollup_region_raw; do
+  settled() {
+    local plan
+    plan=$(psql_ "EXPLAIN SELECT date_trunc('day', ts) AS d, avg(p) FROM electric GROUP BY d")
+    grep -q electric_1d <<<"$plan" && ! grep -q rollup_region_raw <<<"$plan"
+  }
+  until settled; do
     [ $(( $(date +%s) - t )) -lt 900 ] || { echo "rollups did not settle"; exit 1; }
     sleep 2
   done
