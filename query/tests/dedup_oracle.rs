@@ -27,9 +27,6 @@ enum Op {
     /// `last_values('t')` now equals the newest row of each series (the first call
     /// builds the cache; later writes must keep it current).
     LastValues,
-    /// Sort the buffer's active rows into one chunk per partition, as the background
-    /// sorter does for partitions readers use (later writes then land after it).
-    SortBuffer,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -39,7 +36,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Compact),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::CompactRun(a, b)),
         1 => Just(Op::LastValues),
-        1 => Just(Op::SortBuffer),
     ]
 }
 
@@ -121,9 +117,6 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     prop_assert_eq!(n, months.len(), "one file per month after compaction");
                 }
                 Op::LastValues => check_last_values(&ctx, &oracle).await?,
-                Op::SortBuffer => {
-                    storage.sort_buffer_for_readers(true).await;
-                }
                 Op::CompactRun(a, b) => {
                     let months: Vec<_> = storage
                         .partitions()

@@ -8,7 +8,6 @@
 //! catalog, so a reader holding the buffer lock sees each row either buffered or in a file.
 
 mod partition;
-pub mod reader_sort;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,7 +1,5 @@
 //! One (table, month) partition of the write buffer.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use arrow::array::{Array, TimestampMicrosecondArray};
@@ -24,8 +22,6 @@ pub struct Chunk {
     pub min_ts: i64,
     pub max_ts: i64,
     pub bytes: usize,
-    /// Sorted by (tags, ts) with one row per key (see [`Partition::replace_sorted`]).
-    pub sorted: bool,
 }
 
 impl Chunk {
@@ -38,7 +34,6 @@ impl Chunk {
             max_seq: seq,
             min_ts,
             max_ts,
-            sorted: false,
         }
     }
 }
@@ -66,9 +61,6 @@ pub struct Partition {
     pub active: Vec<Chunk>,
     first_active_write: Option<Instant>,
     frozen_at: Option<Instant>,
-    /// Set by readers that had to sort this partition's rows, cleared by the sorter that
-    /// then keeps its active rows sorted for them (see [`Partition::sort_work`]).
-    pub read_wanted: Arc<AtomicBool>,
 }
 
 impl Partition {
@@ -80,7 +72,6 @@ impl Partition {
             active: Vec::new(),
             first_active_write: None,
             frozen_at: None,
-            read_wanted: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -153,60 +144,6 @@ impl Partition {
         self.frozen.clone()
     }
 
-    /// The active chunks to sort into one, when readers asked for this partition and
-    /// enough unsorted rows came after its sorted chunk (at least `min_rows`, and a
-    /// quarter of the sorted rows: every row is re-sorted a bounded number of times).
-    /// `force`: whenever any active chunk is unsorted, readers or not (tests).
-    pub fn sort_work(&self, min_rows: usize, force: bool) -> Option<Vec<Chunk>> {
-        if force {
-            return self
-                .active
-                .iter()
-                .any(|c| !c.sorted)
-                .then(|| self.active.clone());
-        }
-        if !self.read_wanted.load(Ordering::Relaxed) {
-            return None;
-        }
-        let sorted_rows = match self.active.first() {
-            Some(c) if c.sorted => c.batch.num_rows(),
-            _ => 0,
-        };
-        let unsorted: usize = self
-            .active
-            .iter()
-            .filter(|c| !c.sorted)
-            .map(|c| c.batch.num_rows())
-            .sum();
-        if unsorted < min_rows.max(sorted_rows / 4) {
-            return None;
-        }
-        self.read_wanted.store(false, Ordering::Relaxed);
-        Some(self.active.clone())
-    }
-
-    /// Put `sorted` (the rows of `taken`, sorted and deduplicated) in place of the active
-    /// chunks it was made from, if they are still the first active chunks (a freeze or a
-    /// coalescing since then: nothing is replaced). Reads see the same rows either way:
-    /// within the chunks replaced, the last write of each key is kept, and later chunks
-    /// still win over it.
-    pub fn replace_sorted(&mut self, taken: &[Chunk], sorted: Chunk) -> bool {
-        let same = |a: &Chunk, b: &Chunk| {
-            a.min_seq == b.min_seq
-                && a.max_seq == b.max_seq
-                && a.batch.num_rows() == b.batch.num_rows()
-                && a.bytes == b.bytes
-        };
-        if taken.is_empty()
-            || self.active.len() < taken.len()
-            || !taken.iter().zip(&self.active).all(|(t, a)| same(t, a))
-        {
-            return false;
-        }
-        self.active.splice(..taken.len(), [sorted]);
-        true
-    }
-
     /// Rows written since the last freeze are waiting.
     pub fn has_active(&self) -> bool {
         !self.active.is_empty()
@@ -249,52 +186,5 @@ impl Partition {
         let min = self.chunks().map(|c| c.min_ts).min()?;
         let max = self.chunks().map(|c| c.max_ts).max()?;
         Some((min, max))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow::array::TimestampMicrosecondArray;
-    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-
-    fn chunk(seq: u64, rows: i64) -> Chunk {
-        let schema = Arc::new(Schema::new(vec![Field::new(
-            "ts",
-            DataType::Timestamp(TimeUnit::Microsecond, None),
-            false,
-        )]));
-        let ts = TimestampMicrosecondArray::from_iter_values(0..rows);
-        let b = RecordBatch::try_new(schema, vec![Arc::new(ts)]).unwrap();
-        Chunk::new(b, WalSeq(seq))
-    }
-
-    #[test]
-    fn a_sorted_chunk_replaces_only_the_chunks_it_was_made_from() {
-        let mut p = Partition::new(TableId(1), Month::parse("2026-11").unwrap());
-        for seq in 1..=3 {
-            p.append(chunk(seq, 10_000));
-        }
-        // Nobody read it: no work; forced: all three active chunks.
-        assert!(p.sort_work(1, false).is_none());
-        let taken = p.sort_work(1, true).unwrap();
-        assert_eq!(taken.len(), 3);
-        p.append(chunk(4, 10_000));
-        let mut sorted = chunk(1, 30_000);
-        sorted.max_seq = WalSeq(3);
-        sorted.sorted = true;
-        assert!(p.replace_sorted(&taken, sorted.clone()));
-        assert_eq!(p.active.len(), 2);
-        assert!(p.active[0].sorted && !p.active[1].sorted);
-        assert_eq!(p.rows(), 40_000);
-        assert_eq!(p.min_seq(), Some(WalSeq(1)));
-        // After a freeze the first active chunks are others: nothing is replaced.
-        let taken = p.sort_work(1, true).unwrap();
-        p.freeze(1);
-        assert!(!p.replace_sorted(&taken, sorted));
-        assert_eq!(p.rows(), 40_000);
-        // A reader asked, and only unsorted rows are active: work.
-        p.read_wanted.store(true, Ordering::Relaxed);
-        assert!(p.sort_work(1, false).is_some());
     }
 }

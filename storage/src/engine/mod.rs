@@ -330,11 +330,6 @@ impl Storage {
                 )),
             }),
         };
-        tokio::spawn(crate::buffer::reader_sort::run(
-            storage.inner.buffer.clone(),
-            std::time::Duration::from_millis(250),
-            storage.inner.shutdown.subscribe(),
-        ));
         let handle = tokio::spawn(persister::run(storage.clone()));
         *storage
             .inner
@@ -358,13 +353,6 @@ impl Storage {
 
     /// The newest row of every series of `table` (greatest `ts`; of equal `ts`, the last
     /// write), sorted by tags: from the last-value cache, built on first use.
-    /// Sort buffered rows for readers now (what a background task does for partitions
-    /// queries read; `force`: every partition with unsorted rows). Returns the number of
-    /// sorted chunks put in place.
-    pub async fn sort_buffer_for_readers(&self, force: bool) -> usize {
-        crate::buffer::reader_sort::sort_now(&self.inner.buffer, force).await
-    }
-
     /// Decoded small files queries read from memory.
     pub fn small_files(&self) -> &Arc<crate::read::SmallFileCache> {
         &self.inner.small_files

@@ -4,9 +4,6 @@
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-
 use arrow::record_batch::RecordBatch;
 
 use crate::catalog::FileMeta;
@@ -30,10 +27,6 @@ pub struct BufferedPartition {
     pub month: Month,
     /// Oldest first; possibly in older layouts of the table (fewer fields).
     pub batches: Vec<RecordBatch>,
-    /// Per batch: already sorted by (tags, ts), one row per key.
-    pub sorted: Vec<bool>,
-    /// Tells the buffer that a reader sorted this partition's rows.
-    pub read_wanted: Arc<AtomicBool>,
     pub min_ts: i64,
     pub max_ts: i64,
     pub rows: usize,
@@ -133,8 +126,6 @@ impl Storage {
                 Some(BufferedPartition {
                     month: *month,
                     batches: p.chunks().map(|c| c.batch.clone()).collect(),
-                    sorted: p.chunks().map(|c| c.sorted).collect(),
-                    read_wanted: p.read_wanted.clone(),
                     min_ts,
                     max_ts,
                     rows: p.rows(),

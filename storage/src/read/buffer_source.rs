@@ -1,7 +1,6 @@
-//! Buffered rows as a merge input: those that pass the key filters, projected, sorted by
-//! (tags, ts) and deduplicated (later writes win; a chunk the buffer already keeps sorted
-//! is only filtered), produced when the query first asks for them — not when it is
-//! planned — and handed out in batch-sized slices.
+//! A buffered partition as a merge input: its rows that pass the key filters, projected,
+//! sorted by (tags, ts) and deduplicated (later writes win), produced when the query
+//! first asks for them — not when it is planned — and handed out in batch-sized slices.
 
 use std::sync::Arc;
 
@@ -28,8 +27,6 @@ pub struct BufferSource {
     pub columns: Vec<usize>,
     pub key_len: usize,
     pub rows: usize,
-    /// `batches` is one batch already sorted by key with one row per key.
-    pub presorted: bool,
 }
 
 impl BufferSource {
@@ -65,13 +62,6 @@ impl BufferSource {
             if full.num_rows() > 0 {
                 kept.push(full.project(&self.columns)?);
             }
-        }
-        if self.presorted && kept.len() <= 1 {
-            // Filtering and projecting keep the order.
-            return Ok(match kept.pop() {
-                Some(b) => b,
-                None => RecordBatch::new_empty(schema),
-            });
         }
         Ok(sort_dedup_batches(&schema, &kept, self.key_len)?)
     }

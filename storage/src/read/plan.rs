@@ -392,37 +392,15 @@ impl Planner<'_> {
             }));
         }
         // Buffered partitions of one group are different months, so their order is free.
-        // Within a partition, each sorted chunk is a source as it is and each run of
-        // unsorted ones one source sorted at execution, oldest first.
         for b in buffers {
-            let mut run: Vec<RecordBatch> = Vec::new();
-            let source = |batches: Vec<RecordBatch>, presorted: bool| {
-                MergeSource::Buffer(BufferSource {
-                    table_schema: self.schema.clone(),
-                    rows: batches.iter().map(|b| b.num_rows()).sum(),
-                    batches,
-                    key_filter: self.key_filter.clone(),
-                    columns: self.merge_columns.clone(),
-                    key_len: self.key_len,
-                    presorted,
-                })
-            };
-            for (batch, sorted) in b.batches.iter().zip(&b.sorted) {
-                if *sorted {
-                    if !run.is_empty() {
-                        sources.push(source(std::mem::take(&mut run), false));
-                    }
-                    sources.push(source(vec![batch.clone()], true));
-                } else {
-                    run.push(batch.clone());
-                }
-            }
-            if !run.is_empty() {
-                sources.push(source(run, false));
-                // Ask the buffer to keep this partition sorted for the next readers.
-                b.read_wanted
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-            }
+            sources.push(MergeSource::Buffer(BufferSource {
+                table_schema: self.schema.clone(),
+                batches: b.batches.clone(),
+                key_filter: self.key_filter.clone(),
+                columns: self.merge_columns.clone(),
+                key_len: self.key_len,
+                rows: b.rows,
+            }));
         }
         let mut key_columns: Vec<usize> = (1..self.key_len).collect();
         key_columns.push(0);
