@@ -217,6 +217,32 @@ pub async fn retention_drops_whole_expired_months(mut server: Server) {
         .unwrap()
         .get(0);
     assert_eq!(rollup_days, days.len() as i64);
+    // A daily aggregate over the raw table — answered from r_1d where it is settled (the
+    // real-time rollup rewrite) — sees only the kept months, like the raw rows: one
+    // reading per kept UTC day (its timestamps are a day or more apart).
+    let daily = c
+        .query(
+            "SELECT CAST(date_trunc('day', ts) AS VARCHAR), count(v) FROM r WHERE pid = 'p1' \
+             GROUP BY date_trunc('day', ts) ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let want_days: BTreeSet<String> = kept
+        .iter()
+        .map(|t| {
+            chrono::DateTime::from_timestamp(*t, 0)
+                .unwrap()
+                .format("%Y-%m-%d")
+                .to_string()
+        })
+        .collect();
+    let got_days: BTreeSet<String> = daily
+        .iter()
+        .map(|r| r.get::<_, String>(0).chars().take(10).collect())
+        .collect();
+    assert_eq!(got_days, want_days);
+    assert!(daily.iter().all(|r| r.get::<_, i64>(1) == 1));
 
     // A crash right now replays the WAL, which still held rows of dropped months: they
     // must not come back.

@@ -520,6 +520,29 @@ mod tests {
     }
 
     #[test]
+    fn buckets_of_expired_raw_months_are_not_taken_from_rollups() {
+        // Retention dropped the raw rows before 90m; the rollups outlive them, but the raw
+        // query sees nothing there, so neither may the rewrite.
+        let all = vec![(i64::MIN, i64::MAX)];
+        let s = Settlement::new(
+            Interval::Fixed(15 * M),
+            Interval::Fixed(60 * M),
+            i64::MIN,
+            i64::MAX,
+            Unsettled::new(),
+            vec![(90 * M, 300 * M)],
+            all.clone(),
+            all,
+        );
+        let a = vec!["a".to_string()];
+        assert!(!s.base_settled(&a, 30 * M) && !s.level_settled(&a, 0));
+        assert!(s.base_settled(&a, 90 * M) && s.level_settled(&a, 120 * M));
+        // The hour 60m–120m is cut by the expiry: its kept quarter hours from base rows.
+        assert!(!s.level_settled(&a, 60 * M) && s.base_settled(&a, 105 * M));
+        assert_eq!(s.base_ranges(), vec![(60 * M, 120 * M)]);
+    }
+
+    #[test]
     fn ranges_merge_and_coarsen() {
         assert_eq!(
             normalize(vec![(5, 9), (1, 3), (3, 4), (8, 12)]),
