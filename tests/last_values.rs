@@ -62,6 +62,19 @@ async fn check(c: &tokio_postgres::Client, want: &BTreeMap<(String, String), (i6
                 (r.get(0), r.get(1), ts(secs), r.get(3))
             })
             .collect();
+        // In the order the query asks for.
+        let by_pid_first = sql.contains("ORDER BY pid, site");
+        let key = |r: &(String, String, String, f64)| {
+            if by_pid_first {
+                (r.1.clone(), r.0.clone())
+            } else {
+                (r.0.clone(), r.1.clone())
+            }
+        };
+        assert!(
+            got.windows(2).all(|w| key(&w[0]) < key(&w[1])),
+            "{sql}: order"
+        );
         got.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         assert_eq!(got, expected, "{sql}");
     }

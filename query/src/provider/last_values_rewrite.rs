@@ -1,8 +1,8 @@
 //! Serving `SELECT DISTINCT ON (<all tags>) … FROM t ORDER BY <tags>, ts DESC` from the
 //! last-value cache: without a filter on `ts` (filters on tags are fine: they select
 //! whole series), that query picks the newest row of every series, which is exactly what
-//! the cache holds. The rule swaps the table scan under the `DISTINCT ON` for a scan of
-//! `last_values(t)`; the `DISTINCT ON` itself stays and now runs over one row per series.
+//! the cache holds. The rule replaces it with its select list over `last_values(t)`
+//! sorted as the query asks (one row per series: nothing left to make distinct).
 //! It is an analyzer rule because the optimizer turns `DISTINCT ON` into an aggregate.
 
 use std::any::Any;
@@ -13,7 +13,9 @@ use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::{provider_as_source, source_as_provider};
-use datafusion::logical_expr::{Distinct, DistinctOn, Expr, LogicalPlan, TableScan};
+use datafusion::logical_expr::{
+    Distinct, DistinctOn, Expr, LogicalPlan, LogicalPlanBuilder, Projection, TableScan,
+};
 use datafusion::optimizer::AnalyzerRule;
 use wattdb_storage::Storage;
 
@@ -104,10 +106,16 @@ impl DistinctOnLastValues {
                     .ok()?,
             ),
         };
-        Some(LogicalPlan::Distinct(Distinct::On(DistinctOn {
-            input: Arc::new(input),
-            ..on.clone()
-        })))
+        // The cache holds one row per series, so the DISTINCT ON keeps every row: what is
+        // left of it is its order and its select list.
+        let sorted = LogicalPlanBuilder::from(input)
+            .sort(sorts.clone())
+            .ok()?
+            .build()
+            .ok()?;
+        Projection::try_new_with_schema(on.select_expr.clone(), Arc::new(sorted), on.schema.clone())
+            .ok()
+            .map(LogicalPlan::Projection)
     }
 }
 
