@@ -19,20 +19,13 @@ use datafusion::logical_expr::{
 use datafusion::optimizer::AnalyzerRule;
 use wattdb_storage::Storage;
 
+use super::StorageHandle;
 use super::last_values::LastValuesTable;
 use super::table::WattTable;
 
 #[derive(Debug)]
 pub struct DistinctOnLastValues {
     storage: StorageHandle,
-}
-
-struct StorageHandle(Storage);
-
-impl std::fmt::Debug for StorageHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Storage")
-    }
 }
 
 impl DistinctOnLastValues {

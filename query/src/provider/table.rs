@@ -14,6 +14,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use wattdb_storage::read::{ScanRequest, plan_scan};
 use wattdb_storage::{Storage, TableDef, TableSnapshot};
 
+use super::StorageHandle;
 use super::insert::InsertSink;
 
 #[derive(Debug)]
@@ -26,16 +27,6 @@ pub struct WattTable {
     pinned: Option<Arc<TableSnapshot>>,
     /// Only files and buffered partitions overlapping these `[start, end)` ranges.
     only_ranges: Option<Vec<(i64, i64)>>,
-}
-
-/// `Storage` is not `Debug`; this wrapper is.
-#[derive(Clone)]
-struct StorageHandle(Storage);
-
-impl std::fmt::Debug for StorageHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Storage")
-    }
 }
 
 impl WattTable {

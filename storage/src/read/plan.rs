@@ -30,6 +30,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
+use object_store::ObjectStore;
 
 use super::buffer_source::BufferSource;
 use super::exec::{LastWriteWinsExec, MergeSource};
@@ -231,13 +232,15 @@ impl Planner<'_> {
         // Footers are read once per file and kept in DataFusion's metadata cache (files
         // are immutable and never reuse a name); a query over many small files (a rollup
         // table's months) would otherwise spend most of its time re-reading them.
-        let runtime = self.state.runtime_env();
         let mut source = ParquetSource::new(self.schema.clone());
         // (A session without wattdb's store only plans; it could not read anyway.)
-        if let Ok(store) = runtime.object_store(ObjectStoreUrl::parse(STORE_URL)?) {
+        if let Ok(store) = self.store() {
             let readers = CachedParquetFileReaderFactory::new(
                 store,
-                runtime.cache_manager.get_file_metadata_cache(),
+                self.state
+                    .runtime_env()
+                    .cache_manager
+                    .get_file_metadata_cache(),
             );
             source = source.with_parquet_file_reader_factory(Arc::new(readers));
         }
@@ -291,25 +294,12 @@ impl Planner<'_> {
             }
         }
         if !missing.is_empty() {
-            let store = self
-                .state
-                .runtime_env()
-                .object_store(ObjectStoreUrl::parse(STORE_URL)?)?;
-            cache.load_in_background(store, missing);
+            cache.load_in_background(self.store()?, missing);
         }
         if batches.is_empty() {
             return Ok((None, rest));
         }
-        let n = self
-            .state
-            .config()
-            .target_partitions()
-            .max(1)
-            .min(batches.len());
-        let mut partitions: Vec<Vec<RecordBatch>> = vec![Vec::new(); n];
-        for (i, b) in batches.into_iter().enumerate() {
-            partitions[i % n].push(b);
-        }
+        let partitions = self.spread(batches);
         let source = MemorySourceConfig::try_new(
             &partitions,
             self.schema.clone(),
@@ -319,18 +309,36 @@ impl Planner<'_> {
         Ok((Some(DataSourceExec::from_data_source(source)), rest))
     }
 
-    /// Files that overlap nothing: one Parquet scan, spread over the target partitions.
-    fn plain_files(&self, files: &[&FileMeta]) -> Result<Arc<dyn ExecutionPlan>> {
-        let n_groups = self
+    /// `items` dealt round-robin over the target partitions (no empty partition).
+    fn spread<T: Clone>(&self, items: Vec<T>) -> Vec<Vec<T>> {
+        let n = self
             .state
             .config()
             .target_partitions()
             .max(1)
-            .min(files.len());
-        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); n_groups];
-        for (i, f) in files.iter().enumerate() {
-            groups[i % n_groups].push(PartitionedFile::new(f.path.clone(), f.bytes));
+            .min(items.len().max(1));
+        let mut out: Vec<Vec<T>> = vec![Vec::new(); n];
+        for (i, item) in items.into_iter().enumerate() {
+            out[i % n].push(item);
         }
+        out
+    }
+
+    /// wattdb's object store as this session's runtime knows it.
+    fn store(&self) -> Result<Arc<dyn ObjectStore>> {
+        self.state
+            .runtime_env()
+            .object_store(ObjectStoreUrl::parse(STORE_URL)?)
+    }
+
+    /// Files that overlap nothing: one Parquet scan, spread over the target partitions.
+    fn plain_files(&self, files: &[&FileMeta]) -> Result<Arc<dyn ExecutionPlan>> {
+        let groups = self.spread(
+            files
+                .iter()
+                .map(|f| PartitionedFile::new(f.path.clone(), f.bytes))
+                .collect(),
+        );
         self.parquet(
             groups,
             &self.out_columns,

@@ -36,12 +36,13 @@ use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, TableScan};
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
-use wattdb_storage::read::{RollupLayout, RollupLevel};
+use wattdb_storage::read::{RollupLayout, RollupLevel, RollupView};
 use wattdb_storage::{Storage, TableDef, TableSnapshot};
 
 use self::plan::{Rewrite, View, build, suffixes};
 use self::settlement::{Settlement, normalize};
 use self::shape::{Shape, match_shape};
+use super::StorageHandle;
 use super::table::WattTable;
 
 datafusion::common::extensions_options! {
@@ -62,14 +63,6 @@ const VIEW_ATTEMPTS: usize = 3;
 #[derive(Debug)]
 pub struct RollupRewrite {
     storage: StorageHandle,
-}
-
-struct StorageHandle(Storage);
-
-impl std::fmt::Debug for StorageHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Storage")
-    }
 }
 
 impl RollupRewrite {
@@ -186,7 +179,7 @@ impl RollupRewrite {
                 return Ok(None);
             }
         }
-        let Some(v) = self.take_view(&def, &shape, &base, &level)? else {
+        let Some(v) = self.take_view(view.as_ref(), &def, &shape, &base, &level)? else {
             tracing::debug!(table = %def.name, "rollup rewrite skipped: the rollups kept changing");
             return Ok(None);
         };
@@ -208,15 +201,13 @@ impl RollupRewrite {
     /// epoch means every bucket not unsettled has rollup rows matching the raw snapshot.
     fn take_view(
         &self,
+        view: &dyn RollupView,
         def: &TableDef,
         shape: &Shape,
         base: &RollupLevel,
         level: &RollupLevel,
     ) -> Result<Option<View>> {
         let storage = &self.storage.0;
-        let Some(view) = storage.rollup_view() else {
-            return Ok(None);
-        };
         let from = if shape.lo == i64::MIN {
             i64::MIN
         } else {

@@ -172,7 +172,6 @@ pub(super) fn build(r: Rewrite<'_>, view: View) -> Result<Option<LogicalPlan>> {
             key_args.clone(),
         )
     };
-    let output_keys: Vec<Expr> = key_args.clone();
 
     // A rollup side: the table's rows kept by `side`, as partial columns.
     let rollup_side = |l: &RollupLevel,
@@ -180,9 +179,6 @@ pub(super) fn build(r: Rewrite<'_>, view: View) -> Result<Option<LogicalPlan>> {
                        side: Side,
                        ranges: Option<Vec<(i64, i64)>>|
      -> Result<Option<LogicalPlan>> {
-        let Some(rdef) = storage.table(&l.table) else {
-            return Ok(None);
-        };
         let mut filters = tag_filters.clone();
         if let Some(r) = &ranges {
             match in_ranges(r) {
@@ -191,8 +187,10 @@ pub(super) fn build(r: Rewrite<'_>, view: View) -> Result<Option<LogicalPlan>> {
             }
         }
         filters.push(region(side));
+        // Read in the layout of the snapshot taken with the consistent view.
+        let rdef = snapshot.def.clone();
         let table = WattTable::pinned(storage.clone(), rdef, snapshot, ranges);
-        let mut projection = output_keys.clone();
+        let mut projection = key_args.clone();
         projection.extend(
             parts
                 .iter()
@@ -274,7 +272,7 @@ pub(super) fn build(r: Rewrite<'_>, view: View) -> Result<Option<LogicalPlan>> {
                 e.alias(partial_name(f, s))
             })
             .collect();
-        let mut projection = output_keys.clone();
+        let mut projection = key_args.clone();
         projection.extend(parts.iter().map(|(f, s)| column(&partial_name(f, s))));
         let plan = LogicalPlanBuilder::scan(
             scan.table_name.clone(),
