@@ -10,7 +10,8 @@ use chrono_tz::Tz;
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::expr::{AggregateFunction, NullTreatment};
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{Aggregate, Between, BinaryExpr, Expr, Operator};
+use datafusion::logical_expr::{Aggregate, Expr};
+use wattdb_storage::read::time_range::{literal_nanos, ts_bounds};
 use wattdb_storage::{Interval, TS_COLUMN, TableDef};
 
 const MICROS_PER_SEC: i64 = 1_000_000;
@@ -292,101 +293,14 @@ fn interval_micros(e: &Expr) -> Option<i64> {
     (nanos % 1000 == 0).then(|| i64::try_from(nanos / 1000).ok())?
 }
 
-/// A timestamp literal in nanoseconds (exact).
-fn timestamp_nanos(e: &Expr) -> Option<i128> {
-    let Expr::Literal(v, _) = e else { return None };
-    Some(match v {
-        ScalarValue::TimestampSecond(Some(v), _) => *v as i128 * 1_000_000_000,
-        ScalarValue::TimestampMillisecond(Some(v), _) => *v as i128 * 1_000_000,
-        ScalarValue::TimestampMicrosecond(Some(v), _) => *v as i128 * 1_000,
-        ScalarValue::TimestampNanosecond(Some(v), _) => *v as i128,
-        _ => return None,
-    })
-}
-
 fn timestamp_micros_exact(e: &Expr) -> Option<i64> {
-    let n = timestamp_nanos(e)?;
+    let n = literal_nanos(e)?;
     (n % 1000 == 0).then(|| i64::try_from(n / 1000).ok())?
-}
-
-fn clamp(v: i128) -> i64 {
-    v.clamp(i64::MIN as i128, i64::MAX as i128) as i64
-}
-
-/// Inclusive microsecond bounds of a comparison of `ts` with a timestamp literal, or a
-/// `BETWEEN`; `None` for anything else.
-fn ts_bounds(e: &Expr) -> Option<(i64, i64)> {
-    let ceil = |n: i128| n.div_euclid(1000) + i128::from(n.rem_euclid(1000) != 0);
-    let floor = |n: i128| n.div_euclid(1000);
-    match e {
-        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-            let (op, n) = if is_ts(left) {
-                (*op, timestamp_nanos(right)?)
-            } else if is_ts(right) {
-                (op.swap()?, timestamp_nanos(left)?)
-            } else {
-                return None;
-            };
-            // ts is in microseconds: compare ts * 1000 with n exactly.
-            let (lo, hi) = match op {
-                Operator::GtEq => (ceil(n), i64::MAX as i128),
-                Operator::Gt => (floor(n) + 1, i64::MAX as i128),
-                Operator::LtEq => (i64::MIN as i128, floor(n)),
-                Operator::Lt => (i64::MIN as i128, ceil(n) - 1),
-                Operator::Eq => (ceil(n), floor(n)),
-                _ => return None,
-            };
-            Some((clamp(lo), clamp(hi)))
-        }
-        Expr::Between(Between {
-            expr,
-            negated: false,
-            low,
-            high,
-        }) if is_ts(expr) => Some((
-            clamp(ceil(timestamp_nanos(low)?)),
-            clamp(floor(timestamp_nanos(high)?)),
-        )),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::prelude::{col, lit};
-
-    fn ts_ns(v: i64) -> Expr {
-        lit(ScalarValue::TimestampNanosecond(
-            Some(v),
-            Some("UTC".into()),
-        ))
-    }
-
-    #[test]
-    fn bounds_are_exact_in_microseconds() {
-        assert_eq!(
-            ts_bounds(&col("ts").gt_eq(ts_ns(1_500))),
-            Some((2, i64::MAX))
-        );
-        assert_eq!(ts_bounds(&col("ts").gt(ts_ns(2_000))), Some((3, i64::MAX)));
-        assert_eq!(ts_bounds(&col("ts").lt(ts_ns(2_000))), Some((i64::MIN, 1)));
-        assert_eq!(ts_bounds(&col("ts").lt(ts_ns(2_500))), Some((i64::MIN, 2)));
-        assert_eq!(
-            ts_bounds(&ts_ns(2_000).lt_eq(col("ts"))),
-            Some((2, i64::MAX))
-        );
-        assert_eq!(ts_bounds(&col("ts").eq(ts_ns(2_500))), Some((3, 2)));
-        assert_eq!(
-            ts_bounds(&col("ts").between(ts_ns(1_000), ts_ns(9_999))),
-            Some((1, 9))
-        );
-        assert_eq!(ts_bounds(&col("p").gt(lit(1.0))), None);
-        assert_eq!(
-            ts_bounds(&col("ts").lt(ts_ns(1)).or(col("ts").gt(ts_ns(9)))),
-            None
-        );
-    }
 
     #[test]
     fn alignment() {
