@@ -206,6 +206,39 @@ async fn aggregates_come_from_settled_rollups_with_raw_answers() {
         .collect();
     assert_eq!(got_hourly, want_hourly);
 
+    // Per meter over all time (no time bucket): from m_1d alone.
+    let per_meter = "SELECT pid, avg(p), max(p), count(p), sum(e) FROM m GROUP BY pid ORDER BY pid";
+    let p = plan(&c, per_meter).await;
+    assert!(
+        p.contains("TableScan: m_1d") && !p.contains("rollup_region_raw"),
+        "{p}"
+    );
+    let mut want_meter: BTreeMap<String, (f64, f64, i64, i64)> = BTreeMap::new();
+    for ((pid, _), (p, e)) in &want {
+        let m = want_meter
+            .entry(pid.clone())
+            .or_insert((0.0, f64::MIN, 0, 0));
+        m.0 += p;
+        m.1 = m.1.max(*p);
+        m.2 += 1;
+        m.3 += e;
+    }
+    let got_meter = c.query(per_meter, &[]).await.unwrap();
+    assert_eq!(got_meter.len(), want_meter.len());
+    for (r, (pid, (sum, max, n, e))) in got_meter.iter().zip(&want_meter) {
+        assert_eq!(&r.get::<_, String>(0), pid);
+        let avg: f64 = r.get(1);
+        assert!(
+            (avg - sum / *n as f64).abs() <= 1e-9 * avg.abs().max(1.0),
+            "{pid}: avg {avg}"
+        );
+        assert_eq!(
+            (r.get::<_, f64>(2), r.get::<_, i64>(3), r.get::<_, i64>(4)),
+            (*max, *n, *e),
+            "{pid}"
+        );
+    }
+
     // Late data: an overwrite and a new reading in day 0, answered right away (their
     // buckets come from raw rows until they settle).
     let late = vec![

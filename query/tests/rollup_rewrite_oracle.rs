@@ -66,6 +66,8 @@ const BUCKETS: &[&str] = &[
     "date_trunc('hour', ts AT TIME ZONE 'Asia/Kolkata')",
     // Not made of rollup buckets: never rewritten, must still agree.
     "date_bin(INTERVAL '2 hours', ts, TIMESTAMP '2000-01-01T00:10:00Z')",
+    // No time bucket: one group per tag values over the whole range.
+    "",
 ];
 
 const GROUPS: &[&[&str]] = &[&[], &["pid"], &["pid", "site"]];
@@ -156,18 +158,29 @@ fn sql(q: &Query) -> String {
             ts_lit(q.lo + q.span)
         ),
     };
-    let keys: Vec<&str> = groups.iter().copied().chain(["b"]).collect();
+    let bucket = BUCKETS[q.bucket];
+    let keys: Vec<&str> = groups
+        .iter()
+        .copied()
+        .chain((!bucket.is_empty()).then_some("b"))
+        .collect();
     let select: Vec<String> = groups
         .iter()
         .map(|g| g.to_string())
-        .chain([format!("{} AS b", BUCKETS[q.bucket])])
+        .chain((!bucket.is_empty()).then(|| format!("{bucket} AS b")))
         .chain(aggs.iter().enumerate().map(|(i, a)| format!("{a} AS a{i}")))
         .collect();
+    let (group_by, order_by) = if keys.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (
+            format!(" GROUP BY {}", keys.join(", ")),
+            format!(" ORDER BY {}", keys.join(", ")),
+        )
+    };
     format!(
-        "SELECT {} FROM t {filter} GROUP BY {} ORDER BY {}",
-        select.join(", "),
-        keys.join(", "),
-        keys.join(", ")
+        "SELECT {} FROM t {filter}{group_by}{order_by}",
+        select.join(", ")
     )
 }
 
@@ -389,6 +402,20 @@ fn run_case(intervals: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert!(
             rewritten(&on, &q).await,
             "a settled table is read from rollups"
+        );
+        compare(&on, &off, &q, None).await?;
+        // Grouped by a tag with no time bucket (e.g. `avg(p)` per meter over everything).
+        let q = Query {
+            bucket: BUCKETS.len() - 1,
+            groups: 1,
+            aggs: vec![0, 4, 8],
+            filter: 0,
+            lo: 0,
+            span: 1,
+        };
+        prop_assert!(
+            rewritten(&on, &q).await,
+            "a settled table answers a per-tag aggregate from rollups"
         );
         compare(&on, &off, &q, None).await?;
         drop(storage);

@@ -1,5 +1,6 @@
 //! Real-time rollup rewrite: a query over a raw table that groups by a time bucket
-//! (`time_bucket`/`date_bin`/`date_trunc`) which is a whole number of rollup buckets,
+//! (`time_bucket`/`date_bin`/`date_trunc`) which is a whole number of rollup buckets, or
+//! by no time bucket (then by tags only, or not at all),
 //! computing `min/max/sum/count/avg/first/last` of numeric fields and filtered only by
 //! tags and a `ts` range, is answered from the rollup tables for the buckets the rollup
 //! worker has settled and from raw rows for the rest — the same answer as the raw

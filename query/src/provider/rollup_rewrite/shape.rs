@@ -1,5 +1,5 @@
 //! Recognising a rollup-shaped query: an aggregate over one raw table, grouped by some
-//! of its tags and exactly one time bucket of `ts`, computing min/max/sum/count/avg and
+//! of its tags and at most one time bucket of `ts`, computing min/max/sum/count/avg and
 //! first/last of numeric fields, filtered by tags and a `ts` range only. Anything else
 //! is left alone (the query then reads raw rows, as always).
 
@@ -40,6 +40,9 @@ pub enum QueryBucket {
     Fixed { width: i64, origin: i64 },
     /// `date_trunc(unit, ts)` in UTC, or in `tz` with `ts AT TIME ZONE tz`.
     Calendar { unit: Unit, tz: Tz },
+    /// No time bucket: one group (per tag values) over the whole `ts` range, which is
+    /// made of buckets of any level.
+    Whole,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +58,7 @@ impl QueryBucket {
     /// Does every bucket of `level` lie inside one query bucket?
     pub fn is_aligned(&self, level: Interval) -> bool {
         match (*self, level) {
+            (QueryBucket::Whole, _) => true,
             (QueryBucket::Fixed { width, origin }, Interval::Fixed(w)) => {
                 width % w == 0 && origin.rem_euclid(w) == 0
             }
@@ -99,7 +103,7 @@ pub fn match_shape(
 ) -> Option<Shape> {
     let tags: HashSet<&str> = def.tags.iter().map(String::as_str).collect();
     let is_tag = |e: &Expr| matches!(e, Expr::Column(c) if tags.contains(c.name.as_str()));
-    // Group by tags and exactly one bucket of ts.
+    // Group by tags and at most one bucket of ts.
     let mut bucket = None;
     let mut grouped_tags = 0;
     for g in &agg.group_expr {
@@ -111,7 +115,7 @@ pub fn match_shape(
             return None;
         }
     }
-    let bucket = bucket?;
+    let bucket = bucket.unwrap_or(QueryBucket::Whole);
     let all_series = grouped_tags == def.tags.len();
     let mut aggs = Vec::with_capacity(agg.aggr_expr.len());
     for e in &agg.aggr_expr {
