@@ -140,3 +140,73 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The last-write-wins merge's own memory (each input's batches, the readers' row
+/// groups) is charged to the budget too: merging two overlapping files of wide rows
+/// under a small budget fails with 53200 instead of growing past it, while a merge of
+/// narrow columns fits, and the server goes on ingesting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_over_budget_fails_with_53200_and_a_narrow_one_fits() {
+    const ROWS: i64 = 60_000;
+    let mut server = Server::new();
+    server.extra_args = vec!["--query-memory".into(), "6MiB".into()];
+    let server = server.start();
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE m (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, v DOUBLE PRECISION, \
+         note TEXT, PRIMARY KEY (pid, ts))",
+    )
+    .await
+    .unwrap();
+    // The same keys twice, each version flushed to its own file: the files overlap.
+    for version in 0..2 {
+        c.execute(
+            &format!(
+                "INSERT INTO m (ts, pid, v, note) SELECT \
+                 to_timestamp_micros(1790000000000000 + value * 1000000), \
+                 concat('p', CAST(value % 10 AS VARCHAR)), CAST({version} AS DOUBLE), \
+                 concat(CAST({version} AS VARCHAR), lpad(CAST(value AS VARCHAR), 319, 'x')) \
+                 FROM generate_series(0, {}) AS g(value)",
+                ROWS - 1
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+        c.batch_execute("SELECT flush()").await.unwrap();
+    }
+    let files: i64 = c
+        .query_one(
+            "SELECT count(*) FROM system.files WHERE table_name = 'm'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(files, 2);
+
+    // Wide rows: batches of 8,192 notes (~2.7 MB each, prefetched) from both files.
+    let err = c.query("SELECT max(note) FROM m", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "53200", "{err:?}");
+
+    // Narrow: keys and one float; the newer version wins everywhere.
+    let row = c
+        .query_one("SELECT count(*), min(v), max(v) FROM m", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), ROWS);
+    assert_eq!((row.get::<_, f64>(1), row.get::<_, f64>(2)), (1.0, 1.0));
+
+    // Ingest and reads of what was written go on.
+    c.execute(
+        "INSERT INTO m (ts, pid, v) VALUES ('2030-01-01T00:00:00Z', 'after', 2.5)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let row = c
+        .query_one("SELECT v FROM m WHERE pid = 'after'", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, f64>(0), 2.5);
+}

@@ -201,10 +201,11 @@ pub(crate) struct Inner {
         std::sync::Mutex<std::collections::HashMap<(crate::catalog::ObjectPlace, String), i64>>,
     /// The latest compactions, newest last (for `system.compactions`).
     compactions: std::sync::Mutex<std::collections::VecDeque<(String, CompactReport)>>,
-    /// DataFusion runtime shared by queries and background reads: the object store is
-    /// registered under [`crate::read::STORE_URL`].
+    /// DataFusion runtime of queries: the object store is registered under
+    /// [`crate::read::STORE_URL`], its memory pool is the query budget.
     runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
-    /// Session for reads outside SQL (rollups, compaction).
+    /// Session for reads outside SQL (rollups, compaction): the same runtime but for
+    /// the memory pool (see [`crate::read::internal_runtime`]).
     read_session: datafusion::prelude::SessionContext,
     /// The newest row of every series, for tables that were asked for it.
     last_values: Arc<crate::read::LastValues>,
@@ -302,7 +303,7 @@ impl Storage {
             crate::read::query_runtime(&config.data_dir, config.query_memory_bytes, store.clone())?;
         let read_session = datafusion::prelude::SessionContext::new_with_config_rt(
             datafusion::prelude::SessionConfig::new(),
-            runtime.clone(),
+            crate::read::internal_runtime(&runtime),
         );
         let storage = Storage {
             inner: Arc::new(Inner {

@@ -1,6 +1,7 @@
 //! A buffered partition as a merge input: its rows that pass the key filters, projected,
 //! sorted by (tags, ts) and deduplicated (later writes win), produced when the query
 //! first asks for them — not when it is planned — and handed out in batch-sized slices.
+//! The sorted copy is charged to the query's memory pool while the stream lives.
 
 use std::sync::Arc;
 
@@ -9,10 +10,12 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::error::Result;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::memory_pool::MemoryReservation;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 
+use super::merge_memory::batch_bytes;
 use crate::batch::{adapt_to_schema, sort_dedup_batches};
 
 #[derive(Debug, Clone)]
@@ -30,24 +33,38 @@ pub struct BufferSource {
 }
 
 impl BufferSource {
-    pub fn stream(self, batch_size: usize) -> Result<SendableRecordBatchStream> {
+    pub fn stream(
+        self,
+        batch_size: usize,
+        memory: MemoryReservation,
+    ) -> Result<SendableRecordBatchStream> {
         let schema = Arc::new(self.table_schema.project(&self.columns)?);
-        let sorted = futures::stream::once(async move { self.sorted() });
+        let sorted =
+            futures::stream::once(async move { self.sorted(&memory).map(|b| (b, memory)) });
         let batch_size = batch_size.max(1);
         let slices = sorted.flat_map(move |r| {
-            let out: Vec<Result<RecordBatch>> = match r {
-                Err(e) => vec![Err(e)],
-                Ok(b) => (0..b.num_rows())
-                    .step_by(batch_size)
-                    .map(|o| Ok(b.slice(o, batch_size.min(b.num_rows() - o))))
-                    .collect(),
+            let (out, memory): (Vec<Result<RecordBatch>>, _) = match r {
+                Err(e) => (vec![Err(e)], None),
+                Ok((b, memory)) => (
+                    (0..b.num_rows())
+                        .step_by(batch_size)
+                        .map(|o| Ok(b.slice(o, batch_size.min(b.num_rows() - o))))
+                        .collect(),
+                    Some(memory),
+                ),
             };
-            futures::stream::iter(out)
+            // The reservation lives as long as the slices of the sorted copy.
+            futures::stream::iter(out).map(move |b| {
+                let _held = &memory;
+                b
+            })
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, slices)))
     }
 
-    fn sorted(&self) -> Result<RecordBatch> {
+    /// The rows, sorted; `memory` holds the sorted copy's size (reserved before the sort
+    /// as the size of the rows it is made of, then set to the copy's).
+    fn sorted(&self, memory: &MemoryReservation) -> Result<RecordBatch> {
         let schema = Arc::new(self.table_schema.project(&self.columns)?);
         let mut kept = Vec::with_capacity(self.batches.len());
         for b in &self.batches {
@@ -63,6 +80,10 @@ impl BufferSource {
                 kept.push(full.project(&self.columns)?);
             }
         }
-        Ok(sort_dedup_batches(&schema, &kept, self.key_len)?)
+        memory.try_grow(kept.iter().map(batch_bytes).sum())?;
+        let sorted = sort_dedup_batches(&schema, &kept, self.key_len)?;
+        drop(kept);
+        memory.resize(batch_bytes(&sorted));
+        Ok(sorted)
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::Result;
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
@@ -23,7 +24,8 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use super::buffer_source::BufferSource;
-use super::merge::{MergeShape, merge_stream};
+use super::merge::{MergeInput, MergeShape, merge_stream};
+use super::merge_memory::MergeMemory;
 
 /// Batches each source decodes ahead of the merge (on another task, so decoding and
 /// merging use different cores).
@@ -36,6 +38,8 @@ pub enum MergeSource {
     Plan {
         plan: Arc<dyn ExecutionPlan>,
         partition: usize,
+        /// Estimated bytes its reader holds (a row group of the columns read).
+        reader_bytes: usize,
     },
     Buffer(BufferSource),
 }
@@ -163,17 +167,39 @@ impl ExecutionPlan for LastWriteWinsExec {
         let batch_size = context.session_config().batch_size();
         let mut shape = self.shape.clone();
         shape.batch_size = batch_size;
+        // The merge's own memory is charged to the query pool: the readers up front.
+        let reservation = MemoryConsumer::new(format!("LastWriteWinsExec[{}]", self.label))
+            .register(context.memory_pool());
+        let readers: usize = self
+            .sources
+            .iter()
+            .map(|s| match s {
+                MergeSource::Plan { reader_bytes, .. } => *reader_bytes,
+                MergeSource::Buffer(_) => 0,
+            })
+            .sum();
+        let buffer_reservation = reservation.new_empty();
+        let memory = MergeMemory::try_new(reservation, readers, PREFETCH_BATCHES)?;
         let mut inputs = Vec::with_capacity(self.sources.len());
         for source in &self.sources {
-            let stream = match source {
-                MergeSource::Plan { plan, partition } => {
-                    plan.execute(*partition, context.clone())?
-                }
-                MergeSource::Buffer(b) => b.clone().stream(batch_size)?,
+            let input = match source {
+                MergeSource::Plan {
+                    plan, partition, ..
+                } => MergeInput::new(plan.execute(*partition, context.clone())?),
+                MergeSource::Buffer(b) => MergeInput {
+                    stream: b
+                        .clone()
+                        .stream(batch_size, buffer_reservation.new_empty())?,
+                    // Slices of the sorted copy the source has charged already.
+                    charge: false,
+                },
             };
-            inputs.push(prefetched(stream));
+            inputs.push(MergeInput {
+                stream: prefetched(input.stream),
+                charge: input.charge,
+            });
         }
-        merge_stream(shape, inputs)
+        merge_stream(shape, inputs, memory)
     }
 }
 

@@ -9,7 +9,8 @@
 //! output batch is passed on without a copy. Keys are compared in Arrow's row format.
 //!
 //! Memory: one current batch per input (plus what the inputs prefetch) and one output
-//! batch, whatever the size of the inputs.
+//! batch, whatever the size of the inputs; charged to the query pool through
+//! [`MergeMemory`].
 
 use std::sync::Arc;
 
@@ -22,6 +23,25 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
 use futures::future::try_join_all;
+
+use super::merge_memory::MergeMemory;
+
+/// One input of the merge.
+pub struct MergeInput {
+    pub stream: SendableRecordBatchStream,
+    /// Charge the batches it hands out to the merge's memory (false when the input's
+    /// rows are charged already, e.g. slices of a sorted buffered partition).
+    pub charge: bool,
+}
+
+impl MergeInput {
+    pub fn new(stream: SendableRecordBatchStream) -> Self {
+        MergeInput {
+            stream,
+            charge: true,
+        }
+    }
+}
 
 /// How the merge is shaped: which columns form the key, what it emits.
 #[derive(Debug, Clone)]
@@ -49,6 +69,7 @@ struct Cursor {
     stream: SendableRecordBatchStream,
     /// Higher is newer.
     rank: usize,
+    charge: bool,
     batch: RecordBatch,
     keys: Rows,
     pos: usize,
@@ -104,12 +125,17 @@ pub struct LastWriteWins {
     runs: Vec<(usize, usize, usize)>,
     out_rows: usize,
     emitted: usize,
+    memory: MergeMemory,
 }
 
 impl LastWriteWins {
     /// Start a merge; `inputs` are given oldest write first. Every input's first batch is
     /// awaited concurrently.
-    pub async fn start(shape: MergeShape, inputs: Vec<SendableRecordBatchStream>) -> Result<Self> {
+    pub async fn start(
+        shape: MergeShape,
+        inputs: Vec<MergeInput>,
+        memory: MergeMemory,
+    ) -> Result<Self> {
         let converter = RowConverter::new(
             shape
                 .key_columns
@@ -118,9 +144,9 @@ impl LastWriteWins {
                 .collect(),
         )?;
         let output_schema = shape.output_schema()?;
-        let firsts = try_join_all(inputs.into_iter().map(|mut s| async move {
-            let first = next_non_empty(&mut s).await?;
-            Ok::<_, DataFusionError>((s, first))
+        let firsts = try_join_all(inputs.into_iter().map(|mut input| async move {
+            let first = next_non_empty(&mut input.stream).await?;
+            Ok::<_, DataFusionError>((input, first))
         }))
         .await?;
         let mut merge = LastWriteWins {
@@ -134,14 +160,18 @@ impl LastWriteWins {
             runs: Vec::new(),
             out_rows: 0,
             emitted: 0,
+            memory,
         };
-        for (rank, (stream, first)) in firsts.into_iter().enumerate() {
+        for (rank, (input, first)) in firsts.into_iter().enumerate() {
             let Some(batch) = first else { continue };
             let keys = merge.keys_of(&batch)?;
-            merge.heap.push(merge.cursors.len());
+            let i = merge.cursors.len();
+            merge.memory.hold(i, &batch, keys.size(), input.charge)?;
+            merge.heap.push(i);
             merge.cursors.push(Cursor {
-                stream,
+                stream: input.stream,
                 rank,
+                charge: input.charge,
                 batch,
                 keys,
                 pos: 0,
@@ -259,6 +289,8 @@ impl LastWriteWins {
         match next {
             Some(batch) => {
                 let keys = self.keys_of(&batch)?;
+                let charge = self.cursors[top].charge;
+                self.memory.hold(top, &batch, keys.size(), charge)?;
                 let c = &mut self.cursors[top];
                 c.batch = batch;
                 c.keys = keys;
@@ -266,6 +298,7 @@ impl LastWriteWins {
                 c.out_slot = None;
             }
             None => {
+                self.memory.release(top);
                 let last = self.heap.len() - 1;
                 self.heap.swap(0, last);
                 self.heap.pop();
@@ -329,10 +362,11 @@ async fn next_non_empty(stream: &mut SendableRecordBatchStream) -> Result<Option
 /// The merge as a record batch stream.
 pub fn merge_stream(
     shape: MergeShape,
-    inputs: Vec<SendableRecordBatchStream>,
+    inputs: Vec<MergeInput>,
+    memory: MergeMemory,
 ) -> Result<SendableRecordBatchStream> {
     let schema = shape.output_schema()?;
-    let stream = futures::stream::once(LastWriteWins::start(shape, inputs))
+    let stream = futures::stream::once(LastWriteWins::start(shape, inputs, memory))
         .map(|started| {
             let merge = match started {
                 Ok(m) => Some(m),
@@ -406,6 +440,13 @@ mod tests {
         Box::pin(MemoryStream::try_new(batches, schema(), None).unwrap())
     }
 
+    fn unbounded() -> MergeMemory {
+        use datafusion::execution::memory_pool::{MemoryConsumer, UnboundedMemoryPool};
+        let pool: Arc<dyn datafusion::execution::memory_pool::MemoryPool> =
+            Arc::new(UnboundedMemoryPool::default());
+        MergeMemory::try_new(MemoryConsumer::new("test").register(&pool), 0, 0).unwrap()
+    }
+
     fn shape(batch_size: usize, fetch: Option<usize>) -> MergeShape {
         MergeShape {
             input_schema: schema(),
@@ -420,7 +461,8 @@ mod tests {
         shape: MergeShape,
         inputs: Vec<SendableRecordBatchStream>,
     ) -> Vec<(String, i64, f64)> {
-        let mut stream = merge_stream(shape, inputs).unwrap();
+        let inputs = inputs.into_iter().map(MergeInput::new).collect();
+        let mut stream = merge_stream(shape, inputs, unbounded()).unwrap();
         let mut out = Vec::new();
         while let Some(b) = stream.next().await {
             let b = b.unwrap();

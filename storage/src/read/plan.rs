@@ -39,6 +39,7 @@ use super::small_files::SmallFileCache;
 use super::time_range::TimeRange;
 use crate::catalog::FileMeta;
 use crate::engine::{BufferedPartition, TableSnapshot};
+use crate::persist::ROW_GROUP_ROWS;
 
 /// The URL under which a DataFusion runtime knows wattdb's object store.
 pub const STORE_URL: &str = "wattdb://store";
@@ -369,6 +370,17 @@ impl Planner<'_> {
         stats
     }
 
+    /// What the Parquet reader of `f` holds while a merge reads it, estimated: one row
+    /// group's column chunks of the merged columns, compressed (as if every column took
+    /// the same share of the file).
+    fn reader_bytes(&self, f: &FileMeta) -> usize {
+        let rows = f.rows.max(1) as u128;
+        let group = f.bytes as u128 * rows.min(ROW_GROUP_ROWS as u128) / rows;
+        let share =
+            group * self.merge_columns.len() as u128 / self.schema.fields().len().max(1) as u128;
+        usize::try_from(share).unwrap_or(usize::MAX)
+    }
+
     /// One merge over `group`: files oldest write first, then buffered partitions.
     fn merge(&self, label: &str, group: Vec<Source<'_>>) -> Result<LastWriteWinsExec> {
         let mut files: Vec<&FileMeta> = Vec::new();
@@ -394,10 +406,16 @@ impl Planner<'_> {
                 true,
                 None,
             )?;
-            sources.extend((0..files.len()).map(|partition| MergeSource::Plan {
-                plan: scan.clone(),
-                partition,
-            }));
+            sources.extend(
+                files
+                    .iter()
+                    .enumerate()
+                    .map(|(partition, f)| MergeSource::Plan {
+                        plan: scan.clone(),
+                        partition,
+                        reader_bytes: self.reader_bytes(f),
+                    }),
+            );
         }
         // Buffered partitions of one group are different months, so their order is free.
         for b in buffers {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool, UnboundedMemoryPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use object_store::ObjectStore;
 
@@ -54,4 +54,18 @@ pub fn query_runtime(
     })?;
     runtime.register_object_store(&url, store);
     Ok(runtime)
+}
+
+/// The runtime of the engine's own reads — the rollup worker's ranges, compaction's
+/// merges, the last-value cache's first build: `runtime`'s store, spill directory and
+/// footer cache, but not its memory pool. They are not queries: failing them when
+/// queries fill the budget would stall rollups and compaction, and their memory is
+/// bounded by their own design (a merge holds a row group per input file).
+pub fn internal_runtime(runtime: &RuntimeEnv) -> Arc<RuntimeEnv> {
+    Arc::new(RuntimeEnv {
+        memory_pool: Arc::new(UnboundedMemoryPool::default()),
+        disk_manager: runtime.disk_manager.clone(),
+        cache_manager: runtime.cache_manager.clone(),
+        object_store_registry: runtime.object_store_registry.clone(),
+    })
 }
