@@ -2,7 +2,8 @@
 //! (`rebuild_rollups('<table>')`, `set_rollup_intervals('<table>', '15m,1d')`,
 //! `set_counters('<table>', 'ep,eq')`), retention (`set_retention('<table>',
 //! '4 months' | 'none')`, `run_retention()`), the archive (`restore_partition('<table>',
-//! 'YYYY-MM' [, '<hold>'])`) and file compaction (`compact('<table>')`).
+//! 'YYYY-MM' [, '<hold>'])`) and file compaction (`compact('<table>')`); and those of the
+//! ingest crate's alarm runtime (`create_alarm`, `drop_alarm`, `enable_alarm`).
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ pub struct CompactionAdmin {
     pub rollups: Arc<RollupMaintainer>,
     /// Grace period before compacted files are deleted.
     pub compaction: wattdb_compaction::compact::CompactionPolicy,
+    pub alarms: Arc<wattdb_ingest::rules::AlarmRuntime>,
 }
 
 fn compaction_error(e: wattdb_compaction::Error) -> AdminError {
@@ -108,6 +110,12 @@ impl CompactionAdmin {
 #[async_trait::async_trait]
 impl AdminExtension for CompactionAdmin {
     async fn call(&self, call: &AdminCall) -> Option<Result<String, AdminError>> {
+        if let Some(r) =
+            wattdb_ingest::rules::admin::call(&self.storage, &self.alarms, &call.name, &call.args)
+                .await
+        {
+            return Some(r.map_err(|e| AdminError::new(e.sqlstate(), e.to_string())));
+        }
         let result = match call.name.as_str() {
             "rebuild_rollups" => match args(call, 1, "rebuild_rollups('<table>')") {
                 Ok(a) => self

@@ -112,7 +112,19 @@ async fn serve(settings: Settings) -> Result<()> {
         .iter()
         .filter_map(|(table, ttl)| Some((table.clone(), retention_setting(ttl, now).ok()?.0?)))
         .collect();
-    let (storage, rollups) = wattdb_compaction::rollup::open_storage(storage_config, settings.tz)
+    // Alarm states from the last run, before WAL replay evaluates the newer records.
+    let alarms = wattdb_ingest::rules::AlarmRuntime::open(&settings.data_dir)
+        .context("opening the alarm state")?;
+    let alarms2 = alarms.clone();
+    let (storage, rollups) =
+        wattdb_compaction::rollup::open_storage_with(storage_config, settings.tz, move |catalog| {
+            alarms2.attach(catalog);
+            wattdb_storage::StorageHooks {
+                observers: vec![alarms2.clone()],
+                release_guards: vec![alarms2],
+                ..Default::default()
+            }
+        })
         .await
         .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?;
     apply_configured_rollups(&storage, &rollups, &settings).await?;
@@ -127,6 +139,7 @@ async fn serve(settings: Settings) -> Result<()> {
             storage: storage.clone(),
             rollups: rollups.clone(),
             compaction: settings.compaction,
+            alarms: alarms.clone(),
         })),
     ));
     let pg_listener = tokio::net::TcpListener::bind(settings.pg_listen)
@@ -137,6 +150,8 @@ async fn serve(settings: Settings) -> Result<()> {
         .with_context(|| format!("binding the HTTP endpoint to {}", settings.http_listen))?;
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let rollup_task = rollups.spawn(ROLLUP_DELAY, shutdown_rx.clone());
+    wattdb_ingest::rules::views::register(&storage, &alarms);
+    let alarm_writer = alarms.spawn_writer(storage.clone(), shutdown_rx.clone());
     let compactor = wattdb_compaction::compact::spawn_compactor(
         storage.clone(),
         settings.compaction,
@@ -213,6 +228,7 @@ async fn serve(settings: Settings) -> Result<()> {
     }
     // Marks not worked off are made durable by the shutdown flush (WAL release).
     let _ = rollup_task.await;
+    let _ = alarm_writer.await;
     let _ = janitor.await;
     let _ = compactor.await;
     storage.shutdown().await.context("flushing on shutdown")?;

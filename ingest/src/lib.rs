@@ -8,7 +8,8 @@
 //!
 //! It must not touch WAL, buffer or catalog internals: it hands decoded rows to
 //! `wattdb_storage::Storage::submit` and acknowledges once the returned write is durable.
-//! Nothing here knows about SQL.
+//! Nothing here serves SQL; the rules runtime (`rules`: alarms evaluated on every durable
+//! write) compiles its conditions with DataFusion's expression parser.
 
 pub mod broker_client;
 pub mod decode;
@@ -16,4 +17,5 @@ pub mod metrics;
 pub mod mqtt_endpoint;
 pub mod pipeline;
 pub mod route;
+pub mod rules;
 pub mod topic;

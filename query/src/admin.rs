@@ -19,6 +19,9 @@ pub const ADMIN_FUNCTIONS: &[&str] = &[
     "run_retention",
     "restore_partition",
     "compact",
+    "create_alarm",
+    "drop_alarm",
+    "enable_alarm",
 ];
 
 /// An admin call's failure: SQLSTATE and message.
@@ -86,6 +89,7 @@ pub fn parse_admin_call(stmt: &Statement) -> Option<AdminCall> {
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => match &v.value {
                     Value::SingleQuotedString(s) => Some(s.clone()),
                     Value::Number(n, _) => Some(n.clone()),
+                    Value::Boolean(b) => Some(b.to_string()),
                     _ => None,
                 },
                 _ => None,

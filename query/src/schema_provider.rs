@@ -74,7 +74,9 @@ impl std::fmt::Debug for SystemTables {
 #[async_trait]
 impl SchemaProvider for SystemTables {
     fn table_names(&self) -> Vec<String> {
-        system_tables::NAMES.iter().map(|s| s.to_string()).collect()
+        let mut names: Vec<String> = system_tables::NAMES.iter().map(|s| s.to_string()).collect();
+        names.extend(self.storage.extension_view_names());
+        names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
@@ -82,6 +84,6 @@ impl SchemaProvider for SystemTables {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        system_tables::NAMES.contains(&name)
+        system_tables::NAMES.contains(&name) || self.storage.extension_view(name).is_some()
     }
 }

@@ -1,5 +1,6 @@
 //! `system.tables`, `system.partitions`, `system.files`, `system.rollups`,
-//! `system.compactions`, `system.archive`: the storage state as tables, built fresh on every query.
+//! `system.compactions`, `system.archive`: the storage state as tables, built fresh on every query;
+//! and the views other subsystems register with storage (`system.alarms`, `system.alarm_state`).
 
 use std::sync::Arc;
 
@@ -290,6 +291,17 @@ pub fn build(storage: &Storage, name: &str) -> DfResult<Option<Arc<dyn TableProv
                 ],
             )
         }
-        _ => Ok(None),
+        other => match storage.extension_view(other) {
+            Some(view) => {
+                let batch = view
+                    .batch()
+                    .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+                Ok(Some(Arc::new(MemTable::try_new(
+                    batch.schema(),
+                    vec![vec![batch]],
+                )?)))
+            }
+            None => Ok(None),
+        },
     }
 }

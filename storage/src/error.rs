@@ -13,6 +13,12 @@ pub enum Error {
     #[error("table \"{table}\" already exists")]
     TableExists { table: String },
 
+    #[error("{kind} \"{name}\" already exists")]
+    RuleExists { kind: String, name: String },
+
+    #[error("{kind} \"{name}\" does not exist")]
+    RuleNotFound { kind: String, name: String },
+
     #[error("invalid table definition for \"{table}\": {reason}")]
     InvalidTableDef { table: String, reason: String },
 
@@ -148,6 +154,8 @@ impl Error {
             self,
             Error::TableNotFound { .. }
                 | Error::TableExists { .. }
+                | Error::RuleExists { .. }
+                | Error::RuleNotFound { .. }
                 | Error::InvalidTableDef { .. }
                 | Error::InvalidTableName { .. }
                 | Error::TypeConflict { .. }

@@ -29,11 +29,11 @@ pub mod persist;
 pub mod read;
 pub mod wal;
 
-pub use catalog::{ArchivedPartition, FileMeta};
+pub use catalog::{ArchivedPartition, FileMeta, RuleEntry};
 pub use engine::{
-    BufferedPartition, CatalogReader, CompactReport, ExpireReport, FlushReport, PartitionInfo,
-    PendingWrite, SeriesSet, Storage, StorageConfig, StorageHooks, TableSnapshot, WalReleaseGuard,
-    WriteMode, WriteOutcome, recover_catalog, validate_row,
+    BufferedPartition, CatalogReader, CompactReport, ExpireReport, ExtensionView, FlushReport,
+    PartitionInfo, PendingWrite, SeriesSet, Storage, StorageConfig, StorageHooks, TableSnapshot,
+    WalReleaseGuard, WriteMode, WriteOutcome, recover_catalog, validate_row,
 };
 pub use error::{Error, Result};
 pub use metrics::StorageMetrics;

@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono_tz::Tz;
-use wattdb_storage::{Storage, StorageConfig, StorageHooks};
+use wattdb_storage::{CatalogReader, Storage, StorageConfig, StorageHooks};
 
 pub use maintainer::{CycleReport, RollupMaintainer, RollupMetrics};
 pub use marks::DirtyMarks;
@@ -45,6 +45,16 @@ pub async fn open_storage(
     config: StorageConfig,
     tz: Tz,
 ) -> Result<(Storage, Arc<RollupMaintainer>)> {
+    open_storage_with(config, tz, |_| StorageHooks::default()).await
+}
+
+/// [`open_storage`] with more hooks: `extra`'s observers run after the rollup marks and
+/// the buffer, its release guards after the marks'.
+pub async fn open_storage_with(
+    config: StorageConfig,
+    tz: Tz,
+    extra: impl FnOnce(CatalogReader) -> StorageHooks,
+) -> Result<(Storage, Arc<RollupMaintainer>)> {
     let dir = config.data_dir.join(MARKS_DIR);
     std::fs::create_dir_all(&config.data_dir).map_err(|source| {
         Error::Storage(wattdb_storage::Error::Io {
@@ -59,13 +69,18 @@ pub async fn open_storage(
     })?;
     let m2 = marks.clone();
     let storage = Storage::open_with(config, move |catalog| {
-        m2.attach(catalog);
+        m2.attach(catalog.clone());
+        let more = extra(catalog);
+        let mut release_guards: Vec<Arc<dyn wattdb_storage::WalReleaseGuard>> = vec![m2.clone()];
+        release_guards.extend(more.release_guards);
+        let mut markers: Vec<Arc<dyn wattdb_storage::wal::DurableObserver>> = vec![m2.clone()];
+        markers.extend(more.markers);
         StorageHooks {
             // Before the buffer: a bucket is marked before a reader can see the write
             // (what the read path's rollup rewrite relies on).
-            markers: vec![m2.clone()],
-            observers: vec![],
-            release_guards: vec![m2.clone()],
+            markers,
+            observers: more.observers,
+            release_guards,
             rollup_view: Some(m2),
         }
     })

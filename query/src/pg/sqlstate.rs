@@ -10,6 +10,7 @@ use pgwire::error::{ErrorInfo, PgWireError};
 pub const SYNTAX_ERROR: &str = "42601";
 pub const UNDEFINED_TABLE: &str = "42P01";
 pub const DUPLICATE_TABLE: &str = "42P07";
+pub const DUPLICATE_OBJECT: &str = "42710";
 pub const UNDEFINED_COLUMN: &str = "42703";
 pub const AMBIGUOUS_COLUMN: &str = "42702";
 pub const UNDEFINED_FUNCTION: &str = "42883";
@@ -43,6 +44,8 @@ pub fn for_storage(e: &wattdb_storage::Error) -> &'static str {
     match e {
         E::TableNotFound { .. } => UNDEFINED_TABLE,
         E::TableExists { .. } => DUPLICATE_TABLE,
+        E::RuleExists { .. } => DUPLICATE_OBJECT,
+        E::RuleNotFound { .. } => UNDEFINED_OBJECT,
         E::InvalidTableDef { .. } => INVALID_TABLE_DEFINITION,
         E::InvalidTableName { .. } => INVALID_TABLE_DEFINITION,
         E::TypeConflict { .. } => DATATYPE_MISMATCH,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::model::TableDef;
 
-use super::{ArchivedPartition, CatalogState, FileMeta, PendingDelete};
+use super::{ArchivedPartition, CatalogState, FileMeta, PendingDelete, RuleEntry};
 
 pub const MANIFEST_PATH: &str = "_wattdb/manifest.json";
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
@@ -27,6 +27,9 @@ pub struct Manifest {
     /// Objects waiting to be deleted (optional key, like `archived`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_deletes: Vec<PendingDelete>,
+    /// Rule objects: alarms, channels (optional key, like `archived`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleEntry>,
 }
 
 impl Manifest {
@@ -39,6 +42,7 @@ impl Manifest {
             files: state.files.values().flatten().cloned().collect(),
             archived: state.archived.values().cloned().collect(),
             pending_deletes: state.pending_deletes.values().cloned().collect(),
+            rules: state.rules.values().cloned().collect(),
         }
     }
 
@@ -58,6 +62,9 @@ impl Manifest {
         }
         for d in self.pending_deletes {
             state.pending_deletes.insert(d.key(), d);
+        }
+        for r in self.rules {
+            state.rules.insert((r.kind.clone(), r.name.clone()), r);
         }
         state
     }

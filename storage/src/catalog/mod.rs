@@ -106,6 +106,17 @@ impl PendingDelete {
     }
 }
 
+/// A named rule object of another subsystem (an alarm, a notification channel), kept by
+/// the catalog as an opaque JSON document so it survives restarts and `wattdb recover`.
+/// Storage does not interpret `body`; the owner validates it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RuleEntry {
+    /// What it is, e.g. `alarm` or `channel`.
+    pub kind: String,
+    pub name: String,
+    pub body: serde_json::Value,
+}
+
 /// A change to the catalog, applied atomically with the others in the same commit.
 #[derive(Debug, Clone)]
 pub enum CatalogOp {
@@ -125,6 +136,12 @@ pub enum CatalogOp {
         place: ObjectPlace,
         path: String,
     },
+    /// Store (or replace) a rule object.
+    PutRule(RuleEntry),
+    DropRule {
+        kind: String,
+        name: String,
+    },
 }
 
 /// The whole catalog in memory.
@@ -135,6 +152,8 @@ pub struct CatalogState {
     pub files: BTreeMap<TableId, Vec<FileMeta>>,
     pub archived: BTreeMap<(TableId, Month), ArchivedPartition>,
     pub pending_deletes: BTreeMap<(ObjectPlace, String), PendingDelete>,
+    /// Rule objects by (kind, name).
+    pub rules: BTreeMap<(String, String), RuleEntry>,
     pub next_table_id: u64,
 }
 
@@ -164,6 +183,13 @@ impl CatalogState {
             }
             CatalogOp::RemovePendingDelete { place, path } => {
                 self.pending_deletes.remove(&(*place, path.clone()));
+            }
+            CatalogOp::PutRule(r) => {
+                self.rules
+                    .insert((r.kind.clone(), r.name.clone()), r.clone());
+            }
+            CatalogOp::DropRule { kind, name } => {
+                self.rules.remove(&(kind.clone(), name.clone()));
             }
         }
     }
@@ -230,6 +256,16 @@ impl Catalog {
     /// Every archived month partition, by table id then month.
     pub fn archived(&self) -> Vec<ArchivedPartition> {
         self.read().archived.values().cloned().collect()
+    }
+
+    /// Rule objects of `kind`, by name.
+    pub fn rules(&self, kind: &str) -> Vec<RuleEntry> {
+        self.read()
+            .rules
+            .values()
+            .filter(|r| r.kind == kind)
+            .cloned()
+            .collect()
     }
 
     /// Objects waiting to be deleted whose time has come at `now_ms`.

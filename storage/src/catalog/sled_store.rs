@@ -1,7 +1,8 @@
 //! sled-backed [`CatalogStore`]. Trees: `tables` (name → versioned TableDef JSON),
 //! `files` (`<table id>/<path>` → versioned FileMeta JSON), `archived`
 //! (`<table id>/<month>` → versioned ArchivedPartition JSON) and `pending_deletes`
-//! (`<store|archive>/<path>` → versioned PendingDelete JSON). Each commit is one sled
+//! (`<store|archive>/<path>` → versioned PendingDelete JSON) and `rules` (`<kind>/<name>`
+//! → versioned RuleEntry JSON). Each commit is one sled
 //! transaction followed by a flush (fsync) before it returns.
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use crate::model::{Month, TableDef, TableId};
 
 use super::{
     ArchivedPartition, CatalogOp, CatalogState, CatalogStore, FileMeta, ObjectPlace, PendingDelete,
+    RuleEntry,
 };
 
 pub const ENTRY_FORMAT_VERSION: u32 = 1;
@@ -33,6 +35,7 @@ pub struct SledCatalogStore {
     files: sled::Tree,
     archived: sled::Tree,
     pending_deletes: sled::Tree,
+    rules: sled::Tree,
 }
 
 impl SledCatalogStore {
@@ -42,12 +45,14 @@ impl SledCatalogStore {
         let files = db.open_tree("files")?;
         let archived = db.open_tree("archived")?;
         let pending_deletes = db.open_tree("pending_deletes")?;
+        let rules = db.open_tree("rules")?;
         Ok(SledCatalogStore {
             db,
             tables,
             files,
             archived,
             pending_deletes,
+            rules,
         })
     }
 }
@@ -109,6 +114,10 @@ fn pending_key(place: ObjectPlace, path: &str) -> Vec<u8> {
     format!("{place}/{path}").into_bytes()
 }
 
+fn rule_key(kind: &str, name: &str) -> Vec<u8> {
+    format!("{kind}/{name}").into_bytes()
+}
+
 fn archived_key(table: TableId, month: Month) -> Vec<u8> {
     format!("{:020}/{month}", table.0).into_bytes()
 }
@@ -137,6 +146,11 @@ impl CatalogStore for SledCatalogStore {
             let d: PendingDelete = decode(&k, &v)?;
             state.pending_deletes.insert(d.key(), d);
         }
+        for item in self.rules.iter() {
+            let (k, v) = item?;
+            let r: RuleEntry = decode(&k, &v)?;
+            state.rules.insert((r.kind.clone(), r.name.clone()), r);
+        }
         if let Some(v) = self.db.get("next_table_id")? {
             let mut b = [0u8; 8];
             if v.len() == 8 {
@@ -158,6 +172,8 @@ impl CatalogStore for SledCatalogStore {
             DelArchivedOf(TableId),
             Pending(Vec<u8>, Vec<u8>),
             DelPending(Vec<u8>),
+            Rule(Vec<u8>, Vec<u8>),
+            DelRule(Vec<u8>),
             NextId(u64),
         }
         let mut puts = Vec::new();
@@ -185,6 +201,10 @@ impl CatalogStore for SledCatalogStore {
                 CatalogOp::RemovePendingDelete { place, path } => {
                     puts.push(Put::DelPending(pending_key(*place, path)))
                 }
+                CatalogOp::PutRule(r) => {
+                    puts.push(Put::Rule(rule_key(&r.kind, &r.name), encode(r)?))
+                }
+                CatalogOp::DropRule { kind, name } => puts.push(Put::DelRule(rule_key(kind, name))),
             }
         }
         // Archive entries of a dropped table, found before the transaction (sled
@@ -203,9 +223,10 @@ impl CatalogStore for SledCatalogStore {
             &self.files,
             &self.archived,
             &self.pending_deletes,
+            &self.rules,
             meta,
         )
-            .transaction(|(tables, files, archived, pending, meta)| {
+            .transaction(|(tables, files, archived, pending, rules, meta)| {
                 for k in &dropped_archived {
                     archived.remove(k)?;
                 }
@@ -232,6 +253,12 @@ impl CatalogStore for SledCatalogStore {
                         }
                         Put::DelPending(k) => {
                             pending.remove(k.as_slice())?;
+                        }
+                        Put::Rule(k, v) => {
+                            rules.insert(k.as_slice(), v.as_slice())?;
+                        }
+                        Put::DelRule(k) => {
+                            rules.remove(k.as_slice())?;
                         }
                         Put::NextId(n) => {
                             let cur = meta
@@ -306,5 +333,37 @@ mod tests {
         assert!(cat.all_files().is_empty());
         let (def, _) = cat.create_table("m", mk, false).unwrap();
         assert_eq!(def.id, TableId(2), "a dropped table's id is never reused");
+    }
+
+    #[test]
+    fn rules_survive_reopen_and_the_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let rule = |name: &str, v: i64| RuleEntry {
+            kind: "alarm".into(),
+            name: name.into(),
+            body: serde_json::json!({ "table": "m", "v": v }),
+        };
+        {
+            let cat = Catalog::open(Box::new(SledCatalogStore::open(dir.path()).unwrap())).unwrap();
+            cat.commit(vec![
+                CatalogOp::PutRule(rule("a", 1)),
+                CatalogOp::PutRule(rule("b", 2)),
+            ])
+            .unwrap();
+            cat.commit(vec![
+                CatalogOp::PutRule(rule("a", 3)),
+                CatalogOp::DropRule {
+                    kind: "alarm".into(),
+                    name: "b".into(),
+                },
+            ])
+            .unwrap();
+        }
+        let cat = Catalog::open(Box::new(SledCatalogStore::open(dir.path()).unwrap())).unwrap();
+        assert_eq!(cat.rules("alarm"), vec![rule("a", 3)]);
+        assert!(cat.rules("channel").is_empty());
+        let m = crate::catalog::manifest::Manifest::from_state(&cat.state(), 0);
+        let back = crate::catalog::manifest::Manifest::decode(&m.encode().unwrap()).unwrap();
+        assert_eq!(back.into_state().rules, cat.state().rules);
     }
 }

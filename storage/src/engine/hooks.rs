@@ -56,4 +56,13 @@ impl CatalogReader {
     pub fn table_by_id(&self, id: crate::model::TableId) -> Option<Arc<crate::model::TableDef>> {
         self.0.shared_table_by_id(id)
     }
+
+    pub fn table(&self, name: &str) -> Option<Arc<crate::model::TableDef>> {
+        self.0.shared_table(name)
+    }
+
+    /// Rule objects of `kind` (see [`crate::catalog::RuleEntry`]).
+    pub fn rules(&self, kind: &str) -> Vec<crate::catalog::RuleEntry> {
+        self.0.rules(kind)
+    }
 }

@@ -8,12 +8,14 @@ mod archive;
 mod compact;
 mod deletes;
 mod derived;
+mod extension_views;
 mod hooks;
 mod persister;
 mod put_table;
 mod read_range;
 mod recover;
 mod retention;
+mod rules;
 mod validate;
 mod views;
 
@@ -37,6 +39,7 @@ use crate::wal::{DurableObserver, Wal, WalConfig, WalRecord, WalSeq};
 
 pub use archive::RestoreReport;
 pub use compact::CompactReport;
+pub use extension_views::ExtensionView;
 pub use hooks::{CatalogReader, StorageHooks, WalReleaseGuard};
 pub use persister::FlushReport;
 pub use read_range::SeriesSet;
@@ -211,6 +214,8 @@ pub(crate) struct Inner {
     last_values: Arc<crate::read::LastValues>,
     rollup_view: Option<Arc<dyn crate::read::RollupView>>,
     small_files: Arc<crate::read::SmallFileCache>,
+    /// `system` views of other subsystems, by name.
+    extension_views: std::sync::RwLock<std::collections::BTreeMap<String, Arc<dyn ExtensionView>>>,
 }
 
 /// Handle to the storage engine. Cheap to clone.
@@ -329,6 +334,7 @@ impl Storage {
                 small_files: Arc::new(crate::read::SmallFileCache::new(
                     crate::read::small_files::DEFAULT_BUDGET_BYTES,
                 )),
+                extension_views: Default::default(),
             }),
         };
         let handle = tokio::spawn(persister::run(storage.clone()));

@@ -1,0 +1,141 @@
+//! The SQL admin functions of alarms: `create_alarm(name, table, condition [, options])`,
+//! `drop_alarm(name)`, `enable_alarm(name, true|false)`. Definitions are validated and
+//! compiled before they are stored (nothing changes on error), stored in the catalog,
+//! and the runtime recompiles its alarms.
+
+use wattdb_storage::{RuleEntry, Storage};
+
+use super::alarm_rule::{AlarmDef, CompiledAlarm, check_name};
+use super::alarm_runtime::{ALARM_KIND, AlarmRuntime, EVENTS_TABLE};
+use super::error::RuleError;
+
+pub const FUNCTIONS: &[&str] = &["create_alarm", "drop_alarm", "enable_alarm"];
+
+/// The catalog kind of notification channels (none can be created yet).
+const CHANNEL_KIND: &str = "channel";
+
+/// Run one of [`FUNCTIONS`]; `None` when `name` is not one of them.
+pub async fn call(
+    storage: &Storage,
+    runtime: &AlarmRuntime,
+    name: &str,
+    args: &[String],
+) -> Option<Result<String, RuleError>> {
+    let result = match name {
+        "create_alarm" => create_alarm(storage, runtime, args).await,
+        "drop_alarm" => drop_alarm(storage, runtime, args).await,
+        "enable_alarm" => enable_alarm(storage, runtime, args).await,
+        _ => return None,
+    };
+    Some(result)
+}
+
+async fn create_alarm(
+    storage: &Storage,
+    runtime: &AlarmRuntime,
+    args: &[String],
+) -> Result<String, RuleError> {
+    let (name, table, condition, options) = match args {
+        [n, t, c] => (n, t, c, None),
+        [n, t, c, o] => (n, t, c, Some(o.as_str())),
+        _ => {
+            return Err(RuleError::Usage(
+                "create_alarm(name, table, condition [, options_json]) takes 3 or 4 arguments"
+                    .into(),
+            ));
+        }
+    };
+    check_name(name)?;
+    if table == EVENTS_TABLE {
+        return Err(RuleError::InvalidOption(format!(
+            "alarms cannot watch {EVENTS_TABLE} (their own transitions)"
+        )));
+    }
+    let def_table = storage
+        .table(table)
+        .ok_or_else(|| RuleError::UnknownTable(table.clone()))?;
+    let channels: Vec<String> = storage
+        .rules(CHANNEL_KIND)
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    let def = AlarmDef::parse(name, table, condition, options, &channels)?;
+    // Compiles (columns exist, boolean conditions) or nothing is stored.
+    CompiledAlarm::compile(def.clone(), &def_table)?;
+    let body = serde_json::to_value(&def).map_err(|e| RuleError::InvalidOption(e.to_string()))?;
+    storage
+        .put_rule(
+            RuleEntry {
+                kind: ALARM_KIND.into(),
+                name: name.clone(),
+                body,
+            },
+            true,
+        )
+        .await?;
+    runtime.reload();
+    Ok(format!("created alarm {name} on {table}"))
+}
+
+async fn drop_alarm(
+    storage: &Storage,
+    runtime: &AlarmRuntime,
+    args: &[String],
+) -> Result<String, RuleError> {
+    let [name] = args else {
+        return Err(RuleError::Usage("drop_alarm(name) takes 1 argument".into()));
+    };
+    storage.drop_rule(ALARM_KIND, name).await?;
+    runtime.reload();
+    Ok(format!("dropped alarm {name}"))
+}
+
+async fn enable_alarm(
+    storage: &Storage,
+    runtime: &AlarmRuntime,
+    args: &[String],
+) -> Result<String, RuleError> {
+    let [name, on] = args else {
+        return Err(RuleError::Usage(
+            "enable_alarm(name, true|false) takes 2 arguments".into(),
+        ));
+    };
+    let enabled = match on.to_ascii_lowercase().as_str() {
+        "true" | "on" | "1" => true,
+        "false" | "off" | "0" => false,
+        _ => {
+            return Err(RuleError::InvalidOption(format!(
+                "enable_alarm: \"{on}\" is not true or false"
+            )));
+        }
+    };
+    let entry = storage
+        .rules(ALARM_KIND)
+        .into_iter()
+        .find(|r| r.name == *name)
+        .ok_or_else(|| {
+            RuleError::Storage(wattdb_storage::Error::RuleNotFound {
+                kind: ALARM_KIND.into(),
+                name: name.clone(),
+            })
+        })?;
+    let mut def: AlarmDef =
+        serde_json::from_value(entry.body).map_err(|e| RuleError::InvalidOption(e.to_string()))?;
+    def.enabled = enabled;
+    let body = serde_json::to_value(&def).map_err(|e| RuleError::InvalidOption(e.to_string()))?;
+    storage
+        .put_rule(
+            RuleEntry {
+                kind: ALARM_KIND.into(),
+                name: name.clone(),
+                body,
+            },
+            false,
+        )
+        .await?;
+    runtime.reload();
+    Ok(format!(
+        "alarm {name} {}",
+        if enabled { "enabled" } else { "disabled" }
+    ))
+}

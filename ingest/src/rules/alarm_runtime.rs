@@ -1,0 +1,550 @@
+//! The alarm runtime: evaluates every durable write of a table against that table's
+//! alarms and keeps each (alarm, series) state (see `wattdb_algorithms::alarm`).
+//!
+//! - **On the write path, without waiting.** As a WAL observer it gets each group commit
+//!   after fsync: the rows of tables with alarms become one Arrow batch per table, each
+//!   alarm's compiled expressions are evaluated over it, and rows are fed to the series'
+//!   state machines in time order. No I/O happens there; transitions are queued.
+//! - **Transitions are never lost.** The queue is written to the `alarm_events` table by
+//!   a task (through the WAL, so a written transition is durable). Before the WAL may
+//!   release records, the states, the WAL sequence they include and the transitions not
+//!   yet written are stored in `<data-dir>/rules/alarm_state.json` (fsynced), so after a
+//!   crash the server restores them and WAL replay re-evaluates exactly the newer records.
+//!   A transition written twice (a crash between its write and the state file) has the
+//!   same key (alarm, series, ts) and event id, so `alarm_events` keeps one row.
+//! - **Replays change nothing.** Rows are taken in the order they became durable; a row
+//!   not newer than the newest row of its series that an alarm has seen (MQTT
+//!   redelivery, late data) does not change the state.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use arrow::array::Array;
+use arrow::record_batch::RecordBatch;
+use wattdb_algorithms::alarm::{AlarmState, Observation, SeriesAlarm, Transition};
+use wattdb_storage::wal::{DurableObserver, WalRecord, WalSeq};
+use wattdb_storage::{
+    CatalogReader, FieldValue, Row, Storage, TableDef, TableId, WalReleaseGuard, WriteBatch,
+    WriteMode,
+};
+
+use super::alarm_rule::{AlarmDef, CompiledAlarm};
+use super::error::RuleError;
+use super::state_file::{self, AlarmEvent, SeriesEntry, StateFile};
+
+/// The table transitions are written to.
+pub const EVENTS_TABLE: &str = "alarm_events";
+/// The catalog kind of alarm rules.
+pub const ALARM_KIND: &str = "alarm";
+/// The directory (under the data dir) of the runtime's state file.
+pub const RULES_DIR: &str = "rules";
+
+/// A pending or firing (alarm, series), for `system.alarm_state`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveAlarm {
+    pub alarm: String,
+    pub tags: Vec<String>,
+    /// `pending` or `firing`.
+    pub state: &'static str,
+    pub since: i64,
+    /// The newest row observed and its value.
+    pub newest: Option<i64>,
+    pub value: Option<f64>,
+}
+
+/// One series of one alarm.
+#[derive(Debug, Clone, Default)]
+struct Series {
+    machine: SeriesAlarm,
+    /// The value of the newest row observed.
+    value: Option<f64>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Compiled alarms per table, built from the catalog when first needed.
+    alarms: Option<HashMap<TableId, Vec<CompiledAlarm>>>,
+    series: HashMap<String, HashMap<Vec<String>, Series>>,
+    /// WAL records up to this one are evaluated (or were before a restart).
+    seq: u64,
+    /// The sequence the state file on disk includes.
+    stored_seq: u64,
+    /// Transitions not yet written to `alarm_events`, oldest first.
+    unwritten: Vec<AlarmEvent>,
+    /// Something changed since the state file was written.
+    dirty: bool,
+}
+
+pub struct AlarmRuntime {
+    state: Mutex<State>,
+    catalog: OnceLock<CatalogReader>,
+    path: PathBuf,
+    wake: tokio::sync::Notify,
+}
+
+fn series_text(def: &TableDef, tags: &[String]) -> String {
+    def.tags
+        .iter()
+        .zip(tags)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A stable id of a transition (FNV-1a over its identity).
+fn event_id(alarm: &str, series: &str, ts: i64, state: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [
+        alarm.as_bytes(),
+        series.as_bytes(),
+        &ts.to_be_bytes(),
+        state.as_bytes(),
+    ] {
+        for b in part.iter().chain([0xffu8].iter()) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+fn format_ts(ts: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(ts)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+        .unwrap_or_else(|| ts.to_string())
+}
+
+fn format_value(v: Option<f64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "null".into())
+}
+
+/// The message of a transition: the alarm's template, or the default one.
+fn message(
+    a: &CompiledAlarm,
+    series: &str,
+    state: &str,
+    ts: i64,
+    value: Option<f64>,
+    batch: &RecordBatch,
+    row: usize,
+) -> String {
+    let template = a.def.message.clone().unwrap_or_else(|| {
+        "[{severity}] {alarm} {state}: {series}, value {value} at {ts}".to_string()
+    });
+    let mut out = template
+        .replace("{alarm}", &a.def.name)
+        .replace("{series}", series)
+        .replace("{severity}", &a.def.severity)
+        .replace("{state}", state)
+        .replace("{ts}", &format_ts(ts))
+        .replace("{value}", &format_value(value));
+    if out.contains('{') {
+        for (i, f) in batch.schema().fields().iter().enumerate() {
+            let key = format!("{{{}}}", f.name());
+            if out.contains(&key) {
+                let col = batch.column(i);
+                let text = match wattdb_storage::batch::field_value(col.as_ref(), row) {
+                    Ok(Some(FieldValue::Float(v))) => v.to_string(),
+                    Ok(Some(FieldValue::Integer(v))) => v.to_string(),
+                    Ok(Some(FieldValue::Boolean(v))) => v.to_string(),
+                    Ok(Some(FieldValue::Text(v))) => v,
+                    _ if i == 0 => format_ts(ts),
+                    _ => col
+                        .as_any()
+                        .downcast_ref::<arrow::array::StringArray>()
+                        .filter(|s| !s.is_null(row))
+                        .map(|s| s.value(row).to_string())
+                        .unwrap_or_else(|| "null".into()),
+                };
+                out = out.replace(&key, &text);
+            }
+        }
+    }
+    out
+}
+
+impl AlarmRuntime {
+    /// Open the runtime's state in `<data_dir>/rules` (created if missing).
+    pub fn open(data_dir: &Path) -> Result<Arc<AlarmRuntime>, RuleError> {
+        let dir = data_dir.join(RULES_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| RuleError::State {
+            path: dir.clone(),
+            reason: e.to_string(),
+        })?;
+        let path = state_file::path_in(&dir);
+        let stored = state_file::load(&path)?;
+        let mut series: HashMap<String, HashMap<Vec<String>, Series>> = HashMap::new();
+        for e in stored.series {
+            let state = match e.state.as_str() {
+                "pending" => AlarmState::Pending { since: e.since },
+                "firing" => AlarmState::Firing { since: e.since },
+                _ => AlarmState::Ok,
+            };
+            series.entry(e.alarm).or_default().insert(
+                e.tags,
+                Series {
+                    machine: SeriesAlarm {
+                        state,
+                        newest: e.newest,
+                    },
+                    value: e.value,
+                },
+            );
+        }
+        Ok(Arc::new(AlarmRuntime {
+            state: Mutex::new(State {
+                alarms: None,
+                series,
+                seq: stored.seq,
+                stored_seq: stored.seq,
+                unwritten: stored.unwritten,
+                dirty: false,
+            }),
+            catalog: OnceLock::new(),
+            path,
+            wake: tokio::sync::Notify::new(),
+        }))
+    }
+
+    /// Called when the storage opens, before WAL replay.
+    pub fn attach(&self, catalog: CatalogReader) {
+        let _ = self.catalog.set(catalog);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The enabled alarms compiled against their tables (alarms whose table is gone or
+    /// no longer compiles are skipped, with a warning).
+    fn compile_all(&self) -> HashMap<TableId, Vec<CompiledAlarm>> {
+        let mut out: HashMap<TableId, Vec<CompiledAlarm>> = HashMap::new();
+        let Some(catalog) = self.catalog.get() else {
+            return out;
+        };
+        for entry in catalog.rules(ALARM_KIND) {
+            let def: AlarmDef = match serde_json::from_value(entry.body) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(alarm = %entry.name, error = %e, "unreadable alarm definition skipped");
+                    continue;
+                }
+            };
+            if !def.enabled {
+                continue;
+            }
+            let Some(table) = catalog.table(&def.table) else {
+                continue;
+            };
+            match CompiledAlarm::compile(def, &table) {
+                Ok(c) => out.entry(table.id).or_default().push(c),
+                Err(e) => {
+                    tracing::warn!(alarm = %entry.name, error = %e, "alarm no longer compiles; skipped")
+                }
+            }
+        }
+        out
+    }
+
+    /// Rules changed (created, dropped, enabled): recompile; states of alarms that no
+    /// longer exist are forgotten, those of disabled alarms kept.
+    pub fn reload(&self) {
+        let compiled = self.compile_all();
+        let known: Vec<String> = self
+            .catalog
+            .get()
+            .map(|c| c.rules(ALARM_KIND).into_iter().map(|r| r.name).collect())
+            .unwrap_or_default();
+        let mut state = self.lock();
+        state.series.retain(|alarm, _| known.contains(alarm));
+        state.alarms = Some(compiled);
+        state.dirty = true;
+    }
+
+    fn evaluate(&self, state: &mut State, records: &[(WalSeq, &WalRecord)]) {
+        if state.alarms.is_none() {
+            state.alarms = Some(self.compile_all());
+        }
+        let Some(catalog) = self.catalog.get() else {
+            return;
+        };
+        // The rows of each table with alarms, in WAL order.
+        let mut by_table: Vec<(TableId, Vec<&wattdb_storage::ValidRow>)> = Vec::new();
+        for (seq, record) in records {
+            if seq.0 <= state.seq {
+                continue; // evaluated before a restart
+            }
+            state.seq = seq.0;
+            let has = state
+                .alarms
+                .as_ref()
+                .is_some_and(|a| a.contains_key(&record.table_id));
+            if !has {
+                continue;
+            }
+            match by_table.iter_mut().find(|(t, _)| *t == record.table_id) {
+                Some((_, rows)) => rows.extend(record.rows.iter()),
+                None => by_table.push((record.table_id, record.rows.iter().collect())),
+            }
+        }
+        for (table, rows) in by_table {
+            let Some(def) = catalog.table_by_id(table) else {
+                continue;
+            };
+            let batch = match wattdb_storage::batch::rows_to_batch(&def, rows.iter().copied()) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(table = %def.name, error = %e, "alarm evaluation: rows not readable");
+                    continue;
+                }
+            };
+            let alarms = state.alarms.take().unwrap_or_default();
+            if let Some(list) = alarms.get(&table) {
+                for a in list {
+                    self.run_alarm(state, a, &def, &rows, &batch);
+                }
+            }
+            state.alarms = Some(alarms);
+        }
+        if !records.is_empty() {
+            state.dirty = true;
+        }
+    }
+
+    fn run_alarm(
+        &self,
+        state: &mut State,
+        a: &CompiledAlarm,
+        def: &TableDef,
+        rows: &[&wattdb_storage::ValidRow],
+        batch: &RecordBatch,
+    ) {
+        let e = match a.evaluate(batch) {
+            Ok(e) => e,
+            Err(err) => {
+                tracing::error!(alarm = %a.def.name, error = %err, "alarm evaluation failed");
+                return;
+            }
+        };
+        let tri = |b: &arrow::array::BooleanArray, i: usize| (!b.is_null(i)).then(|| b.value(i));
+        let series_map = state.series.entry(a.def.name.clone()).or_default();
+        let mut events = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            if tri(&e.in_scope, i) != Some(true) {
+                continue;
+            }
+            let s = series_map.entry(row.tags.clone()).or_default();
+            let value = a.value(batch, i);
+            let o = Observation {
+                ts: row.ts,
+                condition: tri(&e.condition, i),
+                clear: tri(&e.clear, i),
+            };
+            let before = s.machine.newest;
+            let t = s.machine.observe(a.def.for_micros, o);
+            if s.machine.newest != before {
+                s.value = value;
+            }
+            let Some(t) = t else { continue };
+            let (ts, label) = match t {
+                Transition::Firing { ts } => (ts, "firing"),
+                Transition::Resolved { ts } => (ts, "resolved"),
+            };
+            let series = series_text(def, &row.tags);
+            events.push(AlarmEvent {
+                alarm: a.def.name.clone(),
+                tags: row.tags.clone(),
+                event_id: event_id(&a.def.name, &series, ts, label),
+                message: message(a, &series, label, ts, value, batch, i),
+                series,
+                ts,
+                state: label.to_string(),
+                severity: a.def.severity.clone(),
+                value,
+            });
+        }
+        if !events.is_empty() {
+            state.unwritten.extend(events);
+            self.wake.notify_one();
+        }
+    }
+
+    fn snapshot(state: &State) -> StateFile {
+        let mut series = Vec::new();
+        for (alarm, m) in &state.series {
+            for (tags, s) in m {
+                let (label, since) = match s.machine.state {
+                    AlarmState::Ok => ("ok", 0),
+                    AlarmState::Pending { since } => ("pending", since),
+                    AlarmState::Firing { since } => ("firing", since),
+                };
+                series.push(SeriesEntry {
+                    alarm: alarm.clone(),
+                    tags: tags.clone(),
+                    state: label.into(),
+                    since,
+                    newest: s.machine.newest,
+                    value: s.value,
+                });
+            }
+        }
+        series.sort_by(|a, b| (&a.alarm, &a.tags).cmp(&(&b.alarm, &b.tags)));
+        StateFile {
+            seq: state.seq,
+            series,
+            unwritten: state.unwritten.clone(),
+        }
+    }
+
+    /// Write the state file if anything changed.
+    pub fn store(&self) -> Result<(), RuleError> {
+        // One consistent snapshot taken under the lock, written outside it (the WAL
+        // thread evaluates meanwhile; a newer state is stored next time).
+        let snapshot = {
+            let mut state = self.lock();
+            if !state.dirty {
+                return Ok(());
+            }
+            state.dirty = false;
+            Self::snapshot(&state)
+        };
+        if let Err(e) = state_file::store(&self.path, &snapshot) {
+            self.lock().dirty = true;
+            return Err(e);
+        }
+        let mut state = self.lock();
+        state.stored_seq = state.stored_seq.max(snapshot.seq);
+        Ok(())
+    }
+
+    /// Every (alarm, series) that is pending or firing, by alarm and series.
+    pub fn active(&self) -> Vec<ActiveAlarm> {
+        let state = self.lock();
+        let mut out = Vec::new();
+        for (alarm, m) in &state.series {
+            for (tags, s) in m {
+                let (label, since) = match s.machine.state {
+                    AlarmState::Ok => continue,
+                    AlarmState::Pending { since } => ("pending", since),
+                    AlarmState::Firing { since } => ("firing", since),
+                };
+                out.push(ActiveAlarm {
+                    alarm: alarm.clone(),
+                    tags: tags.clone(),
+                    state: label,
+                    since,
+                    newest: s.machine.newest,
+                    value: s.value,
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.alarm, &a.tags).cmp(&(&b.alarm, &b.tags)));
+        out
+    }
+
+    /// Write queued transitions to `alarm_events` until `shutdown`; the state file is
+    /// stored every few seconds when something changed, and once more at the end.
+    pub fn spawn_writer(
+        self: &Arc<Self>,
+        storage: Storage,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let rt = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    _ = rt.wake.notified() => {}
+                    _ = tick.tick() => {
+                        let rt2 = rt.clone();
+                        match tokio::task::spawn_blocking(move || rt2.store()).await {
+                            Ok(Err(e)) => tracing::error!(error = %e, "storing the alarm state"),
+                            Err(e) => tracing::error!(error = %e, "storing the alarm state"),
+                            Ok(Ok(())) => {}
+                        }
+                    }
+                    _ = shutdown.changed() => {}
+                }
+                if let Err(e) = rt.write_events(&storage).await {
+                    tracing::warn!(error = %e, "writing alarm events; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    rt.wake.notify_one();
+                }
+                if *shutdown.borrow() {
+                    break;
+                }
+            }
+            let rt2 = rt.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || rt2.store()).await {
+                tracing::error!(error = %e, "storing the alarm state at shutdown");
+            }
+        })
+    }
+
+    /// Write the queued transitions (they stay queued until the write is durable).
+    pub async fn write_events(&self, storage: &Storage) -> Result<usize, RuleError> {
+        let events: Vec<AlarmEvent> = self.lock().unwritten.clone();
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let rows = events
+            .iter()
+            .map(|e| {
+                let mut fields = vec![
+                    ("state".to_string(), FieldValue::Text(e.state.clone())),
+                    ("severity".to_string(), FieldValue::Text(e.severity.clone())),
+                    ("message".to_string(), FieldValue::Text(e.message.clone())),
+                    ("event_id".to_string(), FieldValue::Text(e.event_id.clone())),
+                ];
+                if let Some(v) = e.value {
+                    fields.push(("value".to_string(), FieldValue::Float(v)));
+                }
+                Row {
+                    ts: e.ts,
+                    tags: vec![
+                        ("alarm".to_string(), e.alarm.clone()),
+                        ("series".to_string(), e.series.clone()),
+                    ],
+                    fields,
+                }
+            })
+            .collect();
+        storage
+            .write(
+                WriteBatch {
+                    table: EVENTS_TABLE.to_string(),
+                    rows,
+                },
+                WriteMode::AllOrNothing,
+                true,
+            )
+            .await?;
+        let written: Vec<String> = events.into_iter().map(|e| e.event_id).collect();
+        let mut state = self.lock();
+        state.unwritten.retain(|e| !written.contains(&e.event_id));
+        state.dirty = true;
+        Ok(written.len())
+    }
+}
+
+impl DurableObserver for AlarmRuntime {
+    fn on_durable(&self, seq: WalSeq, record: &WalRecord) {
+        self.on_durable_group(&[(seq, record)]);
+    }
+
+    fn on_durable_group(&self, records: &[(WalSeq, &WalRecord)]) {
+        let mut state = self.lock();
+        self.evaluate(&mut state, records);
+    }
+}
+
+impl WalReleaseGuard for AlarmRuntime {
+    /// The states must include every record the WAL is about to release.
+    fn before_wal_release(&self) -> wattdb_storage::Result<()> {
+        self.store().map_err(|e| wattdb_storage::Error::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    }
+}

@@ -1,0 +1,165 @@
+//! `system.alarms` (the alarm rules) and `system.alarm_state` (every pending or firing
+//! (alarm, series)), registered with storage as system views.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use wattdb_storage::{ExtensionView, Storage};
+
+use super::alarm_rule::AlarmDef;
+use super::alarm_runtime::{ALARM_KIND, AlarmRuntime};
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn batch(fields: Vec<Field>, cols: Vec<ArrayRef>) -> wattdb_storage::Result<RecordBatch> {
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+        .map_err(|e| wattdb_storage::Error::Task(format!("building a system view: {e}")))
+}
+
+struct Alarms(Storage);
+
+impl ExtensionView for Alarms {
+    fn batch(&self) -> wattdb_storage::Result<RecordBatch> {
+        let defs: Vec<AlarmDef> = self
+            .0
+            .rules(ALARM_KIND)
+            .into_iter()
+            .filter_map(|r| serde_json::from_value(r.body).ok())
+            .collect();
+        let s = |f: &dyn Fn(&AlarmDef) -> String| -> ArrayRef {
+            Arc::new(StringArray::from(defs.iter().map(f).collect::<Vec<_>>()))
+        };
+        let o = |f: &dyn Fn(&AlarmDef) -> Option<String>| -> ArrayRef {
+            Arc::new(StringArray::from(defs.iter().map(f).collect::<Vec<_>>()))
+        };
+        batch(
+            vec![
+                Field::new("alarm", DataType::Utf8, false),
+                Field::new("table_name", DataType::Utf8, false),
+                Field::new("kind", DataType::Utf8, false),
+                Field::new("condition", DataType::Utf8, false),
+                Field::new("clear", DataType::Utf8, true),
+                Field::new("for_seconds", DataType::Int64, false),
+                Field::new("severity", DataType::Utf8, false),
+                Field::new("channels", DataType::Utf8, false),
+                Field::new("repeat_seconds", DataType::Int64, false),
+                Field::new("scope", DataType::Utf8, true),
+                Field::new("enabled", DataType::Boolean, false),
+            ],
+            vec![
+                s(&|d| d.name.clone()),
+                s(&|d| d.table.clone()),
+                s(&|_| "threshold".into()),
+                s(&|d| d.condition.clone()),
+                o(&|d| d.clear.clone()),
+                Arc::new(Int64Array::from(
+                    defs.iter()
+                        .map(|d| d.for_micros / 1_000_000)
+                        .collect::<Vec<_>>(),
+                )),
+                s(&|d| d.severity.clone()),
+                s(&|d| d.channels.join(",")),
+                Arc::new(Int64Array::from(
+                    defs.iter()
+                        .map(|d| d.repeat_micros / 1_000_000)
+                        .collect::<Vec<_>>(),
+                )),
+                o(&|d| d.scope.clone()),
+                Arc::new(BooleanArray::from(
+                    defs.iter().map(|d| d.enabled).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+    }
+}
+
+struct AlarmStates {
+    storage: Storage,
+    runtime: Arc<AlarmRuntime>,
+}
+
+impl ExtensionView for AlarmStates {
+    fn batch(&self) -> wattdb_storage::Result<RecordBatch> {
+        let active = self.runtime.active();
+        let tables: Vec<(String, String)> = self
+            .storage
+            .rules(ALARM_KIND)
+            .into_iter()
+            .filter_map(|r| {
+                let d: AlarmDef = serde_json::from_value(r.body).ok()?;
+                Some((d.name, d.table))
+            })
+            .collect();
+        let series: Vec<String> = active
+            .iter()
+            .map(|a| {
+                let def = tables
+                    .iter()
+                    .find(|(name, _)| *name == a.alarm)
+                    .and_then(|(_, t)| self.storage.table(t));
+                match def {
+                    Some(def) => def
+                        .tags
+                        .iter()
+                        .zip(&a.tags)
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    None => a.tags.join(","),
+                }
+            })
+            .collect();
+        batch(
+            vec![
+                Field::new("alarm", DataType::Utf8, false),
+                Field::new("series", DataType::Utf8, false),
+                Field::new("state", DataType::Utf8, false),
+                Field::new("since", ts_type(), false),
+                Field::new("last_ts", ts_type(), true),
+                Field::new("last_value", DataType::Float64, true),
+            ],
+            vec![
+                Arc::new(StringArray::from(
+                    active.iter().map(|a| a.alarm.clone()).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(series)),
+                Arc::new(StringArray::from(
+                    active.iter().map(|a| a.state).collect::<Vec<_>>(),
+                )),
+                Arc::new(
+                    TimestampMicrosecondArray::from(
+                        active.iter().map(|a| a.since).collect::<Vec<_>>(),
+                    )
+                    .with_timezone("UTC"),
+                ),
+                Arc::new(
+                    TimestampMicrosecondArray::from(
+                        active.iter().map(|a| a.newest).collect::<Vec<_>>(),
+                    )
+                    .with_timezone("UTC"),
+                ),
+                Arc::new(Float64Array::from(
+                    active.iter().map(|a| a.value).collect::<Vec<_>>(),
+                )),
+            ],
+        )
+    }
+}
+
+/// Serve `system.alarms` and `system.alarm_state` from `storage`.
+pub fn register(storage: &Storage, runtime: &Arc<AlarmRuntime>) {
+    storage.register_view("alarms", Arc::new(Alarms(storage.clone())));
+    storage.register_view(
+        "alarm_state",
+        Arc::new(AlarmStates {
+            storage: storage.clone(),
+            runtime: runtime.clone(),
+        }),
+    );
+}

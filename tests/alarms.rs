@@ -1,0 +1,363 @@
+//! Threshold alarms on the write path, through the real interfaces: rules created over
+//! SQL (bad ones refused with their SQLSTATE), readings published over MQTT (QoS 1, with
+//! a duplicate, a late row and a row without the field), transitions read back from
+//! `alarm_events` and states from `system.alarm_state` — both equal to what a reference
+//! state machine in this test computes from the published readings. Then kill -9 in the
+//! middle of a pending `for`: after the restart the states are the same, the pending
+//! alarm fires when its `for` is complete and a firing one resolves, without a
+//! transition repeated or invented.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{Server, sqlstate};
+
+/// 2026-11-24T00:00:00Z in ms.
+const T0: i64 = 1_795_996_800_000;
+
+/// (pid, ts ms, ua or none: the row carries only `ub`).
+type Reading = (String, i64, Option<f64>);
+
+fn payload((pid, ts, ua): &Reading) -> String {
+    let fields = match ua {
+        Some(v) => format!(r#""ua": {v}"#),
+        None => r#""ub": 1.0"#.to_string(),
+    };
+    format!(r#"{{"ts": {ts}, "tags": {{"pid": "{pid}"}}, "fields": {{{fields}}}}}"#)
+}
+
+/// The rule under test, as the reference implements it.
+fn condition(ua: f64) -> bool {
+    !(198.0..=235.4).contains(&ua)
+}
+fn clear(ua: f64) -> bool {
+    (200.0..=233.0).contains(&ua)
+}
+const FOR_MS: i64 = 30_000;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum St {
+    Ok,
+    Pending(i64),
+    Firing(i64),
+}
+
+/// Reference: per series, rows in publication order; older-or-equal rows ignored.
+#[derive(Default)]
+struct Reference {
+    series: BTreeMap<String, (St, Option<i64>)>,
+    /// (pid, ts ms, state, value)
+    events: Vec<(String, i64, String, f64)>,
+}
+
+impl Reference {
+    fn feed(&mut self, (pid, ts, ua): &Reading) {
+        if !pid.starts_with("dorm-") {
+            return;
+        }
+        let (st, newest) = self.series.entry(pid.clone()).or_insert((St::Ok, None));
+        if newest.is_some_and(|n| *ts <= n) {
+            return;
+        }
+        *newest = Some(*ts);
+        let Some(v) = *ua else { return };
+        match *st {
+            St::Ok if condition(v) => {
+                *st = St::Pending(*ts);
+                if FOR_MS == 0 {
+                    *st = St::Firing(*ts);
+                }
+            }
+            St::Ok => {}
+            St::Pending(since) if condition(v) => {
+                if ts - since >= FOR_MS {
+                    *st = St::Firing(*ts);
+                    self.events.push((pid.clone(), *ts, "firing".into(), v));
+                }
+            }
+            St::Pending(_) => *st = St::Ok,
+            St::Firing(_) if clear(v) => {
+                *st = St::Ok;
+                self.events.push((pid.clone(), *ts, "resolved".into(), v));
+            }
+            St::Firing(_) => {}
+        }
+    }
+
+    /// (pid, state, since ms) of every pending or firing series.
+    fn active(&self) -> Vec<(String, String, i64)> {
+        self.series
+            .iter()
+            .filter_map(|(pid, (st, _))| match st {
+                St::Ok => None,
+                St::Pending(s) => Some((format!("pid={pid}"), "pending".into(), *s)),
+                St::Firing(s) => Some((format!("pid={pid}"), "firing".into(), *s)),
+            })
+            .collect()
+    }
+}
+
+async fn publish(server: &Server, readings: &[Reading]) {
+    let msgs: Vec<(String, String, ())> = readings
+        .iter()
+        .map(|r| ("wattdb/m".to_string(), payload(r), ()))
+        .collect();
+    let n = msgs.len();
+    let acked = common::mqtt::publish_qos1(
+        "127.0.0.1",
+        server.mqtt_port,
+        "meters",
+        msgs,
+        1,
+        Duration::ZERO,
+        |_| {},
+    )
+    .await;
+    assert_eq!(acked, n, "every reading acknowledged");
+}
+
+async fn events(c: &tokio_postgres::Client) -> Vec<(String, i64, String, f64)> {
+    match c
+        .query(
+            "SELECT series, ts, state, value FROM alarm_events \
+             WHERE alarm = 'overvoltage' ORDER BY ts, series",
+            &[],
+        )
+        .await
+    {
+        Ok(rows) => rows
+            .iter()
+            .map(|r| {
+                let series: String = r.get(0);
+                let ts: std::time::SystemTime = r.get(1);
+                let ms = ts
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64;
+                (
+                    series.trim_start_matches("pid=").to_string(),
+                    ms,
+                    r.get(2),
+                    r.get(3),
+                )
+            })
+            .collect(),
+        // No transition yet: the table does not exist.
+        Err(e) if sqlstate(&e) == "42P01" => vec![],
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+async fn wait_for_events(
+    server: &Server,
+    c: &tokio_postgres::Client,
+    want: &[(String, i64, String, f64)],
+) {
+    let mut want = want.to_vec();
+    want.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = events(c).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline && got.len() <= want.len(),
+            "alarm_events {got:?}\nexpected {want:?}\nlog:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn states(c: &tokio_postgres::Client) -> Vec<(String, String, i64)> {
+    c.query(
+        "SELECT series, state, since FROM system.alarm_state \
+         WHERE alarm = 'overvoltage' ORDER BY series",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| {
+        let since: std::time::SystemTime = r.get(2);
+        let ms = since
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        (r.get(0), r.get(1), ms)
+    })
+    .collect()
+}
+
+fn at(s: i64) -> i64 {
+    T0 + s * 1000
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_fire_and_resolve_on_write_and_survive_kill_9() {
+    let mut server = Server::new().start();
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE m (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, ua DOUBLE PRECISION, \
+         ub DOUBLE PRECISION, PRIMARY KEY (pid, ts))",
+    )
+    .await
+    .unwrap();
+
+    // Bad definitions are refused with their SQLSTATE and store nothing.
+    for (sql, code) in [
+        ("SELECT create_alarm('a1', 'm', 'ua >', '{}')", "42601"),
+        ("SELECT create_alarm('a1', 'm', 'ua + 1', '{}')", "42601"),
+        ("SELECT create_alarm('a1', 'm', 'uz > 1', '{}')", "42703"),
+        ("SELECT create_alarm('a1', 'nope', 'ua > 1', '{}')", "42P01"),
+        (
+            "SELECT create_alarm('a1', 'm', 'ua > 1', '{\"sevrity\": \"major\"}')",
+            "22023",
+        ),
+        (
+            "SELECT create_alarm('a1', 'm', 'ua > 1', '{\"channels\": [\"ops\"]}')",
+            "22023",
+        ),
+        (
+            "SELECT create_alarm('a1', 'm', 'ua > 1', '{\"for\": \"ten\"}')",
+            "22023",
+        ),
+        (
+            "SELECT create_alarm('a1', 'm', 'ua > 1', '{\"where\": \"ua > 2\"}')",
+            "22023",
+        ),
+        ("SELECT drop_alarm('a1')", "42704"),
+    ] {
+        let err = c.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&err), code, "{sql}: {err:?}");
+    }
+    c.simple_query(
+        "SELECT create_alarm('overvoltage', 'm', 'ua > 235.4 OR ua < 198', \
+         '{\"for\": \"30 seconds\", \"clear\": \"ua <= 233 AND ua >= 200\", \
+           \"severity\": \"major\", \"where\": \"pid LIKE ''dorm-%''\"}')",
+    )
+    .await
+    .unwrap();
+    let err = c
+        .simple_query("SELECT create_alarm('overvoltage', 'm', 'ua > 1')")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42710", "duplicate name");
+    let rules = c
+        .query(
+            "SELECT alarm, table_name, for_seconds, severity, enabled FROM system.alarms",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].get::<_, i64>(2), 30);
+    assert_eq!(rules[0].get::<_, String>(3), "major");
+
+    let r = |pid: &str, s: i64, ua: Option<f64>| (pid.to_string(), at(s), ua);
+    let mut phase1: Vec<Reading> = Vec::new();
+    // dorm-1: normal, over for 60 s (fires after 30 s), 234 (hysteresis: still firing),
+    // then 230 (resolves).
+    for s in (0..60).step_by(10) {
+        phase1.push(r("dorm-1", s, Some(220.0)));
+    }
+    for s in (60..120).step_by(10) {
+        phase1.push(r("dorm-1", s, Some(240.0 + s as f64 / 100.0)));
+    }
+    phase1.push(r("dorm-1", 120, Some(234.0)));
+    phase1.push(r("dorm-1", 130, Some(230.0)));
+    // dorm-2: a 10 s spike (no alarm), then under-voltage for 40 s (fires), a duplicate
+    // and a late row (ignored), a row without ua (unknown: no change).
+    phase1.push(r("dorm-2", 0, Some(240.0)));
+    phase1.push(r("dorm-2", 10, Some(241.0)));
+    phase1.push(r("dorm-2", 20, Some(220.0)));
+    for s in (30..80).step_by(10) {
+        phase1.push(r("dorm-2", s, Some(190.0)));
+    }
+    phase1.push(r("dorm-2", 70, Some(190.0)));
+    phase1.push(r("dorm-2", 45, Some(220.0)));
+    phase1.push(r("dorm-2", 80, None));
+    // dorm-3: over voltage starts (pending when the server is killed).
+    phase1.push(r("dorm-3", 100, Some(250.0)));
+    phase1.push(r("dorm-3", 110, Some(250.0)));
+    // office-1: out of the alarm's scope.
+    for s in (0..120).step_by(10) {
+        phase1.push(r("office-1", s, Some(260.0)));
+    }
+    let mut reference = Reference::default();
+    for x in &phase1 {
+        reference.feed(x);
+    }
+    publish(&server, &phase1).await;
+    wait_for_events(&server, &c, &reference.events).await;
+    assert_eq!(states(&c).await, reference.active());
+    assert!(
+        reference.events.len() >= 3
+            && reference
+                .active()
+                .iter()
+                .any(|(s, st, _)| s == "pid=dorm-3" && st == "pending"),
+        "the scenario exercises firing, resolving and a pending alarm"
+    );
+
+    // kill -9 (the pending `for` of dorm-3 and the firing dorm-2 in flight).
+    server.kill9();
+    server.spawn();
+    let c = server.client().await;
+    assert_eq!(states(&c).await, reference.active(), "states after restart");
+    let phase2 = vec![
+        r("dorm-3", 140, Some(250.0)), // 40 s after the pending start: fires
+        r("dorm-2", 90, Some(205.0)),  // resolves
+        r("dorm-2", 75, Some(190.0)),  // late: ignored
+        r("dorm-1", 140, Some(231.0)), // ok stays ok
+    ];
+    for x in &phase2 {
+        reference.feed(x);
+    }
+    publish(&server, &phase2).await;
+    wait_for_events(&server, &c, &reference.events).await;
+    assert_eq!(states(&c).await, reference.active());
+
+    // The events carry what a notification needs.
+    let row = c
+        .query_one(
+            "SELECT severity, message, event_id FROM alarm_events \
+             WHERE series = 'pid=dorm-3' AND state = 'firing'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "major");
+    let message: String = row.get(1);
+    assert!(
+        message.contains("overvoltage")
+            && message.contains("pid=dorm-3")
+            && message.contains("250"),
+        "{message}"
+    );
+    assert_eq!(row.get::<_, String>(2).len(), 16);
+
+    // Disabled: no evaluation; dropped: gone.
+    c.simple_query("SELECT enable_alarm('overvoltage', false)")
+        .await
+        .unwrap();
+    publish(
+        &server,
+        &[r("dorm-1", 200, Some(250.0)), r("dorm-1", 260, Some(250.0))],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(events(&c).await.len(), reference.events.len());
+    c.simple_query("SELECT drop_alarm('overvoltage')")
+        .await
+        .unwrap();
+    assert!(
+        c.query("SELECT * FROM system.alarms", &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
