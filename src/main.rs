@@ -152,6 +152,9 @@ async fn serve(settings: Settings) -> Result<()> {
     let rollup_task = rollups.spawn(ROLLUP_DELAY, shutdown_rx.clone());
     wattdb_ingest::rules::views::register(&storage, &alarms);
     let alarm_writer = alarms.spawn_writer(storage.clone(), shutdown_rx.clone());
+    let delivery = wattdb_ingest::rules::delivery::Delivery::new(alarms.clone(), storage.clone())
+        .map_err(|e| anyhow::anyhow!(e))?
+        .spawn(shutdown_rx.clone());
     let compactor = wattdb_compaction::compact::spawn_compactor(
         storage.clone(),
         settings.compaction,
@@ -229,6 +232,7 @@ async fn serve(settings: Settings) -> Result<()> {
     // Marks not worked off are made durable by the shutdown flush (WAL release).
     let _ = rollup_task.await;
     let _ = alarm_writer.await;
+    let _ = delivery.await;
     let _ = janitor.await;
     let _ = compactor.await;
     storage.shutdown().await.context("flushing on shutdown")?;

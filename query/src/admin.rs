@@ -22,6 +22,8 @@ pub const ADMIN_FUNCTIONS: &[&str] = &[
     "create_alarm",
     "drop_alarm",
     "enable_alarm",
+    "create_channel",
+    "drop_channel",
 ];
 
 /// An admin call's failure: SQLSTATE and message.

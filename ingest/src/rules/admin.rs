@@ -1,5 +1,6 @@
-//! The SQL admin functions of alarms: `create_alarm(name, table, condition [, options])`,
-//! `drop_alarm(name)`, `enable_alarm(name, true|false)`. Definitions are validated and
+//! The SQL admin functions of alarms and channels: `create_alarm(name, table, condition
+//! [, options])`, `drop_alarm(name)`, `enable_alarm(name, true|false)`,
+//! `create_channel(name, kind, options)`, `drop_channel(name)`. Definitions are validated and
 //! compiled before they are stored (nothing changes on error), stored in the catalog,
 //! and the runtime recompiles its alarms.
 
@@ -7,12 +8,16 @@ use wattdb_storage::{RuleEntry, Storage};
 
 use super::alarm_rule::{AlarmDef, CompiledAlarm, check_name};
 use super::alarm_runtime::{ALARM_KIND, AlarmRuntime, EVENTS_TABLE};
+use super::channel::{CHANNEL_KIND, ChannelDef};
 use super::error::RuleError;
 
-pub const FUNCTIONS: &[&str] = &["create_alarm", "drop_alarm", "enable_alarm"];
-
-/// The catalog kind of notification channels (none can be created yet).
-const CHANNEL_KIND: &str = "channel";
+pub const FUNCTIONS: &[&str] = &[
+    "create_alarm",
+    "drop_alarm",
+    "enable_alarm",
+    "create_channel",
+    "drop_channel",
+];
 
 /// Run one of [`FUNCTIONS`]; `None` when `name` is not one of them.
 pub async fn call(
@@ -25,6 +30,8 @@ pub async fn call(
         "create_alarm" => create_alarm(storage, runtime, args).await,
         "drop_alarm" => drop_alarm(storage, runtime, args).await,
         "enable_alarm" => enable_alarm(storage, runtime, args).await,
+        "create_channel" => create_channel(storage, args).await,
+        "drop_channel" => drop_channel(storage, args).await,
         _ => return None,
     };
     Some(result)
@@ -138,4 +145,48 @@ async fn enable_alarm(
         "alarm {name} {}",
         if enabled { "enabled" } else { "disabled" }
     ))
+}
+
+async fn create_channel(storage: &Storage, args: &[String]) -> Result<String, RuleError> {
+    let [name, kind, options] = args else {
+        return Err(RuleError::Usage(
+            "create_channel(name, kind, options_json) takes 3 arguments".into(),
+        ));
+    };
+    let def = ChannelDef::parse(name, kind, options)?;
+    let body = serde_json::to_value(&def).map_err(|e| RuleError::InvalidOption(e.to_string()))?;
+    storage
+        .put_rule(
+            RuleEntry {
+                kind: CHANNEL_KIND.into(),
+                name: name.clone(),
+                body,
+            },
+            true,
+        )
+        .await?;
+    Ok(format!("created {kind} channel {name}"))
+}
+
+async fn drop_channel(storage: &Storage, args: &[String]) -> Result<String, RuleError> {
+    let [name] = args else {
+        return Err(RuleError::Usage(
+            "drop_channel(name) takes 1 argument".into(),
+        ));
+    };
+    let users: Vec<String> = storage
+        .rules(ALARM_KIND)
+        .into_iter()
+        .filter_map(|r| serde_json::from_value::<AlarmDef>(r.body).ok())
+        .filter(|a| a.channels.contains(name))
+        .map(|a| a.name)
+        .collect();
+    if !users.is_empty() {
+        return Err(RuleError::InUse(format!(
+            "channel \"{name}\" is used by alarm(s) {}",
+            users.join(", ")
+        )));
+    }
+    storage.drop_rule(CHANNEL_KIND, name).await?;
+    Ok(format!("dropped channel {name}"))
 }

@@ -31,6 +31,7 @@ use wattdb_storage::{
 
 use super::alarm_rule::{AlarmDef, CompiledAlarm};
 use super::error::RuleError;
+use super::outbox::Outbox;
 use super::state_file::{self, AlarmEvent, SeriesEntry, StateFile};
 
 /// The table transitions are written to.
@@ -81,6 +82,9 @@ pub struct AlarmRuntime {
     catalog: OnceLock<CatalogReader>,
     path: PathBuf,
     wake: tokio::sync::Notify,
+    outbox: Outbox,
+    /// Woken when notifications were queued.
+    pub delivery_wake: tokio::sync::Notify,
 }
 
 fn series_text(def: &TableDef, tags: &[String]) -> String {
@@ -174,6 +178,7 @@ impl AlarmRuntime {
         })?;
         let path = state_file::path_in(&dir);
         let stored = state_file::load(&path)?;
+        let outbox = Outbox::open(&dir)?;
         let mut series: HashMap<String, HashMap<Vec<String>, Series>> = HashMap::new();
         for e in stored.series {
             let state = match e.state.as_str() {
@@ -204,7 +209,14 @@ impl AlarmRuntime {
             catalog: OnceLock::new(),
             path,
             wake: tokio::sync::Notify::new(),
+            outbox,
+            delivery_wake: tokio::sync::Notify::new(),
         }))
+    }
+
+    /// The notification outbox.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// Called when the storage opens, before WAL replay.
@@ -362,6 +374,7 @@ impl AlarmRuntime {
                 state: label.to_string(),
                 severity: a.def.severity.clone(),
                 value,
+                channels: a.def.channels.clone(),
             });
         }
         if !events.is_empty() {
@@ -482,8 +495,9 @@ impl AlarmRuntime {
         })
     }
 
-    /// Write the queued transitions (they stay queued until the write is durable).
-    pub async fn write_events(&self, storage: &Storage) -> Result<usize, RuleError> {
+    /// Write the queued transitions (they stay queued until the write is durable), then
+    /// queue their notifications in the outbox.
+    pub async fn write_events(self: &Arc<Self>, storage: &Storage) -> Result<usize, RuleError> {
         let events: Vec<AlarmEvent> = self.lock().unwritten.clone();
         if events.is_empty() {
             return Ok(0);
@@ -520,6 +534,19 @@ impl AlarmRuntime {
                 true,
             )
             .await?;
+        // Durable in alarm_events: now the notifications (kept if already queued).
+        if events.iter().any(|e| !e.channels.is_empty()) {
+            let rt = self.clone();
+            let queued = events.clone();
+            let now = chrono::Utc::now().timestamp_millis();
+            tokio::task::spawn_blocking(move || rt.outbox.enqueue(&queued, now))
+                .await
+                .map_err(|e| RuleError::State {
+                    path: self.path.clone(),
+                    reason: e.to_string(),
+                })??;
+            self.delivery_wake.notify_one();
+        }
         let written: Vec<String> = events.into_iter().map(|e| e.event_id).collect();
         let mut state = self.lock();
         state.unwritten.retain(|e| !written.contains(&e.event_id));

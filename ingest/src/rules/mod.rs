@@ -1,7 +1,8 @@
 //! The rules runtime on the write path. Today: threshold alarms (`create_alarm`),
-//! evaluated on every durable write batch, with per-series states that survive restarts
-//! and transitions written to the `alarm_events` table. Notification channels, data-gap
-//! alarms and silences come next (issue 13).
+//! evaluated on every durable write batch, with per-series states that survive restarts,
+//! transitions written to the `alarm_events` table, and notifications to WeCom,
+//! DingTalk and webhook channels (`create_channel`) through a durable outbox. The MQTT
+//! channel, data-gap alarms and silences come next (issue 13).
 //!
 //! Conditions are SQL boolean expressions compiled once with DataFusion's expression
 //! parser into physical expressions; nothing here plans or serves queries.
@@ -9,8 +10,11 @@
 pub mod admin;
 pub mod alarm_rule;
 pub mod alarm_runtime;
+pub mod channel;
+pub mod delivery;
 pub mod duration;
 pub mod error;
+pub mod outbox;
 pub mod state_file;
 pub mod views;
 

@@ -44,6 +44,9 @@ pub struct AlarmEvent {
     pub value: Option<f64>,
     pub message: String,
     pub event_id: String,
+    /// Channels to notify.
+    #[serde(default)]
+    pub channels: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -1,5 +1,6 @@
-//! `system.alarms` (the alarm rules) and `system.alarm_state` (every pending or firing
-//! (alarm, series)), registered with storage as system views.
+//! `system.alarms` (the alarm rules), `system.alarm_state` (every pending or firing
+//! (alarm, series)), `system.channels` and `system.notifications` (the outbox),
+//! registered with storage as system views.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use wattdb_storage::{ExtensionView, Storage};
 
 use super::alarm_rule::AlarmDef;
 use super::alarm_runtime::{ALARM_KIND, AlarmRuntime};
+use super::channel::{CHANNEL_KIND, ChannelDef};
 
 fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
@@ -152,8 +154,106 @@ impl ExtensionView for AlarmStates {
     }
 }
 
-/// Serve `system.alarms` and `system.alarm_state` from `storage`.
+struct Channels(Storage);
+
+impl ExtensionView for Channels {
+    fn batch(&self) -> wattdb_storage::Result<RecordBatch> {
+        let defs: Vec<ChannelDef> = self
+            .0
+            .rules(CHANNEL_KIND)
+            .into_iter()
+            .filter_map(|r| serde_json::from_value(r.body).ok())
+            .collect();
+        batch(
+            vec![
+                Field::new("channel", DataType::Utf8, false),
+                Field::new("kind", DataType::Utf8, false),
+                Field::new("url", DataType::Utf8, false),
+                Field::new("rate_per_minute", DataType::Int64, false),
+            ],
+            vec![
+                Arc::new(StringArray::from(
+                    defs.iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    defs.iter().map(|d| d.kind.clone()).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    defs.iter().map(|d| d.redacted_url()).collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    defs.iter()
+                        .map(|d| i64::from(d.rate_per_minute))
+                        .collect::<Vec<_>>(),
+                )),
+            ],
+        )
+    }
+}
+
+struct Notifications(Arc<AlarmRuntime>);
+
+impl ExtensionView for Notifications {
+    fn batch(&self) -> wattdb_storage::Result<RecordBatch> {
+        let all = self.0.outbox().all();
+        let s = |f: &dyn Fn(&super::outbox::Notification) -> String| -> ArrayRef {
+            Arc::new(StringArray::from(all.iter().map(f).collect::<Vec<_>>()))
+        };
+        let ms = |v: Vec<Option<i64>>| -> ArrayRef {
+            Arc::new(
+                TimestampMicrosecondArray::from(
+                    v.into_iter()
+                        .map(|m| m.map(|m| m * 1000))
+                        .collect::<Vec<_>>(),
+                )
+                .with_timezone("UTC"),
+            )
+        };
+        batch(
+            vec![
+                Field::new("event_id", DataType::Utf8, false),
+                Field::new("alarm", DataType::Utf8, false),
+                Field::new("series", DataType::Utf8, false),
+                Field::new("state", DataType::Utf8, false),
+                Field::new("channel", DataType::Utf8, false),
+                Field::new("status", DataType::Utf8, false),
+                Field::new("attempts", DataType::Int64, false),
+                Field::new("last_error", DataType::Utf8, true),
+                Field::new("queued_at", ts_type(), true),
+                Field::new("next_attempt_at", ts_type(), true),
+                Field::new("sent_at", ts_type(), true),
+            ],
+            vec![
+                s(&|n| n.event.event_id.clone()),
+                s(&|n| n.event.alarm.clone()),
+                s(&|n| n.event.series.clone()),
+                s(&|n| n.event.state.clone()),
+                s(&|n| n.channel.clone()),
+                s(&|n| n.status.clone()),
+                Arc::new(Int64Array::from(
+                    all.iter()
+                        .map(|n| i64::from(n.attempts))
+                        .collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    all.iter().map(|n| n.last_error.clone()).collect::<Vec<_>>(),
+                )),
+                ms(all.iter().map(|n| Some(n.created_ms)).collect()),
+                ms(all
+                    .iter()
+                    .map(|n| (n.status == "pending").then_some(n.next_attempt_ms))
+                    .collect()),
+                ms(all.iter().map(|n| n.sent_ms).collect()),
+            ],
+        )
+    }
+}
+
+/// Serve `system.alarms`, `system.alarm_state`, `system.channels` and
+/// `system.notifications` from `storage`.
 pub fn register(storage: &Storage, runtime: &Arc<AlarmRuntime>) {
+    storage.register_view("channels", Arc::new(Channels(storage.clone())));
+    storage.register_view("notifications", Arc::new(Notifications(runtime.clone())));
     storage.register_view("alarms", Arc::new(Alarms(storage.clone())));
     storage.register_view(
         "alarm_state",

@@ -1,0 +1,205 @@
+//! Delivering the outbox: a task that sends due notifications, channel by channel and
+//! channels concurrently, with a 10 s timeout per request. A channel that accepts marks
+//! its entries sent; one that fails or times out gets them back with exponential backoff
+//! (retried for at least 24 h). A channel over its rate (`rate_per_minute`, 18 for the
+//! robots) waits; when more is due than it may send in the current minute, one digest of
+//! all of them is sent instead of queueing for hours. Nothing here runs on the write
+//! path: a channel down for hours costs outbox entries on disk, not ingest.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use wattdb_storage::Storage;
+
+use super::alarm_runtime::AlarmRuntime;
+use super::channel::{CHANNEL_KIND, ChannelDef, Request};
+use super::outbox::Notification;
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(500);
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub struct Delivery {
+    runtime: Arc<AlarmRuntime>,
+    storage: Storage,
+    client: reqwest::Client,
+    /// Per channel: when its requests of the last minute were sent.
+    sent: Mutex<HashMap<String, VecDeque<i64>>>,
+}
+
+impl Delivery {
+    pub fn new(runtime: Arc<AlarmRuntime>, storage: Storage) -> Result<Arc<Delivery>, String> {
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| format!("building the HTTP client: {e}"))?;
+        Ok(Arc::new(Delivery {
+            runtime,
+            storage,
+            client,
+            sent: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn spawn(
+        self: &Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let d = self.clone();
+        tokio::spawn(async move {
+            let mut last_prune = 0;
+            loop {
+                tokio::select! {
+                    _ = d.runtime.delivery_wake.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = shutdown.changed() => {}
+                }
+                if *shutdown.borrow() {
+                    break;
+                }
+                d.round().await;
+                let now = now_ms();
+                if now - last_prune > 3_600_000 {
+                    last_prune = now;
+                    if let Err(e) = d.runtime.outbox().prune(now) {
+                        tracing::warn!(error = %e, "pruning the notification outbox");
+                    }
+                }
+            }
+        })
+    }
+
+    /// Send what is due now on every channel.
+    pub async fn round(&self) {
+        let due = self.runtime.outbox().due(now_ms());
+        if due.is_empty() {
+            return;
+        }
+        let channels: HashMap<String, ChannelDef> = self
+            .storage
+            .rules(CHANNEL_KIND)
+            .into_iter()
+            .filter_map(|r| serde_json::from_value::<ChannelDef>(r.body).ok())
+            .map(|c| (c.name.clone(), c))
+            .collect();
+        let mut by_channel: HashMap<String, Vec<Notification>> = HashMap::new();
+        for n in due {
+            by_channel.entry(n.channel.clone()).or_default().push(n);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (name, entries) in by_channel {
+            let Some(def) = channels.get(&name).cloned() else {
+                let now = now_ms();
+                let failed: Vec<Notification> = entries
+                    .into_iter()
+                    .map(|mut n| {
+                        n.status = "failed".into();
+                        n.last_error = Some(format!("channel {name} was dropped"));
+                        n.next_attempt_ms = now;
+                        n
+                    })
+                    .collect();
+                self.store(&failed);
+                continue;
+            };
+            let slots = self.slots(&def);
+            if slots == 0 {
+                continue;
+            }
+            let client = self.client.clone();
+            tasks.spawn(async move { send_channel(client, def, entries, slots).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let Ok((channel, requests, entries)) = done else {
+                continue;
+            };
+            self.record_sends(&channel, requests);
+            self.store(&entries);
+        }
+    }
+
+    fn store(&self, entries: &[Notification]) {
+        if let Err(e) = self.runtime.outbox().update(entries) {
+            tracing::error!(error = %e, "updating the notification outbox");
+        }
+    }
+
+    /// Requests `def` may still send in the current minute (`usize::MAX`: no limit).
+    fn slots(&self, def: &ChannelDef) -> usize {
+        if def.rate_per_minute == 0 {
+            return usize::MAX;
+        }
+        let now = now_ms();
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        let times = sent.entry(def.name.clone()).or_default();
+        while times.front().is_some_and(|t| now - t >= 60_000) {
+            times.pop_front();
+        }
+        (def.rate_per_minute as usize).saturating_sub(times.len())
+    }
+
+    fn record_sends(&self, channel: &str, requests: usize) {
+        let now = now_ms();
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        let times = sent.entry(channel.to_string()).or_default();
+        times.extend(std::iter::repeat_n(now, requests));
+    }
+}
+
+async fn post(client: &reqwest::Client, def: &ChannelDef, req: Request) -> Result<(), String> {
+    let mut rb = client.post(&req.url).body(req.body);
+    for (k, v) in &req.headers {
+        rb = rb.header(k, v);
+    }
+    let resp = rb
+        .send()
+        .await
+        .map_err(|e| format!("{}: {e}", def.redacted_url()))?;
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap_or_default();
+    def.accepted(status, &body)
+}
+
+/// Send `entries` on `def` within `slots` requests: one by one if they fit, else one
+/// digest of all. Returns the channel, the requests made and the updated entries.
+async fn send_channel(
+    client: reqwest::Client,
+    def: ChannelDef,
+    mut entries: Vec<Notification>,
+    slots: usize,
+) -> (String, usize, Vec<Notification>) {
+    let mut requests = 0;
+    if entries.len() <= slots {
+        for n in &mut entries {
+            let req = def.request(&[&n.event], now_ms());
+            requests += 1;
+            match post(&client, &def, req).await {
+                Ok(()) => n.sent(now_ms()),
+                Err(e) => {
+                    tracing::warn!(channel = %def.name, event = %n.event.event_id, error = %e, "notification not delivered; will retry");
+                    n.failed(e, now_ms());
+                }
+            }
+        }
+    } else {
+        let events: Vec<_> = entries.iter().map(|n| &n.event).collect();
+        let req = def.request(&events, now_ms());
+        requests += 1;
+        let result = post(&client, &def, req).await;
+        let now = now_ms();
+        for n in &mut entries {
+            match &result {
+                Ok(()) => n.sent(now),
+                Err(e) => n.failed(e.clone(), now),
+            }
+        }
+        if let Err(e) = result {
+            tracing::warn!(channel = %def.name, events = entries.len(), error = %e, "digest not delivered; will retry");
+        }
+    }
+    (def.name.clone(), requests, entries)
+}

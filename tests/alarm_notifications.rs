@@ -1,0 +1,332 @@
+//! Alarm notifications through the durable outbox, against a local HTTP receiver that
+//! answers like the vendors: WeCom text, a signed DingTalk request (the signature checked
+//! here with HMAC-SHA256 of `timestamp\nsecret`), a webhook with its headers and the
+//! event id; a robot that throttles (`errcode` 45009) gets the notification retried; a
+//! receiver that is down gets it after it comes back — across a kill -9 of wattdb, with
+//! the same event id and nothing delivered twice; more than a channel's rate at once
+//! becomes one digest.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::receiver::{Receiver, ok_errcode};
+use common::{Server, sqlstate};
+
+async fn setup_table(c: &tokio_postgres::Client) {
+    c.batch_execute(
+        "CREATE TABLE m (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, v DOUBLE PRECISION, \
+         PRIMARY KEY (pid, ts))",
+    )
+    .await
+    .unwrap();
+}
+
+async fn wait_until(what: &str, server: &Server, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\nlog:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn event_ids(c: &tokio_postgres::Client) -> Vec<(String, String)> {
+    c.query(
+        "SELECT state, event_id FROM alarm_events ORDER BY ts, series",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wecom_dingtalk_and_webhook_get_each_transition() {
+    let receiver = Receiver::start(0, Arc::new(|_: &str, _| ok_errcode())).await;
+    let server = Server::new().start();
+    let c = server.client().await;
+    setup_table(&c).await;
+    for sql in [
+        format!(
+            "SELECT create_channel('ops', 'wecom', '{{\"url\": \"{}\"}}')",
+            receiver.url("/cgi-bin/webhook/send?key=k1")
+        ),
+        format!(
+            "SELECT create_channel('duty', 'dingtalk', '{{\"url\": \"{}\", \"secret\": \"SECabc\"}}')",
+            receiver.url("/robot/send?access_token=t1")
+        ),
+        format!(
+            "SELECT create_channel('hook', 'webhook', '{{\"url\": \"{}\", \"headers\": {{\"Authorization\": \"Bearer x\"}}}}')",
+            receiver.url("/hook")
+        ),
+    ] {
+        c.simple_query(&sql).await.unwrap();
+    }
+    // Bad channels and uses of them.
+    for (sql, code) in [
+        (
+            "SELECT create_channel('x', 'pager', '{\"url\": \"http://a\"}')",
+            "22023",
+        ),
+        ("SELECT create_channel('x', 'wecom', '{}')", "22023"),
+        (
+            "SELECT create_channel('x', 'mqtt', '{\"url\": \"mqtt://a\"}')",
+            "0A000",
+        ),
+        (
+            "SELECT create_channel('ops', 'webhook', '{\"url\": \"http://a\"}')",
+            "42710",
+        ),
+        (
+            "SELECT create_alarm('a', 'm', 'v > 1', '{\"channels\": [\"nope\"]}')",
+            "22023",
+        ),
+    ] {
+        let err = c.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&err), code, "{sql}: {err:?}");
+    }
+    let urls: Vec<String> = c
+        .query("SELECT url FROM system.channels ORDER BY channel", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        urls.iter().all(|u| !u.contains("k1") && !u.contains("t1")),
+        "keys hidden: {urls:?}"
+    );
+
+    c.simple_query(
+        "SELECT create_alarm('hot', 'm', 'v > 10', '{\"channels\": [\"ops\", \"duty\", \"hook\"], \"severity\": \"critical\"}')",
+    )
+    .await
+    .unwrap();
+    let err = c
+        .simple_query("SELECT drop_channel('ops')")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sqlstate(&err),
+        "2BP01",
+        "a channel in use cannot be dropped"
+    );
+
+    c.batch_execute(
+        "INSERT INTO m VALUES ('2026-11-24T00:00:00Z', 'a', 20.5); \
+         INSERT INTO m VALUES ('2026-11-24T00:01:00Z', 'a', 3.0)",
+    )
+    .await
+    .unwrap();
+    wait_until("two notifications on each channel", &server, || {
+        ["/cgi-bin/webhook/send", "/robot/send", "/hook"]
+            .iter()
+            .all(|p| receiver.received(p).len() == 2)
+    })
+    .await;
+    let ids = event_ids(&c).await;
+    assert_eq!(
+        ids.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+        vec!["firing", "resolved"]
+    );
+
+    // WeCom: a text message with the event's message and id.
+    for (r, (state, id)) in receiver.received("/cgi-bin/webhook/send").iter().zip(&ids) {
+        assert_eq!(r.query, "key=k1");
+        let v = r.json();
+        assert_eq!(v["msgtype"], "text");
+        let content = v["text"]["content"].as_str().unwrap();
+        assert!(
+            content.contains(id) && content.contains("hot") && content.contains(state),
+            "{content}"
+        );
+    }
+    // DingTalk: timestamp and sign computed here from the secret.
+    for r in receiver.received("/robot/send") {
+        let q: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(r.query.as_bytes())
+                .into_owned()
+                .collect();
+        assert_eq!(q["access_token"], "t1");
+        let ts: i64 = q["timestamp"].parse().unwrap();
+        assert!((chrono::Utc::now().timestamp_millis() - ts).abs() < 60_000);
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"SECabc");
+        let tag = ring::hmac::sign(&key, format!("{ts}\nSECabc").as_bytes());
+        let want = base64::engine::general_purpose::STANDARD.encode(tag.as_ref());
+        assert_eq!(q["sign"], want, "the DingTalk signature");
+        assert_eq!(r.json()["msgtype"], "text");
+    }
+    // Webhook: the event as JSON, the configured header, the event id header.
+    for (r, (state, id)) in receiver.received("/hook").iter().zip(&ids) {
+        assert_eq!(r.headers["authorization"], "Bearer x");
+        assert_eq!(&r.headers["x-wattdb-event-id"], id);
+        let v = r.json();
+        assert_eq!(v["event_id"], id.as_str());
+        assert_eq!(v["state"], state.as_str());
+        assert_eq!(v["severity"], "critical");
+        assert_eq!(v["series"], "pid=a");
+    }
+    let sent: i64 = c
+        .query_one(
+            "SELECT count(*) FROM system.notifications WHERE status = 'sent'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sent, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_and_down_receivers_get_it_later_also_after_kill_9() {
+    // A robot that throttles its first two requests.
+    let robot = Receiver::start(
+        0,
+        Arc::new(|_: &str, n| {
+            if n < 2 {
+                (
+                    200,
+                    r#"{"errcode":45009,"errmsg":"api freq out of limit"}"#.to_string(),
+                )
+            } else {
+                ok_errcode()
+            }
+        }),
+    )
+    .await;
+    // A webhook receiver that is down: its port is reserved and closed.
+    let down_port = common::free_port();
+    let mut server = Server::new().start();
+    let c = server.client().await;
+    setup_table(&c).await;
+    c.simple_query(&format!(
+        "SELECT create_channel('ops', 'wecom', '{{\"url\": \"{}\"}}')",
+        robot.url("/send")
+    ))
+    .await
+    .unwrap();
+    c.simple_query(&format!(
+        "SELECT create_channel('hook', 'webhook', '{{\"url\": \"http://127.0.0.1:{down_port}/hook\"}}')"
+    ))
+    .await
+    .unwrap();
+    c.simple_query(
+        "SELECT create_alarm('hot', 'm', 'v > 10', '{\"channels\": [\"ops\", \"hook\"]}')",
+    )
+    .await
+    .unwrap();
+    c.batch_execute("INSERT INTO m VALUES ('2026-11-24T00:00:00Z', 'a', 20.5)")
+        .await
+        .unwrap();
+    wait_until("the throttled robot accepts", &server, || {
+        robot.received("/send").len() >= 3
+    })
+    .await;
+    let id = event_ids(&c).await[0].1.clone();
+    let content = robot.received("/send")[2].json()["text"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(content.contains(&id), "{content}");
+    // The webhook keeps failing meanwhile, with the reason.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = c
+            .query_one(
+                "SELECT status, attempts, last_error FROM system.notifications WHERE channel = 'hook'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (status, attempts): (String, i64) = (row.get(0), row.get(1));
+        if attempts >= 2 {
+            assert_eq!(status, "pending");
+            assert!(row.get::<_, Option<String>>(2).is_some());
+            break;
+        }
+        assert!(Instant::now() < deadline, "no retries of the webhook");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // kill -9, the receiver comes up, wattdb restarts: the pending notification is sent.
+    server.kill9();
+    let hook = Receiver::start(down_port, Arc::new(|_: &str, _| (204, String::new()))).await;
+    server.spawn();
+    wait_until("the webhook after the restart", &server, || {
+        !hook.received("/hook").is_empty()
+    })
+    .await;
+    let c = server.client().await;
+    let got = hook.received("/hook");
+    assert_eq!(got[0].headers["x-wattdb-event-id"], id);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(hook.received("/hook").len(), 1, "delivered once");
+    assert_eq!(
+        robot.received("/send").len(),
+        3,
+        "the robot is not notified again"
+    );
+    let rows = c
+        .query(
+            "SELECT channel, status FROM system.notifications ORDER BY channel",
+            &[],
+        )
+        .await
+        .unwrap();
+    let statuses: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("hook".into(), "sent".into()),
+            ("ops".into(), "sent".into())
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_the_rate_becomes_one_digest() {
+    let robot = Receiver::start(0, Arc::new(|_: &str, _| ok_errcode())).await;
+    let server = Server::new().start();
+    let c = server.client().await;
+    setup_table(&c).await;
+    c.simple_query(&format!(
+        "SELECT create_channel('ops', 'wecom', '{{\"url\": \"{}\", \"rate_per_minute\": 2}}')",
+        robot.url("/send")
+    ))
+    .await
+    .unwrap();
+    c.simple_query("SELECT create_alarm('hot', 'm', 'v > 10', '{\"channels\": [\"ops\"]}')")
+        .await
+        .unwrap();
+    // Six meters over the threshold in one statement.
+    c.batch_execute(
+        "INSERT INTO m VALUES ('2026-11-24T00:00:00Z', 'a', 11), ('2026-11-24T00:00:00Z', 'b', 12), \
+         ('2026-11-24T00:00:00Z', 'c', 13), ('2026-11-24T00:00:00Z', 'd', 14), \
+         ('2026-11-24T00:00:00Z', 'e', 15), ('2026-11-24T00:00:00Z', 'f', 16)",
+    )
+    .await
+    .unwrap();
+    wait_until("the digest", &server, || {
+        !robot.received("/send").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = robot.received("/send");
+    assert_eq!(got.len(), 1, "one request for six events");
+    let content = got[0].json()["text"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(content.starts_with("6 alarms:"), "{content}");
+    for (_, id) in event_ids(&c).await {
+        assert!(content.contains(&id), "{id} in {content}");
+    }
+}
