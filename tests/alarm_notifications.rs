@@ -330,3 +330,51 @@ async fn more_than_the_rate_becomes_one_digest() {
         assert!(content.contains(&id), "{id} in {content}");
     }
 }
+
+/// A storm: more than 50 series of one alarm change state at once (a concentrator went
+/// away) — one grouped notification instead of one per series, even on a webhook with
+/// no rate limit; every transition is still a row of `alarm_events`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_one_alarm_is_one_notification() {
+    let hook = Receiver::start(0, Arc::new(|_: &str, _| (200, String::new()))).await;
+    let server = Server::new().start();
+    let c = server.client().await;
+    setup_table(&c).await;
+    c.simple_query(&format!(
+        "SELECT create_channel('hook', 'webhook', '{{\"url\": \"{}\"}}')",
+        hook.url("/hook")
+    ))
+    .await
+    .unwrap();
+    c.simple_query(
+        "SELECT create_gap_alarm('silent', 'm', '1 second', '{\"channels\": [\"hook\"]}')",
+    )
+    .await
+    .unwrap();
+    let values: Vec<String> = (0..60)
+        .map(|i| format!("('2026-11-24T00:00:00Z', 'meter-{i:02}', 1.0)"))
+        .collect();
+    c.batch_execute(&format!("INSERT INTO m VALUES {}", values.join(", ")))
+        .await
+        .unwrap();
+    wait_until("the grouped notification", &server, || {
+        !hook.received("/hook").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = hook.received("/hook");
+    assert_eq!(got.len(), 1, "one request for the storm");
+    let v = got[0].json();
+    assert_eq!(v["digest"], true);
+    let events = v["events"].as_array().unwrap();
+    assert_eq!(events.len(), 60);
+    let rows: i64 = c
+        .query_one(
+            "SELECT count(*) FROM alarm_events WHERE state = 'firing'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 60);
+}

@@ -361,3 +361,142 @@ async fn alarms_fire_and_resolve_on_write_and_survive_kill_9() {
             .is_empty()
     );
 }
+
+async fn gap_events(c: &tokio_postgres::Client) -> Vec<(String, String, i64)> {
+    match c
+        .query(
+            "SELECT series, state, ts FROM alarm_events WHERE alarm = 'silent' ORDER BY ts, series",
+            &[],
+        )
+        .await
+    {
+        Ok(rows) => rows
+            .iter()
+            .map(|r| {
+                let ts: std::time::SystemTime = r.get(2);
+                let ms = ts
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64;
+                (r.get(0), r.get(1), ms)
+            })
+            .collect(),
+        Err(e) if sqlstate(&e) == "42P01" => vec![],
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Data-gap alarms: a series that reported and then stays silent for `silent_for`
+/// (arrival time) fires, and resolves when it reports again; series that keep reporting
+/// or are out of scope never fire; after a restart, silence is counted from the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gap_alarms_fire_for_silent_series_and_resolve_when_they_report() {
+    let mut server = Server::new().start();
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE m (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, ua DOUBLE PRECISION, \
+         PRIMARY KEY (pid, ts))",
+    )
+    .await
+    .unwrap();
+    let err = c
+        .simple_query("SELECT create_gap_alarm('silent', 'm', 'soon')")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "22023");
+    let err = c
+        .simple_query("SELECT create_gap_alarm('silent', 'm', '2 seconds', '{\"for\": \"1s\"}')")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "22023", "no `for` on gap alarms");
+    c.simple_query(
+        "SELECT create_gap_alarm('silent', 'm', '3 seconds', '{\"where\": \"pid <> ''spare''\"}')",
+    )
+    .await
+    .unwrap();
+    // Rows carry the current time (the resolution's timestamp is the row's).
+    let insert = |pid: &str, ms: i64| {
+        format!(
+            "INSERT INTO m VALUES (to_timestamp_micros({}), '{pid}', 220.0)",
+            ms * 1000
+        )
+    };
+    let first = now_ms();
+    for pid in ["a", "b", "spare"] {
+        c.batch_execute(&insert(pid, first)).await.unwrap();
+    }
+    // b keeps reporting; a and spare go silent.
+    let fired = loop {
+        c.batch_execute(&insert("b", now_ms())).await.unwrap();
+        let ev = gap_events(&c).await;
+        if !ev.is_empty() {
+            break ev;
+        }
+        assert!(now_ms() - first < 15_000, "the silent series never fired");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(
+        (fired[0].0.as_str(), fired[0].1.as_str()),
+        ("pid=a", "firing")
+    );
+    assert!(fired[0].2 - first >= 3_000, "not before 3 s of silence");
+    let st: Vec<(String, String)> = c
+        .query(
+            "SELECT series, state FROM system.alarm_state WHERE alarm = 'silent'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(st, vec![("pid=a".to_string(), "firing".to_string())]);
+    // a reports again: resolved.
+    let back = now_ms();
+    c.batch_execute(&insert("a", back)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gap_events(&c).await.len() < 2 {
+        assert!(Instant::now() < deadline, "never resolved");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ev = gap_events(&c).await;
+    // Resolved at the timestamp of the row that broke the silence.
+    assert_eq!(
+        (ev[1].0.as_str(), ev[1].1.as_str(), ev[1].2),
+        ("pid=a", "resolved", back)
+    );
+
+    // kill -9 and restart: nobody is judged silent before 3 s after the start, then the
+    // series that stay silent (a, b) fire once each.
+    server.kill9();
+    let restart = now_ms();
+    server.spawn();
+    let c = server.client().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let after = loop {
+        let ev = gap_events(&c).await;
+        if ev.len() >= 4 {
+            break ev;
+        }
+        assert!(Instant::now() < deadline, "{ev:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let new: Vec<_> = after[2..].to_vec();
+    assert_eq!(
+        new.iter()
+            .map(|e| (e.0.as_str(), e.1.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("pid=a", "firing"), ("pid=b", "firing")]
+    );
+    assert!(
+        new.iter().all(|e| e.2 - restart >= 3_000),
+        "{new:?} vs restart {restart}"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(gap_events(&c).await.len(), 4, "no repeated transitions");
+}

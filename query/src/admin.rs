@@ -20,6 +20,7 @@ pub const ADMIN_FUNCTIONS: &[&str] = &[
     "restore_partition",
     "compact",
     "create_alarm",
+    "create_gap_alarm",
     "drop_alarm",
     "enable_alarm",
     "create_channel",

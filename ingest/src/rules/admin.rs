@@ -13,6 +13,7 @@ use super::error::RuleError;
 
 pub const FUNCTIONS: &[&str] = &[
     "create_alarm",
+    "create_gap_alarm",
     "drop_alarm",
     "enable_alarm",
     "create_channel",
@@ -27,7 +28,8 @@ pub async fn call(
     args: &[String],
 ) -> Option<Result<String, RuleError>> {
     let result = match name {
-        "create_alarm" => create_alarm(storage, runtime, args).await,
+        "create_alarm" => create_alarm(storage, runtime, args, false).await,
+        "create_gap_alarm" => create_alarm(storage, runtime, args, true).await,
         "drop_alarm" => drop_alarm(storage, runtime, args).await,
         "enable_alarm" => enable_alarm(storage, runtime, args).await,
         "create_channel" => create_channel(storage, args).await,
@@ -41,10 +43,18 @@ async fn create_alarm(
     storage: &Storage,
     runtime: &AlarmRuntime,
     args: &[String],
+    gap: bool,
 ) -> Result<String, RuleError> {
     let (name, table, condition, options) = match args {
         [n, t, c] => (n, t, c, None),
         [n, t, c, o] => (n, t, c, Some(o.as_str())),
+        _ if gap => {
+            return Err(RuleError::Usage(
+                "create_gap_alarm(name, table, silent_for [, options_json]) takes 3 or 4 \
+                 arguments"
+                    .into(),
+            ));
+        }
         _ => {
             return Err(RuleError::Usage(
                 "create_alarm(name, table, condition [, options_json]) takes 3 or 4 arguments"
@@ -66,7 +76,11 @@ async fn create_alarm(
         .into_iter()
         .map(|r| r.name)
         .collect();
-    let def = AlarmDef::parse(name, table, condition, options, &channels)?;
+    let def = if gap {
+        AlarmDef::parse_gap(name, table, condition, options, &channels)?
+    } else {
+        AlarmDef::parse(name, table, condition, options, &channels)?
+    };
     // Compiles (columns exist, boolean conditions) or nothing is stored.
     CompiledAlarm::compile(def.clone(), &def_table)?;
     let body = serde_json::to_value(&def).map_err(|e| RuleError::InvalidOption(e.to_string()))?;
@@ -81,7 +95,10 @@ async fn create_alarm(
         )
         .await?;
     runtime.reload();
-    Ok(format!("created alarm {name} on {table}"))
+    Ok(format!(
+        "created {} alarm {name} on {table}",
+        if gap { "gap" } else { "threshold" }
+    ))
 }
 
 async fn drop_alarm(

@@ -42,6 +42,16 @@ pub struct AlarmDef {
     pub scope: Option<String>,
     pub message: Option<String>,
     pub enabled: bool,
+    /// `threshold` (a condition over each row) or `gap` (a series silent for
+    /// `silent_micros` of arrival time; its condition is `true`).
+    #[serde(default = "threshold")]
+    pub kind: String,
+    #[serde(default)]
+    pub silent_micros: i64,
+}
+
+fn threshold() -> String {
+    "threshold".into()
 }
 
 impl AlarmDef {
@@ -53,6 +63,36 @@ impl AlarmDef {
         condition: &str,
         options: Option<&str>,
         channels: &[String],
+    ) -> Result<AlarmDef, RuleError> {
+        Self::parse_with(name, table, condition, options, channels, None)
+    }
+
+    /// Parse `create_gap_alarm(name, table, silent_for, options)`'s arguments.
+    pub fn parse_gap(
+        name: &str,
+        table: &str,
+        silent_for: &str,
+        options: Option<&str>,
+        channels: &[String],
+    ) -> Result<AlarmDef, RuleError> {
+        let silent = parse_duration(silent_for).map_err(|e| {
+            RuleError::InvalidOption(format!("gap alarm \"{name}\": silent_for: {e}"))
+        })?;
+        if silent <= 0 {
+            return Err(RuleError::InvalidOption(format!(
+                "gap alarm \"{name}\": silent_for must be positive"
+            )));
+        }
+        Self::parse_with(name, table, "true", options, channels, Some(silent))
+    }
+
+    fn parse_with(
+        name: &str,
+        table: &str,
+        condition: &str,
+        options: Option<&str>,
+        channels: &[String],
+        gap: Option<i64>,
     ) -> Result<AlarmDef, RuleError> {
         check_name(name)?;
         let opts: BTreeMap<String, serde_json::Value> = match options {
@@ -73,14 +113,18 @@ impl AlarmDef {
                 ))),
             }
         };
+        let allowed: &[&str] = if gap.is_some() {
+            &["severity", "channels", "repeat", "where", "message"]
+        } else {
+            &[
+                "for", "clear", "severity", "channels", "repeat", "where", "message",
+            ]
+        };
         for key in opts.keys() {
-            if !matches!(
-                key.as_str(),
-                "for" | "clear" | "severity" | "channels" | "repeat" | "where" | "message"
-            ) {
+            if !allowed.contains(&key.as_str()) {
                 return Err(RuleError::InvalidOption(format!(
-                    "alarm \"{name}\": unknown option \"{key}\" (for, clear, severity, \
-                     channels, repeat, where, message)"
+                    "alarm \"{name}\": unknown option \"{key}\" ({})",
+                    allowed.join(", ")
                 )));
             }
         }
@@ -134,6 +178,12 @@ impl AlarmDef {
             scope: text("where")?,
             message: text("message")?,
             enabled: true,
+            kind: if gap.is_some() {
+                "gap".into()
+            } else {
+                threshold()
+            },
+            silent_micros: gap.unwrap_or(0),
         })
     }
 }

@@ -83,6 +83,9 @@ pub struct AlarmRuntime {
     path: PathBuf,
     wake: tokio::sync::Notify,
     outbox: Outbox,
+    /// When this process opened the runtime (µs): gap alarms judge no series silent
+    /// for less than their `silent_for` since then.
+    started: i64,
     /// Woken when notifications were queued.
     pub delivery_wake: tokio::sync::Notify,
 }
@@ -113,6 +116,32 @@ fn event_id(alarm: &str, series: &str, ts: i64, state: &str) -> String {
     format!("{h:016x}")
 }
 
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// A gap alarm's transition of `tags` at `ts` (detection or arrival time).
+fn gap_event(
+    a: &CompiledAlarm,
+    tags: Vec<String>,
+    series: String,
+    ts: i64,
+    label: &str,
+) -> AlarmEvent {
+    AlarmEvent {
+        alarm: a.def.name.clone(),
+        tags,
+        event_id: event_id(&a.def.name, &series, ts, label),
+        message: message(a, &series, label, ts, None, None),
+        series,
+        ts,
+        state: label.to_string(),
+        severity: a.def.severity.clone(),
+        value: None,
+        channels: a.def.channels.clone(),
+    }
+}
+
 fn format_ts(ts: i64) -> String {
     chrono::DateTime::from_timestamp_micros(ts)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
@@ -130,11 +159,17 @@ fn message(
     state: &str,
     ts: i64,
     value: Option<f64>,
-    batch: &RecordBatch,
-    row: usize,
+    row: Option<(&RecordBatch, usize)>,
 ) -> String {
     let template = a.def.message.clone().unwrap_or_else(|| {
-        "[{severity}] {alarm} {state}: {series}, value {value} at {ts}".to_string()
+        if a.def.kind == "gap" {
+            format!(
+                "[{{severity}}] {{alarm}} {{state}}: {{series}} (silent for {} s) at {{ts}}",
+                a.def.silent_micros / 1_000_000
+            )
+        } else {
+            "[{severity}] {alarm} {state}: {series}, value {value} at {ts}".to_string()
+        }
     });
     let mut out = template
         .replace("{alarm}", &a.def.name)
@@ -143,7 +178,9 @@ fn message(
         .replace("{state}", state)
         .replace("{ts}", &format_ts(ts))
         .replace("{value}", &format_value(value));
-    if out.contains('{') {
+    if out.contains('{')
+        && let Some((batch, row)) = row
+    {
         for (i, f) in batch.schema().fields().iter().enumerate() {
             let key = format!("{{{}}}", f.name());
             if out.contains(&key) {
@@ -210,6 +247,7 @@ impl AlarmRuntime {
             path,
             wake: tokio::sync::Notify::new(),
             outbox,
+            started: now_micros(),
             delivery_wake: tokio::sync::Notify::new(),
         }))
     }
@@ -342,8 +380,24 @@ impl AlarmRuntime {
         let tri = |b: &arrow::array::BooleanArray, i: usize| (!b.is_null(i)).then(|| b.value(i));
         let series_map = state.series.entry(a.def.name.clone()).or_default();
         let mut events = Vec::new();
+        let gap = a.def.kind == "gap";
+        let arrival = now_micros();
         for (i, row) in rows.iter().enumerate() {
             if tri(&e.in_scope, i) != Some(true) {
+                continue;
+            }
+            if gap {
+                // The series is heard from (arrival time counts for silence); a silent
+                // one resolves at the row's own timestamp, so a WAL replay of the same
+                // row gives the same transition (same event id), not a second one.
+                let s = series_map.entry(row.tags.clone()).or_default();
+                s.machine.newest = Some(arrival);
+                s.value = None;
+                if matches!(s.machine.state, AlarmState::Firing { .. }) {
+                    s.machine.state = AlarmState::Ok;
+                    let series = series_text(def, &row.tags);
+                    events.push(gap_event(a, row.tags.clone(), series, row.ts, "resolved"));
+                }
                 continue;
             }
             let s = series_map.entry(row.tags.clone()).or_default();
@@ -368,7 +422,7 @@ impl AlarmRuntime {
                 alarm: a.def.name.clone(),
                 tags: row.tags.clone(),
                 event_id: event_id(&a.def.name, &series, ts, label),
-                message: message(a, &series, label, ts, value, batch, i),
+                message: message(a, &series, label, ts, value, Some((batch, i))),
                 series,
                 ts,
                 state: label.to_string(),
@@ -379,6 +433,42 @@ impl AlarmRuntime {
         }
         if !events.is_empty() {
             state.unwritten.extend(events);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Gap alarms: fire for every known series of their tables not heard from for their
+    /// `silent_for` (arrival time, and never less than that since this process started).
+    pub fn check_gaps(&self, now: i64) {
+        let Some(catalog) = self.catalog.get() else {
+            return;
+        };
+        let mut state = self.lock();
+        if state.alarms.is_none() {
+            state.alarms = Some(self.compile_all());
+        }
+        let alarms = state.alarms.take().unwrap_or_default();
+        let mut events = Vec::new();
+        for a in alarms.values().flatten().filter(|a| a.def.kind == "gap") {
+            let Some(def) = catalog.table(&a.def.table) else {
+                continue;
+            };
+            let Some(series) = state.series.get_mut(&a.def.name) else {
+                continue;
+            };
+            for (tags, s) in series.iter_mut() {
+                let heard = s.machine.newest.unwrap_or(self.started).max(self.started);
+                if matches!(s.machine.state, AlarmState::Ok) && now - heard >= a.def.silent_micros {
+                    s.machine.state = AlarmState::Firing { since: now };
+                    let text = series_text(&def, tags);
+                    events.push(gap_event(a, tags.clone(), text, now, "firing"));
+                }
+            }
+        }
+        state.alarms = Some(alarms);
+        if !events.is_empty() {
+            state.unwritten.extend(events);
+            state.dirty = true;
             self.wake.notify_one();
         }
     }
@@ -465,11 +555,12 @@ impl AlarmRuntime {
     ) -> tokio::task::JoinHandle<()> {
         let rt = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
             loop {
                 tokio::select! {
                     _ = rt.wake.notified() => {}
                     _ = tick.tick() => {
+                        rt.check_gaps(now_micros());
                         let rt2 = rt.clone();
                         match tokio::task::spawn_blocking(move || rt2.store()).await {
                             Ok(Err(e)) => tracing::error!(error = %e, "storing the alarm state"),

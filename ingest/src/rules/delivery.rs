@@ -3,7 +3,8 @@
 //! its entries sent; one that fails or times out gets them back with exponential backoff
 //! (retried for at least 24 h). A channel over its rate (`rate_per_minute`, 18 for the
 //! robots) waits; when more is due than it may send in the current minute, one digest of
-//! all of them is sent instead of queueing for hours. Nothing here runs on the write
+//! all of them is sent instead of queueing for hours, and more than 50 transitions of one
+//! alarm at once (a storm) always go out as one notification. Nothing here runs on the write
 //! path: a channel down for hours costs outbox entries on disk, not ingest.
 
 use std::collections::{HashMap, VecDeque};
@@ -164,41 +165,54 @@ async fn post(client: &reqwest::Client, def: &ChannelDef, req: Request) -> Resul
     def.accepted(status, &body)
 }
 
-/// Send `entries` on `def` within `slots` requests: one by one if they fit, else one
-/// digest of all. Returns the channel, the requests made and the updated entries.
+/// More than this many transitions of one alarm due at once on a channel (a
+/// concentrator or the broker went away) go out as one grouped notification.
+const STORM_SERIES: usize = 50;
+
+/// Send `entries` on `def` within `slots` requests: a storm of one alarm as one
+/// notification, the rest one by one if they fit, else as one digest. Entries that do
+/// not fit stay pending. Returns the channel, the requests made and the updated entries.
 async fn send_channel(
     client: reqwest::Client,
     def: ChannelDef,
     mut entries: Vec<Notification>,
     slots: usize,
 ) -> (String, usize, Vec<Notification>) {
-    let mut requests = 0;
-    if entries.len() <= slots {
-        for n in &mut entries {
-            let req = def.request(&[&n.event], now_ms());
-            requests += 1;
-            match post(&client, &def, req).await {
-                Ok(()) => n.sent(now_ms()),
-                Err(e) => {
-                    tracing::warn!(channel = %def.name, event = %n.event.event_id, error = %e, "notification not delivered; will retry");
-                    n.failed(e, now_ms());
-                }
-            }
+    let mut per_alarm: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (i, n) in entries.iter().enumerate() {
+        per_alarm.entry(n.event.alarm.as_str()).or_default().push(i);
+    }
+    let mut messages: Vec<Vec<usize>> = Vec::new();
+    let mut rest: Vec<usize> = Vec::new();
+    for (_, idx) in per_alarm {
+        if idx.len() > STORM_SERIES {
+            messages.push(idx);
+        } else {
+            rest.extend(idx);
         }
-    } else {
-        let events: Vec<_> = entries.iter().map(|n| &n.event).collect();
+    }
+    rest.sort_unstable();
+    let room = slots.saturating_sub(messages.len());
+    if rest.len() <= room {
+        messages.extend(rest.into_iter().map(|i| vec![i]));
+    } else if !rest.is_empty() {
+        messages.push(rest);
+    }
+    let mut requests = 0;
+    for group in messages.into_iter().take(slots) {
+        let events: Vec<_> = group.iter().map(|&i| &entries[i].event).collect();
         let req = def.request(&events, now_ms());
         requests += 1;
         let result = post(&client, &def, req).await;
         let now = now_ms();
-        for n in &mut entries {
-            match &result {
-                Ok(()) => n.sent(now),
-                Err(e) => n.failed(e.clone(), now),
-            }
+        if let Err(e) = &result {
+            tracing::warn!(channel = %def.name, events = group.len(), error = %e, "notification not delivered; will retry");
         }
-        if let Err(e) = result {
-            tracing::warn!(channel = %def.name, events = entries.len(), error = %e, "digest not delivered; will retry");
+        for &i in &group {
+            match &result {
+                Ok(()) => entries[i].sent(now),
+                Err(e) => entries[i].failed(e.clone(), now),
+            }
         }
     }
     (def.name.clone(), requests, entries)

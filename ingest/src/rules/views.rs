@@ -48,6 +48,7 @@ impl ExtensionView for Alarms {
                 Field::new("condition", DataType::Utf8, false),
                 Field::new("clear", DataType::Utf8, true),
                 Field::new("for_seconds", DataType::Int64, false),
+                Field::new("silent_for_seconds", DataType::Int64, false),
                 Field::new("severity", DataType::Utf8, false),
                 Field::new("channels", DataType::Utf8, false),
                 Field::new("repeat_seconds", DataType::Int64, false),
@@ -57,12 +58,17 @@ impl ExtensionView for Alarms {
             vec![
                 s(&|d| d.name.clone()),
                 s(&|d| d.table.clone()),
-                s(&|_| "threshold".into()),
+                s(&|d| d.kind.clone()),
                 s(&|d| d.condition.clone()),
                 o(&|d| d.clear.clone()),
                 Arc::new(Int64Array::from(
                     defs.iter()
                         .map(|d| d.for_micros / 1_000_000)
+                        .collect::<Vec<_>>(),
+                )),
+                Arc::new(Int64Array::from(
+                    defs.iter()
+                        .map(|d| d.silent_micros / 1_000_000)
                         .collect::<Vec<_>>(),
                 )),
                 s(&|d| d.severity.clone()),
