@@ -116,6 +116,14 @@ fn event_id(alarm: &str, series: &str, ts: i64, state: &str) -> String {
     format!("{h:016x}")
 }
 
+/// The series' entry, created on first sight (looked up without copying its tags).
+fn series_entry<'m>(map: &'m mut HashMap<Vec<String>, Series>, tags: &[String]) -> &'m mut Series {
+    if !map.contains_key(tags) {
+        map.insert(tags.to_vec(), Series::default());
+    }
+    map.get_mut(tags).expect("inserted above")
+}
+
 fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
@@ -390,7 +398,7 @@ impl AlarmRuntime {
                 // The series is heard from (arrival time counts for silence); a silent
                 // one resolves at the row's own timestamp, so a WAL replay of the same
                 // row gives the same transition (same event id), not a second one.
-                let s = series_map.entry(row.tags.clone()).or_default();
+                let s = series_entry(series_map, &row.tags);
                 s.machine.newest = Some(arrival);
                 s.value = None;
                 if matches!(s.machine.state, AlarmState::Firing { .. }) {
@@ -400,7 +408,7 @@ impl AlarmRuntime {
                 }
                 continue;
             }
-            let s = series_map.entry(row.tags.clone()).or_default();
+            let s = series_entry(series_map, &row.tags);
             let value = a.value(batch, i);
             let o = Observation {
                 ts: row.ts,
