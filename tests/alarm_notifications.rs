@@ -378,3 +378,135 @@ async fn a_storm_of_one_alarm_is_one_notification() {
         .get(0);
     assert_eq!(rows, 60);
 }
+
+/// `repeat`: while an alarm stays firing its channels are reminded every `repeat`, each
+/// reminder with its own event id; once it resolves the reminders stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firing_alarm_is_repeated_until_it_resolves() {
+    let hook = Receiver::start(0, Arc::new(|_: &str, _| (200, String::new()))).await;
+    let server = Server::new().start();
+    let c = server.client().await;
+    setup_table(&c).await;
+    c.simple_query(&format!(
+        "SELECT create_channel('hook', 'webhook', '{{\"url\": \"{}\"}}')",
+        hook.url("/hook")
+    ))
+    .await
+    .unwrap();
+    c.simple_query(
+        "SELECT create_alarm('hot', 'm', 'v > 10', '{\"channels\": [\"hook\"], \"repeat\": \"2 seconds\"}')",
+    )
+    .await
+    .unwrap();
+    c.batch_execute("INSERT INTO m VALUES ('2026-11-24T00:00:00Z', 'a', 20)")
+        .await
+        .unwrap();
+    wait_until("the firing and two reminders", &server, || {
+        hook.received("/hook").len() >= 3
+    })
+    .await;
+    c.batch_execute("INSERT INTO m VALUES ('2026-11-24T00:01:00Z', 'a', 1)")
+        .await
+        .unwrap();
+    wait_until("the resolution", &server, || {
+        hook.received("/hook")
+            .iter()
+            .any(|r| r.json()["state"] == "resolved")
+    })
+    .await;
+    let before = hook.received("/hook").len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let got = hook.received("/hook");
+    assert_eq!(got.len(), before, "no reminder after the resolution");
+    let messages: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        messages[1].contains("still firing") && messages[1].contains("reminder 1"),
+        "{messages:?}"
+    );
+    assert!(messages[2].contains("reminder 2"), "{messages:?}");
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["event_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        got.len(),
+        "each notification has its own event id"
+    );
+    // Transitions only in alarm_events: firing and resolved.
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM alarm_events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+}
+
+/// `silence_alarm`: series under maintenance change state and get their `alarm_events`
+/// rows, but their channels are not notified until the silence ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silenced_series_are_recorded_but_not_notified() {
+    let hook = Receiver::start(0, Arc::new(|_: &str, _| (200, String::new()))).await;
+    let server = Server::new().start();
+    let c = server.client().await;
+    setup_table(&c).await;
+    c.simple_query(&format!(
+        "SELECT create_channel('hook', 'webhook', '{{\"url\": \"{}\"}}')",
+        hook.url("/hook")
+    ))
+    .await
+    .unwrap();
+    c.simple_query("SELECT create_alarm('hot', 'm', 'v > 10', '{\"channels\": [\"hook\"]}')")
+        .await
+        .unwrap();
+    for (sql, code) in [
+        ("SELECT silence_alarm('hot', 'v > 1', '1 hour')", "22023"),
+        (
+            "SELECT silence_alarm('hot', 'pid = ''a''', 'soon')",
+            "22023",
+        ),
+        (
+            "SELECT silence_alarm('nope', 'pid = ''a''', '1 hour')",
+            "42704",
+        ),
+        ("SELECT silence_alarm('hot', 'pid = ', '1 hour')", "42601"),
+    ] {
+        let err = c.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&err), code, "{sql}: {err:?}");
+    }
+    c.simple_query("SELECT silence_alarm('hot', 'pid = ''a''', '1 hour')")
+        .await
+        .unwrap();
+    let silences: String = c
+        .query_one("SELECT silences FROM system.alarms", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(silences.starts_with("pid = 'a' until "), "{silences}");
+    c.batch_execute(
+        "INSERT INTO m VALUES ('2026-11-24T00:00:00Z', 'a', 20), ('2026-11-24T00:00:00Z', 'b', 20)",
+    )
+    .await
+    .unwrap();
+    wait_until("b's notification", &server, || {
+        !hook.received("/hook").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = hook.received("/hook");
+    assert_eq!(got.len(), 1, "only the series not silenced");
+    assert_eq!(got[0].json()["series"], "pid=b");
+    let rows: Vec<String> = c
+        .query("SELECT series FROM alarm_events ORDER BY series", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, vec!["pid=a", "pid=b"], "both transitions recorded");
+}

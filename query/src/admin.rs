@@ -23,6 +23,7 @@ pub const ADMIN_FUNCTIONS: &[&str] = &[
     "create_gap_alarm",
     "drop_alarm",
     "enable_alarm",
+    "silence_alarm",
     "create_channel",
     "drop_channel",
 ];

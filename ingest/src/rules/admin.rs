@@ -6,9 +6,10 @@
 
 use wattdb_storage::{RuleEntry, Storage};
 
-use super::alarm_rule::{AlarmDef, CompiledAlarm, check_name};
+use super::alarm_rule::{AlarmDef, CompiledAlarm, Silence, check_name};
 use super::alarm_runtime::{ALARM_KIND, AlarmRuntime, EVENTS_TABLE};
 use super::channel::{CHANNEL_KIND, ChannelDef};
+use super::duration::parse_duration;
 use super::error::RuleError;
 
 pub const FUNCTIONS: &[&str] = &[
@@ -16,6 +17,7 @@ pub const FUNCTIONS: &[&str] = &[
     "create_gap_alarm",
     "drop_alarm",
     "enable_alarm",
+    "silence_alarm",
     "create_channel",
     "drop_channel",
 ];
@@ -32,6 +34,7 @@ pub async fn call(
         "create_gap_alarm" => create_alarm(storage, runtime, args, true).await,
         "drop_alarm" => drop_alarm(storage, runtime, args).await,
         "enable_alarm" => enable_alarm(storage, runtime, args).await,
+        "silence_alarm" => silence_alarm(storage, runtime, args).await,
         "create_channel" => create_channel(storage, args).await,
         "drop_channel" => drop_channel(storage, args).await,
         _ => return None,
@@ -206,4 +209,65 @@ async fn drop_channel(storage: &Storage, args: &[String]) -> Result<String, Rule
     }
     storage.drop_rule(CHANNEL_KIND, name).await?;
     Ok(format!("dropped channel {name}"))
+}
+
+/// `silence_alarm(name, where, duration)`: no notifications for the series matching
+/// `where` (a condition over tags) for `duration`; states and `alarm_events` go on.
+async fn silence_alarm(
+    storage: &Storage,
+    runtime: &AlarmRuntime,
+    args: &[String],
+) -> Result<String, RuleError> {
+    let [name, scope, duration] = args else {
+        return Err(RuleError::Usage(
+            "silence_alarm(name, where, duration) takes 3 arguments".into(),
+        ));
+    };
+    let micros = parse_duration(duration)
+        .map_err(|e| RuleError::InvalidOption(format!("silence_alarm: duration: {e}")))?;
+    if micros <= 0 {
+        return Err(RuleError::InvalidOption(
+            "silence_alarm: the duration must be positive".into(),
+        ));
+    }
+    let entry = storage
+        .rules(ALARM_KIND)
+        .into_iter()
+        .find(|r| r.name == *name)
+        .ok_or_else(|| {
+            RuleError::Storage(wattdb_storage::Error::RuleNotFound {
+                kind: ALARM_KIND.into(),
+                name: name.clone(),
+            })
+        })?;
+    let mut def: AlarmDef =
+        serde_json::from_value(entry.body).map_err(|e| RuleError::InvalidOption(e.to_string()))?;
+    let table = storage
+        .table(&def.table)
+        .ok_or_else(|| RuleError::UnknownTable(def.table.clone()))?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let until_ms = now_ms + micros / 1000;
+    def.silences.retain(|s| s.until_ms > now_ms);
+    def.silences.push(Silence {
+        scope: scope.clone(),
+        until_ms,
+    });
+    // The scope must be a condition over tags (checked by compiling the whole alarm).
+    CompiledAlarm::compile(def.clone(), &table)?;
+    let body = serde_json::to_value(&def).map_err(|e| RuleError::InvalidOption(e.to_string()))?;
+    storage
+        .put_rule(
+            RuleEntry {
+                kind: ALARM_KIND.into(),
+                name: name.clone(),
+                body,
+            },
+            false,
+        )
+        .await?;
+    runtime.reload();
+    let until = chrono::DateTime::from_timestamp_millis(until_ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    Ok(format!("alarm {name} silenced for {scope} until {until}"))
 }

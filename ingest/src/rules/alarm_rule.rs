@@ -48,6 +48,17 @@ pub struct AlarmDef {
     pub kind: String,
     #[serde(default)]
     pub silent_micros: i64,
+    /// Maintenance silences: series matching `scope` are not notified until `until_ms`.
+    #[serde(default)]
+    pub silences: Vec<Silence>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Silence {
+    /// A condition over tags.
+    pub scope: String,
+    /// Wall-clock end (epoch ms).
+    pub until_ms: i64,
 }
 
 fn threshold() -> String {
@@ -184,6 +195,7 @@ impl AlarmDef {
                 threshold()
             },
             silent_micros: gap.unwrap_or(0),
+            silences: Vec::new(),
         })
     }
 }
@@ -214,9 +226,34 @@ pub struct CompiledAlarm {
     condition: Arc<dyn PhysicalExpr>,
     clear: Arc<dyn PhysicalExpr>,
     scope: Option<Arc<dyn PhysicalExpr>>,
+    /// Active or future silences: (scope, until epoch ms).
+    silences: Vec<(Arc<dyn PhysicalExpr>, i64)>,
     /// Column reported as the transition's value: the first numeric field the
     /// condition reads.
     pub value_column: Option<usize>,
+}
+
+/// A condition over `table`'s tags only (a scope or a silence).
+pub fn tag_condition(
+    ctx: &SessionContext,
+    schema: &DFSchema,
+    table: &TableDef,
+    what: &str,
+    sql: &str,
+) -> Result<Arc<dyn PhysicalExpr>, RuleError> {
+    let (e, p) = boolean(ctx, schema, what, sql)?;
+    let tags: Vec<&str> = table.tags.iter().map(String::as_str).collect();
+    if let Some(c) = e
+        .column_refs()
+        .iter()
+        .find(|c| !tags.contains(&c.name.as_str()))
+    {
+        return Err(RuleError::InvalidOption(format!(
+            "{what} \"{sql}\": \"{}\" is not a tag of {} (it must name series)",
+            c.name, table.name
+        )));
+    }
+    Ok(p)
 }
 
 /// Per row of a batch: is it in scope, does the condition / clear condition hold.
@@ -276,22 +313,15 @@ impl CompiledAlarm {
         let (_, clear) = boolean(&ctx, &df_schema, "clear", &clear_sql)?;
         let scope = match &def.scope {
             None => None,
-            Some(w) => {
-                let (e, p) = boolean(&ctx, &df_schema, "where", w)?;
-                let tags: Vec<&str> = table.tags.iter().map(String::as_str).collect();
-                if let Some(c) = e
-                    .column_refs()
-                    .iter()
-                    .find(|c| !tags.contains(&c.name.as_str()))
-                {
-                    return Err(RuleError::InvalidOption(format!(
-                        "where \"{w}\": \"{}\" is not a tag of {} (the scope names series)",
-                        c.name, table.name
-                    )));
-                }
-                Some(p)
-            }
+            Some(w) => Some(tag_condition(&ctx, &df_schema, table, "where", w)?),
         };
+        let silences = def
+            .silences
+            .iter()
+            .map(|s| {
+                tag_condition(&ctx, &df_schema, table, "silence", &s.scope).map(|p| (p, s.until_ms))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let key_len = table.key_len();
         let mut refs: Vec<String> = cond_expr
             .column_refs()
@@ -317,8 +347,30 @@ impl CompiledAlarm {
             condition,
             clear,
             scope,
+            silences,
             value_column,
         })
+    }
+
+    /// Rows of `batch` whose series is silenced at `now_ms`.
+    pub fn silenced(&self, batch: &RecordBatch, now_ms: i64) -> Vec<bool> {
+        let mut out = vec![false; batch.num_rows()];
+        for (expr, until) in &self.silences {
+            if *until <= now_ms {
+                continue;
+            }
+            let Ok(v) = expr
+                .evaluate(batch)
+                .and_then(|v| v.into_array(batch.num_rows()))
+            else {
+                continue;
+            };
+            let b = v.as_boolean();
+            for (i, o) in out.iter_mut().enumerate() {
+                *o |= !b.is_null(i) && b.value(i);
+            }
+        }
+        out
     }
 
     pub fn evaluate(&self, batch: &RecordBatch) -> Result<Evaluated, DataFusionError> {

@@ -60,6 +60,9 @@ struct Series {
     machine: SeriesAlarm,
     /// The value of the newest row observed.
     value: Option<f64>,
+    /// Wall-clock time (µs) it fired, while firing; reminders sent since (`repeat`).
+    fired_wall: Option<i64>,
+    reminders: u32,
 }
 
 #[derive(Default)]
@@ -122,6 +125,23 @@ fn series_entry<'m>(map: &'m mut HashMap<Vec<String>, Series>, tags: &[String]) 
         map.insert(tags.to_vec(), Series::default());
     }
     map.get_mut(tags).expect("inserted above")
+}
+
+/// Is the series of `tags` silenced for alarm `a` at `now` (µs)?
+fn series_silenced(a: &CompiledAlarm, def: &TableDef, tags: &[String], now: i64) -> bool {
+    let row = wattdb_storage::ValidRow {
+        ts: now,
+        tags: tags.to_vec(),
+        fields: Vec::new(),
+    };
+    match wattdb_storage::batch::rows_to_batch(def, std::iter::once(&row)) {
+        Ok(batch) => a
+            .silenced(&batch, now / 1000)
+            .first()
+            .copied()
+            .unwrap_or(false),
+        Err(_) => false,
+    }
 }
 
 fn now_micros() -> i64 {
@@ -239,6 +259,8 @@ impl AlarmRuntime {
                         newest: e.newest,
                     },
                     value: e.value,
+                    fired_wall: e.fired_wall,
+                    reminders: e.reminders,
                 },
             );
         }
@@ -390,6 +412,16 @@ impl AlarmRuntime {
         let mut events = Vec::new();
         let gap = a.def.kind == "gap";
         let arrival = now_micros();
+        // Silenced series still change state and get their rows in alarm_events, but
+        // their channels are not notified.
+        let silenced = a.silenced(batch, arrival / 1000);
+        let channels = |i: usize| {
+            if silenced[i] {
+                Vec::new()
+            } else {
+                a.def.channels.clone()
+            }
+        };
         for (i, row) in rows.iter().enumerate() {
             if tri(&e.in_scope, i) != Some(true) {
                 continue;
@@ -403,8 +435,11 @@ impl AlarmRuntime {
                 s.value = None;
                 if matches!(s.machine.state, AlarmState::Firing { .. }) {
                     s.machine.state = AlarmState::Ok;
+                    s.fired_wall = None;
                     let series = series_text(def, &row.tags);
-                    events.push(gap_event(a, row.tags.clone(), series, row.ts, "resolved"));
+                    let mut e = gap_event(a, row.tags.clone(), series, row.ts, "resolved");
+                    e.channels = channels(i);
+                    events.push(e);
                 }
                 continue;
             }
@@ -422,8 +457,15 @@ impl AlarmRuntime {
             }
             let Some(t) = t else { continue };
             let (ts, label) = match t {
-                Transition::Firing { ts } => (ts, "firing"),
-                Transition::Resolved { ts } => (ts, "resolved"),
+                Transition::Firing { ts } => {
+                    s.fired_wall = Some(arrival);
+                    s.reminders = 0;
+                    (ts, "firing")
+                }
+                Transition::Resolved { ts } => {
+                    s.fired_wall = None;
+                    (ts, "resolved")
+                }
             };
             let series = series_text(def, &row.tags);
             events.push(AlarmEvent {
@@ -436,7 +478,7 @@ impl AlarmRuntime {
                 state: label.to_string(),
                 severity: a.def.severity.clone(),
                 value,
-                channels: a.def.channels.clone(),
+                channels: channels(i),
             });
         }
         if !events.is_empty() {
@@ -468,8 +510,14 @@ impl AlarmRuntime {
                 let heard = s.machine.newest.unwrap_or(self.started).max(self.started);
                 if matches!(s.machine.state, AlarmState::Ok) && now - heard >= a.def.silent_micros {
                     s.machine.state = AlarmState::Firing { since: now };
+                    s.fired_wall = Some(now);
+                    s.reminders = 0;
                     let text = series_text(&def, tags);
-                    events.push(gap_event(a, tags.clone(), text, now, "firing"));
+                    let mut e = gap_event(a, tags.clone(), text, now, "firing");
+                    if series_silenced(a, &def, tags, now) {
+                        e.channels.clear();
+                    }
+                    events.push(e);
                 }
             }
         }
@@ -479,6 +527,59 @@ impl AlarmRuntime {
             state.dirty = true;
             self.wake.notify_one();
         }
+    }
+
+    /// `repeat`: a reminder for every series firing for another `repeat` of wall-clock
+    /// time on an alarm with channels. Reminders are notifications, not transitions
+    /// (no `alarm_events` row); the k-th reminder of one firing has a fixed event id.
+    pub fn due_reminders(&self, now: i64) -> Vec<AlarmEvent> {
+        let Some(catalog) = self.catalog.get() else {
+            return Vec::new();
+        };
+        let mut state = self.lock();
+        let alarms = state.alarms.take().unwrap_or_default();
+        let mut out = Vec::new();
+        for a in alarms.values().flatten() {
+            if a.def.repeat_micros <= 0 || a.def.channels.is_empty() {
+                continue;
+            }
+            let Some(def) = catalog.table(&a.def.table) else {
+                continue;
+            };
+            let Some(series) = state.series.get_mut(&a.def.name) else {
+                continue;
+            };
+            for (tags, s) in series.iter_mut() {
+                let (AlarmState::Firing { since }, Some(fired)) = (s.machine.state, s.fired_wall)
+                else {
+                    continue;
+                };
+                let k = (now - fired) / a.def.repeat_micros;
+                if k <= i64::from(s.reminders) {
+                    continue;
+                }
+                s.reminders = u32::try_from(k).unwrap_or(u32::MAX);
+                if series_silenced(a, &def, tags, now) {
+                    continue;
+                }
+                let text = series_text(&def, tags);
+                let mut e = gap_event(a, tags.clone(), text.clone(), now, "firing");
+                e.event_id = event_id(&a.def.name, &text, fired, &format!("repeat{k}"));
+                e.value = s.value;
+                e.message = format!(
+                    "[{}] {} still firing: {text} since {} (reminder {k})",
+                    a.def.severity,
+                    a.def.name,
+                    format_ts(since)
+                );
+                out.push(e);
+            }
+        }
+        state.alarms = Some(alarms);
+        if !out.is_empty() {
+            state.dirty = true;
+        }
+        out
     }
 
     fn snapshot(state: &State) -> StateFile {
@@ -497,6 +598,8 @@ impl AlarmRuntime {
                     since,
                     newest: s.machine.newest,
                     value: s.value,
+                    fired_wall: s.fired_wall,
+                    reminders: s.reminders,
                 });
             }
         }
@@ -569,6 +672,16 @@ impl AlarmRuntime {
                     _ = rt.wake.notified() => {}
                     _ = tick.tick() => {
                         rt.check_gaps(now_micros());
+                        let reminders = rt.due_reminders(now_micros());
+                        if !reminders.is_empty() {
+                            let rt2 = rt.clone();
+                            let now = chrono::Utc::now().timestamp_millis();
+                            match tokio::task::spawn_blocking(move || rt2.outbox.enqueue(&reminders, now)).await {
+                                Ok(Ok(_)) => rt.delivery_wake.notify_one(),
+                                Ok(Err(e)) => tracing::error!(error = %e, "queueing alarm reminders"),
+                                Err(e) => tracing::error!(error = %e, "queueing alarm reminders"),
+                            }
+                        }
                         let rt2 = rt.clone();
                         match tokio::task::spawn_blocking(move || rt2.store()).await {
                             Ok(Err(e)) => tracing::error!(error = %e, "storing the alarm state"),

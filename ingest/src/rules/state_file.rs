@@ -27,6 +27,11 @@ pub struct SeriesEntry {
     pub since: i64,
     pub newest: Option<i64>,
     pub value: Option<f64>,
+    /// Wall-clock time it fired (µs) and reminders sent since, for `repeat`.
+    #[serde(default)]
+    pub fired_wall: Option<i64>,
+    #[serde(default)]
+    pub reminders: u32,
 }
 
 /// One transition, as `alarm_events` stores it.
@@ -144,6 +149,8 @@ mod tests {
                 since: 5,
                 newest: Some(7),
                 value: Some(1.5),
+                fired_wall: Some(9),
+                reminders: 2,
             }],
             unwritten: vec![],
         };

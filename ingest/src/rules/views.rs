@@ -53,6 +53,7 @@ impl ExtensionView for Alarms {
                 Field::new("channels", DataType::Utf8, false),
                 Field::new("repeat_seconds", DataType::Int64, false),
                 Field::new("scope", DataType::Utf8, true),
+                Field::new("silences", DataType::Utf8, false),
                 Field::new("enabled", DataType::Boolean, false),
             ],
             vec![
@@ -79,6 +80,20 @@ impl ExtensionView for Alarms {
                         .collect::<Vec<_>>(),
                 )),
                 o(&|d| d.scope.clone()),
+                s(&|d| {
+                    let now = chrono::Utc::now().timestamp_millis();
+                    d.silences
+                        .iter()
+                        .filter(|x| x.until_ms > now)
+                        .map(|x| {
+                            let until = chrono::DateTime::from_timestamp_millis(x.until_ms)
+                                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                                .unwrap_or_default();
+                            format!("{} until {until}", x.scope)
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                }),
                 Arc::new(BooleanArray::from(
                     defs.iter().map(|d| d.enabled).collect::<Vec<_>>(),
                 )),
