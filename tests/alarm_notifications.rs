@@ -24,6 +24,27 @@ async fn setup_table(c: &tokio_postgres::Client) {
     .unwrap();
 }
 
+/// A receiver answering 200, a server with table `m` and channel `hook` to the
+/// receiver's `/hook`, and a client.
+async fn with_webhook() -> (Receiver, Server, tokio_postgres::Client) {
+    let hook = Receiver::start(0, Arc::new(|_: &str, _| (200, String::new()))).await;
+    let server = Server::new().start();
+    let c = server.client().await;
+    setup_table(&c).await;
+    webhook_channel(&c, &hook).await;
+    (hook, server, c)
+}
+
+/// Channel `hook`: a webhook to `receiver`'s `/hook`.
+async fn webhook_channel(c: &tokio_postgres::Client, receiver: &Receiver) {
+    c.simple_query(&format!(
+        "SELECT create_channel('hook', 'webhook', '{{\"url\": \"{}\"}}')",
+        receiver.url("/hook")
+    ))
+    .await
+    .unwrap();
+}
+
 async fn wait_until(what: &str, server: &Server, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done() {
@@ -79,7 +100,11 @@ async fn wecom_dingtalk_and_webhook_get_each_transition() {
         ("SELECT create_channel('x', 'wecom', '{}')", "22023"),
         (
             "SELECT create_channel('x', 'mqtt', '{\"url\": \"mqtt://a\"}')",
-            "0A000",
+            "22023",
+        ),
+        (
+            "SELECT create_channel('x', 'mqtt', '{\"url\": \"http://a\", \"topic\": \"t\"}')",
+            "22023",
         ),
         (
             "SELECT create_channel('ops', 'webhook', '{\"url\": \"http://a\"}')",
@@ -336,16 +361,7 @@ async fn more_than_the_rate_becomes_one_digest() {
 /// no rate limit; every transition is still a row of `alarm_events`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_one_alarm_is_one_notification() {
-    let hook = Receiver::start(0, Arc::new(|_: &str, _| (200, String::new()))).await;
-    let server = Server::new().start();
-    let c = server.client().await;
-    setup_table(&c).await;
-    c.simple_query(&format!(
-        "SELECT create_channel('hook', 'webhook', '{{\"url\": \"{}\"}}')",
-        hook.url("/hook")
-    ))
-    .await
-    .unwrap();
+    let (hook, server, c) = with_webhook().await;
     c.simple_query(
         "SELECT create_gap_alarm('silent', 'm', '1 second', '{\"channels\": [\"hook\"]}')",
     )
@@ -383,16 +399,7 @@ async fn a_storm_of_one_alarm_is_one_notification() {
 /// reminder with its own event id; once it resolves the reminders stop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_firing_alarm_is_repeated_until_it_resolves() {
-    let hook = Receiver::start(0, Arc::new(|_: &str, _| (200, String::new()))).await;
-    let server = Server::new().start();
-    let c = server.client().await;
-    setup_table(&c).await;
-    c.simple_query(&format!(
-        "SELECT create_channel('hook', 'webhook', '{{\"url\": \"{}\"}}')",
-        hook.url("/hook")
-    ))
-    .await
-    .unwrap();
+    let (hook, server, c) = with_webhook().await;
     c.simple_query(
         "SELECT create_alarm('hot', 'm', 'v > 10', '{\"channels\": [\"hook\"], \"repeat\": \"2 seconds\"}')",
     )
@@ -451,16 +458,7 @@ async fn a_firing_alarm_is_repeated_until_it_resolves() {
 /// rows, but their channels are not notified until the silence ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silenced_series_are_recorded_but_not_notified() {
-    let hook = Receiver::start(0, Arc::new(|_: &str, _| (200, String::new()))).await;
-    let server = Server::new().start();
-    let c = server.client().await;
-    setup_table(&c).await;
-    c.simple_query(&format!(
-        "SELECT create_channel('hook', 'webhook', '{{\"url\": \"{}\"}}')",
-        hook.url("/hook")
-    ))
-    .await
-    .unwrap();
+    let (hook, server, c) = with_webhook().await;
     c.simple_query("SELECT create_alarm('hot', 'm', 'v > 10', '{\"channels\": [\"hook\"]}')")
         .await
         .unwrap();
@@ -509,4 +507,77 @@ async fn silenced_series_are_recorded_but_not_notified() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(rows, vec!["pid=a", "pid=b"], "both transitions recorded");
+}
+
+/// The MQTT channel: each transition is published at QoS 1 to the channel's topic on an
+/// external broker (the Mosquitto `.ci/run` starts), as the webhook's JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mqtt_channel_publishes_each_transition() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let Some((host, port)) = common::mqtt::broker_from_env() else {
+        return;
+    };
+    let topic_root = format!("wattdb-test-alarms-{}", common::free_port());
+    let mut opts = MqttOptions::new(format!("{topic_root}-sub"), host.clone(), port);
+    opts.set_keep_alive(Duration::from_secs(10));
+    let (sub, mut events) = AsyncClient::new(opts, 10);
+    sub.subscribe(format!("{topic_root}/#"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let received: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
+    let r2 = received.clone();
+    let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
+    let poller = tokio::spawn(async move {
+        let mut subscribed = Some(subscribed_tx);
+        while let Ok(ev) = events.poll().await {
+            match ev {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(tx) = subscribed.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                Event::Incoming(Packet::Publish(p)) => r2.lock().unwrap().push((
+                    p.topic.clone(),
+                    String::from_utf8_lossy(&p.payload).to_string(),
+                )),
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), subscribed_rx)
+        .await
+        .expect("subscribed")
+        .unwrap();
+
+    let server = Server::new().start();
+    let c = server.client().await;
+    setup_table(&c).await;
+    c.simple_query(&format!(
+        "SELECT create_channel('bus', 'mqtt', '{{\"url\": \"mqtt://{host}:{port}\", \"topic\": \"{topic_root}/{{alarm}}/{{state}}\"}}')"
+    ))
+    .await
+    .unwrap();
+    c.simple_query("SELECT create_alarm('hot', 'm', 'v > 10', '{\"channels\": [\"bus\"]}')")
+        .await
+        .unwrap();
+    c.batch_execute(
+        "INSERT INTO m VALUES ('2026-11-24T00:00:00Z', 'a', 20); \
+         INSERT INTO m VALUES ('2026-11-24T00:01:00Z', 'a', 2)",
+    )
+    .await
+    .unwrap();
+    wait_until("two MQTT notifications", &server, || {
+        received.lock().unwrap().len() >= 2
+    })
+    .await;
+    let got = received.lock().unwrap().clone();
+    let ids = event_ids(&c).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    for ((topic, payload), (state, id)) in got.iter().zip(&ids) {
+        assert_eq!(topic, &format!("{topic_root}/hot/{state}"));
+        let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+        assert_eq!(v["event_id"], id.as_str());
+        assert_eq!(v["series"], "pid=a");
+    }
+    poller.abort();
 }

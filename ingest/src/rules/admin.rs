@@ -42,6 +42,43 @@ pub async fn call(
     Some(result)
 }
 
+/// The stored definition of alarm `name`.
+fn load_alarm(storage: &Storage, name: &str) -> Result<AlarmDef, RuleError> {
+    let entry = storage
+        .rules(ALARM_KIND)
+        .into_iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| {
+            RuleError::Storage(wattdb_storage::Error::RuleNotFound {
+                kind: ALARM_KIND.into(),
+                name: name.to_string(),
+            })
+        })?;
+    serde_json::from_value(entry.body).map_err(|e| RuleError::InvalidOption(e.to_string()))
+}
+
+/// Store `value` as rule `kind`/`name` (`create`: it must not exist yet; else it must).
+async fn store_rule(
+    storage: &Storage,
+    kind: &str,
+    name: &str,
+    value: &impl serde::Serialize,
+    create: bool,
+) -> Result<(), RuleError> {
+    let body = serde_json::to_value(value).map_err(|e| RuleError::InvalidOption(e.to_string()))?;
+    storage
+        .put_rule(
+            RuleEntry {
+                kind: kind.into(),
+                name: name.to_string(),
+                body,
+            },
+            create,
+        )
+        .await?;
+    Ok(())
+}
+
 async fn create_alarm(
     storage: &Storage,
     runtime: &AlarmRuntime,
@@ -86,17 +123,7 @@ async fn create_alarm(
     };
     // Compiles (columns exist, boolean conditions) or nothing is stored.
     CompiledAlarm::compile(def.clone(), &def_table)?;
-    let body = serde_json::to_value(&def).map_err(|e| RuleError::InvalidOption(e.to_string()))?;
-    storage
-        .put_rule(
-            RuleEntry {
-                kind: ALARM_KIND.into(),
-                name: name.clone(),
-                body,
-            },
-            true,
-        )
-        .await?;
+    store_rule(storage, ALARM_KIND, name, &def, true).await?;
     runtime.reload();
     Ok(format!(
         "created {} alarm {name} on {table}",
@@ -136,30 +163,9 @@ async fn enable_alarm(
             )));
         }
     };
-    let entry = storage
-        .rules(ALARM_KIND)
-        .into_iter()
-        .find(|r| r.name == *name)
-        .ok_or_else(|| {
-            RuleError::Storage(wattdb_storage::Error::RuleNotFound {
-                kind: ALARM_KIND.into(),
-                name: name.clone(),
-            })
-        })?;
-    let mut def: AlarmDef =
-        serde_json::from_value(entry.body).map_err(|e| RuleError::InvalidOption(e.to_string()))?;
+    let mut def = load_alarm(storage, name)?;
     def.enabled = enabled;
-    let body = serde_json::to_value(&def).map_err(|e| RuleError::InvalidOption(e.to_string()))?;
-    storage
-        .put_rule(
-            RuleEntry {
-                kind: ALARM_KIND.into(),
-                name: name.clone(),
-                body,
-            },
-            false,
-        )
-        .await?;
+    store_rule(storage, ALARM_KIND, name, &def, false).await?;
     runtime.reload();
     Ok(format!(
         "alarm {name} {}",
@@ -174,17 +180,7 @@ async fn create_channel(storage: &Storage, args: &[String]) -> Result<String, Ru
         ));
     };
     let def = ChannelDef::parse(name, kind, options)?;
-    let body = serde_json::to_value(&def).map_err(|e| RuleError::InvalidOption(e.to_string()))?;
-    storage
-        .put_rule(
-            RuleEntry {
-                kind: CHANNEL_KIND.into(),
-                name: name.clone(),
-                body,
-            },
-            true,
-        )
-        .await?;
+    store_rule(storage, CHANNEL_KIND, name, &def, true).await?;
     Ok(format!("created {kind} channel {name}"))
 }
 
@@ -230,18 +226,7 @@ async fn silence_alarm(
             "silence_alarm: the duration must be positive".into(),
         ));
     }
-    let entry = storage
-        .rules(ALARM_KIND)
-        .into_iter()
-        .find(|r| r.name == *name)
-        .ok_or_else(|| {
-            RuleError::Storage(wattdb_storage::Error::RuleNotFound {
-                kind: ALARM_KIND.into(),
-                name: name.clone(),
-            })
-        })?;
-    let mut def: AlarmDef =
-        serde_json::from_value(entry.body).map_err(|e| RuleError::InvalidOption(e.to_string()))?;
+    let mut def = load_alarm(storage, name)?;
     let table = storage
         .table(&def.table)
         .ok_or_else(|| RuleError::UnknownTable(def.table.clone()))?;
@@ -254,17 +239,7 @@ async fn silence_alarm(
     });
     // The scope must be a condition over tags (checked by compiling the whole alarm).
     CompiledAlarm::compile(def.clone(), &table)?;
-    let body = serde_json::to_value(&def).map_err(|e| RuleError::InvalidOption(e.to_string()))?;
-    storage
-        .put_rule(
-            RuleEntry {
-                kind: ALARM_KIND.into(),
-                name: name.clone(),
-                body,
-            },
-            false,
-        )
-        .await?;
+    store_rule(storage, ALARM_KIND, name, &def, false).await?;
     runtime.reload();
     let until = chrono::DateTime::from_timestamp_millis(until_ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))

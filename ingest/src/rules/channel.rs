@@ -10,6 +10,8 @@
 //!   HMAC-SHA256 of `timestamp\nsecret`, fresh per request); success is `errcode` 0.
 //! - `webhook`: POST of the event as JSON with the configured headers and
 //!   `X-Wattdb-Event-Id`; any 2xx is success.
+//! - `mqtt`: the same JSON published at QoS 1 to `topic` (placeholders `{alarm}`,
+//!   `{state}`, `{severity}`) on an external broker; the broker's PUBACK is success.
 //!
 //! Both robots allow 20 messages a minute; a channel sends at most `rate_per_minute`
 //! (default 18 for robots, unlimited for webhooks).
@@ -24,7 +26,7 @@ use super::error::RuleError;
 use super::state_file::AlarmEvent;
 
 pub const CHANNEL_KIND: &str = "channel";
-pub const KINDS: &[&str] = &["wecom", "dingtalk", "webhook"];
+pub const KINDS: &[&str] = &["wecom", "dingtalk", "webhook", "mqtt"];
 const WECOM_TEXT_BYTES: usize = 2048;
 const WECOM_MARKDOWN_BYTES: usize = 4096;
 const ROBOT_RATE: u32 = 18;
@@ -44,6 +46,9 @@ pub struct ChannelDef {
     /// Webhook: extra request headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// MQTT: the topic template.
+    #[serde(default)]
+    pub topic: Option<String>,
     /// At most this many requests a minute (0 = no limit).
     pub rate_per_minute: u32,
 }
@@ -63,15 +68,10 @@ fn bad(name: &str, m: impl std::fmt::Display) -> RuleError {
 impl ChannelDef {
     pub fn parse(name: &str, kind: &str, options: &str) -> Result<ChannelDef, RuleError> {
         check_name(name)?;
-        if kind == "mqtt" {
-            return Err(RuleError::NotSupported(format!(
-                "channel \"{name}\": kind mqtt is not available yet (wecom, dingtalk, webhook)"
-            )));
-        }
         if !KINDS.contains(&kind) {
             return Err(bad(
                 name,
-                format!("unknown kind \"{kind}\" (wecom, dingtalk, webhook)"),
+                format!("unknown kind \"{kind}\" (wecom, dingtalk, webhook, mqtt)"),
             ));
         }
         let opts: BTreeMap<String, serde_json::Value> = serde_json::from_str(options)
@@ -79,6 +79,7 @@ impl ChannelDef {
         let allowed: &[&str] = match kind {
             "wecom" => &["url", "format", "rate_per_minute"],
             "dingtalk" => &["url", "secret", "rate_per_minute"],
+            "mqtt" => &["url", "topic", "rate_per_minute"],
             _ => &["url", "headers", "rate_per_minute"],
         };
         if let Some(k) = opts.keys().find(|k| !allowed.contains(&k.as_str())) {
@@ -96,8 +97,22 @@ impl ChannelDef {
         };
         let url = text("url")?.ok_or_else(|| bad(name, "\"url\" is required"))?;
         let parsed = url::Url::parse(&url).map_err(|e| bad(name, format!("url: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
+        if kind == "mqtt" {
+            if parsed.scheme() != "mqtt" || parsed.host_str().is_none() {
+                return Err(bad(name, "url must be mqtt://host[:port]"));
+            }
+        } else if !matches!(parsed.scheme(), "http" | "https") {
             return Err(bad(name, "url must be http:// or https://"));
+        }
+        let topic = text("topic")?;
+        if kind == "mqtt" {
+            match &topic {
+                None => return Err(bad(name, "\"topic\" is required")),
+                Some(t) if t.is_empty() || t.contains(['+', '#']) => {
+                    return Err(bad(name, format!("topic \"{t}\" is not a topic name")));
+                }
+                Some(_) => {}
+            }
         }
         let markdown = match text("format")?.as_deref() {
             None | Some("text") => false,
@@ -119,7 +134,7 @@ impl ChannelDef {
         }
         let rate_per_minute = match opts.get("rate_per_minute") {
             None => {
-                if kind == "webhook" {
+                if matches!(kind, "webhook" | "mqtt") {
                     0
                 } else {
                     ROBOT_RATE
@@ -137,6 +152,7 @@ impl ChannelDef {
             markdown,
             secret: text("secret")?,
             headers,
+            topic,
             rate_per_minute,
         })
     }
@@ -215,6 +231,22 @@ impl ChannelDef {
                         "events": many.iter().map(|e| json(e)).collect::<Vec<_>>(),
                     }),
                 };
+                if self.kind == "mqtt" {
+                    // For an MQTT publish the URL field carries the topic.
+                    let first = events.first();
+                    let topic = self
+                        .topic
+                        .clone()
+                        .unwrap_or_default()
+                        .replace("{alarm}", first.map_or("", |e| e.alarm.as_str()))
+                        .replace("{state}", first.map_or("", |e| e.state.as_str()))
+                        .replace("{severity}", first.map_or("", |e| e.severity.as_str()));
+                    return Request {
+                        url: topic,
+                        headers: Vec::new(),
+                        body: body.to_string(),
+                    };
+                }
                 let mut headers =
                     vec![("Content-Type".to_string(), "application/json".to_string())];
                 headers.push((

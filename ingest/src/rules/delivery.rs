@@ -152,6 +152,9 @@ impl Delivery {
 }
 
 async fn post(client: &reqwest::Client, def: &ChannelDef, req: Request) -> Result<(), String> {
+    if def.kind == "mqtt" {
+        return publish_mqtt(def, req).await;
+    }
     let mut rb = client.post(&req.url).body(req.body);
     for (k, v) in &req.headers {
         rb = rb.header(k, v);
@@ -163,6 +166,49 @@ async fn post(client: &reqwest::Client, def: &ChannelDef, req: Request) -> Resul
     let status = resp.status().as_u16();
     let body = resp.text().await.unwrap_or_default();
     def.accepted(status, &body)
+}
+
+/// Publish `req.body` to topic `req.url` at QoS 1 on the channel's broker (one short
+/// connection per notification: alarms are rare next to readings); success is the
+/// broker's PUBACK within the request timeout.
+async fn publish_mqtt(def: &ChannelDef, req: Request) -> Result<(), String> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+    let url = url::Url::parse(&def.url).map_err(|e| format!("{}: {e}", def.url))?;
+    let host = url.host_str().unwrap_or("127.0.0.1").to_string();
+    let port = url.port().unwrap_or(1883);
+    let client_id = format!("wattdb-alarm-{}", uuid::Uuid::new_v4().simple());
+    let mut opts = MqttOptions::new(client_id, host, port);
+    opts.set_keep_alive(Duration::from_secs(10));
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut events) = AsyncClient::new(opts, 4);
+    client
+        .publish(
+            req.url.clone(),
+            QoS::AtLeastOnce,
+            false,
+            req.body.into_bytes(),
+        )
+        .await
+        .map_err(|e| format!("{}: {e}", def.url))?;
+    let acked = tokio::time::timeout(REQUEST_TIMEOUT, async {
+        let mut pkid = None;
+        loop {
+            match events.poll().await {
+                Ok(Event::Outgoing(Outgoing::Publish(id))) => pkid = Some(id),
+                Ok(Event::Incoming(Packet::PubAck(a))) if Some(a.pkid) == pkid => {
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) => return Err(format!("{}: {e}", def.url)),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err(format!("{}: no PUBACK within {REQUEST_TIMEOUT:?}", def.url)));
+    let _ = client.disconnect().await;
+    // Let the DISCONNECT go out (best effort).
+    let _ = tokio::time::timeout(Duration::from_millis(200), events.poll()).await;
+    acked
 }
 
 /// More than this many transitions of one alarm due at once on a channel (a

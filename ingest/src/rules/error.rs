@@ -18,9 +18,6 @@ pub enum RuleError {
     /// An object others depend on (a channel an alarm uses).
     #[error("{0}")]
     InUse(String),
-    /// Something asked for that is not available yet.
-    #[error("{0}")]
-    NotSupported(String),
     /// A call with the wrong arguments.
     #[error("{0}")]
     Usage(String),
@@ -39,7 +36,6 @@ impl RuleError {
             RuleError::UnknownTable(_) => "42P01",
             RuleError::InvalidOption(_) => "22023",
             RuleError::Usage(_) => "42883",
-            RuleError::NotSupported(_) => "0A000",
             RuleError::InUse(_) => "2BP01",
             RuleError::Storage(wattdb_storage::Error::RuleExists { .. }) => "42710",
             RuleError::Storage(wattdb_storage::Error::RuleNotFound { .. }) => "42704",

@@ -1,8 +1,10 @@
-//! The rules runtime on the write path. Today: threshold alarms (`create_alarm`),
-//! evaluated on every durable write batch, with per-series states that survive restarts,
-//! transitions written to the `alarm_events` table, and notifications to WeCom,
-//! DingTalk and webhook channels (`create_channel`) through a durable outbox. The MQTT
-//! channel, data-gap alarms and silences come next (issue 13).
+//! The rules runtime on the write path: threshold alarms (`create_alarm`) evaluated on
+//! every durable write batch and data-gap alarms (`create_gap_alarm`) checked by arrival
+//! time, with per-series states that survive restarts, transitions written to the
+//! `alarm_events` table, and notifications to WeCom, DingTalk, webhook and MQTT channels
+//! (`create_channel`) through a durable outbox, with reminders (`repeat`), silences and
+//! storm grouping. It must not block the WAL thread on I/O: evaluation is in memory, and
+//! every write, fsync and network call happens on tasks of its own.
 //!
 //! Conditions are SQL boolean expressions compiled once with DataFusion's expression
 //! parser into physical expressions; nothing here plans or serves queries.
