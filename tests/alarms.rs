@@ -339,6 +339,17 @@ async fn alarms_fire_and_resolve_on_write_and_survive_kill_9() {
         "{message}"
     );
     assert_eq!(row.get::<_, String>(2).len(), 16);
+    // Rollups of the measurements, none of the transitions.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.query("SELECT count(*) FROM m_15m", &[]).await.is_err() {
+        assert!(Instant::now() < deadline, "m_15m never appeared");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let err = c
+        .query("SELECT count(*) FROM alarm_events_15m", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42P01", "alarm_events has no rollup tables");
 
     // Disabled: no evaluation; dropped: gone.
     c.simple_query("SELECT enable_alarm('overvoltage', false)")
