@@ -143,6 +143,34 @@ pub struct FileConfig {
     /// S3: longest all retries of one request may take; after that a persist fails and
     /// the persister tries again later. Default 180
     pub object_store_retry_timeout_secs: Option<u64>,
+    /// Notification channels (`[[channels]]`), see the README.
+    #[serde(default)]
+    pub channels: Vec<ChannelConfig>,
+    /// Alarms (`[[alarms]]`), see the README.
+    #[serde(default)]
+    pub alarms: Vec<AlarmConfig>,
+}
+
+/// `[[channels]]`: what `create_channel(name, kind, options)` takes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub name: String,
+    pub kind: String,
+    #[serde(default)]
+    pub options: toml::Table,
+}
+
+/// `[[alarms]]`: a threshold alarm (`condition`) or a data-gap alarm (`silent_for`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmConfig {
+    pub name: String,
+    pub table: String,
+    pub condition: Option<String>,
+    pub silent_for: Option<String>,
+    #[serde(default)]
+    pub options: toml::Table,
 }
 
 /// `[rollups.<table>]`: bucket intervals and counter fields of one table's rollups.
@@ -183,6 +211,8 @@ pub struct Settings {
     pub retention_check_interval: Duration,
     pub compaction: wattdb_compaction::compact::CompactionPolicy,
     pub object_store_timeouts: wattdb_storage::ObjectStoreTimeouts,
+    /// Rules from the config file, stored (created or replaced) at startup.
+    pub rules: wattdb_ingest::rules::admin::ConfiguredRules,
 }
 
 /// `wattdb-<hostname>`: stable across restarts of one machine, distinct between nodes.
@@ -331,6 +361,28 @@ impl Settings {
             wattdb_compaction::retention::parse_ttl(ttl)
                 .map_err(|e| anyhow::anyhow!("config: [retention] {table}: {e}"))?;
         }
+        let json = |t: &toml::Table| serde_json::to_string(t).unwrap_or_else(|_| "{}".into());
+        let mut rules = wattdb_ingest::rules::admin::ConfiguredRules::default();
+        for c in &file.channels {
+            rules
+                .channels
+                .push((c.name.clone(), c.kind.clone(), json(&c.options)));
+        }
+        for a in &file.alarms {
+            let what = match (&a.condition, &a.silent_for) {
+                (Some(c), None) => {
+                    wattdb_ingest::rules::admin::ConfiguredAlarm::Threshold(c.clone())
+                }
+                (None, Some(s)) => wattdb_ingest::rules::admin::ConfiguredAlarm::Gap(s.clone()),
+                _ => anyhow::bail!(
+                    "config: [[alarms]] {}: give either condition or silent_for",
+                    a.name
+                ),
+            };
+            rules
+                .alarms
+                .push((a.name.clone(), a.table.clone(), what, json(&a.options)));
+        }
         let settings = Settings {
             data_dir: args
                 .data_dir
@@ -395,6 +447,7 @@ impl Settings {
                     .object_store_retry_timeout_secs
                     .map(Duration::from_secs),
             },
+            rules,
         };
         if settings.password.is_none() && !settings.pg_listen.ip().is_loopback() {
             bail!(
@@ -441,6 +494,35 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("bogus_key"), "{err:#}");
+    }
+
+    #[test]
+    fn channels_and_alarms_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wattdb.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Settings::resolve(ServeArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let s = resolve(
+            "[[channels]]\nname = \"ops\"\nkind = \"wecom\"\noptions = { url = \"http://x/?key=k\" }\n\
+             [[alarms]]\nname = \"hot\"\ntable = \"m\"\ncondition = \"v > 1\"\noptions = { channels = [\"ops\"], for = \"30 seconds\" }\n\
+             [[alarms]]\nname = \"quiet\"\ntable = \"m\"\nsilent_for = \"15 minutes\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.rules.channels.len(), 1);
+        assert_eq!(s.rules.channels[0].2, r#"{"url":"http://x/?key=k"}"#);
+        assert_eq!(s.rules.alarms.len(), 2);
+        let err = resolve("[[alarms]]\nname = \"x\"\ntable = \"m\"\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("condition or silent_for"),
+            "{err:#}"
+        );
+        let err = resolve("[[alarms]]\nname = \"x\"\ntable = \"m\"\nwhen = \"v\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("when"), "{err:#}");
     }
 
     #[test]

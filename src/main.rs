@@ -136,6 +136,9 @@ async fn serve(settings: Settings) -> Result<()> {
         .await
         .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?;
     apply_configured_rollups(&storage, &rollups, &settings).await?;
+    wattdb_ingest::rules::admin::apply_config(&storage, &alarms, &settings.rules)
+        .await
+        .context("applying [[channels]] / [[alarms]] from the config file")?;
     apply_configured_retention(&storage, &settings).await?;
 
     let ctx = wattdb_query::build_session(&storage).context("building the SQL session")?;

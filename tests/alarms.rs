@@ -511,3 +511,84 @@ async fn gap_alarms_fire_for_silent_series_and_resolve_when_they_report() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(gap_events(&c).await.len(), 4, "no repeated transitions");
 }
+
+/// `[[channels]]` / `[[alarms]]` in the config file: stored at startup (an alarm on a
+/// table that does not exist yet starts evaluating once the table is written), kept
+/// across restarts without duplicates, and an alarm disabled over SQL stays disabled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_declared_in_the_config_file() {
+    let mut server = Server::new();
+    let config = server.data_path().with_file_name("wattdb.toml");
+    std::fs::write(
+        &config,
+        "[[channels]]\n\
+         name = \"hook\"\n\
+         kind = \"webhook\"\n\
+         options = { url = \"http://127.0.0.1:9/hook\" }\n\
+         [[alarms]]\n\
+         name = \"hot\"\n\
+         table = \"m\"\n\
+         condition = \"v > 10\"\n\
+         options = { severity = \"critical\" }\n\
+         [[alarms]]\n\
+         name = \"quiet\"\n\
+         table = \"m\"\n\
+         silent_for = \"1 hour\"\n",
+    )
+    .unwrap();
+    server.extra_args = vec!["--config".into(), config.display().to_string()];
+    server.spawn();
+    let c = server.client().await;
+    let alarms = |c: tokio_postgres::Client| async move {
+        c.query(
+            "SELECT alarm, kind, severity, enabled FROM system.alarms ORDER BY alarm",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect::<Vec<(String, String, String, bool)>>()
+    };
+    assert_eq!(
+        alarms(server.client().await).await,
+        vec![
+            ("hot".into(), "threshold".into(), "critical".into(), true),
+            ("quiet".into(), "gap".into(), "warning".into(), true),
+        ]
+    );
+    let channels: i64 = c
+        .query_one("SELECT count(*) FROM system.channels", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(channels, 1);
+    // The table appears after the alarm: the alarm evaluates its writes.
+    c.batch_execute(
+        "CREATE TABLE m (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, v DOUBLE PRECISION, \
+         PRIMARY KEY (pid, ts)); \
+         INSERT INTO m VALUES ('2026-11-24T00:00:00Z', 'a', 20)",
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match c.query("SELECT alarm, state FROM alarm_events", &[]).await {
+            Ok(rows) if !rows.is_empty() => {
+                assert_eq!(rows[0].get::<_, String>(0), "hot");
+                break;
+            }
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "no transition\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.simple_query("SELECT enable_alarm('hot', false)")
+        .await
+        .unwrap();
+    server.stop();
+    server.spawn();
+    let after = alarms(server.client().await).await;
+    assert_eq!(after.len(), 2, "no duplicates after a restart");
+    assert!(!after[0].3, "disabled over SQL stays disabled");
+}

@@ -246,3 +246,65 @@ async fn silence_alarm(
         .unwrap_or_default();
     Ok(format!("alarm {name} silenced for {scope} until {until}"))
 }
+
+/// What the config file declares (`[[channels]]`, `[[alarms]]`).
+#[derive(Debug, Clone, Default)]
+pub struct ConfiguredRules {
+    /// (name, kind, options JSON)
+    pub channels: Vec<(String, String, String)>,
+    /// (name, table, condition or silent_for, options JSON)
+    pub alarms: Vec<(String, String, ConfiguredAlarm, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ConfiguredAlarm {
+    Threshold(String),
+    Gap(String),
+}
+
+/// Store the config file's rules at startup: each is validated like the SQL call and
+/// created, or replaces the stored one of that name (an alarm keeps its silences and
+/// its enabled flag). An alarm on a table that does not exist yet is stored unchecked
+/// and compiled once the table appears. Errors name the rule.
+pub async fn apply_config(
+    storage: &Storage,
+    runtime: &AlarmRuntime,
+    rules: &ConfiguredRules,
+) -> Result<(), RuleError> {
+    let named = |kind: &str, name: &str, e: RuleError| match e {
+        RuleError::Storage(s) => RuleError::Storage(s),
+        e => RuleError::InvalidOption(format!("config [[{kind}]] {name}: {e}")),
+    };
+    for (name, kind, options) in &rules.channels {
+        let def = ChannelDef::parse(name, kind, options).map_err(|e| named("channels", name, e))?;
+        let exists = storage.rules(CHANNEL_KIND).iter().any(|r| r.name == *name);
+        store_rule(storage, CHANNEL_KIND, name, &def, !exists).await?;
+    }
+    let channels: Vec<String> = storage
+        .rules(CHANNEL_KIND)
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    for (name, table, what, options) in &rules.alarms {
+        let mut def = match what {
+            ConfiguredAlarm::Threshold(c) => {
+                AlarmDef::parse(name, table, c, Some(options), &channels)
+            }
+            ConfiguredAlarm::Gap(s) => {
+                AlarmDef::parse_gap(name, table, s, Some(options), &channels)
+            }
+        }
+        .map_err(|e| named("alarms", name, e))?;
+        if let Some(t) = storage.table(table) {
+            CompiledAlarm::compile(def.clone(), &t).map_err(|e| named("alarms", name, e))?;
+        }
+        let stored = load_alarm(storage, name).ok();
+        if let Some(old) = &stored {
+            def.enabled = old.enabled;
+            def.silences = old.silences.clone();
+        }
+        store_rule(storage, ALARM_KIND, name, &def, stored.is_none()).await?;
+    }
+    runtime.reload();
+    Ok(())
+}

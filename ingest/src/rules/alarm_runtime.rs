@@ -86,6 +86,8 @@ pub struct AlarmRuntime {
     path: PathBuf,
     wake: tokio::sync::Notify,
     outbox: Outbox,
+    /// Tables alarms are declared for that did not exist at the last compile.
+    waiting: Mutex<std::collections::HashSet<String>>,
     /// When this process opened the runtime (µs): gap alarms judge no series silent
     /// for less than their `silent_for` since then.
     started: i64,
@@ -277,6 +279,7 @@ impl AlarmRuntime {
             path,
             wake: tokio::sync::Notify::new(),
             outbox,
+            waiting: Mutex::new(Default::default()),
             started: now_micros(),
             delivery_wake: tokio::sync::Notify::new(),
         }))
@@ -296,10 +299,12 @@ impl AlarmRuntime {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The enabled alarms compiled against their tables (alarms whose table is gone or
-    /// no longer compiles are skipped, with a warning).
+    /// The enabled alarms compiled against their tables (alarms that no longer compile
+    /// are skipped with a warning); alarms on tables that do not exist yet are noted in
+    /// `state.waiting` and compiled when such a table is written.
     fn compile_all(&self) -> HashMap<TableId, Vec<CompiledAlarm>> {
         let mut out: HashMap<TableId, Vec<CompiledAlarm>> = HashMap::new();
+        let mut waiting = std::collections::HashSet::new();
         let Some(catalog) = self.catalog.get() else {
             return out;
         };
@@ -315,6 +320,7 @@ impl AlarmRuntime {
                 continue;
             }
             let Some(table) = catalog.table(&def.table) else {
+                waiting.insert(def.table.clone());
                 continue;
             };
             match CompiledAlarm::compile(def, &table) {
@@ -324,7 +330,19 @@ impl AlarmRuntime {
                 }
             }
         }
+        *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) = waiting;
         out
+    }
+
+    /// Is `table` one that an alarm waits for (its table did not exist when compiled)?
+    fn awaited(&self, table: TableId) -> bool {
+        let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        !waiting.is_empty()
+            && self
+                .catalog
+                .get()
+                .and_then(|c| c.table_by_id(table))
+                .is_some_and(|t| waiting.contains(&t.name))
     }
 
     /// Rules changed (created, dropped, enabled): recompile; states of alarms that no
@@ -356,10 +374,18 @@ impl AlarmRuntime {
                 continue; // evaluated before a restart
             }
             state.seq = seq.0;
-            let has = state
+            let mut has = state
                 .alarms
                 .as_ref()
                 .is_some_and(|a| a.contains_key(&record.table_id));
+            if !has && self.awaited(record.table_id) {
+                // A table an alarm was declared for before it existed.
+                state.alarms = Some(self.compile_all());
+                has = state
+                    .alarms
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(&record.table_id));
+            }
             if !has {
                 continue;
             }
