@@ -592,3 +592,79 @@ async fn rules_declared_in_the_config_file() {
     assert_eq!(after.len(), 2, "no duplicates after a restart");
     assert!(!after[0].3, "disabled over SQL stays disabled");
 }
+
+/// `keep_firing_for`: a firing alarm resolves only once its clear condition has held for
+/// that long of the series' time; a row where it does not hold starts the wait over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_firing_for_delays_the_resolution() {
+    let server = Server::new().start();
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE m (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, v DOUBLE PRECISION, \
+         PRIMARY KEY (pid, ts))",
+    )
+    .await
+    .unwrap();
+    let err = c
+        .simple_query(
+            "SELECT create_alarm('sticky', 'm', 'v > 10', '{\"keep_firing_for\": \"a while\"}')",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "22023");
+    c.simple_query(
+        "SELECT create_alarm('sticky', 'm', 'v > 10', '{\"keep_firing_for\": \"30 seconds\"}')",
+    )
+    .await
+    .unwrap();
+    // (second, value): fires at 0; clear at 10 but high again at 20; clear from 30 on,
+    // resolved at 60 (30 s of clear rows), not at 50.
+    for (s, v) in [
+        (0, 20),
+        (10, 1),
+        (20, 20),
+        (30, 1),
+        (50, 1),
+        (60, 1),
+        (70, 1),
+    ] {
+        c.batch_execute(&format!(
+            "INSERT INTO m VALUES (to_timestamp_micros({}), 'a', {v})",
+            1_795_996_800_000_000i64 + s * 1_000_000
+        ))
+        .await
+        .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let got = loop {
+        let rows = c
+            .query("SELECT state, ts FROM alarm_events ORDER BY ts", &[])
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        let ts: std::time::SystemTime = r.get(1);
+                        let us = ts
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap()
+                            .as_micros() as i64;
+                        (r.get::<_, String>(0), us)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        if rows.len() >= 2 {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "{rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let base = 1_795_996_800_000_000i64;
+    assert_eq!(
+        got,
+        vec![
+            ("firing".to_string(), base),
+            ("resolved".to_string(), base + 60_000_000)
+        ]
+    );
+}

@@ -33,6 +33,9 @@ pub struct AlarmDef {
     pub clear: Option<String>,
     /// How long (series time) the condition must hold before firing, in microseconds.
     pub for_micros: i64,
+    /// How long (series time) the clear condition must hold before resolving.
+    #[serde(default)]
+    pub keep_firing_for_micros: i64,
     pub severity: String,
     pub channels: Vec<String>,
     /// Re-notify while firing (microseconds; 0 = never). Used by delivery.
@@ -128,7 +131,14 @@ impl AlarmDef {
             &["severity", "channels", "repeat", "where", "message"]
         } else {
             &[
-                "for", "clear", "severity", "channels", "repeat", "where", "message",
+                "for",
+                "clear",
+                "keep_firing_for",
+                "severity",
+                "channels",
+                "repeat",
+                "where",
+                "message",
             ]
         };
         for key in opts.keys() {
@@ -142,6 +152,12 @@ impl AlarmDef {
         let for_micros = match text("for")? {
             Some(d) => parse_duration(&d)
                 .map_err(|e| RuleError::InvalidOption(format!("alarm \"{name}\": \"for\": {e}")))?,
+            None => 0,
+        };
+        let keep_firing_for_micros = match text("keep_firing_for")? {
+            Some(d) => parse_duration(&d).map_err(|e| {
+                RuleError::InvalidOption(format!("alarm \"{name}\": \"keep_firing_for\": {e}"))
+            })?,
             None => 0,
         };
         let repeat_micros = parse_duration(&text("repeat")?.unwrap_or(DEFAULT_REPEAT.into()))
@@ -183,6 +199,7 @@ impl AlarmDef {
             condition: condition.to_string(),
             clear: text("clear")?,
             for_micros,
+            keep_firing_for_micros,
             severity,
             channels: wanted,
             repeat_micros,

@@ -259,6 +259,7 @@ impl AlarmRuntime {
                     machine: SeriesAlarm {
                         state,
                         newest: e.newest,
+                        clearing_since: e.clearing_since,
                     },
                     value: e.value,
                     fired_wall: e.fired_wall,
@@ -477,7 +478,11 @@ impl AlarmRuntime {
                 clear: tri(&e.clear, i),
             };
             let before = s.machine.newest;
-            let t = s.machine.observe(a.def.for_micros, o);
+            let durations = wattdb_algorithms::alarm::Durations {
+                for_micros: a.def.for_micros,
+                keep_firing_for: a.def.keep_firing_for_micros,
+            };
+            let t = s.machine.observe(durations, o);
             if s.machine.newest != before {
                 s.value = value;
             }
@@ -626,6 +631,7 @@ impl AlarmRuntime {
                     value: s.value,
                     fired_wall: s.fired_wall,
                     reminders: s.reminders,
+                    clearing_since: s.machine.clearing_since,
                 });
             }
         }

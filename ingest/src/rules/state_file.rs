@@ -32,6 +32,9 @@ pub struct SeriesEntry {
     pub fired_wall: Option<i64>,
     #[serde(default)]
     pub reminders: u32,
+    /// While firing: since when the clear condition has held (`keep_firing_for`).
+    #[serde(default)]
+    pub clearing_since: Option<i64>,
 }
 
 /// One transition, as `alarm_events` stores it.
@@ -151,6 +154,7 @@ mod tests {
                 value: Some(1.5),
                 fired_wall: Some(9),
                 reminders: 2,
+                clearing_since: None,
             }],
             unwritten: vec![],
         };
