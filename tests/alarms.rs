@@ -668,3 +668,65 @@ async fn keep_firing_for_delays_the_resolution() {
         ]
     );
 }
+
+/// A gap alarm forgets a series silent beyond `forget_after` (a decommissioned meter
+/// does not stay firing forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gap_alarms_forget_long_silent_series() {
+    let server = Server::new().start();
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE m (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, v DOUBLE PRECISION, \
+         PRIMARY KEY (pid, ts))",
+    )
+    .await
+    .unwrap();
+    let err = c
+        .simple_query(
+            "SELECT create_gap_alarm('gone', 'm', '2 seconds', '{\"forget_after\": \"1 second\"}')",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sqlstate(&err),
+        "22023",
+        "forget_after must exceed silent_for"
+    );
+    c.simple_query(
+        "SELECT create_gap_alarm('gone', 'm', '1 second', '{\"forget_after\": \"4 seconds\"}')",
+    )
+    .await
+    .unwrap();
+    c.batch_execute("INSERT INTO m VALUES ('2026-11-24T00:00:00Z', 'a', 1)")
+        .await
+        .unwrap();
+    let active = || async {
+        c.query(
+            "SELECT state FROM system.alarm_state WHERE alarm = 'gone'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while active().await != vec!["firing".to_string()] {
+        assert!(Instant::now() < deadline, "never fired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    while !active().await.is_empty() {
+        assert!(Instant::now() < deadline, "never forgotten");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let events: i64 = c
+        .query_one(
+            "SELECT count(*) FROM alarm_events WHERE alarm = 'gone'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 1, "fired once, then forgotten without a transition");
+}

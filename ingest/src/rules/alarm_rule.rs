@@ -22,6 +22,8 @@ use super::error::RuleError;
 
 pub const SEVERITIES: &[&str] = &["info", "warning", "major", "critical"];
 const DEFAULT_REPEAT: &str = "4 hours";
+/// Gap alarms forget a series silent for a week unless told otherwise.
+const DEFAULT_FORGET_MICROS: i64 = 7 * 86_400 * 1_000_000;
 
 /// What the catalog stores for an alarm (`kind = "alarm"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +53,10 @@ pub struct AlarmDef {
     pub kind: String,
     #[serde(default)]
     pub silent_micros: i64,
+    /// Gap alarms: a series silent this long is forgotten (a decommissioned meter does
+    /// not stay firing forever); 0 = never.
+    #[serde(default)]
+    pub forget_micros: i64,
     /// Maintenance silences: series matching `scope` are not notified until `until_ms`.
     #[serde(default)]
     pub silences: Vec<Silence>,
@@ -128,7 +134,14 @@ impl AlarmDef {
             }
         };
         let allowed: &[&str] = if gap.is_some() {
-            &["severity", "channels", "repeat", "where", "message"]
+            &[
+                "severity",
+                "channels",
+                "repeat",
+                "where",
+                "message",
+                "forget_after",
+            ]
         } else {
             &[
                 "for",
@@ -160,6 +173,21 @@ impl AlarmDef {
             })?,
             None => 0,
         };
+        let forget_micros = match (gap, text("forget_after")?) {
+            (Some(_), Some(d)) => parse_duration(&d).map_err(|e| {
+                RuleError::InvalidOption(format!("alarm \"{name}\": \"forget_after\": {e}"))
+            })?,
+            (Some(_), None) => DEFAULT_FORGET_MICROS,
+            (None, _) => 0,
+        };
+        if let Some(silent) = gap
+            && forget_micros != 0
+            && forget_micros <= silent
+        {
+            return Err(RuleError::InvalidOption(format!(
+                "alarm \"{name}\": \"forget_after\" must be longer than silent_for"
+            )));
+        }
         let repeat_micros = parse_duration(&text("repeat")?.unwrap_or(DEFAULT_REPEAT.into()))
             .map_err(|e| RuleError::InvalidOption(format!("alarm \"{name}\": \"repeat\": {e}")))?;
         let severity = text("severity")?.unwrap_or_else(|| "warning".into());
@@ -212,6 +240,7 @@ impl AlarmDef {
                 threshold()
             },
             silent_micros: gap.unwrap_or(0),
+            forget_micros,
             silences: Vec::new(),
         })
     }

@@ -530,6 +530,7 @@ impl AlarmRuntime {
         }
         let alarms = state.alarms.take().unwrap_or_default();
         let mut events = Vec::new();
+        let mut forgot = false;
         for a in alarms.values().flatten().filter(|a| a.def.kind == "gap") {
             let Some(def) = catalog.table(&a.def.table) else {
                 continue;
@@ -537,6 +538,16 @@ impl AlarmRuntime {
             let Some(series) = state.series.get_mut(&a.def.name) else {
                 continue;
             };
+            // A series silent beyond forget_after is dropped: no more reminders, not in
+            // system.alarm_state; if it reports again it is watched afresh.
+            if a.def.forget_micros > 0 {
+                let before = series.len();
+                series.retain(|_, s| {
+                    let heard = s.machine.newest.unwrap_or(self.started).max(self.started);
+                    now - heard < a.def.forget_micros
+                });
+                forgot |= series.len() != before;
+            }
             for (tags, s) in series.iter_mut() {
                 let heard = s.machine.newest.unwrap_or(self.started).max(self.started);
                 if matches!(s.machine.state, AlarmState::Ok) && now - heard >= a.def.silent_micros {
@@ -553,6 +564,7 @@ impl AlarmRuntime {
             }
         }
         state.alarms = Some(alarms);
+        state.dirty |= forgot;
         if !events.is_empty() {
             state.unwritten.extend(events);
             state.dirty = true;
