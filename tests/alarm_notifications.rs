@@ -581,3 +581,60 @@ async fn the_mqtt_channel_publishes_each_transition() {
     }
     poller.abort();
 }
+
+/// kill -9 while a notification is in flight (the receiver holds the request): after the
+/// restart the notification is sent again with the same event id, so the receiver can
+/// tell it is the same one, and the outbox ends `sent`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_cut_by_kill_9_is_redelivered_with_the_same_event_id() {
+    let hook = Receiver::start(
+        0,
+        Arc::new(|_: &str, n| {
+            if n == 0 {
+                // Hold the first request until wattdb is gone.
+                std::thread::sleep(Duration::from_secs(3));
+            }
+            (200, String::new())
+        }),
+    )
+    .await;
+    let mut server = Server::new().start();
+    let c = server.client().await;
+    setup_table(&c).await;
+    webhook_channel(&c, &hook).await;
+    c.simple_query("SELECT create_alarm('hot', 'm', 'v > 10', '{\"channels\": [\"hook\"]}')")
+        .await
+        .unwrap();
+    c.batch_execute("INSERT INTO m VALUES ('2026-11-24T00:00:00Z', 'a', 20)")
+        .await
+        .unwrap();
+    wait_until("the first attempt", &server, || {
+        !hook.received("/hook").is_empty()
+    })
+    .await;
+    server.kill9();
+    server.spawn();
+    wait_until("the redelivery", &server, || {
+        hook.received("/hook").len() >= 2
+    })
+    .await;
+    let got = hook.received("/hook");
+    assert_eq!(
+        got[0].headers["x-wattdb-event-id"], got[1].headers["x-wattdb-event-id"],
+        "the same event id"
+    );
+    let c = server.client().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status: String = c
+            .query_one("SELECT status FROM system.notifications", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if status == "sent" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
