@@ -131,11 +131,7 @@ async fn events(c: &tokio_postgres::Client) -> Vec<(String, i64, String, f64)> {
             .iter()
             .map(|r| {
                 let series: String = r.get(0);
-                let ts: std::time::SystemTime = r.get(1);
-                let ms = ts
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis() as i64;
+                let ms = epoch_us(r.get(1)) / 1000;
                 (
                     series.trim_start_matches("pid=").to_string(),
                     ms,
@@ -182,14 +178,31 @@ async fn states(c: &tokio_postgres::Client) -> Vec<(String, String, i64)> {
     .unwrap()
     .iter()
     .map(|r| {
-        let since: std::time::SystemTime = r.get(2);
-        let ms = since
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
+        let ms = epoch_us(r.get(2)) / 1000;
         (r.get(0), r.get(1), ms)
     })
     .collect()
+}
+
+/// Microseconds since the epoch of a timestamp read from the server.
+fn epoch_us(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+}
+
+/// A running server with table `m (ts, pid, <fields> DOUBLE PRECISION)`, and a client.
+async fn server_with_m(fields: &[&str]) -> (Server, tokio_postgres::Client) {
+    let server = Server::new().start();
+    let c = server.client().await;
+    let fields: String = fields
+        .iter()
+        .map(|f| format!("{f} DOUBLE PRECISION, "))
+        .collect();
+    c.batch_execute(&format!(
+        "CREATE TABLE m (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, {fields}PRIMARY KEY (pid, ts))"
+    ))
+    .await
+    .unwrap();
+    (server, c)
 }
 
 fn at(s: i64) -> i64 {
@@ -198,14 +211,7 @@ fn at(s: i64) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alarms_fire_and_resolve_on_write_and_survive_kill_9() {
-    let mut server = Server::new().start();
-    let c = server.client().await;
-    c.batch_execute(
-        "CREATE TABLE m (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, ua DOUBLE PRECISION, \
-         ub DOUBLE PRECISION, PRIMARY KEY (pid, ts))",
-    )
-    .await
-    .unwrap();
+    let (mut server, c) = server_with_m(&["ua", "ub"]).await;
 
     // Bad definitions are refused with their SQLSTATE and store nothing.
     for (sql, code) in [
@@ -384,11 +390,7 @@ async fn gap_events(c: &tokio_postgres::Client) -> Vec<(String, String, i64)> {
         Ok(rows) => rows
             .iter()
             .map(|r| {
-                let ts: std::time::SystemTime = r.get(2);
-                let ms = ts
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis() as i64;
+                let ms = epoch_us(r.get(2)) / 1000;
                 (r.get(0), r.get(1), ms)
             })
             .collect(),
@@ -406,14 +408,7 @@ fn now_ms() -> i64 {
 /// or are out of scope never fire; after a restart, silence is counted from the start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gap_alarms_fire_for_silent_series_and_resolve_when_they_report() {
-    let mut server = Server::new().start();
-    let c = server.client().await;
-    c.batch_execute(
-        "CREATE TABLE m (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, ua DOUBLE PRECISION, \
-         PRIMARY KEY (pid, ts))",
-    )
-    .await
-    .unwrap();
+    let (mut server, c) = server_with_m(&["ua"]).await;
     let err = c
         .simple_query("SELECT create_gap_alarm('silent', 'm', 'soon')")
         .await
@@ -597,14 +592,7 @@ async fn rules_declared_in_the_config_file() {
 /// that long of the series' time; a row where it does not hold starts the wait over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_firing_for_delays_the_resolution() {
-    let server = Server::new().start();
-    let c = server.client().await;
-    c.batch_execute(
-        "CREATE TABLE m (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, v DOUBLE PRECISION, \
-         PRIMARY KEY (pid, ts))",
-    )
-    .await
-    .unwrap();
+    let (_server, c) = server_with_m(&["v"]).await;
     let err = c
         .simple_query(
             "SELECT create_alarm('sticky', 'm', 'v > 10', '{\"keep_firing_for\": \"a while\"}')",
@@ -643,11 +631,7 @@ async fn keep_firing_for_delays_the_resolution() {
             .map(|rows| {
                 rows.iter()
                     .map(|r| {
-                        let ts: std::time::SystemTime = r.get(1);
-                        let us = ts
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .unwrap()
-                            .as_micros() as i64;
+                        let us = epoch_us(r.get(1));
                         (r.get::<_, String>(0), us)
                     })
                     .collect::<Vec<_>>()
@@ -673,14 +657,7 @@ async fn keep_firing_for_delays_the_resolution() {
 /// does not stay firing forever).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gap_alarms_forget_long_silent_series() {
-    let server = Server::new().start();
-    let c = server.client().await;
-    c.batch_execute(
-        "CREATE TABLE m (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, v DOUBLE PRECISION, \
-         PRIMARY KEY (pid, ts))",
-    )
-    .await
-    .unwrap();
+    let (_server, c) = server_with_m(&["v"]).await;
     let err = c
         .simple_query(
             "SELECT create_gap_alarm('gone', 'm', '2 seconds', '{\"forget_after\": \"1 second\"}')",

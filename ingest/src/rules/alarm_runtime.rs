@@ -65,10 +65,13 @@ struct Series {
     reminders: u32,
 }
 
+type CompiledAlarms = HashMap<TableId, Vec<CompiledAlarm>>;
+
 #[derive(Default)]
 struct State {
-    /// Compiled alarms per table, built from the catalog when first needed.
-    alarms: Option<HashMap<TableId, Vec<CompiledAlarm>>>,
+    /// Compiled alarms per table, built from the catalog when first needed (see
+    /// [`AlarmRuntime::compiled`]); replaced whole when rules change.
+    alarms: Option<Arc<CompiledAlarms>>,
     series: HashMap<String, HashMap<Vec<String>, Series>>,
     /// WAL records up to this one are evaluated (or were before a restart).
     seq: u64,
@@ -95,7 +98,8 @@ pub struct AlarmRuntime {
     pub delivery_wake: tokio::sync::Notify,
 }
 
-fn series_text(def: &TableDef, tags: &[String]) -> String {
+/// A series as text, e.g. `pid=meter-3` (tag names of `def`, values `tags`).
+pub(crate) fn series_text(def: &TableDef, tags: &[String]) -> String {
     def.tags
         .iter()
         .zip(tags)
@@ -357,14 +361,20 @@ impl AlarmRuntime {
             .unwrap_or_default();
         let mut state = self.lock();
         state.series.retain(|alarm, _| known.contains(alarm));
-        state.alarms = Some(compiled);
+        state.alarms = Some(Arc::new(compiled));
         state.dirty = true;
     }
 
+    /// The compiled alarms, compiled from the catalog on first use.
+    fn compiled(&self, state: &mut State) -> Arc<CompiledAlarms> {
+        state
+            .alarms
+            .get_or_insert_with(|| Arc::new(self.compile_all()))
+            .clone()
+    }
+
     fn evaluate(&self, state: &mut State, records: &[(WalSeq, &WalRecord)]) {
-        if state.alarms.is_none() {
-            state.alarms = Some(self.compile_all());
-        }
+        let mut alarms = self.compiled(state);
         let Some(catalog) = self.catalog.get() else {
             return;
         };
@@ -375,19 +385,12 @@ impl AlarmRuntime {
                 continue; // evaluated before a restart
             }
             state.seq = seq.0;
-            let mut has = state
-                .alarms
-                .as_ref()
-                .is_some_and(|a| a.contains_key(&record.table_id));
-            if !has && self.awaited(record.table_id) {
+            if !alarms.contains_key(&record.table_id) && self.awaited(record.table_id) {
                 // A table an alarm was declared for before it existed.
-                state.alarms = Some(self.compile_all());
-                has = state
-                    .alarms
-                    .as_ref()
-                    .is_some_and(|a| a.contains_key(&record.table_id));
+                state.alarms = None;
+                alarms = self.compiled(state);
             }
-            if !has {
+            if !alarms.contains_key(&record.table_id) {
                 continue;
             }
             match by_table.iter_mut().find(|(t, _)| *t == record.table_id) {
@@ -406,13 +409,11 @@ impl AlarmRuntime {
                     continue;
                 }
             };
-            let alarms = state.alarms.take().unwrap_or_default();
             if let Some(list) = alarms.get(&table) {
                 for a in list {
                     self.run_alarm(state, a, &def, &rows, &batch);
                 }
             }
-            state.alarms = Some(alarms);
         }
         if !records.is_empty() {
             state.dirty = true;
@@ -525,10 +526,7 @@ impl AlarmRuntime {
             return;
         };
         let mut state = self.lock();
-        if state.alarms.is_none() {
-            state.alarms = Some(self.compile_all());
-        }
-        let alarms = state.alarms.take().unwrap_or_default();
+        let alarms = self.compiled(&mut state);
         let mut events = Vec::new();
         let mut forgot = false;
         for a in alarms.values().flatten().filter(|a| a.def.kind == "gap") {
@@ -563,7 +561,6 @@ impl AlarmRuntime {
                 }
             }
         }
-        state.alarms = Some(alarms);
         state.dirty |= forgot;
         if !events.is_empty() {
             state.unwritten.extend(events);
@@ -580,7 +577,7 @@ impl AlarmRuntime {
             return Vec::new();
         };
         let mut state = self.lock();
-        let alarms = state.alarms.take().unwrap_or_default();
+        let alarms = self.compiled(&mut state);
         let mut out = Vec::new();
         for a in alarms.values().flatten() {
             if a.def.repeat_micros <= 0 || a.def.channels.is_empty() {
@@ -618,7 +615,6 @@ impl AlarmRuntime {
                 out.push(e);
             }
         }
-        state.alarms = Some(alarms);
         if !out.is_empty() {
             state.dirty = true;
         }

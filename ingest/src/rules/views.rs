@@ -12,7 +12,7 @@ use arrow::record_batch::RecordBatch;
 use wattdb_storage::{ExtensionView, Storage};
 
 use super::alarm_rule::AlarmDef;
-use super::alarm_runtime::{ALARM_KIND, AlarmRuntime};
+use super::alarm_runtime::{ALARM_KIND, AlarmRuntime, series_text};
 use super::channel::{CHANNEL_KIND, ChannelDef};
 
 fn ts_type() -> DataType {
@@ -127,13 +127,7 @@ impl ExtensionView for AlarmStates {
                     .find(|(name, _)| *name == a.alarm)
                     .and_then(|(_, t)| self.storage.table(t));
                 match def {
-                    Some(def) => def
-                        .tags
-                        .iter()
-                        .zip(&a.tags)
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(","),
+                    Some(def) => series_text(&def, &a.tags),
                     None => a.tags.join(","),
                 }
             })
