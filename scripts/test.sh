@@ -34,20 +34,46 @@ missing=()
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 MQTT_PORT=18883
-echo "== starting Mosquitto on 127.0.0.1:$MQTT_PORT"
+MQTTS_PORT=18884
+echo "== starting Mosquitto on 127.0.0.1:$MQTT_PORT (plain, anonymous) and :$MQTTS_PORT (TLS, password)"
+# A throw-away CA and a server certificate for 127.0.0.1, and a password file, for the
+# TLS listener the alarm channel test publishes through.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj "/CN=wattdb test CA" -addext "basicConstraints=critical,CA:TRUE" \
+  -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  -keyout "$SVC/mqtt-ca.key" -out "$SVC/mqtt-ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=127.0.0.1" \
+  -keyout "$SVC/mqtt-server.key" -out "$SVC/mqtt-server.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' \
+  > "$SVC/mqtt-server.ext"
+openssl x509 -req -in "$SVC/mqtt-server.csr" -CA "$SVC/mqtt-ca.pem" -CAkey "$SVC/mqtt-ca.key" \
+  -CAcreateserial -days 2 -extfile "$SVC/mqtt-server.ext" -out "$SVC/mqtt-server.pem" 2>/dev/null
+MQTTS_LOGIN="alarm-test:pw-$RANDOM$RANDOM"
+touch "$SVC/mqtt-passwords"
+mosquitto_passwd -b "$SVC/mqtt-passwords" "${MQTTS_LOGIN%%:*}" "${MQTTS_LOGIN#*:}"
 # max_queued_messages 0: no limit on what is queued for a persistent session while wattdb
-# is down (the default of 1000 drops the rest).
+# is down (the default of 1000 drops the rest). `user`: run as whoever starts it (as root,
+# Mosquitto would switch to its own user, which cannot read $SVC).
 cat > "$SVC/mosquitto.conf" <<CONF
-listener $MQTT_PORT 127.0.0.1
-allow_anonymous true
+per_listener_settings true
+user $(id -un)
 persistence false
 max_queued_messages 0
+listener $MQTT_PORT 127.0.0.1
+allow_anonymous true
+listener $MQTTS_PORT 127.0.0.1
+allow_anonymous false
+password_file $SVC/mqtt-passwords
+cafile $SVC/mqtt-ca.pem
+certfile $SVC/mqtt-server.pem
+keyfile $SVC/mqtt-server.key
 CONF
 MOSQUITTO="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
 "$MOSQUITTO" -c "$SVC/mosquitto.conf" > "$SVC/mosquitto.log" 2>&1 &
@@ -61,6 +87,9 @@ for _ in $(seq 1 50); do
 done
 [ -n "$ready" ] || { echo "Mosquitto did not start; log:"; cat "$SVC/mosquitto.log"; exit 1; }
 export WATTDB_TEST_MQTT_BROKER="127.0.0.1:$MQTT_PORT"
+export WATTDB_TEST_MQTTS_BROKER="127.0.0.1:$MQTTS_PORT"
+export WATTDB_TEST_MQTTS_CA="$SVC/mqtt-ca.pem"
+export WATTDB_TEST_MQTTS_LOGIN="$MQTTS_LOGIN"
 export WATTDB_REQUIRE_MOSQUITTO=1
 
 echo "== starting SeaweedFS (S3) on 127.0.0.1:8333"

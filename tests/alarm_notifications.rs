@@ -509,16 +509,18 @@ async fn silenced_series_are_recorded_but_not_notified() {
     assert_eq!(rows, vec!["pid=a", "pid=b"], "both transitions recorded");
 }
 
-/// The MQTT channel: each transition is published at QoS 1 to the channel's topic on an
-/// external broker (the Mosquitto `.ci/run` starts), as the webhook's JSON.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_mqtt_channel_publishes_each_transition() {
+/// Subscribes to `<topic_root>/#` on the plain broker and records (topic, payload) of
+/// what arrives; returns once the subscription is acknowledged.
+async fn subscribe_all(
+    host: &str,
+    port: u16,
+    topic_root: &str,
+) -> (
+    Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    tokio::task::JoinHandle<()>,
+) {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let Some((host, port)) = common::mqtt::broker_from_env() else {
-        return;
-    };
-    let topic_root = format!("wattdb-test-alarms-{}", common::free_port());
-    let mut opts = MqttOptions::new(format!("{topic_root}-sub"), host.clone(), port);
+    let mut opts = MqttOptions::new(format!("{topic_root}-sub"), host, port);
     opts.set_keep_alive(Duration::from_secs(10));
     let (sub, mut events) = AsyncClient::new(opts, 10);
     sub.subscribe(format!("{topic_root}/#"), QoS::AtLeastOnce)
@@ -528,6 +530,7 @@ async fn the_mqtt_channel_publishes_each_transition() {
     let r2 = received.clone();
     let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
     let poller = tokio::spawn(async move {
+        let _keep = sub;
         let mut subscribed = Some(subscribed_tx);
         while let Ok(ev) = events.poll().await {
             match ev {
@@ -548,6 +551,18 @@ async fn the_mqtt_channel_publishes_each_transition() {
         .await
         .expect("subscribed")
         .unwrap();
+    (received, poller)
+}
+
+/// The MQTT channel: each transition is published at QoS 1 to the channel's topic on an
+/// external broker (the Mosquitto `.ci/run` starts), as the webhook's JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mqtt_channel_publishes_each_transition() {
+    let Some((host, port)) = common::mqtt::broker_from_env() else {
+        return;
+    };
+    let topic_root = format!("wattdb-test-alarms-{}", common::free_port());
+    let (received, poller) = subscribe_all(&host, port, &topic_root).await;
 
     let server = Server::new().start();
     let c = server.client().await;
@@ -578,6 +593,106 @@ async fn the_mqtt_channel_publishes_each_transition() {
         let v: serde_json::Value = serde_json::from_str(payload).unwrap();
         assert_eq!(v["event_id"], id.as_str());
         assert_eq!(v["series"], "pid=a");
+    }
+    poller.abort();
+}
+
+/// The MQTT channel over TLS with a user name and password (the second Mosquitto
+/// listener `.ci/run` starts, with a test CA and a password file): delivered with the
+/// right password; with a wrong one the notification stays pending with the broker's
+/// refusal as its last error; no view shows a password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mqtt_channel_over_tls_with_a_password() {
+    let Some((host, port)) = common::mqtt::broker_from_env() else {
+        return;
+    };
+    let Some(tls) = common::mqtt::tls_broker_from_env() else {
+        return;
+    };
+    let topic_root = format!("wattdb-test-tls-{}", common::free_port());
+    // Listeners share topics: subscribe on the plain one, publish through the TLS one.
+    let (received, poller) = subscribe_all(&host, port, &topic_root).await;
+
+    let server = Server::new().start();
+    let c = server.client().await;
+    setup_table(&c).await;
+    let channel = |name: &str, password: &str| {
+        format!(
+            "SELECT create_channel('{name}', 'mqtt', '{{\"url\": \"mqtts://{user}:{password}@{host}:{port}\", \
+             \"topic\": \"{topic_root}/{name}/{{alarm}}\", \"ca_file\": \"{ca}\"}}')",
+            user = tls.user,
+            host = tls.host,
+            port = tls.port,
+            ca = tls.ca_file.display(),
+        )
+    };
+    c.simple_query(&channel("secure", &tls.password))
+        .await
+        .unwrap();
+    c.simple_query(&channel("wrong", "not-the-password"))
+        .await
+        .unwrap();
+    // A CA file that does not exist is refused when the channel is created.
+    let err = c
+        .simple_query(&format!(
+            "SELECT create_channel('x', 'mqtt', '{{\"url\": \"mqtts://{}:{}\", \"topic\": \"t\", \
+             \"ca_file\": \"/nonexistent/ca.pem\"}}')",
+            tls.host, tls.port
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(common::sqlstate(&err), "22023", "{err}");
+    c.simple_query(
+        "SELECT create_alarm('hot', 'm', 'v > 10', '{\"channels\": [\"secure\", \"wrong\"]}')",
+    )
+    .await
+    .unwrap();
+    c.batch_execute("INSERT INTO m VALUES ('2026-11-24T00:00:00Z', 'a', 20)")
+        .await
+        .unwrap();
+    wait_until("the notification over TLS", &server, || {
+        !received.lock().unwrap().is_empty()
+    })
+    .await;
+    let ids = event_ids(&c).await;
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, format!("{topic_root}/secure/hot"));
+    let v: serde_json::Value = serde_json::from_str(&got[0].1).unwrap();
+    assert_eq!(v["event_id"], ids[0].1.as_str());
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (status, error) = loop {
+        let row = c
+            .query_one(
+                "SELECT status, last_error FROM system.notifications WHERE channel = 'wrong'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let error: Option<String> = row.get(1);
+        if let Some(error) = error {
+            break (row.get::<_, String>(0), error);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no attempt on the wrong password"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, "pending");
+    assert!(error.contains("NotAuthorized"), "{error}");
+    assert!(!error.contains("not-the-password"), "{error}");
+    for row in c
+        .query("SELECT CAST(url AS TEXT) AS u FROM system.channels", &[])
+        .await
+        .unwrap()
+    {
+        let url: String = row.get(0);
+        assert!(
+            !url.contains(&tls.password) && !url.contains("not-the-password"),
+            "{url}"
+        );
     }
     poller.abort();
 }

@@ -13,7 +13,7 @@
 //! name/password come from the URL or the config, TLS from an `mqtts://` URL (system
 //! roots, or a CA file).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -79,23 +79,13 @@ impl BrokerConfig {
 
     /// rumqttc options for this broker (validates the URL).
     pub fn mqtt_options(&self) -> Result<MqttOptions, BrokerConfigError> {
-        let bad = |reason: &str| BrokerConfigError::Url {
-            url: redact(&self.url),
-            reason: reason.into(),
-        };
-        let url = url::Url::parse(&self.url).map_err(|e| bad(&e.to_string()))?;
-        let tls = match url.scheme() {
-            "mqtt" | "tcp" => false,
-            "mqtts" | "ssl" | "tls" => true,
-            other => {
-                return Err(bad(&format!(
-                    "scheme \"{other}\" is not mqtt:// or mqtts://"
-                )));
-            }
-        };
-        let host = url.host_str().ok_or_else(|| bad("no host"))?;
-        let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
-        let mut opts = MqttOptions::new(self.client_id.clone(), host, port);
+        let mut opts = connection_options(
+            &self.url,
+            self.client_id.clone(),
+            self.username.clone(),
+            self.password.clone(),
+            self.ca_file.as_deref(),
+        )?;
         opts.set_keep_alive(self.keep_alive);
         opts.set_clean_start(false);
         opts.set_session_expiry_interval(Some(u32::MAX));
@@ -105,34 +95,64 @@ impl BrokerConfig {
         // Room for every acknowledgement of a full receive window, so acking never waits
         // on the event loop.
         opts.set_request_channel_capacity(RECEIVE_MAXIMUM as usize * 4);
-        let user = (!url.username().is_empty()).then(|| decode(url.username()));
-        let pass = url.password().map(decode);
-        match (
-            user.or_else(|| self.username.clone()),
-            pass.or_else(|| self.password.clone()),
-        ) {
-            (Some(u), p) => {
-                opts.set_credentials(u, p.unwrap_or_default());
-            }
-            (None, Some(_)) => return Err(bad("a password needs a user name")),
-            (None, None) => {}
-        }
-        if tls {
-            let config = match &self.ca_file {
-                Some(path) => TlsConfiguration::Simple {
-                    ca: std::fs::read(path).map_err(|source| BrokerConfigError::CaFile {
-                        path: path.clone(),
-                        source,
-                    })?,
-                    alpn: None,
-                    client_auth: None,
-                },
-                None => TlsConfiguration::default(),
-            };
-            opts.set_transport(Transport::tls_with_config(config));
-        }
         Ok(opts)
     }
+}
+
+/// rumqttc options for connecting to the broker at `url` — `mqtt://[user:password@]host
+/// [:1883]` or `mqtts://…[:8883]` (TLS with the system roots, or the PEM CA certificates
+/// in `ca_file`) — as `client_id`; `username`/`password` are used when the URL carries
+/// none. Shared by the subscriber and the alarms' MQTT channel.
+pub fn connection_options(
+    url: &str,
+    client_id: String,
+    username: Option<String>,
+    password: Option<String>,
+    ca_file: Option<&Path>,
+) -> Result<MqttOptions, BrokerConfigError> {
+    let bad = |reason: &str| BrokerConfigError::Url {
+        url: redact(url),
+        reason: reason.into(),
+    };
+    let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    let tls = match parsed.scheme() {
+        "mqtt" | "tcp" => false,
+        "mqtts" | "ssl" | "tls" => true,
+        other => {
+            return Err(bad(&format!(
+                "scheme \"{other}\" is not mqtt:// or mqtts://"
+            )));
+        }
+    };
+    let host = parsed.host_str().ok_or_else(|| bad("no host"))?;
+    let port = parsed.port().unwrap_or(if tls { 8883 } else { 1883 });
+    let mut opts = MqttOptions::new(client_id, host, port);
+    let user = (!parsed.username().is_empty()).then(|| decode(parsed.username()));
+    let pass = parsed.password().map(decode);
+    match (user.or(username), pass.or(password)) {
+        (Some(u), p) => {
+            opts.set_credentials(u, p.unwrap_or_default());
+        }
+        (None, Some(_)) => return Err(bad("a password needs a user name")),
+        (None, None) => {}
+    }
+    if tls {
+        let config = match ca_file {
+            Some(path) => TlsConfiguration::Simple {
+                ca: std::fs::read(path).map_err(|source| BrokerConfigError::CaFile {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+                alpn: None,
+                client_auth: None,
+            },
+            None => TlsConfiguration::default(),
+        };
+        // rustls needs a process-wide crypto provider (ring is the one built in).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        opts.set_transport(Transport::tls_with_config(config));
+    }
+    Ok(opts)
 }
 
 fn decode(s: &str) -> String {

@@ -40,6 +40,43 @@ pub fn broker_from_env() -> Option<(String, u16)> {
     Some((host.to_string(), port.parse().expect("a port number")))
 }
 
+/// The TLS listener with a password file that `.ci/run` starts beside the plain one.
+pub struct TlsBroker {
+    pub host: String,
+    pub port: u16,
+    pub ca_file: std::path::PathBuf,
+    pub user: String,
+    pub password: String,
+}
+
+/// `WATTDB_TEST_MQTTS_BROKER` (host:port), `WATTDB_TEST_MQTTS_CA` (PEM file) and
+/// `WATTDB_TEST_MQTTS_LOGIN` (user:password); None when unset, unless
+/// `WATTDB_REQUIRE_MOSQUITTO=1` makes that a failure.
+pub fn tls_broker_from_env() -> Option<TlsBroker> {
+    let vars = (
+        std::env::var("WATTDB_TEST_MQTTS_BROKER"),
+        std::env::var("WATTDB_TEST_MQTTS_CA"),
+        std::env::var("WATTDB_TEST_MQTTS_LOGIN"),
+    );
+    let (Ok(addr), Ok(ca), Ok(login)) = vars else {
+        assert!(
+            std::env::var("WATTDB_REQUIRE_MOSQUITTO").as_deref() != Ok("1"),
+            "WATTDB_REQUIRE_MOSQUITTO=1 but WATTDB_TEST_MQTTS_* are not set"
+        );
+        eprintln!("skipping: set WATTDB_TEST_MQTTS_BROKER/_CA/_LOGIN to run the TLS test");
+        return None;
+    };
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    let (user, password) = login.split_once(':').expect("user:password");
+    Some(TlsBroker {
+        host: host.to_string(),
+        port: port.parse().expect("a port number"),
+        ca_file: ca.into(),
+        user: user.to_string(),
+        password: password.to_string(),
+    })
+}
+
 /// Publish every `(topic, payload, item)` at QoS 1 over one MQTT 3.1.1 connection, up to
 /// 100 in flight, `per_tick` messages every `tick` (flat out when `tick` is zero).
 /// `on_ack` gets each item whose PUBACK arrived. Returns when all are acknowledged or the

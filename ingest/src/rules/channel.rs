@@ -11,7 +11,9 @@
 //! - `webhook`: POST of the event as JSON with the configured headers and
 //!   `X-Wattdb-Event-Id`; any 2xx is success.
 //! - `mqtt`: the same JSON published at QoS 1 to `topic` (placeholders `{alarm}`,
-//!   `{state}`, `{severity}`) on an external broker; the broker's PUBACK is success.
+//!   `{state}`, `{severity}`) on an external broker — `mqtt://` or `mqtts://` (TLS, the
+//!   system roots or `ca_file`), user name and password in the URL; the broker's PUBACK
+//!   is success.
 //!
 //! Both robots allow 20 messages a minute; a channel sends at most `rate_per_minute`
 //! (default 18 for robots, unlimited for webhooks).
@@ -49,6 +51,9 @@ pub struct ChannelDef {
     /// MQTT: the topic template.
     #[serde(default)]
     pub topic: Option<String>,
+    /// MQTT over TLS: PEM CA certificate(s) to trust instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
     /// At most this many requests a minute (0 = no limit).
     pub rate_per_minute: u32,
 }
@@ -79,7 +84,7 @@ impl ChannelDef {
         let allowed: &[&str] = match kind {
             "wecom" => &["url", "format", "rate_per_minute"],
             "dingtalk" => &["url", "secret", "rate_per_minute"],
-            "mqtt" => &["url", "topic", "rate_per_minute"],
+            "mqtt" => &["url", "topic", "ca_file", "rate_per_minute"],
             _ => &["url", "headers", "rate_per_minute"],
         };
         if let Some(k) = opts.keys().find(|k| !allowed.contains(&k.as_str())) {
@@ -97,10 +102,23 @@ impl ChannelDef {
         };
         let url = text("url")?.ok_or_else(|| bad(name, "\"url\" is required"))?;
         let parsed = url::Url::parse(&url).map_err(|e| bad(name, format!("url: {e}")))?;
+        let ca_file = text("ca_file")?;
         if kind == "mqtt" {
-            if parsed.scheme() != "mqtt" || parsed.host_str().is_none() {
-                return Err(bad(name, "url must be mqtt://host[:port]"));
+            if !matches!(parsed.scheme(), "mqtt" | "mqtts") || parsed.host_str().is_none() {
+                return Err(bad(
+                    name,
+                    "url must be mqtt://[user:password@]host[:port] or mqtts://…",
+                ));
             }
+            // Checks the credentials' form and reads the CA file now, not at the first alarm.
+            crate::broker_client::connection_options(
+                &url,
+                "wattdb-check".into(),
+                None,
+                None,
+                ca_file.as_deref().map(std::path::Path::new),
+            )
+            .map_err(|e| bad(name, e))?;
         } else if !matches!(parsed.scheme(), "http" | "https") {
             return Err(bad(name, "url must be http:// or https://"));
         }
@@ -153,16 +171,21 @@ impl ChannelDef {
             secret: text("secret")?,
             headers,
             topic,
+            ca_file,
             rate_per_minute,
         })
     }
 
-    /// The URL without its query (robot keys and tokens live there), for views and logs.
+    /// The URL without its query (robot keys and tokens live there) and password, for
+    /// views and logs.
     pub fn redacted_url(&self) -> String {
         match url::Url::parse(&self.url) {
             Ok(mut u) => {
                 if u.query().is_some() {
                     u.set_query(Some("…"));
+                }
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("***"));
                 }
                 u.to_string()
             }
@@ -349,6 +372,29 @@ mod tests {
             event_id: "0123456789abcdef".into(),
             channels: vec![],
         }
+    }
+
+    #[test]
+    fn mqtt_channels_take_mqtts_and_credentials_and_hide_the_password() {
+        let c = ChannelDef::parse(
+            "bus",
+            "mqtt",
+            r#"{"url": "mqtts://alarm:s3cret@broker:8883", "topic": "alarms/{alarm}"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.redacted_url(), "mqtts://alarm:***@broker:8883");
+        let refused = |opts: &str| {
+            ChannelDef::parse("bus", "mqtt", opts)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = refused(r#"{"url": "http://broker", "topic": "t"}"#);
+        assert!(e.contains("mqtts://"), "{e}");
+        let e = refused(r#"{"url": "mqtt://:pw@broker", "topic": "t"}"#);
+        assert!(e.contains("user name"), "{e}");
+        let e =
+            refused(r#"{"url": "mqtts://broker", "topic": "t", "ca_file": "/nonexistent/ca.pem"}"#);
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
     }
 
     #[test]

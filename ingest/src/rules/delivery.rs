@@ -172,14 +172,22 @@ async fn post(client: &reqwest::Client, def: &ChannelDef, req: Request) -> Resul
 /// connection per notification: alarms are rare next to readings); success is the
 /// broker's PUBACK within the request timeout.
 async fn publish_mqtt(def: &ChannelDef, req: Request) -> Result<(), String> {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
-    let url = url::Url::parse(&def.url).map_err(|e| format!("{}: {e}", def.url))?;
-    let host = url.host_str().unwrap_or("127.0.0.1").to_string();
-    let port = url.port().unwrap_or(1883);
+    use rumqttc::Outgoing;
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
+    use rumqttc::v5::{AsyncClient, Event};
+    let target = def.redacted_url();
     let client_id = format!("wattdb-alarm-{}", uuid::Uuid::new_v4().simple());
-    let mut opts = MqttOptions::new(client_id, host, port);
+    let mut opts = crate::broker_client::connection_options(
+        &def.url,
+        client_id,
+        None,
+        None,
+        def.ca_file.as_deref().map(std::path::Path::new),
+    )
+    .map_err(|e| e.to_string())?;
     opts.set_keep_alive(Duration::from_secs(10));
-    opts.set_max_packet_size(1 << 20, 1 << 20);
+    opts.set_max_packet_size(Some(1 << 20));
     let (client, mut events) = AsyncClient::new(opts, 4);
     client
         .publish(
@@ -189,22 +197,28 @@ async fn publish_mqtt(def: &ChannelDef, req: Request) -> Result<(), String> {
             req.body.into_bytes(),
         )
         .await
-        .map_err(|e| format!("{}: {e}", def.url))?;
+        .map_err(|e| format!("{target}: {e}"))?;
     let acked = tokio::time::timeout(REQUEST_TIMEOUT, async {
         let mut pkid = None;
         loop {
             match events.poll().await {
                 Ok(Event::Outgoing(Outgoing::Publish(id))) => pkid = Some(id),
                 Ok(Event::Incoming(Packet::PubAck(a))) if Some(a.pkid) == pkid => {
-                    return Ok(());
+                    // "No matching subscribers" is still accepted (MQTT 5, 3.4.2.1).
+                    return match a.reason {
+                        PubAckReason::Success | PubAckReason::NoMatchingSubscribers => Ok(()),
+                        refused => Err(format!(
+                            "{target}: the broker refused the publish: {refused:?}"
+                        )),
+                    };
                 }
                 Ok(_) => {}
-                Err(e) => return Err(format!("{}: {e}", def.url)),
+                Err(e) => return Err(format!("{target}: {e}")),
             }
         }
     })
     .await
-    .unwrap_or_else(|_| Err(format!("{}: no PUBACK within {REQUEST_TIMEOUT:?}", def.url)));
+    .unwrap_or_else(|_| Err(format!("{target}: no PUBACK within {REQUEST_TIMEOUT:?}")));
     let _ = client.disconnect().await;
     // Let the DISCONNECT go out (best effort).
     let _ = tokio::time::timeout(Duration::from_millis(200), events.poll()).await;
