@@ -10,23 +10,8 @@ use datafusion::sql::sqlparser::ast::{
 };
 use wattdb_storage::Storage;
 
-pub const ADMIN_FUNCTIONS: &[&str] = &[
-    "flush",
-    "rebuild_rollups",
-    "set_rollup_intervals",
-    "set_counters",
-    "set_retention",
-    "run_retention",
-    "restore_partition",
-    "compact",
-    "create_alarm",
-    "create_gap_alarm",
-    "drop_alarm",
-    "enable_alarm",
-    "silence_alarm",
-    "create_channel",
-    "drop_channel",
-];
+/// The admin functions this crate serves itself; an [`AdminExtension`] declares its own.
+pub const BUILT_IN_FUNCTIONS: &[&str] = &["flush"];
 
 /// An admin call's failure: SQLSTATE and message.
 #[derive(Debug, Clone)]
@@ -53,6 +38,9 @@ impl From<wattdb_storage::Error> for AdminError {
 /// Admin functions served by another subsystem.
 #[async_trait::async_trait]
 pub trait AdminExtension: Send + Sync {
+    /// The names of the functions it serves: `SELECT <name>(…)` is an admin call.
+    fn functions(&self) -> Vec<&'static str>;
+
     /// `None` when `call` is not one of this extension's functions.
     async fn call(&self, call: &AdminCall) -> Option<Result<String, AdminError>>;
 }
@@ -64,7 +52,8 @@ pub struct AdminCall {
     pub args: Vec<String>,
 }
 
-pub fn parse_admin_call(stmt: &Statement) -> Option<AdminCall> {
+/// `stmt` as a call of one of `functions`, if it is one.
+pub fn parse_admin_call(stmt: &Statement, functions: &[&str]) -> Option<AdminCall> {
     let Statement::Query(q) = stmt else {
         return None;
     };
@@ -81,7 +70,7 @@ pub fn parse_admin_call(stmt: &Statement) -> Option<AdminCall> {
     };
     let Expr::Function(f) = expr else { return None };
     let name = f.name.to_string().to_ascii_lowercase();
-    if !ADMIN_FUNCTIONS.contains(&name.as_str()) {
+    if !functions.contains(&name.as_str()) {
         return None;
     }
     let args = match &f.args {

@@ -66,8 +66,11 @@ impl Delivery {
                 let now = now_ms();
                 if now - last_prune > 3_600_000 {
                     last_prune = now;
-                    if let Err(e) = d.runtime.outbox().prune(now) {
-                        tracing::warn!(error = %e, "pruning the notification outbox");
+                    let rt = d.runtime.clone();
+                    match tokio::task::spawn_blocking(move || rt.outbox().prune(now)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::warn!(error = %e, "pruning the notification outbox"),
+                        Err(e) => tracing::warn!(error = %e, "pruning the notification outbox"),
                     }
                 }
             }
@@ -104,7 +107,7 @@ impl Delivery {
                         n
                     })
                     .collect();
-                self.store(&failed);
+                self.store(failed).await;
                 continue;
             };
             let slots = self.slots(&def);
@@ -119,13 +122,17 @@ impl Delivery {
                 continue;
             };
             self.record_sends(&channel, requests);
-            self.store(&entries);
+            self.store(entries).await;
         }
     }
 
-    fn store(&self, entries: &[Notification]) {
-        if let Err(e) = self.runtime.outbox().update(entries) {
-            tracing::error!(error = %e, "updating the notification outbox");
+    /// Store updated entries (an fsync, so off the async workers).
+    async fn store(&self, entries: Vec<Notification>) {
+        let rt = self.runtime.clone();
+        match tokio::task::spawn_blocking(move || rt.outbox().update(&entries)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "updating the notification outbox"),
+            Err(e) => tracing::error!(error = %e, "updating the notification outbox"),
         }
     }
 

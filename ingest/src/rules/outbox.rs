@@ -5,8 +5,15 @@
 //! notification is never queued twice. Entries are `pending` until a channel accepts
 //! them (`sent`) or they have failed for longer than [`GIVE_UP_MS`] (`failed`); sent and
 //! failed entries are kept for [`KEEP_DONE_MS`] for `system.notifications`.
+//!
+//! Which entries are pending, and when each is due, is also kept in memory (rebuilt from
+//! the entries at open), so the delivery loop's twice-a-second [`Outbox::due`] reads only
+//! what is due — not every entry of the last week, which a channel down for hours would
+//! make many.
 
+use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +70,8 @@ impl Notification {
 
 pub struct Outbox {
     db: sled::Db,
+    /// (next attempt, key) of every pending entry.
+    pending: Mutex<BTreeSet<(i64, Vec<u8>)>>,
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> RuleError {
@@ -76,7 +85,35 @@ impl Outbox {
     pub fn open(dir: &Path) -> Result<Outbox, RuleError> {
         let path = dir.join(OUTBOX_DIR);
         let db = sled::open(&path).map_err(|e| io(&path, e))?;
-        Ok(Outbox { db })
+        let mut pending = BTreeSet::new();
+        for kv in db.iter() {
+            let (key, value) = kv.map_err(|e| io(&path, e))?;
+            let n: Notification = match serde_json::from_slice(&value) {
+                Ok(n) => n,
+                Err(e) => {
+                    // Never sendable; left in place for inspection, as before.
+                    tracing::error!(entry = %String::from_utf8_lossy(&key), error = %e,
+                        "undecodable notification outbox entry");
+                    continue;
+                }
+            };
+            if n.status == "pending" {
+                pending.insert((n.next_attempt_ms, key.to_vec()));
+            }
+        }
+        Ok(Outbox {
+            db,
+            pending: Mutex::new(pending),
+        })
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, BTreeSet<(i64, Vec<u8>)>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Notification> {
+        let value = self.db.get(key).ok()??;
+        serde_json::from_slice(&value).ok()
     }
 
     fn err(&self, e: impl std::fmt::Display) -> RuleError {
@@ -109,6 +146,7 @@ impl Outbox {
                     .map_err(|e| self.err(e))?;
                 if prior.is_ok() {
                     added += 1;
+                    self.pending().insert((n.next_attempt_ms, n.key()));
                 }
             }
         }
@@ -129,20 +167,34 @@ impl Outbox {
 
     /// Pending entries whose next attempt is due, oldest first.
     pub fn due(&self, now_ms: i64) -> Vec<Notification> {
-        let mut out: Vec<Notification> = self
-            .all()
-            .into_iter()
+        let keys: Vec<Vec<u8>> = self
+            .pending()
+            .iter()
+            .take_while(|(at, _)| *at <= now_ms)
+            .map(|(_, key)| key.clone())
+            .collect();
+        let mut out: Vec<Notification> = keys
+            .iter()
+            .filter_map(|key| self.get(key))
             .filter(|n| n.status == "pending" && n.next_attempt_ms <= now_ms)
             .collect();
         out.sort_by_key(|n| (n.created_ms, n.event.ts));
         out
     }
 
-    /// Store changed entries durably.
+    /// Store changed entries durably (blocks on an fsync: call from blocking code).
     pub fn update(&self, entries: &[Notification]) -> Result<(), RuleError> {
         for n in entries {
             let value = serde_json::to_vec(n).map_err(|e| self.err(e))?;
-            self.db.insert(n.key(), value).map_err(|e| self.err(e))?;
+            let prior = self.db.insert(n.key(), value).map_err(|e| self.err(e))?;
+            let mut pending = self.pending();
+            if let Some(prior) = prior.and_then(|v| serde_json::from_slice::<Notification>(&v).ok())
+            {
+                pending.remove(&(prior.next_attempt_ms, n.key()));
+            }
+            if n.status == "pending" {
+                pending.insert((n.next_attempt_ms, n.key()));
+            }
         }
         self.db.flush().map_err(|e| self.err(e))?;
         Ok(())
@@ -157,5 +209,73 @@ impl Outbox {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, channels: &[&str]) -> AlarmEvent {
+        AlarmEvent {
+            ts: 1,
+            alarm: "hot".into(),
+            tags: vec!["a".into()],
+            series: "pid=a".into(),
+            state: "firing".into(),
+            severity: "major".into(),
+            value: Some(1.0),
+            message: "m".into(),
+            event_id: id.into(),
+            channels: channels.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    /// `due` answers from the pending index: after enqueues, failures with backoff,
+    /// sends and a reopen, it returns exactly the entries a scan of all would.
+    #[test]
+    fn due_matches_a_scan_of_every_entry_across_updates_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let scan = |o: &Outbox, now: i64| {
+            let mut v: Vec<Vec<u8>> = o
+                .all()
+                .into_iter()
+                .filter(|n| n.status == "pending" && n.next_attempt_ms <= now)
+                .map(|n| n.key())
+                .collect();
+            v.sort();
+            v
+        };
+        let keys = |v: Vec<Notification>| {
+            let mut k: Vec<Vec<u8>> = v.iter().map(Notification::key).collect();
+            k.sort();
+            k
+        };
+        {
+            let o = Outbox::open(dir.path()).unwrap();
+            let events: Vec<AlarmEvent> = (0..20)
+                .map(|i| event(&format!("e{i:02}"), &["a", "b"]))
+                .collect();
+            assert_eq!(o.enqueue(&events, 1_000).unwrap(), 40);
+            assert_eq!(o.enqueue(&events, 2_000).unwrap(), 0, "queued once");
+            let mut due = o.due(1_000);
+            assert_eq!(due.len(), 40);
+            for (i, n) in due.iter_mut().enumerate() {
+                match i % 3 {
+                    0 => n.sent(1_500),
+                    1 => n.failed("down".into(), 1_500),
+                    _ => {}
+                }
+            }
+            o.update(&due).unwrap();
+            for now in [1_000, 2_499, 2_500, 3_000, 10_000] {
+                assert_eq!(keys(o.due(now)), scan(&o, now), "at {now}");
+            }
+        }
+        let o = Outbox::open(dir.path()).unwrap();
+        for now in [1_000, 2_500, 10_000] {
+            assert_eq!(keys(o.due(now)), scan(&o, now), "reopened, at {now}");
+        }
+        assert_eq!(o.due(10_000).len(), 40 - 14, "the sent ones are not due");
     }
 }

@@ -23,11 +23,21 @@ use crate::{admin, ddl};
 pub struct WattdbHook {
     storage: Storage,
     admin: Option<Arc<dyn admin::AdminExtension>>,
+    /// Built-in admin functions and the extension's.
+    admin_functions: Vec<&'static str>,
 }
 
 impl WattdbHook {
     pub fn new(storage: Storage, admin: Option<Arc<dyn admin::AdminExtension>>) -> Self {
-        WattdbHook { storage, admin }
+        let mut admin_functions = admin::BUILT_IN_FUNCTIONS.to_vec();
+        if let Some(ext) = &admin {
+            admin_functions.extend(ext.functions());
+        }
+        WattdbHook {
+            storage,
+            admin,
+            admin_functions,
+        }
     }
 }
 
@@ -111,14 +121,18 @@ enum Kind {
     Show(String),
 }
 
-fn classify(stmt: &Statement, client: &(dyn ClientInfo + Send + Sync)) -> Option<Kind> {
+fn classify(
+    stmt: &Statement,
+    client: &(dyn ClientInfo + Send + Sync),
+    admin_functions: &[&str],
+) -> Option<Kind> {
     match stmt {
         Statement::CreateTable(_) => Some(Kind::CreateTable),
         Statement::Drop {
             object_type: ObjectType::Table,
             ..
         } => Some(Kind::DropTable),
-        Statement::Query(_) => admin::parse_admin_call(stmt).map(Kind::Admin),
+        Statement::Query(_) => admin::parse_admin_call(stmt, admin_functions).map(Kind::Admin),
         Statement::Set(Set::SingleAssignment { variable, .. })
             if variable.to_string().eq_ignore_ascii_case("search_path") =>
         {
@@ -220,7 +234,7 @@ impl QueryHook for WattdbHook {
         _session_context: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        let kind = classify(statement, &*client)?;
+        let kind = classify(statement, &*client, &self.admin_functions)?;
         Some(self.respond(kind, statement, client).await)
     }
 
@@ -230,7 +244,7 @@ impl QueryHook for WattdbHook {
         _session_context: &SessionContext,
         client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        let kind = classify(statement, client)?;
+        let kind = classify(statement, client, &self.admin_functions)?;
         Some(match &kind {
             Kind::Admin(c) => plan_with_columns(&[c.name.as_str()]),
             Kind::Show(n) => plan_with_columns(&[n.as_str()]),
@@ -246,7 +260,7 @@ impl QueryHook for WattdbHook {
         _session_context: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        let kind = classify(statement, &*client)?;
+        let kind = classify(statement, &*client, &self.admin_functions)?;
         Some(self.respond(kind, statement, client).await)
     }
 }
