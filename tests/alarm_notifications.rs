@@ -753,3 +753,77 @@ async fn a_delivery_cut_by_kill_9_is_redelivered_with_the_same_event_id() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A channel whose receiver hangs (accepts the connection, never answers) holds up no
+/// other channel: the healthy webhook gets every later transition while the hanging
+/// channel's first request is still waiting for its 10 s timeout (none of its entries
+/// has a finished attempt yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_channel_does_not_hold_up_the_others() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let hook = Receiver::start(0, Arc::new(|_: &str, _| (200, String::new()))).await;
+    let stuck = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stuck_port = stuck.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let a2 = accepted.clone();
+    let hanger = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = stuck.accept().await {
+            a2.fetch_add(1, Ordering::SeqCst);
+            held.push(socket); // never read, never answered
+        }
+    });
+    let server = Server::new().start();
+    let c = server.client().await;
+    setup_table(&c).await;
+    webhook_channel(&c, &hook).await;
+    c.simple_query(&format!(
+        "SELECT create_channel('stuck', 'webhook', '{{\"url\": \"http://127.0.0.1:{stuck_port}/x\"}}')"
+    ))
+    .await
+    .unwrap();
+    c.simple_query(
+        "SELECT create_alarm('hot', 'm', 'v > 10', '{\"channels\": [\"hook\", \"stuck\"]}')",
+    )
+    .await
+    .unwrap();
+    c.batch_execute("INSERT INTO m VALUES ('2026-11-24T00:00:00Z', 'a', 20)")
+        .await
+        .unwrap();
+    wait_until("the first transition on both channels", &server, || {
+        hook.received("/hook").len() == 1 && accepted.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    c.batch_execute(
+        "INSERT INTO m VALUES ('2026-11-24T00:01:00Z', 'a', 2); \
+         INSERT INTO m VALUES ('2026-11-24T00:02:00Z', 'a', 30)",
+    )
+    .await
+    .unwrap();
+    wait_until(
+        "the later transitions on the healthy channel",
+        &server,
+        || hook.received("/hook").len() == 3,
+    )
+    .await;
+    let attempted: i64 = c
+        .query_one(
+            "SELECT CAST(sum(attempts) AS BIGINT) FROM system.notifications WHERE channel = 'stuck'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        attempted, 0,
+        "the healthy channel waited for the hanging one's timeout"
+    );
+    let ids: Vec<String> = event_ids(&c).await.into_iter().map(|(_, id)| id).collect();
+    let got: Vec<String> = hook
+        .received("/hook")
+        .iter()
+        .map(|r| r.headers["x-wattdb-event-id"].clone())
+        .collect();
+    assert_eq!(got, ids, "every transition, in order");
+    hanger.abort();
+}

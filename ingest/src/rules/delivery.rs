@@ -1,13 +1,15 @@
 //! Delivering the outbox: a task that sends due notifications, channel by channel and
-//! channels concurrently, with a 10 s timeout per request. A channel that accepts marks
-//! its entries sent; one that fails or times out gets them back with exponential backoff
-//! (retried for at least 24 h). A channel over its rate (`rate_per_minute`, 18 for the
+//! channels independently (a channel that hangs never holds up another: each has at
+//! most one batch of sends in flight, and the others go on), with a 10 s timeout per
+//! request. A channel that accepts marks its entries sent; on the first request that
+//! fails or times out it stops for this batch: that entry backs off exponentially
+//! (retried for at least 24 h) and the rest of the batch waits as long, unattempted. A channel over its rate (`rate_per_minute`, 18 for the
 //! robots) waits; when more is due than it may send in the current minute, one digest of
 //! all of them is sent instead of queueing for hours, and more than 50 transitions of one
 //! alarm at once (a storm) always go out as one notification. Nothing here runs on the write
 //! path: a channel down for hours costs outbox entries on disk, not ingest.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +32,8 @@ pub struct Delivery {
     client: reqwest::Client,
     /// Per channel: when its requests of the last minute were sent.
     sent: Mutex<HashMap<String, VecDeque<i64>>>,
+    /// Channels with sends in flight: not given more until those end.
+    busy: Mutex<HashSet<String>>,
 }
 
 impl Delivery {
@@ -43,6 +47,7 @@ impl Delivery {
             storage,
             client,
             sent: Mutex::new(HashMap::new()),
+            busy: Mutex::new(HashSet::new()),
         }))
     }
 
@@ -77,8 +82,8 @@ impl Delivery {
         })
     }
 
-    /// Send what is due now on every channel.
-    pub async fn round(&self) {
+    /// Start sending what is due now on every channel that has nothing in flight.
+    pub async fn round(self: &Arc<Self>) {
         let due = self.runtime.outbox().due(now_ms());
         if due.is_empty() {
             return;
@@ -94,7 +99,6 @@ impl Delivery {
         for n in due {
             by_channel.entry(n.channel.clone()).or_default().push(n);
         }
-        let mut tasks = tokio::task::JoinSet::new();
         for (name, entries) in by_channel {
             let Some(def) = channels.get(&name).cloned() else {
                 let now = now_ms();
@@ -110,20 +114,29 @@ impl Delivery {
                 self.store(failed).await;
                 continue;
             };
+            if !self.lock_busy().insert(name.clone()) {
+                continue; // its earlier sends are still going
+            }
             let slots = self.slots(&def);
             if slots == 0 {
+                self.lock_busy().remove(&name);
                 continue;
             }
-            let client = self.client.clone();
-            tasks.spawn(async move { send_channel(client, def, entries, slots).await });
+            let d = self.clone();
+            tokio::spawn(async move {
+                let (channel, requests, entries) =
+                    send_channel(d.client.clone(), def, entries, slots).await;
+                d.record_sends(&channel, requests);
+                d.store(entries).await;
+                d.lock_busy().remove(&channel);
+                // What came due meanwhile is not left to the next poll.
+                d.runtime.delivery_wake.notify_one();
+            });
         }
-        while let Some(done) = tasks.join_next().await {
-            let Ok((channel, requests, entries)) = done else {
-                continue;
-            };
-            self.record_sends(&channel, requests);
-            self.store(entries).await;
-        }
+    }
+
+    fn lock_busy(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.busy.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Store updated entries (an fsync, so off the async workers).
@@ -266,7 +279,15 @@ async fn send_channel(
         messages.push(rest);
     }
     let mut requests = 0;
+    // Set by the first failure: the channel is down or hanging; the rest waits as long.
+    let mut deferred_until: Option<i64> = None;
     for group in messages.into_iter().take(slots) {
+        if let Some(until) = deferred_until {
+            for &i in &group {
+                entries[i].next_attempt_ms = until;
+            }
+            continue;
+        }
         let events: Vec<_> = group.iter().map(|&i| &entries[i].event).collect();
         let req = def.request(&events, now_ms());
         requests += 1;
@@ -280,6 +301,9 @@ async fn send_channel(
                 Ok(()) => entries[i].sent(now),
                 Err(e) => entries[i].failed(e.clone(), now),
             }
+        }
+        if result.is_err() {
+            deferred_until = group.first().map(|&i| entries[i].next_attempt_ms.max(now));
         }
     }
     (def.name.clone(), requests, entries)
