@@ -8,6 +8,7 @@ use object_store::path::Path as ObjectPath;
 use crate::catalog::manifest::MANIFEST_PATH;
 use crate::catalog::{CatalogOp, Manifest, SledCatalogStore};
 use crate::error::{Error, Result};
+use crate::model::TableDef;
 use crate::object_store_url::ObjectStoreLocation;
 
 use super::StorageConfig;
@@ -45,7 +46,12 @@ pub async fn recover_catalog(data_dir: &Path, location: &ObjectStoreLocation) ->
             source,
         })?;
         let store = SledCatalogStore::open(&catalog_dir)?;
-        let mut ops: Vec<CatalogOp> = m2.tables.iter().cloned().map(CatalogOp::PutTable).collect();
+        let mut ops: Vec<CatalogOp> = m2
+            .tables
+            .iter()
+            .cloned()
+            .map(|t| CatalogOp::PutTable(flag_rollups_for_rebuild(t, &m2.tables)))
+            .collect();
         ops.extend(m2.files.iter().cloned().map(CatalogOp::AddFile));
         ops.extend(m2.archived.iter().cloned().map(CatalogOp::PutArchived));
         ops.extend(m2.rules.iter().cloned().map(CatalogOp::PutRule));
@@ -59,4 +65,18 @@ pub async fn recover_catalog(data_dir: &Path, location: &ObjectStoreLocation) ->
     })
     .await??;
     Ok(manifest)
+}
+
+/// Which rollup buckets still have to be recomputed (the rollup marks) is kept in local
+/// files that a recovered node does not have, so its rollup tables may lag the raw rows
+/// they summarise. A table that has rollup tables is therefore flagged as rebuilding:
+/// queries read its raw rows until the server, at its first start, has rebuilt them.
+fn flag_rollups_for_rebuild(mut table: TableDef, all: &[TableDef]) -> TableDef {
+    let has_rollups = all
+        .iter()
+        .any(|t| t.rollup_of.as_ref().is_some_and(|r| r.source == table.id));
+    if has_rollups {
+        table.rollups.rebuilding = true;
+    }
+    table
 }
