@@ -5,8 +5,9 @@
 //! It depends only on Arrow and must stay free of storage, networking and clocks (time
 //! is always passed in), so every algorithm is testable with plain data.
 //!
-//! Status: counter increments (used by rollup `_delta` columns) and the threshold alarm
-//! state machine (used by the rules runtime); the rest comes with the rules issues.
+//! Status: counter increments (used by rollup `_delta` columns), the threshold alarm
+//! state machine (used by the rules runtime) and appliance recognition (`appliance`).
 
 pub mod alarm;
+pub mod appliance;
 pub mod counter;

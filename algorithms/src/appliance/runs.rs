@@ -1,0 +1,409 @@
+//! Steps paired into runs of one appliance.
+//!
+//! - An **on** step (ΔP > 0) re-opens a run that switched off less than
+//!   [`MAX_CYCLE_GAP_US`] ago with a matching step (a thermostat: one run, one more
+//!   cycle); else it is a **stage** of the newest significant running run when it is
+//!   15–90 % of that run's power and of a similar power factor (a hair dryer's second
+//!   setting, a cooker's power level); else it opens a new run.
+//! - An **off** step (ΔP < 0) closes the running run whose power it matches best (within
+//!   [`pair_tol`], and ΔQ when known); else it is a stage down of the newest run it fits
+//!   in; else it is ignored (something that was on before the series was first seen).
+//!
+//! A run that switched off waits [`MAX_CYCLE_GAP_US`] for a re-on before it is final.
+
+use super::steps::Step;
+
+/// An appliance switching on again within this long after switching off with the same
+/// step is the same run cycling (a thermostat), µs.
+pub const MAX_CYCLE_GAP_US: i64 = 20 * 60 * super::SECOND;
+/// A run is dropped after this long on without a matching off (missed edge), µs.
+pub const MAX_RUN_US: i64 = 48 * 3600 * super::SECOND;
+/// Runs of at least this power can have stages.
+const STAGE_BASE_W: f64 = 300.0;
+/// A stage up adds at most this share of the run's power (a hair dryer's low setting to
+/// its high one roughly doubles it).
+const MAX_STAGE_SHARE: f64 = 2.5;
+/// A run reaches a new, higher level only this soon after switching on, µs.
+const STAGE_WINDOW_US: i64 = 2 * 60 * super::SECOND;
+/// At most this many runs on at once per series (the oldest is dropped).
+const MAX_OPEN: usize = 32;
+
+/// How far an off step may be from its on step, W.
+pub fn pair_tol(dp: f64) -> f64 {
+    25.0 + 0.1 * dp.abs()
+}
+
+fn q_compatible(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => (a.abs() - b.abs()).abs() <= 40.0 + 0.25 * a.abs().max(b.abs()),
+        _ => true,
+    }
+}
+
+/// How far apart two steps' power factors are (0 when unknown).
+fn pf_distance(a: (f64, Option<f64>), b: (f64, Option<f64>)) -> f64 {
+    match (super::step_pf(a.0, a.1), super::step_pf(b.0, b.1)) {
+        (Some(x), Some(y)) => (x - y).abs(),
+        _ => 0.0,
+    }
+}
+
+/// Stages of one appliance keep its power factor within this.
+const STAGE_PF_TOL: f64 = 0.02;
+
+/// The run (index) among those `eligible` whose power factor is closest to the step's,
+/// within [`STAGE_PF_TOL`]; the newest on a tie (or without reactive power).
+fn best_by_pf(
+    runs: &[Run],
+    step: (f64, Option<f64>),
+    tol: f64,
+    eligible: impl Fn(&Run) -> bool,
+) -> Option<usize> {
+    runs.iter()
+        .enumerate()
+        .filter(|(_, r)| eligible(r))
+        .map(|(i, r)| (i, pf_distance((r.dp, r.dq), step)))
+        .filter(|(_, d)| *d <= tol)
+        .min_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map(|(i, _)| i)
+}
+
+/// One appliance's run: from its first switch-on to its final switch-off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// The first switch-on, µs: the run's identity.
+    pub on_ts: i64,
+    /// Power drawn now (the sum of its steps), W / var.
+    pub dp: f64,
+    pub dq: Option<f64>,
+    /// The highest power it has drawn, and the reactive power then.
+    pub peak_dp: f64,
+    pub peak_dq: Option<f64>,
+    /// Its switch-on step: what the appliance draws before any stage.
+    pub first_dp: f64,
+    pub first_dq: Option<f64>,
+    /// Level changes while on.
+    pub stages: u32,
+    /// Re-ons after an off (thermostat cycles).
+    pub cycles: u32,
+    /// Start of the current on-period, µs.
+    pub period_on_ts: i64,
+    /// The longest finished on-period, µs.
+    pub longest_period_us: i64,
+    /// Set while off (waiting for a cycle or final), µs.
+    pub off_ts: Option<i64>,
+}
+
+impl Run {
+    fn new(step: &Step) -> Run {
+        Run {
+            on_ts: step.ts,
+            dp: step.dp,
+            dq: step.dq,
+            peak_dp: step.dp,
+            peak_dq: step.dq,
+            first_dp: step.dp,
+            first_dq: step.dq,
+            stages: 0,
+            cycles: 0,
+            period_on_ts: step.ts,
+            longest_period_us: 0,
+            off_ts: None,
+        }
+    }
+
+    /// The longest on-period, counting the current one up to `now`.
+    pub fn longest_on_us(&self, now: i64) -> i64 {
+        match self.off_ts {
+            Some(_) => self.longest_period_us,
+            None => self.longest_period_us.max(now - self.period_on_ts),
+        }
+    }
+
+    fn raise(&mut self, dp: f64, dq: Option<f64>) {
+        self.dp += dp;
+        self.dq = match (self.dq, dq) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        if self.dp > self.peak_dp {
+            self.peak_dp = self.dp;
+            self.peak_dq = self.dq;
+        }
+    }
+}
+
+/// What happened to a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Switched on, changed level, or cycled on again.
+    On(i64),
+    /// Switched off (it may still cycle on again).
+    Off(i64),
+    /// Final: off for longer than a cycle gap, or dropped.
+    Final(Run),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunTracker {
+    /// Runs on now, oldest first.
+    pub running: Vec<Run>,
+    /// Runs off, waiting out a cycle gap.
+    pub off: Vec<Run>,
+}
+
+impl RunTracker {
+    pub fn new() -> RunTracker {
+        RunTracker::default()
+    }
+
+    /// A run by its identity, on or off.
+    pub fn get(&self, on_ts: i64) -> Option<&Run> {
+        self.running
+            .iter()
+            .chain(self.off.iter())
+            .find(|r| r.on_ts == on_ts)
+    }
+
+    pub fn apply(&mut self, step: &Step, changes: &mut Vec<Change>) {
+        if step.dp > 0.0 {
+            self.on_step(step, changes);
+        } else {
+            self.off_step(step, changes);
+        }
+        self.fit_level(step, changes);
+    }
+
+    /// What runs draw together cannot exceed the meter's level: runs that must have
+    /// switched off unseen (an off step lost in an overlap) are dropped, oldest first.
+    fn fit_level(&mut self, step: &Step, changes: &mut Vec<Change>) {
+        loop {
+            let drawn: f64 = self.running.iter().map(|r| r.dp).sum();
+            if drawn <= step.level + 50.0 + 0.1 * step.level || self.running.is_empty() {
+                return;
+            }
+            let mut r = self.running.remove(0);
+            r.longest_period_us = r.longest_period_us.max(step.ts - r.period_on_ts);
+            r.off_ts = Some(step.ts);
+            changes.push(Change::Final(r));
+        }
+    }
+
+    fn on_step(&mut self, step: &Step, changes: &mut Vec<Change>) {
+        // A thermostat: the same step again soon after an off.
+        let cycled = self
+            .off
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                r.off_ts
+                    .is_some_and(|off| step.ts - off <= MAX_CYCLE_GAP_US)
+                    && (r.dp - step.dp).abs() <= pair_tol(r.dp)
+                    && q_compatible(r.dq, step.dq)
+            })
+            .min_by(|a, b| {
+                (a.1.dp - step.dp)
+                    .abs()
+                    .total_cmp(&(b.1.dp - step.dp).abs())
+            })
+            .map(|(i, _)| i);
+        if let Some(i) = cycled {
+            let mut r = self.off.remove(i);
+            r.cycles += 1;
+            r.off_ts = None;
+            r.period_on_ts = step.ts;
+            r.dp = step.dp;
+            r.dq = step.dq;
+            changes.push(Change::On(r.on_ts));
+            self.running.push(r);
+            return;
+        }
+        // A stage of a significant run of the same power factor: a new, higher setting
+        // shortly after it switched on, or back up to a level it has had.
+        let stage = best_by_pf(&self.running, (step.dp, step.dq), STAGE_PF_TOL, |r| {
+            let share = step.dp / r.dp;
+            let young = step.ts - r.period_on_ts <= STAGE_WINDOW_US;
+            // A purely resistive appliance (a heating element) has no power levels to
+            // come back to: a step up later on is another appliance.
+            let resistive = super::step_pf(r.dp, r.dq).is_some_and(|pf| pf >= 0.985);
+            let back_up = !resistive && r.dp + step.dp <= r.peak_dp + pair_tol(r.peak_dp);
+            r.dp >= STAGE_BASE_W && (0.15..=MAX_STAGE_SHARE).contains(&share) && (young || back_up)
+        });
+        if let Some(i) = stage {
+            let r = &mut self.running[i];
+            r.raise(step.dp, step.dq);
+            r.stages += 1;
+            changes.push(Change::On(r.on_ts));
+            return;
+        }
+        if self.running.len() >= MAX_OPEN {
+            let dropped = self.running.remove(0);
+            changes.push(Change::Final(dropped));
+        }
+        let r = Run::new(step);
+        changes.push(Change::On(r.on_ts));
+        self.running.push(r);
+    }
+
+    fn off_step(&mut self, step: &Step, changes: &mut Vec<Change>) {
+        let size = -step.dp;
+        let dq = step.dq.map(|q| -q);
+        let matched = self
+            .running
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| (r.dp - size).abs() <= pair_tol(r.dp) && q_compatible(r.dq, dq))
+            // Of runs that match equally well, a thermostat's (it has cycled) switches
+            // itself off; others are switched off once.
+            .min_by(|a, b| {
+                (a.1.cycles == 0)
+                    .cmp(&(b.1.cycles == 0))
+                    .then((a.1.dp - size).abs().total_cmp(&(b.1.dp - size).abs()))
+            })
+            .map(|(i, _)| i);
+        if let Some(i) = matched {
+            let mut r = self.running.remove(i);
+            r.longest_period_us = r.longest_period_us.max(step.ts - r.period_on_ts);
+            r.off_ts = Some(step.ts);
+            changes.push(Change::Off(r.on_ts));
+            self.off.push(r);
+            return;
+        }
+        // A stage down of a run of the same power factor that it fits in — or, since a
+        // step down that matches nothing must have come from something that is on, of
+        // a power factor only roughly the same (a level change measured together with
+        // another change).
+        let fits =
+            |r: &Run| r.dp - size > pair_tol(r.dp) && size >= 0.15 * r.dp && r.dp >= STAGE_BASE_W;
+        let stage = best_by_pf(&self.running, (size, dq), STAGE_PF_TOL, fits)
+            .or_else(|| best_by_pf(&self.running, (size, dq), 3.0 * STAGE_PF_TOL, fits));
+        if let Some(i) = stage {
+            let r = &mut self.running[i];
+            r.raise(-size, dq.map(|q| -q));
+            r.stages += 1;
+            changes.push(Change::On(r.on_ts));
+        }
+    }
+
+    /// Runs whose cycle gap (or longest life) has passed by `now` become final.
+    pub fn expire(&mut self, now: i64, changes: &mut Vec<Change>) {
+        let mut i = 0;
+        while i < self.off.len() {
+            if self.off[i]
+                .off_ts
+                .is_some_and(|off| now - off > MAX_CYCLE_GAP_US)
+            {
+                changes.push(Change::Final(self.off.remove(i)));
+            } else {
+                i += 1;
+            }
+        }
+        let mut i = 0;
+        while i < self.running.len() {
+            if now - self.running[i].period_on_ts > MAX_RUN_US {
+                changes.push(Change::Final(self.running.remove(i)));
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(ts: i64, dp: f64) -> Step {
+        Step {
+            ts,
+            dp,
+            dq: Some(0.0),
+            level: 0.0,
+        }
+    }
+
+    fn feed(steps: &[(i64, f64)]) -> RunTracker {
+        let mut t = RunTracker::new();
+        let mut changes = Vec::new();
+        let mut level = 100.0;
+        for (ts, dp) in steps {
+            level += dp;
+            t.apply(
+                &Step {
+                    level,
+                    ..step(*ts, *dp)
+                },
+                &mut changes,
+            );
+        }
+        t
+    }
+
+    #[test]
+    fn runs_drawing_more_than_the_meter_shows_are_dropped() {
+        // The heater's off was lost: the level is back near the background.
+        let mut t = RunTracker::new();
+        let mut changes = Vec::new();
+        t.apply(
+            &Step {
+                level: 2100.0,
+                ..step(0, 2000.0)
+            },
+            &mut changes,
+        );
+        t.apply(
+            &Step {
+                level: 100.0,
+                ..step(5, -1000.0)
+            },
+            &mut changes,
+        );
+        assert!(t.running.is_empty());
+        assert!(matches!(changes.last(), Some(Change::Final(r)) if r.on_ts == 0));
+    }
+
+    #[test]
+    fn off_steps_close_the_run_they_match() {
+        let t = feed(&[(0, 2000.0), (10, 120.0), (20, -1990.0)]);
+        assert_eq!(t.running.len(), 1);
+        assert_eq!(t.running[0].on_ts, 10);
+        assert_eq!(t.off[0].on_ts, 0);
+        assert_eq!(t.off[0].off_ts, Some(20));
+    }
+
+    #[test]
+    fn a_thermostat_is_one_run_with_cycles() {
+        let min = 60 * crate::appliance::SECOND;
+        let t = feed(&[
+            (0, 1500.0),
+            (10 * min, -1500.0),
+            (15 * min, 1510.0),
+            (20 * min, -1500.0),
+            (26 * min, 1495.0),
+        ]);
+        assert_eq!(t.running.len(), 1);
+        assert_eq!(t.running[0].on_ts, 0);
+        assert_eq!(t.running[0].cycles, 2);
+        assert_eq!(t.running[0].longest_period_us, 10 * min);
+    }
+
+    #[test]
+    fn stages_move_the_run_level_and_the_off_matches_the_last_level() {
+        let t = feed(&[
+            (0, 1000.0),
+            (5, 700.0),
+            (9, -400.0),
+            (10, 300.0),
+            (12, -1700.0),
+        ]);
+        assert!(t.running.is_empty());
+        assert_eq!(t.off[0].stages, 3);
+        assert_eq!(t.off[0].peak_dp, 1700.0);
+    }
+
+    #[test]
+    fn a_small_load_on_top_is_its_own_run() {
+        let t = feed(&[(0, 2000.0), (5, 40.0)]);
+        assert_eq!(t.running.len(), 2);
+    }
+}
