@@ -33,6 +33,12 @@ pub fn pair_tol(dp: f64) -> f64 {
     25.0 + 0.1 * dp.abs()
 }
 
+/// How far a thermostat's re-on may be from its last on-period: the same element at
+/// nearly the same voltage minutes later draws nearly the same power, W.
+pub fn cycle_tol(dp: f64) -> f64 {
+    25.0 + 0.03 * dp.abs()
+}
+
 fn q_compatible(a: Option<f64>, b: Option<f64>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => (a.abs() - b.abs()).abs() <= 40.0 + 0.25 * a.abs().max(b.abs()),
@@ -92,6 +98,11 @@ pub struct Run {
     pub longest_period_us: i64,
     /// Set while off (waiting for a cycle or final), µs.
     pub off_ts: Option<i64>,
+    /// Its pauses between cycles so far: count and total, µs.
+    pub pauses: u32,
+    pub pause_sum_us: i64,
+    /// While in an on-period that began as a cycle: when the pause before it began.
+    pub paused_at: Option<i64>,
 }
 
 impl Run {
@@ -109,6 +120,9 @@ impl Run {
             period_on_ts: step.ts,
             longest_period_us: 0,
             off_ts: None,
+            pauses: 0,
+            pause_sum_us: 0,
+            paused_at: None,
         }
     }
 
@@ -176,13 +190,38 @@ impl RunTracker {
 
     /// What runs draw together cannot exceed the meter's level: runs that must have
     /// switched off unseen (an off step lost in an overlap) are dropped, oldest first.
+    /// The run that must be gone is the one drawing about the excess (the background
+    /// is unknown, so "about" is generous); failing that, a level change of a run that
+    /// has levels was missed; failing that, the oldest run goes.
     fn fit_level(&mut self, step: &Step, changes: &mut Vec<Change>) {
         loop {
             let drawn: f64 = self.running.iter().map(|r| r.dp).sum();
             if drawn <= step.level + 50.0 + 0.1 * step.level || self.running.is_empty() {
                 return;
             }
-            let mut r = self.running.remove(0);
+            let excess = drawn - step.level;
+            let gone = self
+                .running
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| (r.dp - excess).abs() <= pair_tol(r.dp) + 150.0)
+                .min_by(|a, b| (a.1.dp - excess).abs().total_cmp(&(b.1.dp - excess).abs()))
+                .map(|(i, _)| i);
+            if gone.is_none()
+                && let Some(r) = self.running.iter_mut().rev().find(|r| {
+                    r.stages > 0
+                        && r.dp >= STAGE_BASE_W
+                        && r.dp > excess + pair_tol(r.dp)
+                        && super::step_pf(r.dp, r.dq).is_none_or(|pf| pf < 0.985)
+                })
+            {
+                let share = excess / r.dp;
+                r.raise(-excess, r.dq.map(|q| -q * share));
+                r.stages += 1;
+                changes.push(Change::On(r.on_ts));
+                continue;
+            }
+            let mut r = self.running.remove(gone.unwrap_or(0));
             r.longest_period_us = r.longest_period_us.max(step.ts - r.period_on_ts);
             r.off_ts = Some(step.ts);
             changes.push(Change::Final(r));
@@ -196,9 +235,11 @@ impl RunTracker {
             .iter()
             .enumerate()
             .filter(|(_, r)| {
-                r.off_ts
-                    .is_some_and(|off| step.ts - off <= MAX_CYCLE_GAP_US)
-                    && (r.dp - step.dp).abs() <= pair_tol(r.dp)
+                // Thermostats cycle heaters; a small appliance on again is used again.
+                r.dp >= STAGE_BASE_W
+                    && r.off_ts
+                        .is_some_and(|off| step.ts - off <= MAX_CYCLE_GAP_US)
+                    && (r.dp - step.dp).abs() <= cycle_tol(r.dp)
                     && q_compatible(r.dq, step.dq)
             })
             .min_by(|a, b| {
@@ -210,6 +251,11 @@ impl RunTracker {
         if let Some(i) = cycled {
             let mut r = self.off.remove(i);
             r.cycles += 1;
+            if let Some(off) = r.off_ts {
+                r.pauses += 1;
+                r.pause_sum_us += step.ts - off;
+                r.paused_at = Some(off);
+            }
             r.off_ts = None;
             r.period_on_ts = step.ts;
             r.dp = step.dp;
@@ -222,7 +268,7 @@ impl RunTracker {
         // shortly after it switched on, or back up to a level it has had.
         let stage = best_by_pf(&self.running, (step.dp, step.dq), STAGE_PF_TOL, |r| {
             let share = step.dp / r.dp;
-            let young = step.ts - r.period_on_ts <= STAGE_WINDOW_US;
+            let young = r.cycles == 0 && step.ts - r.on_ts <= STAGE_WINDOW_US;
             // A purely resistive appliance (a heating element) has no power levels to
             // come back to: a step up later on is another appliance.
             let resistive = super::step_pf(r.dp, r.dq).is_some_and(|pf| pf >= 0.985);
@@ -236,6 +282,9 @@ impl RunTracker {
             changes.push(Change::On(r.on_ts));
             return;
         }
+        if self.swap_cycle(step, changes) {
+            return;
+        }
         if self.running.len() >= MAX_OPEN {
             let dropped = self.running.remove(0);
             changes.push(Change::Final(dropped));
@@ -243,6 +292,47 @@ impl RunTracker {
         let r = Run::new(step);
         changes.push(Change::On(r.on_ts));
         self.running.push(r);
+    }
+
+    /// Two appliances of the same power: a run `A` cycled on again at `t`, and now the
+    /// same step comes again while `A` is on. Either `A` cycled at `t` and this is a new
+    /// appliance, or a new appliance came on at `t` and this is `A` cycling. When `A`
+    /// has paused before, the pause that fits its earlier ones better decides: if it is
+    /// this one, the on-period since `t` becomes a run of its own and `A` cycles now.
+    fn swap_cycle(&mut self, step: &Step, changes: &mut Vec<Change>) -> bool {
+        let Some(i) = self.running.iter().position(|r| {
+            r.paused_at.is_some()
+                && r.pauses >= 2
+                && (r.dp - step.dp).abs() <= pair_tol(r.dp)
+                && q_compatible(r.dq, step.dq)
+        }) else {
+            return false;
+        };
+        let a = &self.running[i];
+        let Some(paused_at) = a.paused_at else {
+            return false;
+        };
+        let pause_then = a.period_on_ts - paused_at;
+        let pause_now = step.ts - paused_at;
+        let earlier = (a.pause_sum_us - pause_then) as f64 / f64::from(a.pauses - 1);
+        if (pause_now as f64 - earlier).abs() >= (pause_then as f64 - earlier).abs() {
+            return false;
+        }
+        let other = Run::new(&Step {
+            ts: a.period_on_ts,
+            dp: a.dp,
+            dq: a.dq,
+            level: step.level,
+        });
+        let a = &mut self.running[i];
+        a.pause_sum_us += pause_now - pause_then;
+        a.period_on_ts = step.ts;
+        a.dp = step.dp;
+        a.dq = step.dq;
+        changes.push(Change::On(a.on_ts));
+        changes.push(Change::On(other.on_ts));
+        self.running.push(other);
+        true
     }
 
     fn off_step(&mut self, step: &Step, changes: &mut Vec<Change>) {
@@ -253,20 +343,24 @@ impl RunTracker {
             .iter()
             .enumerate()
             .filter(|(_, r)| (r.dp - size).abs() <= pair_tol(r.dp) && q_compatible(r.dq, dq))
-            // Of runs that match equally well, a thermostat's (it has cycled) switches
-            // itself off; others are switched off once.
+            // The closest in power; of runs about as close, a thermostat's (it has
+            // cycled: it switches itself off), others are switched off once.
             .min_by(|a, b| {
-                (a.1.cycles == 0)
-                    .cmp(&(b.1.cycles == 0))
-                    .then((a.1.dp - size).abs().total_cmp(&(b.1.dp - size).abs()))
+                let score = |r: &Run| {
+                    let q_off = match (r.dq, dq) {
+                        (Some(a), Some(b)) => (a - b).abs(),
+                        _ => 0.0,
+                    };
+                    (r.dp - size).abs() + q_off - if r.cycles > 0 { 0.02 * size } else { 0.0 }
+                };
+                score(a.1).total_cmp(&score(b.1))
             })
             .map(|(i, _)| i);
         if let Some(i) = matched {
-            let mut r = self.running.remove(i);
-            r.longest_period_us = r.longest_period_us.max(step.ts - r.period_on_ts);
-            r.off_ts = Some(step.ts);
-            changes.push(Change::Off(r.on_ts));
-            self.off.push(r);
+            self.switch_off(i, step.ts, changes);
+            return;
+        }
+        if self.two_at_once(size, dq, step.ts, changes) {
             return;
         }
         // A stage down of a run of the same power factor that it fits in — or, since a
@@ -283,6 +377,77 @@ impl RunTracker {
             r.stages += 1;
             changes.push(Change::On(r.on_ts));
         }
+    }
+
+    fn switch_off(&mut self, i: usize, ts: i64, changes: &mut Vec<Change>) {
+        let mut r = self.running.remove(i);
+        r.longest_period_us = r.longest_period_us.max(ts - r.period_on_ts);
+        r.off_ts = Some(ts);
+        r.paused_at = None;
+        changes.push(Change::Off(r.on_ts));
+        self.off.push(r);
+    }
+
+    /// A step down that is two changes measured as one (both within a sampling
+    /// interval or two): one run switched off, and another switched off too or went to a
+    /// lower level. The pair that explains the step best, if any does.
+    fn two_at_once(
+        &mut self,
+        size: f64,
+        dq: Option<f64>,
+        ts: i64,
+        changes: &mut Vec<Change>,
+    ) -> bool {
+        // (run switched off, other run, other switched off too?, residual)
+        let mut best: Option<(usize, usize, bool, f64)> = None;
+        for (x, rx) in self.running.iter().enumerate() {
+            let rest = size - rx.dp;
+            if rest < 15.0 {
+                continue;
+            }
+            let rest_q = match (dq, rx.dq) {
+                (Some(a), Some(b)) => Some(a - b),
+                _ => None,
+            };
+            for (y, ry) in self.running.iter().enumerate() {
+                if x == y {
+                    continue;
+                }
+                let (both_off, residual) =
+                    if (ry.dp - rest).abs() <= pair_tol(ry.dp) && q_compatible(ry.dq, rest_q) {
+                        (true, (ry.dp - rest).abs())
+                    } else if ry.stages > 0
+                        && ry.dp - rest > pair_tol(ry.dp)
+                        && rest >= 0.15 * ry.dp
+                        && pf_distance((ry.dp, ry.dq), (rest, rest_q)) <= 3.0 * STAGE_PF_TOL
+                    {
+                        (false, pf_distance((ry.dp, ry.dq), (rest, rest_q)) * 1000.0)
+                    } else {
+                        continue;
+                    };
+                if best.is_none_or(|b| residual < b.3) {
+                    best = Some((x, y, both_off, residual));
+                }
+            }
+        }
+        let Some((x, y, both_off, _)) = best else {
+            return false;
+        };
+        let rest = size - self.running[x].dp;
+        if both_off {
+            // Remove the later index first so the other stays valid.
+            let (first, second) = if x > y { (x, y) } else { (y, x) };
+            self.switch_off(first, ts, changes);
+            self.switch_off(second, ts, changes);
+        } else {
+            let ry = &mut self.running[y];
+            let share = rest / ry.dp;
+            ry.raise(-rest, ry.dq.map(|q| -q * share));
+            ry.stages += 1;
+            changes.push(Change::On(ry.on_ts));
+            self.switch_off(x, ts, changes);
+        }
+        true
     }
 
     /// Runs whose cycle gap (or longest life) has passed by `now` become final.
