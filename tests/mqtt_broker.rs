@@ -256,3 +256,53 @@ async fn a_share_group_splits_messages_between_nodes() {
     union.extend(rb);
     assert_eq!(union, expected);
 }
+
+/// The subscriber over TLS with a user name and password (the Mosquitto listener `.ci/run`
+/// starts with a throw-away CA and a password file): what is published to the broker
+/// arrives, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscriber_works_over_tls_with_a_password() {
+    let Some((host, port)) = broker_from_env() else {
+        return;
+    };
+    let Some(tls) = common::mqtt::tls_broker_from_env() else {
+        return;
+    };
+    let table = format!("bk_tls_{}", common::free_port());
+    let mut s = Server::new();
+    s.extra_args = vec![
+        "--mqtt-url".into(),
+        format!(
+            "mqtts://{}:{}@{}:{}",
+            tls.user, tls.password, tls.host, tls.port
+        ),
+        "--mqtt-ca-file".into(),
+        tls.ca_file.display().to_string(),
+        "--mqtt-client-id".into(),
+        format!("wattdb-{table}"),
+        "--mqtt-topic".into(),
+        format!("wattdb/{table}"),
+    ];
+    let server = s.start();
+    // Listeners share topics: publish on the plain one.
+    wait_subscribed(&host, port, &[&server], &table).await;
+    let mut expected = Readings::new();
+    let mut msgs = Vec::new();
+    for minute in 0..20 {
+        let r = reading(3, minute);
+        msgs.push((format!("wattdb/{table}"), payload(&r), ()));
+        expected.insert((r.0.clone(), r.1), r.2);
+    }
+    let n = msgs.len();
+    let acked = publish_qos1(&host, port, "pub-tls", msgs, 1, Duration::ZERO, |_| {}).await;
+    assert_eq!(acked, n);
+    assert_eq!(
+        wait_for_count(&[&server], &table, expected.len() as i64).await,
+        expected.len() as i64
+    );
+    assert_eq!(stored(&server, &table).await, expected);
+    assert!(
+        !server.log().contains(&tls.password),
+        "the password reached the log"
+    );
+}
