@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use super::runs::{Change, Run, RunTracker};
-use super::signatures::{Class, Features, Signature, builtin_signatures, classify, secs};
+use super::signatures::{Class, Features, Signature, builtin_signatures, classify, pf_range, secs};
 use super::steps::StepDetector;
 use super::{Sample, step_pf};
 
@@ -144,6 +144,7 @@ impl SeriesDetector {
         let f = Features {
             dp: run.first_dp,
             pf: step_pf(run.first_dp, run.first_dq),
+            pf_range: pf_range(run.first_dp, run.first_dq),
             longest_on_s: secs(run.longest_on_us(now)),
             running,
             cycles: run.cycles,

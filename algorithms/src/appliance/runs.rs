@@ -16,6 +16,9 @@ use super::steps::Step;
 /// An appliance switching on again within this long after switching off with the same
 /// step is the same run cycling (a thermostat), µs.
 pub const MAX_CYCLE_GAP_US: i64 = 20 * 60 * super::SECOND;
+/// A thermostat run that ended by its cycle gap comes back when its step reappears this
+/// soon after its last off (one re-on was lost in an overlap), µs.
+pub const REVIVE_US: i64 = 45 * 60 * super::SECOND;
 /// A run is dropped after this long on without a matching off (missed edge), µs.
 pub const MAX_RUN_US: i64 = 48 * 3600 * super::SECOND;
 /// Runs of at least this power can have stages.
@@ -164,6 +167,9 @@ pub struct RunTracker {
     pub running: Vec<Run>,
     /// Runs off, waiting out a cycle gap.
     pub off: Vec<Run>,
+    /// Thermostat runs made final by their cycle gap, kept [`REVIVE_US`] in case a
+    /// missed re-on is what ended them.
+    pub ended: Vec<Run>,
 }
 
 impl RunTracker {
@@ -271,9 +277,13 @@ impl RunTracker {
             let young = r.cycles == 0 && step.ts - r.on_ts <= STAGE_WINDOW_US;
             // A purely resistive appliance (a heating element) has no power levels to
             // come back to: a step up later on is another appliance.
+            // Nor does it have settings: another resistive step up is another appliance.
             let resistive = super::step_pf(r.dp, r.dq).is_some_and(|pf| pf >= 0.985);
-            let back_up = !resistive && r.dp + step.dp <= r.peak_dp + pair_tol(r.peak_dp);
-            r.dp >= STAGE_BASE_W && (0.15..=MAX_STAGE_SHARE).contains(&share) && (young || back_up)
+            let back_up = r.dp + step.dp <= r.peak_dp + pair_tol(r.peak_dp);
+            !resistive
+                && r.dp >= STAGE_BASE_W
+                && (0.15..=MAX_STAGE_SHARE).contains(&share)
+                && (young || back_up)
         });
         if let Some(i) = stage {
             let r = &mut self.running[i];
@@ -282,7 +292,7 @@ impl RunTracker {
             changes.push(Change::On(r.on_ts));
             return;
         }
-        if self.swap_cycle(step, changes) {
+        if self.swap_cycle(step, changes) || self.revive(step, changes) {
             return;
         }
         if self.running.len() >= MAX_OPEN {
@@ -379,6 +389,39 @@ impl RunTracker {
         }
     }
 
+    /// A heater that cycled and then "ended" because one of its re-ons was lost comes
+    /// back as the same run when its step appears again.
+    fn revive(&mut self, step: &Step, changes: &mut Vec<Change>) -> bool {
+        let Some(i) = self
+            .ended
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                r.off_ts.is_some_and(|off| step.ts - off <= REVIVE_US)
+                    && (r.dp - step.dp).abs() <= cycle_tol(r.dp)
+                    && q_compatible(r.dq, step.dq)
+            })
+            .min_by(|a, b| {
+                (a.1.dp - step.dp)
+                    .abs()
+                    .total_cmp(&(b.1.dp - step.dp).abs())
+            })
+            .map(|(i, _)| i)
+        else {
+            return false;
+        };
+        let mut r = self.ended.remove(i);
+        r.cycles += 1;
+        r.off_ts = None;
+        r.paused_at = None;
+        r.period_on_ts = step.ts;
+        r.dp = step.dp;
+        r.dq = step.dq;
+        changes.push(Change::On(r.on_ts));
+        self.running.push(r);
+        true
+    }
+
     fn switch_off(&mut self, i: usize, ts: i64, changes: &mut Vec<Change>) {
         let mut r = self.running.remove(i);
         r.longest_period_us = r.longest_period_us.max(ts - r.period_on_ts);
@@ -458,11 +501,17 @@ impl RunTracker {
                 .off_ts
                 .is_some_and(|off| now - off > MAX_CYCLE_GAP_US)
             {
-                changes.push(Change::Final(self.off.remove(i)));
+                let r = self.off.remove(i);
+                if r.cycles > 0 && r.dp >= STAGE_BASE_W {
+                    self.ended.push(r.clone());
+                }
+                changes.push(Change::Final(r));
             } else {
                 i += 1;
             }
         }
+        self.ended
+            .retain(|r| r.off_ts.is_some_and(|off| now - off <= REVIVE_US));
         let mut i = 0;
         while i < self.running.len() {
             if now - self.running[i].period_on_ts > MAX_RUN_US {
@@ -478,11 +527,12 @@ impl RunTracker {
 mod tests {
     use super::*;
 
+    /// A step of an appliance with a motor (power factor ~0.96): it can have stages.
     fn step(ts: i64, dp: f64) -> Step {
         Step {
             ts,
             dp,
-            dq: Some(0.0),
+            dq: Some(0.3 * dp),
             level: 0.0,
         }
     }
@@ -564,6 +614,22 @@ mod tests {
         assert!(t.running.is_empty());
         assert_eq!(t.off[0].stages, 3);
         assert_eq!(t.off[0].peak_dp, 1700.0);
+    }
+
+    #[test]
+    fn a_heating_element_has_no_stages_a_second_one_is_its_own_run() {
+        let mut t = RunTracker::new();
+        let mut changes = Vec::new();
+        let resistive = |ts, dp, level| Step {
+            ts,
+            dp,
+            dq: Some(0.0),
+            level,
+        };
+        t.apply(&resistive(0, 1500.0, 1600.0), &mut changes);
+        t.apply(&resistive(30, 1000.0, 2600.0), &mut changes);
+        assert_eq!(t.running.len(), 2);
+        assert_eq!((t.running[0].stages, t.running[1].stages), (0, 0));
     }
 
     #[test]

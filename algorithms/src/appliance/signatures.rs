@@ -27,7 +27,7 @@ pub struct Signature {
     pub max_duration_s: f64,
     /// `Some(true)`: cycles (≥ 2 re-ons); `Some(false)`: at most one re-on.
     pub cycling: Option<bool>,
-    /// `Some(true)`: changes its power level while on (≥ 3 stages); `Some(false)`: ≤ 2.
+    /// `Some(true)`: changes its power level while on (≥ 2 stages); `Some(false)`: ≤ 1.
     pub varying: Option<bool>,
 }
 
@@ -115,7 +115,7 @@ pub fn builtin_signatures() -> Vec<Signature> {
         Signature::builtin(
             "induction_cooker",
             (600.0, 3000.0),
-            (0.85, 1.0),
+            (0.85, 0.985),
             0.0,
             inf,
             None,
@@ -129,8 +129,11 @@ pub fn builtin_signatures() -> Vec<Signature> {
 pub struct Features {
     /// Its highest power, W.
     pub dp: f64,
-    /// The step power factor at that power, when reactive power is known.
+    /// The step power factor, when reactive power is known.
     pub pf: Option<f64>,
+    /// What the step power factor may be given the reactive power's measurement error
+    /// (wide for small steps: ±10 var on a 30 W step is 0.96–1.0).
+    pub pf_range: Option<(f64, f64)>,
     /// The longest on-period so far (the current one counted), s.
     pub longest_on_s: f64,
     /// Still on (or may still cycle on again).
@@ -148,6 +151,20 @@ pub struct Class {
     /// True once nothing more the run can do would change the match (a kettle is only
     /// decided when it has switched off in time; an immersion heater after 6 minutes).
     pub decided: bool,
+}
+
+/// Measurement error allowed on a step's reactive power, var.
+pub const DQ_ERROR: f64 = 10.0;
+
+/// The step power factor's possible range for a step of `dp` W and `dq` var measured
+/// within [`DQ_ERROR`].
+pub fn pf_range(dp: f64, dq: Option<f64>) -> Option<(f64, f64)> {
+    let dq = dq?.abs();
+    let pf = |q: f64| {
+        let s = (dp * dp + q * q).sqrt();
+        if s > 0.0 { dp.abs() / s } else { 1.0 }
+    };
+    Some((pf(dq + DQ_ERROR), pf((dq - DQ_ERROR).max(0.0))))
 }
 
 /// Runs at least this large are reported even when no signature matches.
@@ -174,12 +191,12 @@ fn fit(s: &Signature, f: &Features) -> Fit {
     if f.dp < s.watts.0 || f.dp > s.watts.1 {
         return Fit::No;
     }
-    if let Some(pf) = f.pf
-        && (pf < s.pf.0 - 1e-9 || pf > s.pf.1 + 1e-9)
+    if let Some((lo, hi)) = f.pf_range.or(f.pf.map(|pf| (pf, pf)))
+        && (hi < s.pf.0 - 1e-9 || lo > s.pf.1 + 1e-9)
     {
         return Fit::No;
     }
-    let varying = f.stages >= 3;
+    let varying = f.stages >= 2;
     match s.varying {
         Some(false) if varying => return Fit::No,
         _ => {}
@@ -279,6 +296,7 @@ mod tests {
         Features {
             dp,
             pf: Some(pf),
+            pf_range: None,
             longest_on_s: on_min * MINUTE,
             running,
             cycles,
