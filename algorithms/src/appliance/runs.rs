@@ -198,7 +198,7 @@ impl RunTracker {
     /// switched off unseen (an off step lost in an overlap) are dropped, oldest first.
     /// The run that must be gone is the one drawing about the excess (the background
     /// is unknown, so "about" is generous); failing that, a level change of a run that
-    /// has levels was missed; failing that, the oldest run goes.
+    /// has levels was missed; failing that, the oldest run switched off.
     fn fit_level(&mut self, step: &Step, changes: &mut Vec<Change>) {
         loop {
             let drawn: f64 = self.running.iter().map(|r| r.dp).sum();
@@ -227,10 +227,9 @@ impl RunTracker {
                 changes.push(Change::On(r.on_ts));
                 continue;
             }
-            let mut r = self.running.remove(gone.unwrap_or(0));
-            r.longest_period_us = r.longest_period_us.max(step.ts - r.period_on_ts);
-            r.off_ts = Some(step.ts);
-            changes.push(Change::Final(r));
+            // It switched off here, unseen (its off step was measured together with
+            // another change): off like any other, so a thermostat's re-on still finds it.
+            self.switch_off(gone.unwrap_or(0), step.ts, changes);
         }
     }
 
@@ -555,7 +554,7 @@ mod tests {
     }
 
     #[test]
-    fn runs_drawing_more_than_the_meter_shows_are_dropped() {
+    fn runs_drawing_more_than_the_meter_shows_are_switched_off() {
         // The heater's off was lost: the level is back near the background.
         let mut t = RunTracker::new();
         let mut changes = Vec::new();
@@ -574,7 +573,8 @@ mod tests {
             &mut changes,
         );
         assert!(t.running.is_empty());
-        assert!(matches!(changes.last(), Some(Change::Final(r)) if r.on_ts == 0));
+        assert_eq!(changes.last(), Some(&Change::Off(0)));
+        assert_eq!(t.off[0].off_ts, Some(5));
     }
 
     #[test]
