@@ -46,7 +46,7 @@ impl Default for DetectorConfig {
 }
 
 /// One appliance run as reported (a row of `appliance_events`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ApplianceEvent {
     /// Switch-on, µs (the row's key with the series' tags).
     pub on_ts: i64,
@@ -79,7 +79,7 @@ pub struct Output {
     pub alarms: Vec<AlarmTransition>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SeriesDetector {
     steps: StepDetector,
     runs: RunTracker,
@@ -296,6 +296,37 @@ mod tests {
                 }
             }
             prop_assert_eq!(run(&noisy, &cfg), out);
+        }
+    }
+
+    /// A detector saved mid-stream (as a restart will: serialized, then read back)
+    /// goes on exactly as one that never stopped.
+    #[test]
+    fn a_detector_saved_and_restored_mid_stream_goes_on_the_same() {
+        let (samples, _) = site(&SiteSettings {
+            seed: 7,
+            hours: 24,
+            ..SiteSettings::default()
+        });
+        let cfg = DetectorConfig::default();
+        let whole = run(&samples, &cfg);
+        for cut in [
+            1,
+            samples.len() / 3,
+            samples.len() / 2 + 17,
+            samples.len() - 1,
+        ] {
+            let mut d = SeriesDetector::new();
+            let mut out = Output::default();
+            for s in &samples[..cut] {
+                d.push(*s, &cfg, &mut out);
+            }
+            let saved = serde_json::to_vec(&d).expect("serialize");
+            let mut d: SeriesDetector = serde_json::from_slice(&saved).expect("deserialize");
+            for s in &samples[cut..] {
+                d.push(*s, &cfg, &mut out);
+            }
+            assert_eq!(out, whole, "cut at {cut}");
         }
     }
 

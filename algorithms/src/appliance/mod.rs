@@ -37,7 +37,7 @@ pub use signatures::{Signature, builtin_signatures};
 pub const SECOND: i64 = 1_000_000;
 
 /// One reading of a series.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     /// Microseconds since the epoch.
     pub ts: i64,

@@ -78,7 +78,7 @@ fn best_by_pf(
 }
 
 /// One appliance's run: from its first switch-on to its final switch-off.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Run {
     /// The first switch-on, µs: the run's identity.
     pub on_ts: i64,
@@ -161,7 +161,7 @@ pub enum Change {
     Final(Run),
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RunTracker {
     /// Runs on now, oldest first.
     pub running: Vec<Run>,

@@ -37,7 +37,7 @@ pub struct Step {
     pub level: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Level {
     p: f64,
     q: Option<f64>,
@@ -71,7 +71,7 @@ fn agree(a: &Sample, b: &Sample) -> bool {
     Level::of(a).holds(b)
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct StepDetector {
     level: Option<Level>,
     pending: Vec<Sample>,
