@@ -3,6 +3,9 @@
 //! and a TV in the evenings, and appliance runs at random times (overlaps allowed) whose
 //! switch-on and switch-off times are the ground truth.
 //!
+//! Streams sampled every 30 s or more carry each interval's average power, as
+//! 1-minute meters do (UCI household power); faster ones instantaneous readings.
+//!
 //! Appliances as generated (P, step power factor, time on):
 //! kettle 1800–2200 W, pf ≥ 0.995, 2–5 min; immersion heater 800–2000 W, pf ≥ 0.99,
 //! 10–60 min; electric heater 1000–2000 W, pf ≥ 0.99, a first 10–25 min, then thermostat
@@ -277,28 +280,44 @@ pub fn site(s: &SiteSettings) -> (Vec<Sample>, Vec<Truth>) {
     let mut next = 0;
     let mut out = Vec::new();
     let step = s.step_s * SECOND;
+    // Meters reporting every 30 s or more report the interval's average (a switch in
+    // the middle of a minute shows as an intermediate value, as in UCI's data); faster
+    // ones an instantaneous reading.
+    let sub = if s.step_s >= AVERAGED_FROM_S {
+        SECOND
+    } else {
+        step
+    };
     let mut t = s.start_ts;
     while t < end {
-        while next < pieces.len() && pieces[next].0 <= t {
-            active.push(pieces[next]);
-            next += 1;
+        let (mut p, mut q, mut n) = (0.0, 0.0, 0.0);
+        let mut u = t;
+        while u < t + step {
+            while next < pieces.len() && pieces[next].0 <= u {
+                active.push(pieces[next]);
+                next += 1;
+            }
+            active.retain(|p| p.1 > u);
+            // Drift: ±25 W over a day.
+            let hours = (u - s.start_ts) as f64 / (60 * MIN) as f64;
+            let drift = 25.0 * (std::f64::consts::TAU * hours / 24.0 + phase).sin();
+            p += base + drift + active.iter().map(|a| a.2).sum::<f64>();
+            q += q_of(base + drift, 0.9) + active.iter().map(|a| a.3).sum::<f64>();
+            n += 1.0;
+            u += sub;
         }
-        active.retain(|p| p.1 > t);
-        // Drift: ±25 W over a day.
-        let hours = (t - s.start_ts) as f64 / (60 * MIN) as f64;
-        let drift = 25.0 * (std::f64::consts::TAU * hours / 24.0 + phase).sin();
-        let (mut p, mut q) = (base + drift, q_of(base + drift, 0.9));
-        for a in &active {
-            p += a.2;
-            q += a.3;
-        }
-        p += s.noise_w * rng.normal();
-        q += s.noise_w * rng.normal();
-        out.push(Sample::new(t, p.max(0.0), s.with_q.then_some(q)));
+        let p = p / n + s.noise_w * rng.normal();
+        let q = q / n + s.noise_w * rng.normal();
+        // Stamped at the end of its interval when averaged.
+        let ts = if sub == step { t } else { t + step };
+        out.push(Sample::new(ts, p.max(0.0), s.with_q.then_some(q)));
         t += step;
     }
     (out, truth)
 }
+
+/// Sampling intervals from this long (s) are generated as interval averages.
+pub const AVERAGED_FROM_S: i64 = 30;
 
 #[cfg(test)]
 mod tests {
