@@ -127,7 +127,12 @@ impl SeriesDetector {
                 Change::On(_) => {}
             }
         }
-        // Classes depend on how long runs have been on: look at every live run.
+        // Classes depend on how long runs have been on: look at every live run — but not
+        // while a switch is being measured (the run may be switching off right now: a
+        // kettle's off must not be taken for an immersion heater still running).
+        if self.steps.in_transition() {
+            return;
+        }
         let live: Vec<Run> = self
             .runs
             .running

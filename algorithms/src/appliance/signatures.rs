@@ -61,7 +61,7 @@ pub fn builtin_signatures() -> Vec<Signature> {
         Signature::builtin(
             "immersion_heater",
             (300.0, 3000.0),
-            (0.97, 1.0),
+            (0.98, 1.0),
             6.0 * MINUTE,
             inf,
             Some(false),
@@ -70,7 +70,7 @@ pub fn builtin_signatures() -> Vec<Signature> {
         Signature::builtin(
             "electric_heater",
             (400.0, 3000.0),
-            (0.97, 1.0),
+            (0.98, 1.0),
             0.0,
             inf,
             Some(true),
@@ -88,7 +88,7 @@ pub fn builtin_signatures() -> Vec<Signature> {
         Signature::builtin(
             "kettle",
             (1200.0, 3000.0),
-            (0.97, 1.0),
+            (0.98, 1.0),
             0.5 * MINUTE,
             6.0 * MINUTE,
             Some(false),

@@ -82,6 +82,12 @@ impl StepDetector {
         StepDetector::default()
     }
 
+    /// Samples have left the level and no new one is settled yet (a switch may be
+    /// happening right now).
+    pub fn in_transition(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// The current steady level of active power, W.
     pub fn level(&self) -> Option<f64> {
         self.level.map(|l| l.p)
