@@ -18,6 +18,9 @@ use super::signatures::{Class, Features, Signature, builtin_signatures, classify
 use super::steps::StepDetector;
 use super::{Sample, step_pf};
 
+/// Samples this far apart (µs) are measured coarsely (see `RunTracker::coarse`).
+const COARSE_INTERVAL_US: i64 = 30 * super::SECOND;
+
 /// Settings of detection for a table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectorConfig {
@@ -105,6 +108,9 @@ impl SeriesDetector {
     pub fn push(&mut self, s: Sample, cfg: &DetectorConfig, out: &mut Output) {
         if !s.p.is_finite() || self.last_ts.is_some_and(|t| s.ts <= t) {
             return;
+        }
+        if let Some(prev) = self.last_ts {
+            self.runs.coarse = s.ts - prev >= COARSE_INTERVAL_US;
         }
         self.last_ts = Some(s.ts);
         let mut changes = Vec::new();

@@ -170,11 +170,24 @@ pub struct RunTracker {
     /// Thermostat runs made final by their cycle gap, kept [`REVIVE_US`] in case a
     /// missed re-on is what ended them.
     pub ended: Vec<Run>,
+    /// Samples are interval averages or far apart (≥ 30 s): steps are measured less
+    /// precisely (a switch shares a sample with other changes more often), so a
+    /// thermostat's re-on is matched within [`pair_tol`] instead of [`cycle_tol`].
+    #[serde(default)]
+    pub coarse: bool,
 }
 
 impl RunTracker {
     pub fn new() -> RunTracker {
         RunTracker::default()
+    }
+
+    fn cycle_tol(&self, dp: f64) -> f64 {
+        if self.coarse {
+            pair_tol(dp)
+        } else {
+            cycle_tol(dp)
+        }
     }
 
     /// A run by its identity, on or off.
@@ -244,7 +257,7 @@ impl RunTracker {
                 r.dp >= STAGE_BASE_W
                     && r.off_ts
                         .is_some_and(|off| step.ts - off <= MAX_CYCLE_GAP_US)
-                    && (r.dp - step.dp).abs() <= cycle_tol(r.dp)
+                    && (r.dp - step.dp).abs() <= self.cycle_tol(r.dp)
                     && q_compatible(r.dq, step.dq)
             })
             .min_by(|a, b| {
@@ -397,7 +410,7 @@ impl RunTracker {
             .enumerate()
             .filter(|(_, r)| {
                 r.off_ts.is_some_and(|off| step.ts - off <= REVIVE_US)
-                    && (r.dp - step.dp).abs() <= cycle_tol(r.dp)
+                    && (r.dp - step.dp).abs() <= self.cycle_tol(r.dp)
                     && q_compatible(r.dq, step.dq)
             })
             .min_by(|a, b| {
