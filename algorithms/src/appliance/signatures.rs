@@ -153,6 +153,9 @@ pub struct Class {
     pub decided: bool,
 }
 
+/// Steps up to this size could be lighting, W.
+const LAMP_W: f64 = 100.0;
+
 /// Measurement error allowed on a step's reactive power, var.
 pub const DQ_ERROR: f64 = 10.0;
 
@@ -208,6 +211,11 @@ fn fit(s: &Signature, f: &Features) -> Fit {
         return Fit::No;
     }
     let mut waiting = false;
+    // Without reactive power a small resistive step cannot be told from a lamp: never
+    // decided (so never an alarm), only named as possible.
+    if f.pf.is_none() && s.watts.1 <= LAMP_W {
+        waiting = true;
+    }
     if s.varying == Some(true) && !varying {
         if !f.running {
             return Fit::No;
