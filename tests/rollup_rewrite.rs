@@ -128,8 +128,8 @@ async fn plan(c: &tokio_postgres::Client, sql: &str) -> String {
         .join("\n")
 }
 
-#[tokio::test]
-async fn aggregates_come_from_settled_rollups_with_raw_answers() {
+/// A server whose rollup time zone is Asia/Shanghai, with table `m (ts, pid, p, e)`.
+async fn shanghai_server_with_m() -> (Server, tokio_postgres::Client) {
     let mut server = Server::new();
     server.extra_args = vec!["--timezone".into(), "Asia/Shanghai".into()];
     let server = server.start();
@@ -140,6 +140,12 @@ async fn aggregates_come_from_settled_rollups_with_raw_answers() {
     )
     .await
     .unwrap();
+    (server, c)
+}
+
+#[tokio::test]
+async fn aggregates_come_from_settled_rollups_with_raw_answers() {
+    let (server, c) = shanghai_server_with_m().await;
     // Three meters, every 5 minutes for three days, values from a fixed sequence.
     let mut want = Readings::new();
     let mut rows = Vec::new();
@@ -272,16 +278,7 @@ async fn aggregates_come_from_settled_rollups_with_raw_answers() {
 /// answers as the raw rows throughout.
 #[tokio::test]
 async fn a_recovered_node_rebuilds_rollups_before_answering_from_them() {
-    let mut server = Server::new();
-    server.extra_args = vec!["--timezone".into(), "Asia/Shanghai".into()];
-    let mut server = server.start();
-    let c = server.client().await;
-    c.batch_execute(
-        "CREATE TABLE m (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, p DOUBLE PRECISION, \
-         e BIGINT, PRIMARY KEY (pid, ts))",
-    )
-    .await
-    .unwrap();
+    let (mut server, c) = shanghai_server_with_m().await;
     let mut want = Readings::new();
     let rows: Vec<(String, i64, f64, i64)> = ["a", "b"]
         .iter()

@@ -77,6 +77,31 @@ fn best_by_pf(
         .map(|(i, _)| i)
 }
 
+/// The run among `runs` (all off) that `step` switches on again: a heater's (≥
+/// [`STAGE_BASE_W`]; a small appliance on again is used again), off at most `within_us`
+/// ago, the same power within `tol` and a compatible reactive power; the closest.
+fn same_step_again(
+    runs: &[Run],
+    step: &Step,
+    within_us: i64,
+    tol: impl Fn(f64) -> f64,
+) -> Option<usize> {
+    runs.iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            r.dp >= STAGE_BASE_W
+                && r.off_ts.is_some_and(|off| step.ts - off <= within_us)
+                && (r.dp - step.dp).abs() <= tol(r.dp)
+                && q_compatible(r.dq, step.dq)
+        })
+        .min_by(|a, b| {
+            (a.1.dp - step.dp)
+                .abs()
+                .total_cmp(&(b.1.dp - step.dp).abs())
+        })
+        .map(|(i, _)| i)
+}
+
 /// One appliance's run: from its first switch-on to its final switch-off.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Run {
@@ -127,6 +152,22 @@ impl Run {
             pause_sum_us: 0,
             paused_at: None,
         }
+    }
+
+    /// On again with `step`: the thermostat's next cycle (its pause counted when
+    /// `pause` is true).
+    fn cycle_on(&mut self, step: &Step, pause: bool) {
+        self.cycles += 1;
+        self.paused_at = None;
+        if pause && let Some(off) = self.off_ts {
+            self.pauses += 1;
+            self.pause_sum_us += step.ts - off;
+            self.paused_at = Some(off);
+        }
+        self.off_ts = None;
+        self.period_on_ts = step.ts;
+        self.dp = step.dp;
+        self.dq = step.dq;
     }
 
     /// The longest on-period, counting the current one up to `now`.
@@ -248,36 +289,10 @@ impl RunTracker {
 
     fn on_step(&mut self, step: &Step, changes: &mut Vec<Change>) {
         // A thermostat: the same step again soon after an off.
-        let cycled = self
-            .off
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| {
-                // Thermostats cycle heaters; a small appliance on again is used again.
-                r.dp >= STAGE_BASE_W
-                    && r.off_ts
-                        .is_some_and(|off| step.ts - off <= MAX_CYCLE_GAP_US)
-                    && (r.dp - step.dp).abs() <= self.cycle_tol(r.dp)
-                    && q_compatible(r.dq, step.dq)
-            })
-            .min_by(|a, b| {
-                (a.1.dp - step.dp)
-                    .abs()
-                    .total_cmp(&(b.1.dp - step.dp).abs())
-            })
-            .map(|(i, _)| i);
-        if let Some(i) = cycled {
+        let tol = |dp| self.cycle_tol(dp);
+        if let Some(i) = same_step_again(&self.off, step, MAX_CYCLE_GAP_US, tol) {
             let mut r = self.off.remove(i);
-            r.cycles += 1;
-            if let Some(off) = r.off_ts {
-                r.pauses += 1;
-                r.pause_sum_us += step.ts - off;
-                r.paused_at = Some(off);
-            }
-            r.off_ts = None;
-            r.period_on_ts = step.ts;
-            r.dp = step.dp;
-            r.dq = step.dq;
+            r.cycle_on(step, true);
             changes.push(Change::On(r.on_ts));
             self.running.push(r);
             return;
@@ -404,31 +419,13 @@ impl RunTracker {
     /// A heater that cycled and then "ended" because one of its re-ons was lost comes
     /// back as the same run when its step appears again.
     fn revive(&mut self, step: &Step, changes: &mut Vec<Change>) -> bool {
-        let Some(i) = self
-            .ended
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| {
-                r.off_ts.is_some_and(|off| step.ts - off <= REVIVE_US)
-                    && (r.dp - step.dp).abs() <= self.cycle_tol(r.dp)
-                    && q_compatible(r.dq, step.dq)
-            })
-            .min_by(|a, b| {
-                (a.1.dp - step.dp)
-                    .abs()
-                    .total_cmp(&(b.1.dp - step.dp).abs())
-            })
-            .map(|(i, _)| i)
-        else {
+        let tol = |dp| self.cycle_tol(dp);
+        let Some(i) = same_step_again(&self.ended, step, REVIVE_US, tol) else {
             return false;
         };
         let mut r = self.ended.remove(i);
-        r.cycles += 1;
-        r.off_ts = None;
-        r.paused_at = None;
-        r.period_on_ts = step.ts;
-        r.dp = step.dp;
-        r.dq = step.dq;
+        // Its long "pause" was a lost re-on, not a pause.
+        r.cycle_on(step, false);
         changes.push(Change::On(r.on_ts));
         self.running.push(r);
         true

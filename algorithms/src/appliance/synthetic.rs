@@ -106,6 +106,23 @@ fn q_of(p: f64, pf: f64) -> f64 {
 
 const MIN: i64 = 60 * SECOND;
 
+/// A steady run: on for `minutes` (a range) at `watts` with power factor `pf` (ranges),
+/// placed by `at`; returns (on, off).
+fn steady(
+    rng: &mut Rng,
+    load: &mut Load,
+    at: &dyn Fn(&mut Rng, i64) -> i64,
+    minutes: (f64, f64),
+    watts: (f64, f64),
+    pf: (f64, f64),
+) -> (i64, i64) {
+    let len = (rng.range(minutes.0, minutes.1) * MIN as f64) as i64;
+    let on = at(rng, len);
+    let p = rng.range(watts.0, watts.1);
+    load.on(on, on + len, p, rng.range(pf.0, pf.1));
+    (on, on + len)
+}
+
 /// The labelled appliance runs of one site (before rendering).
 fn appliance_runs(rng: &mut Rng, s: &SiteSettings, end: i64) -> (Vec<Load>, Vec<Truth>) {
     let mut loads = Vec::new();
@@ -131,23 +148,22 @@ fn appliance_runs(rng: &mut Rng, s: &SiteSettings, end: i64) -> (Vec<Load>, Vec<
         for _ in 0..count(rng) {
             let mut load = Load::default();
             let (on, off) = match kind {
-                "kettle" => {
-                    let len = (rng.range(2.0, 5.0) * MIN as f64) as i64;
-                    let on = at(rng, len);
-                    load.on(
-                        on,
-                        on + len,
-                        rng.range(1800.0, 2200.0),
-                        rng.range(0.995, 1.0),
-                    );
-                    (on, on + len)
-                }
-                "immersion_heater" => {
-                    let len = (rng.range(10.0, 60.0) * MIN as f64) as i64;
-                    let on = at(rng, len);
-                    load.on(on, on + len, rng.range(800.0, 2000.0), rng.range(0.99, 1.0));
-                    (on, on + len)
-                }
+                "kettle" => steady(
+                    rng,
+                    &mut load,
+                    &at,
+                    (2.0, 5.0),
+                    (1800.0, 2200.0),
+                    (0.995, 1.0),
+                ),
+                "immersion_heater" => steady(
+                    rng,
+                    &mut load,
+                    &at,
+                    (10.0, 60.0),
+                    (800.0, 2000.0),
+                    (0.99, 1.0),
+                ),
                 "electric_heater" => {
                     let p = rng.range(1000.0, 2000.0);
                     let pf = rng.range(0.99, 1.0);
@@ -168,10 +184,7 @@ fn appliance_runs(rng: &mut Rng, s: &SiteSettings, end: i64) -> (Vec<Load>, Vec<
                     (on, last_off)
                 }
                 "soldering_iron" => {
-                    let len = (rng.range(20.0, 90.0) * MIN as f64) as i64;
-                    let on = at(rng, len);
-                    load.on(on, on + len, rng.range(30.0, 60.0), rng.range(0.99, 1.0));
-                    (on, on + len)
+                    steady(rng, &mut load, &at, (20.0, 90.0), (30.0, 60.0), (0.99, 1.0))
                 }
                 "hair_dryer" => {
                     let len = (rng.range(2.0, 8.0) * MIN as f64) as i64;
@@ -187,17 +200,14 @@ fn appliance_runs(rng: &mut Rng, s: &SiteSettings, end: i64) -> (Vec<Load>, Vec<
                     }
                     (on, on + len)
                 }
-                "microwave" => {
-                    let len = (rng.range(1.0, 6.0) * MIN as f64) as i64;
-                    let on = at(rng, len);
-                    load.on(
-                        on,
-                        on + len,
-                        rng.range(1000.0, 1500.0),
-                        rng.range(0.85, 0.90),
-                    );
-                    (on, on + len)
-                }
+                "microwave" => steady(
+                    rng,
+                    &mut load,
+                    &at,
+                    (1.0, 6.0),
+                    (1000.0, 1500.0),
+                    (0.85, 0.90),
+                ),
                 _ => {
                     let len = (rng.range(5.0, 30.0) * MIN as f64) as i64;
                     let on = at(rng, len);

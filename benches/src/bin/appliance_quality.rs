@@ -121,24 +121,5 @@ fn main() {
         r.samples,
         secs
     );
-    println!(
-        "prohibited: precision {:.3} recall {:.3} ({:?}); alarms {} of which raised while no prohibited appliance was on: {}",
-        r.prohibited.precision(),
-        r.prohibited.recall(),
-        r.prohibited,
-        r.alarms,
-        r.false_alarms
-    );
-    println!("| appliance | precision | recall | TP | FP | FN |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (name, c) in &r.per_appliance {
-        println!(
-            "| {name} | {:.3} | {:.3} | {} | {} | {} |",
-            c.precision(),
-            c.recall(),
-            c.true_pos,
-            c.false_pos,
-            c.false_neg
-        );
-    }
+    print!("{}", r.summary());
 }
