@@ -170,6 +170,12 @@ impl Run {
         self.dq = step.dq;
     }
 
+    /// Purely resistive (step power factor ≥ 0.985): a heating element, which has no
+    /// power levels or settings.
+    pub fn is_heating_element(&self) -> bool {
+        super::step_pf(self.dp, self.dq).is_some_and(|pf| pf >= 0.985)
+    }
+
     /// The longest on-period, counting the current one up to `now`.
     pub fn longest_on_us(&self, now: i64) -> i64 {
         match self.off_ts {
@@ -272,7 +278,7 @@ impl RunTracker {
                     r.stages > 0
                         && r.dp >= STAGE_BASE_W
                         && r.dp > excess + pair_tol(r.dp)
-                        && super::step_pf(r.dp, r.dq).is_none_or(|pf| pf < 0.985)
+                        && !r.is_heating_element()
                 })
             {
                 let share = excess / r.dp;
@@ -305,7 +311,7 @@ impl RunTracker {
             // A purely resistive appliance (a heating element) has no power levels to
             // come back to: a step up later on is another appliance.
             // Nor does it have settings: another resistive step up is another appliance.
-            let resistive = super::step_pf(r.dp, r.dq).is_some_and(|pf| pf >= 0.985);
+            let resistive = r.is_heating_element();
             let back_up = r.dp + step.dp <= r.peak_dp + pair_tol(r.peak_dp);
             !resistive
                 && r.dp >= STAGE_BASE_W
@@ -404,8 +410,12 @@ impl RunTracker {
         // step down that matches nothing must have come from something that is on, of
         // a power factor only roughly the same (a level change measured together with
         // another change).
-        let fits =
-            |r: &Run| r.dp - size > pair_tol(r.dp) && size >= 0.15 * r.dp && r.dp >= STAGE_BASE_W;
+        let fits = |r: &Run| {
+            !r.is_heating_element()
+                && r.dp - size > pair_tol(r.dp)
+                && size >= 0.15 * r.dp
+                && r.dp >= STAGE_BASE_W
+        };
         let stage = best_by_pf(&self.running, (size, dq), STAGE_PF_TOL, fits)
             .or_else(|| best_by_pf(&self.running, (size, dq), 3.0 * STAGE_PF_TOL, fits));
         if let Some(i) = stage {
