@@ -139,19 +139,26 @@ pub async fn create_table(storage: &Storage, ct: &CreateTable) -> Result<String,
             err(
                 sqlstate::FEATURE_NOT_SUPPORTED,
                 format!(
-                    "column \"{cname}\": type {} is not supported (use timestamptz for ts; text, double precision, bigint or boolean otherwise)",
+                    "column \"{cname}\": type {} is not supported (use timestamptz for ts; text, double precision, bigint, boolean or timestamptz otherwise)",
                     col.data_type
                 ),
             )
         })?;
         match kind {
             ColumnKind::Timestamp if cname == TS_COLUMN => has_ts = true,
-            ColumnKind::Timestamp => {
+            ColumnKind::Timestamp if pk.contains(&cname) => {
                 return Err(err(
-                    sqlstate::FEATURE_NOT_SUPPORTED,
-                    format!("column \"{cname}\": only the ts column can be a timestamp"),
+                    sqlstate::INVALID_TABLE_DEFINITION,
+                    format!(
+                        "key column \"{cname}\" must be text (tags are strings); ts is the key's time"
+                    ),
                 ));
             }
+            // Another point in time, stored as UTC microseconds like ts.
+            ColumnKind::Timestamp => fields.push(FieldDef {
+                name: cname,
+                field_type: FieldType::Timestamp,
+            }),
             ColumnKind::Field(_) if cname == TS_COLUMN => {
                 return Err(err(
                     sqlstate::INVALID_TABLE_DEFINITION,

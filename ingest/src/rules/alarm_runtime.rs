@@ -224,6 +224,7 @@ fn message(
                     Ok(Some(FieldValue::Integer(v))) => v.to_string(),
                     Ok(Some(FieldValue::Boolean(v))) => v.to_string(),
                     Ok(Some(FieldValue::Text(v))) => v,
+                    Ok(Some(FieldValue::Timestamp(v))) => format_ts(v),
                     _ if i == 0 => format_ts(ts),
                     _ => col
                         .as_any()

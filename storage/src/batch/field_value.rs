@@ -1,5 +1,8 @@
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use arrow::datatypes::{
+    DataType, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+    TimestampNanosecondType, TimestampSecondType,
+};
 
 use crate::model::FieldValue;
 
@@ -14,6 +17,24 @@ pub fn field_value(col: &dyn Array, row: usize) -> Result<Option<FieldValue>, Da
         DataType::Int64 => FieldValue::Integer(col.as_primitive::<Int64Type>().value(row)),
         DataType::Boolean => FieldValue::Boolean(col.as_boolean().value(row)),
         DataType::Utf8 => FieldValue::Text(col.as_string::<i32>().value(row).to_string()),
+        DataType::Timestamp(unit, _) => {
+            let v = match unit {
+                TimeUnit::Second => col
+                    .as_primitive::<TimestampSecondType>()
+                    .value(row)
+                    .saturating_mul(1_000_000),
+                TimeUnit::Millisecond => col
+                    .as_primitive::<TimestampMillisecondType>()
+                    .value(row)
+                    .saturating_mul(1_000),
+                TimeUnit::Microsecond => col.as_primitive::<TimestampMicrosecondType>().value(row),
+                TimeUnit::Nanosecond => col
+                    .as_primitive::<TimestampNanosecondType>()
+                    .value(row)
+                    .div_euclid(1_000),
+            };
+            FieldValue::Timestamp(v)
+        }
         other => return Err(other.clone()),
     }))
 }

@@ -74,6 +74,17 @@ pub fn rows_to_batch<'a>(
                 }
                 Arc::new(b.finish())
             }
+            FieldType::Timestamp => {
+                let mut b =
+                    TimestampMicrosecondBuilder::with_capacity(n).with_timezone(TS_TIMEZONE);
+                for r in rows.clone() {
+                    b.append_option(match get(r) {
+                        Some(FieldValue::Timestamp(v)) => Some(*v),
+                        _ => None,
+                    });
+                }
+                Arc::new(b.finish())
+            }
         };
         cols.push(col);
     }

@@ -12,6 +12,8 @@ pub enum FieldValue {
     Integer(i64),
     Boolean(bool),
     Text(String),
+    /// UTC microseconds since the epoch.
+    Timestamp(i64),
 }
 
 impl FieldValue {
@@ -21,6 +23,7 @@ impl FieldValue {
             FieldValue::Integer(_) => FieldType::Integer,
             FieldValue::Boolean(_) => FieldType::Boolean,
             FieldValue::Text(_) => FieldType::Text,
+            FieldValue::Timestamp(_) => FieldType::Timestamp,
         }
     }
 
@@ -33,6 +36,7 @@ impl FieldValue {
             (v @ FieldValue::Integer(_), FieldType::Integer) => Some(v),
             (v @ FieldValue::Boolean(_), FieldType::Boolean) => Some(v),
             (v @ FieldValue::Text(_), FieldType::Text) => Some(v),
+            (v @ FieldValue::Timestamp(_), FieldType::Timestamp) => Some(v),
             _ => None,
         }
     }

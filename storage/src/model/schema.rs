@@ -35,6 +35,9 @@ pub enum FieldType {
     Integer,
     Boolean,
     Text,
+    /// A point in time other than the row's `ts` (e.g. when an appliance switched off):
+    /// UTC microseconds, like `ts`.
+    Timestamp,
 }
 
 impl FieldType {
@@ -44,6 +47,9 @@ impl FieldType {
             FieldType::Integer => DataType::Int64,
             FieldType::Boolean => DataType::Boolean,
             FieldType::Text => DataType::Utf8,
+            FieldType::Timestamp => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some(TS_TIMEZONE.into()))
+            }
         }
     }
 
@@ -55,6 +61,7 @@ impl FieldType {
             }
             DataType::Boolean => FieldType::Boolean,
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => FieldType::Text,
+            DataType::Timestamp(_, _) => FieldType::Timestamp,
             _ => return None,
         })
     }
@@ -65,6 +72,7 @@ impl FieldType {
             FieldType::Integer => "bigint",
             FieldType::Boolean => "boolean",
             FieldType::Text => "text",
+            FieldType::Timestamp => "timestamp with time zone",
         }
     }
 }
