@@ -106,14 +106,20 @@ async fn serve(settings: Settings) -> Result<()> {
     storage_config.persist_max_age = settings.persist_max_age;
     storage_config.persist_partition_bytes = settings.persist_partition_bytes;
     storage_config.rollup_settings = settings.rollups.clone();
-    // alarm_events holds transitions, not measurements: no rollup tables unless configured.
-    storage_config
-        .rollup_settings
-        .entry(wattdb_ingest::rules::EVENTS_TABLE.to_string())
-        .or_insert_with(|| wattdb_storage::RollupSettings {
-            intervals: Some(Vec::new()),
-            ..Default::default()
-        });
+    // alarm_events and appliance_events hold events, not measurements: no rollup tables
+    // unless configured.
+    for table in [
+        wattdb_ingest::rules::EVENTS_TABLE,
+        wattdb_ingest::rules::appliance_rule::APPLIANCE_EVENTS_TABLE,
+    ] {
+        storage_config
+            .rollup_settings
+            .entry(table.to_string())
+            .or_insert_with(|| wattdb_storage::RollupSettings {
+                intervals: Some(Vec::new()),
+                ..Default::default()
+            });
+    }
     let now = chrono::Utc::now();
     storage_config.retention_settings = settings
         .retention

@@ -83,6 +83,8 @@ pub fn parse_admin_call(stmt: &Statement, functions: &[&str]) -> Option<AdminCal
                     Value::SingleQuotedString(s) => Some(s.clone()),
                     Value::Number(n, _) => Some(n.clone()),
                     Value::Boolean(b) => Some(b.to_string()),
+                    // As the JSON `null` (an options argument: "none").
+                    Value::Null => Some("null".to_string()),
                     _ => None,
                 },
                 _ => None,

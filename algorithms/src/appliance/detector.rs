@@ -82,7 +82,7 @@ pub struct Output {
     pub alarms: Vec<AlarmTransition>,
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SeriesDetector {
     steps: StepDetector,
     runs: RunTracker,

@@ -208,7 +208,7 @@ pub enum Change {
     Final(Run),
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunTracker {
     /// Runs on now, oldest first.
     pub running: Vec<Run>,

@@ -71,7 +71,7 @@ fn agree(a: &Sample, b: &Sample) -> bool {
     Level::of(a).holds(b)
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepDetector {
     level: Option<Level>,
     pending: Vec<Sample>,

@@ -8,6 +8,9 @@ use wattdb_storage::{RuleEntry, Storage};
 
 use super::alarm_rule::{AlarmDef, CompiledAlarm, Silence, check_name};
 use super::alarm_runtime::{ALARM_KIND, AlarmRuntime, EVENTS_TABLE};
+use super::appliance_rule::{
+    APPLIANCE_EVENTS_TABLE, CompiledDetection, DETECTION_KIND, DetectionDef,
+};
 use super::channel::{CHANNEL_KIND, ChannelDef};
 use super::duration::parse_duration;
 use super::error::RuleError;
@@ -20,6 +23,7 @@ pub const FUNCTIONS: &[&str] = &[
     "silence_alarm",
     "create_channel",
     "drop_channel",
+    "set_appliance_detection",
 ];
 
 /// Run one of [`FUNCTIONS`]; `None` when `name` is not one of them.
@@ -37,6 +41,7 @@ pub async fn call(
         "silence_alarm" => silence_alarm(storage, runtime, args).await,
         "create_channel" => create_channel(storage, args).await,
         "drop_channel" => drop_channel(storage, args).await,
+        "set_appliance_detection" => set_appliance_detection(storage, runtime, args).await,
         _ => return None,
     };
     Some(result)
@@ -307,4 +312,92 @@ pub async fn apply_config(
     }
     runtime.reload();
     Ok(())
+}
+
+/// `set_appliance_detection(table, options_json | NULL)`: detect appliances in `table`'s
+/// power readings from now on (replacing earlier settings), or stop (`NULL`).
+async fn set_appliance_detection(
+    storage: &Storage,
+    runtime: &AlarmRuntime,
+    args: &[String],
+) -> Result<String, RuleError> {
+    let [table, options] = args else {
+        return Err(RuleError::Usage(
+            "set_appliance_detection(table, options_json | NULL) takes 2 arguments".into(),
+        ));
+    };
+    let exists = storage
+        .rules(DETECTION_KIND)
+        .iter()
+        .any(|r| r.name == *table);
+    if options.trim() == "null" {
+        if exists {
+            storage.drop_rule(DETECTION_KIND, table).await?;
+            runtime.reload();
+            return Ok(format!("appliance detection on {table} stopped"));
+        }
+        return Ok(format!("no appliance detection on {table}"));
+    }
+    if table == APPLIANCE_EVENTS_TABLE || table == EVENTS_TABLE {
+        return Err(RuleError::InvalidOption(format!(
+            "{table} holds events, not power readings"
+        )));
+    }
+    let def_table = storage
+        .table(table)
+        .ok_or_else(|| RuleError::UnknownTable(table.clone()))?;
+    // appliance_events takes its tag columns from the tables detected: they must agree.
+    if let Some(events) = storage.table(APPLIANCE_EVENTS_TABLE)
+        && events.tags != def_table.tags
+    {
+        return Err(RuleError::InvalidOption(format!(
+            "{APPLIANCE_EVENTS_TABLE} has the tag columns ({}) and {table} has ({}): \
+             detection writes a table's tags into {APPLIANCE_EVENTS_TABLE}, so they must match",
+            events.tags.join(", "),
+            def_table.tags.join(", ")
+        )));
+    }
+    let channels: Vec<String> = storage
+        .rules(CHANNEL_KIND)
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    let def = DetectionDef::parse(&def_table, options, &channels)?;
+    CompiledDetection::compile(def.clone(), &def_table)?;
+    // Every column from the start (a run's off_ts only exists once it has ended).
+    use wattdb_storage::{FieldDef, FieldType};
+    let field = |name: &str, field_type| FieldDef {
+        name: name.into(),
+        field_type,
+    };
+    storage
+        .create_table(
+            APPLIANCE_EVENTS_TABLE,
+            def_table.tags.clone(),
+            vec![
+                field("appliance", FieldType::Text),
+                field("off_ts", FieldType::Timestamp),
+                field("delta_p", FieldType::Float),
+                field("delta_q", FieldType::Float),
+                field("pf", FieldType::Float),
+                field("confidence", FieldType::Float),
+                field("prohibited", FieldType::Boolean),
+                field("cycles", FieldType::Integer),
+                field("stages", FieldType::Integer),
+            ],
+            true,
+        )
+        .await?;
+    store_rule(storage, DETECTION_KIND, table, &def, !exists).await?;
+    runtime.reload();
+    Ok(format!(
+        "appliance detection on {table}: power {}{}, prohibited {}",
+        def.power,
+        def.reactive
+            .as_deref()
+            .map(|q| format!(", reactive {q}"))
+            .or(def.pf.as_deref().map(|pf| format!(", power factor {pf}")))
+            .unwrap_or_default(),
+        def.prohibited.join(", ")
+    ))
 }

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use arrow::array::Array;
 use arrow::record_batch::RecordBatch;
 use wattdb_algorithms::alarm::{AlarmState, Observation, SeriesAlarm, Transition};
+use wattdb_algorithms::appliance::{Output as ApplianceOutput, SeriesDetector};
 use wattdb_storage::wal::{DurableObserver, WalRecord, WalSeq};
 use wattdb_storage::{
     CatalogReader, FieldValue, Row, Storage, TableDef, TableId, WalReleaseGuard, WriteBatch,
@@ -30,9 +31,12 @@ use wattdb_storage::{
 };
 
 use super::alarm_rule::{AlarmDef, CompiledAlarm};
+use super::appliance_rule::{
+    APPLIANCE_ALARM, APPLIANCE_EVENTS_TABLE, CompiledDetection, DETECTION_KIND, DetectionDef,
+};
 use super::error::RuleError;
 use super::outbox::Outbox;
-use super::state_file::{self, AlarmEvent, SeriesEntry, StateFile};
+use super::state_file::{self, AlarmEvent, ApplianceRow, DetectorEntry, SeriesEntry, StateFile};
 
 /// The table transitions are written to.
 pub const EVENTS_TABLE: &str = "alarm_events";
@@ -79,6 +83,12 @@ struct State {
     stored_seq: u64,
     /// Transitions not yet written to `alarm_events`, oldest first.
     unwritten: Vec<AlarmEvent>,
+    /// Appliance detection per table, compiled like the alarms.
+    detections: Option<Arc<HashMap<TableId, CompiledDetection>>>,
+    /// Appliance detectors by table name and series.
+    detectors: HashMap<String, HashMap<Vec<String>, SeriesDetector>>,
+    /// Appliance events not yet written to `appliance_events`, oldest first.
+    unwritten_appliances: Vec<ApplianceRow>,
     /// Something changed since the state file was written.
     dirty: bool,
 }
@@ -272,6 +282,13 @@ impl AlarmRuntime {
                 },
             );
         }
+        let mut detectors: HashMap<String, HashMap<Vec<String>, SeriesDetector>> = HashMap::new();
+        for d in stored.detectors {
+            detectors
+                .entry(d.table)
+                .or_default()
+                .insert(d.tags, d.detector);
+        }
         Ok(Arc::new(AlarmRuntime {
             state: Mutex::new(State {
                 alarms: None,
@@ -279,6 +296,9 @@ impl AlarmRuntime {
                 seq: stored.seq,
                 stored_seq: stored.seq,
                 unwritten: stored.unwritten,
+                detections: None,
+                detectors,
+                unwritten_appliances: stored.unwritten_appliances,
                 dirty: false,
             }),
             catalog: OnceLock::new(),
@@ -351,9 +371,55 @@ impl AlarmRuntime {
                 .is_some_and(|t| waiting.contains(&t.name))
     }
 
+    /// Appliance detection settings compiled against their tables (settings whose
+    /// table no longer fits are skipped with a warning).
+    fn compile_detections(&self) -> HashMap<TableId, CompiledDetection> {
+        let mut out = HashMap::new();
+        let Some(catalog) = self.catalog.get() else {
+            return out;
+        };
+        for entry in catalog.rules(DETECTION_KIND) {
+            let compiled = serde_json::from_value::<DetectionDef>(entry.body)
+                .map_err(|e| e.to_string())
+                .and_then(|def| {
+                    let table = catalog
+                        .table(&def.table)
+                        .ok_or_else(|| format!("table {} does not exist", def.table))?;
+                    let id = table.id;
+                    CompiledDetection::compile(def, &table)
+                        .map(|c| (id, c))
+                        .map_err(|e| e.to_string())
+                });
+            match compiled {
+                Ok((id, c)) => {
+                    out.insert(id, c);
+                }
+                Err(e) => {
+                    tracing::warn!(table = %entry.name, error = %e, "appliance detection skipped")
+                }
+            }
+        }
+        out
+    }
+
+    fn detections(&self, state: &mut State) -> Arc<HashMap<TableId, CompiledDetection>> {
+        state
+            .detections
+            .get_or_insert_with(|| Arc::new(self.compile_detections()))
+            .clone()
+    }
+
     /// Rules changed (created, dropped, enabled): recompile; states of alarms that no
-    /// longer exist are forgotten, those of disabled alarms kept.
+    /// longer exist are forgotten, those of disabled alarms kept; detectors of tables no
+    /// longer detected are forgotten.
     pub fn reload(&self) {
+        let detections = self.compile_detections();
+        let detected: Vec<String> = detections.values().map(|d| d.def.table.clone()).collect();
+        {
+            let mut state = self.lock();
+            state.detectors.retain(|table, _| detected.contains(table));
+            state.detections = Some(Arc::new(detections));
+        }
         let compiled = self.compile_all();
         let known: Vec<String> = self
             .catalog
@@ -376,6 +442,7 @@ impl AlarmRuntime {
 
     fn evaluate(&self, state: &mut State, records: &[(WalSeq, &WalRecord)]) {
         let mut alarms = self.compiled(state);
+        let detections = self.detections(state);
         let Some(catalog) = self.catalog.get() else {
             return;
         };
@@ -391,7 +458,8 @@ impl AlarmRuntime {
                 state.alarms = None;
                 alarms = self.compiled(state);
             }
-            if !alarms.contains_key(&record.table_id) {
+            if !alarms.contains_key(&record.table_id) && !detections.contains_key(&record.table_id)
+            {
                 continue;
             }
             match by_table.iter_mut().find(|(t, _)| *t == record.table_id) {
@@ -415,9 +483,69 @@ impl AlarmRuntime {
                     self.run_alarm(state, a, &def, &rows, &batch);
                 }
             }
+            if let Some(d) = detections.get(&table) {
+                self.run_detection(state, d, &def, &rows, &batch);
+            }
         }
         if !records.is_empty() {
             state.dirty = true;
+        }
+    }
+
+    /// Feed the rows (in durable order) to their series' appliance detectors; queue
+    /// the events for `appliance_events` and prohibited-appliance transitions for
+    /// `alarm_events` (and their channels).
+    fn run_detection(
+        &self,
+        state: &mut State,
+        d: &CompiledDetection,
+        def: &TableDef,
+        rows: &[&wattdb_storage::ValidRow],
+        batch: &RecordBatch,
+    ) {
+        let mut transitions = Vec::new();
+        let detectors = state.detectors.entry(def.name.clone()).or_default();
+        for (i, row) in rows.iter().enumerate() {
+            let Some(sample) = d.sample(batch, row.ts, i) else {
+                continue;
+            };
+            let detector = detectors.entry(row.tags.clone()).or_default();
+            let mut out = ApplianceOutput::default();
+            detector.push(sample, &d.config, &mut out);
+            for event in out.events {
+                state.unwritten_appliances.push(ApplianceRow {
+                    table: def.name.clone(),
+                    tags: row.tags.clone(),
+                    event,
+                });
+            }
+            for a in out.alarms {
+                let series = series_text(def, &row.tags);
+                let state_name = if a.firing { "firing" } else { "resolved" };
+                // One alarm per run: the run (its switch-on) is part of the identity.
+                let run = format!("{series}@{}", a.on_ts);
+                transitions.push(AlarmEvent {
+                    alarm: APPLIANCE_ALARM.to_string(),
+                    tags: row.tags.clone(),
+                    message: format!(
+                        "[{}] {} {state_name}: {series}, on since {}",
+                        d.def.severity,
+                        a.appliance,
+                        format_ts(a.on_ts)
+                    ),
+                    event_id: event_id(APPLIANCE_ALARM, &run, a.ts, state_name),
+                    series,
+                    ts: a.ts,
+                    state: state_name.into(),
+                    severity: d.def.severity.clone(),
+                    value: None,
+                    channels: d.def.channels.clone(),
+                });
+            }
+        }
+        if !transitions.is_empty() || !state.unwritten_appliances.is_empty() {
+            state.unwritten.extend(transitions);
+            self.wake.notify_one();
         }
     }
 
@@ -645,10 +773,24 @@ impl AlarmRuntime {
             }
         }
         series.sort_by(|a, b| (&a.alarm, &a.tags).cmp(&(&b.alarm, &b.tags)));
+        let mut detectors: Vec<DetectorEntry> = state
+            .detectors
+            .iter()
+            .flat_map(|(table, m)| {
+                m.iter().map(|(tags, d)| DetectorEntry {
+                    table: table.clone(),
+                    tags: tags.clone(),
+                    detector: d.clone(),
+                })
+            })
+            .collect();
+        detectors.sort_by(|a, b| (&a.table, &a.tags).cmp(&(&b.table, &b.tags)));
         StateFile {
             seq: state.seq,
             series,
             unwritten: state.unwritten.clone(),
+            detectors,
+            unwritten_appliances: state.unwritten_appliances.clone(),
         }
     }
 
@@ -751,9 +893,10 @@ impl AlarmRuntime {
     /// Write the queued transitions (they stay queued until the write is durable), then
     /// queue their notifications in the outbox.
     pub async fn write_events(self: &Arc<Self>, storage: &Storage) -> Result<usize, RuleError> {
+        let appliance_rows = self.write_appliance_events(storage).await?;
         let events: Vec<AlarmEvent> = self.lock().unwritten.clone();
         if events.is_empty() {
-            return Ok(0);
+            return Ok(appliance_rows);
         }
         let rows = events
             .iter()
@@ -805,6 +948,81 @@ impl AlarmRuntime {
         state.unwritten.retain(|e| !written.contains(&e.event_id));
         state.dirty = true;
         Ok(written.len())
+    }
+}
+
+impl AlarmRuntime {
+    /// Write the queued appliance events to `appliance_events` (through the WAL: durable
+    /// once written): the switch-on is `ts`, the source table's tags are the tags, the
+    /// newest version of each run wins.
+    async fn write_appliance_events(&self, storage: &Storage) -> Result<usize, RuleError> {
+        let pending: Vec<ApplianceRow> = self.lock().unwritten_appliances.clone();
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        let mut newest: HashMap<(&str, &[String], i64), &ApplianceRow> = HashMap::new();
+        for r in &pending {
+            newest.insert((r.table.as_str(), r.tags.as_slice(), r.event.on_ts), r);
+        }
+        let mut rows = Vec::with_capacity(newest.len());
+        for r in newest.into_values() {
+            let Some(def) = storage.table(&r.table) else {
+                continue; // the source table was dropped meanwhile
+            };
+            let e = &r.event;
+            let mut fields = vec![
+                (
+                    "appliance".to_string(),
+                    FieldValue::Text(e.appliance.clone()),
+                ),
+                ("delta_p".to_string(), FieldValue::Float(e.delta_p)),
+                ("confidence".to_string(), FieldValue::Float(e.confidence)),
+                ("prohibited".to_string(), FieldValue::Boolean(e.prohibited)),
+                (
+                    "cycles".to_string(),
+                    FieldValue::Integer(i64::from(e.cycles)),
+                ),
+                (
+                    "stages".to_string(),
+                    FieldValue::Integer(i64::from(e.stages)),
+                ),
+            ];
+            if let Some(off) = e.off_ts {
+                fields.push(("off_ts".to_string(), FieldValue::Timestamp(off)));
+            }
+            if let Some(q) = e.delta_q {
+                fields.push(("delta_q".to_string(), FieldValue::Float(q)));
+            }
+            if let Some(pf) = e.pf {
+                fields.push(("pf".to_string(), FieldValue::Float(pf)));
+            }
+            rows.push(Row {
+                ts: e.on_ts,
+                tags: def
+                    .tags
+                    .iter()
+                    .cloned()
+                    .zip(r.tags.iter().cloned())
+                    .collect(),
+                fields,
+            });
+        }
+        if !rows.is_empty() {
+            storage
+                .write(
+                    WriteBatch {
+                        table: APPLIANCE_EVENTS_TABLE.to_string(),
+                        rows,
+                    },
+                    WriteMode::AllOrNothing,
+                    true,
+                )
+                .await?;
+        }
+        let mut state = self.lock();
+        state.unwritten_appliances.drain(..pending.len());
+        state.dirty = true;
+        Ok(pending.len())
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod alarm_rule;
 pub mod alarm_runtime;
+pub mod appliance_rule;
 pub mod channel;
 pub mod delivery;
 pub mod duration;

@@ -63,6 +63,28 @@ pub struct StateFile {
     pub seq: u64,
     pub series: Vec<SeriesEntry>,
     pub unwritten: Vec<AlarmEvent>,
+    /// Appliance detectors, one per (table, series).
+    #[serde(default)]
+    pub detectors: Vec<DetectorEntry>,
+    /// Appliance events not yet written to `appliance_events`, oldest first.
+    #[serde(default)]
+    pub unwritten_appliances: Vec<ApplianceRow>,
+}
+
+/// The appliance detector of one series of a table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectorEntry {
+    pub table: String,
+    pub tags: Vec<String>,
+    pub detector: wattdb_algorithms::appliance::SeriesDetector,
+}
+
+/// One appliance event of a series, as `appliance_events` stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplianceRow {
+    pub table: String,
+    pub tags: Vec<String>,
+    pub event: wattdb_algorithms::appliance::ApplianceEvent,
 }
 
 pub fn path_in(dir: &Path) -> PathBuf {
@@ -157,6 +179,12 @@ mod tests {
                 clearing_since: None,
             }],
             unwritten: vec![],
+            detectors: vec![DetectorEntry {
+                table: "room_power".into(),
+                tags: vec!["301".into()],
+                detector: Default::default(),
+            }],
+            unwritten_appliances: vec![],
         };
         store(&path, &state).unwrap();
         assert_eq!(load(&path).unwrap(), state);
@@ -168,5 +196,29 @@ mod tests {
         assert!(err.contains("checksum"), "{err}");
         std::fs::write(&path, b"something else\n{}").unwrap();
         assert!(load(&path).is_err());
+    }
+
+    /// A state file written before appliance detection existed still loads (the new
+    /// parts default to empty).
+    #[test]
+    fn a_file_without_detectors_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path());
+        let old = StateFile {
+            seq: 3,
+            ..Default::default()
+        };
+        store(&path, &old).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (header, body) = text.split_once('\n').unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(body).unwrap();
+        let obj = json.as_object_mut().unwrap();
+        obj.remove("detectors");
+        obj.remove("unwritten_appliances");
+        let body = serde_json::to_string(&json).unwrap();
+        let crc = crc32fast::hash(body.as_bytes());
+        let header = header.rsplit_once(' ').unwrap().0;
+        std::fs::write(&path, format!("{header} {crc:08x}\n{body}")).unwrap();
+        assert_eq!(load(&path).unwrap(), old);
     }
 }
