@@ -233,3 +233,82 @@ async fn appliances_are_detected_on_write_and_survive_kill_9() {
         .collect();
     assert_eq!(prohibited, vec![true, false]);
 }
+
+/// `create_appliance`: an appliance of one's own (bad definitions refused), matched and
+/// prohibited like the built-in ones — a 2.8 kW resistive load on for 25 minutes is the
+/// user's `lab_oven` (decided after its 10-minute minimum), not an immersion heater.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_appliances_are_recognised_and_prohibited() {
+    let server = Server::new().start();
+    let c = server.client().await;
+    setup(&c).await;
+    for (name, options, code) in [
+        ("kettle", r#"{"watts": [100, 200]}"#, "22023"),
+        ("oven", r#"{"watts": [3200, 2500]}"#, "22023"),
+        ("oven", r#"{"pf": [0.9, 1.0]}"#, "22023"),
+        (
+            "oven",
+            r#"{"watts": [2500, 3200], "colour": "red"}"#,
+            "22023",
+        ),
+        (
+            "oven",
+            r#"{"watts": [2500, 3200], "min_duration": "a while"}"#,
+            "22023",
+        ),
+    ] {
+        let err = c
+            .simple_query(&format!("SELECT create_appliance('{name}', '{options}')"))
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&err), code, "{name} {options}: {err}");
+    }
+    let oven = r#"{"watts": [2500, 3200], "pf": [0.97, 1.0], "min_duration": "10 minutes"}"#;
+    c.simple_query(&format!("SELECT create_appliance('lab_oven', '{oven}')"))
+        .await
+        .unwrap();
+    let err = c
+        .simple_query(&format!("SELECT create_appliance('lab_oven', '{oven}')"))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42710");
+    c.simple_query(
+        "SELECT set_appliance_detection('room_power', \
+         '{\"power\": \"p\", \"reactive\": \"q\", \"prohibited\": [\"lab_oven\"]}')",
+    )
+    .await
+    .unwrap();
+    let secs: Vec<i64> = (T0..T0 + 40 * MINUTE).step_by(5).collect();
+    for chunk in secs.chunks(120) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|s| {
+                let minute = (s - T0) / MINUTE;
+                let p = if (10..35).contains(&minute) {
+                    2880.0
+                } else {
+                    80.0
+                };
+                format!("('{}', '301', {p}, 30)", ts_text(*s))
+            })
+            .collect();
+        c.batch_execute(&format!(
+            "INSERT INTO room_power (ts, room, p, q) VALUES {}",
+            values.join(", ")
+        ))
+        .await
+        .unwrap();
+    }
+    wait_for(
+        &server,
+        vec![("lab_oven".to_string(), 10, Some(35))],
+        || runs(&c),
+    )
+    .await;
+    wait_for(
+        &server,
+        vec![("firing".to_string(), 20), ("resolved".to_string(), 35)],
+        || transitions(&c),
+    )
+    .await;
+}

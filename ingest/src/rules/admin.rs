@@ -9,7 +9,8 @@ use wattdb_storage::{RuleEntry, Storage};
 use super::alarm_rule::{AlarmDef, CompiledAlarm, Silence, check_name};
 use super::alarm_runtime::{ALARM_KIND, AlarmRuntime, EVENTS_TABLE};
 use super::appliance_rule::{
-    APPLIANCE_EVENTS_TABLE, CompiledDetection, DETECTION_KIND, DetectionDef,
+    APPLIANCE_EVENTS_TABLE, APPLIANCE_KIND, ApplianceDef, CompiledDetection, DETECTION_KIND,
+    DetectionDef,
 };
 use super::channel::{CHANNEL_KIND, ChannelDef};
 use super::duration::parse_duration;
@@ -24,6 +25,7 @@ pub const FUNCTIONS: &[&str] = &[
     "create_channel",
     "drop_channel",
     "set_appliance_detection",
+    "create_appliance",
 ];
 
 /// Run one of [`FUNCTIONS`]; `None` when `name` is not one of them.
@@ -42,6 +44,7 @@ pub async fn call(
         "create_channel" => create_channel(storage, args).await,
         "drop_channel" => drop_channel(storage, args).await,
         "set_appliance_detection" => set_appliance_detection(storage, runtime, args).await,
+        "create_appliance" => create_appliance(storage, runtime, args).await,
         _ => return None,
     };
     Some(result)
@@ -362,8 +365,9 @@ async fn set_appliance_detection(
         .into_iter()
         .map(|r| r.name)
         .collect();
-    let def = DetectionDef::parse(&def_table, options, &channels)?;
-    CompiledDetection::compile(def.clone(), &def_table)?;
+    let custom = custom_appliances(storage);
+    let def = DetectionDef::parse(&def_table, options, &channels, &custom)?;
+    CompiledDetection::compile(def.clone(), &def_table, &custom)?;
     // Every column from the start (a run's off_ts only exists once it has ended).
     use wattdb_storage::{FieldDef, FieldType};
     let field = |name: &str, field_type| FieldDef {
@@ -399,5 +403,36 @@ async fn set_appliance_detection(
             .or(def.pf.as_deref().map(|pf| format!(", power factor {pf}")))
             .unwrap_or_default(),
         def.prohibited.join(", ")
+    ))
+}
+
+/// Users' own appliance signatures.
+fn custom_appliances(storage: &Storage) -> Vec<ApplianceDef> {
+    storage
+        .rules(APPLIANCE_KIND)
+        .into_iter()
+        .filter_map(|r| serde_json::from_value(r.body).ok())
+        .collect()
+}
+
+/// `create_appliance(name, options)`: an appliance signature of one's own (watts, power
+/// factor and duration ranges, cycling, varying), usable in `prohibited` and named in
+/// `appliance_events` when it matches.
+async fn create_appliance(
+    storage: &Storage,
+    runtime: &AlarmRuntime,
+    args: &[String],
+) -> Result<String, RuleError> {
+    let [name, options] = args else {
+        return Err(RuleError::Usage(
+            "create_appliance(name, options_json) takes 2 arguments".into(),
+        ));
+    };
+    let def = ApplianceDef::parse(name, options)?;
+    store_rule(storage, APPLIANCE_KIND, name, &def, true).await?;
+    runtime.reload();
+    Ok(format!(
+        "created appliance {name}: {}–{} W, power factor {}–{}",
+        def.watts.0, def.watts.1, def.pf.0, def.pf.1
     ))
 }

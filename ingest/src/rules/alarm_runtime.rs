@@ -32,7 +32,8 @@ use wattdb_storage::{
 
 use super::alarm_rule::{AlarmDef, CompiledAlarm};
 use super::appliance_rule::{
-    APPLIANCE_ALARM, APPLIANCE_EVENTS_TABLE, CompiledDetection, DETECTION_KIND, DetectionDef,
+    APPLIANCE_ALARM, APPLIANCE_EVENTS_TABLE, APPLIANCE_KIND, ApplianceDef, CompiledDetection,
+    DETECTION_KIND, DetectionDef,
 };
 use super::error::RuleError;
 use super::outbox::Outbox;
@@ -378,6 +379,11 @@ impl AlarmRuntime {
         let Some(catalog) = self.catalog.get() else {
             return out;
         };
+        let custom: Vec<ApplianceDef> = catalog
+            .rules(APPLIANCE_KIND)
+            .into_iter()
+            .filter_map(|r| serde_json::from_value(r.body).ok())
+            .collect();
         for entry in catalog.rules(DETECTION_KIND) {
             let compiled = serde_json::from_value::<DetectionDef>(entry.body)
                 .map_err(|e| e.to_string())
@@ -386,7 +392,7 @@ impl AlarmRuntime {
                         .table(&def.table)
                         .ok_or_else(|| format!("table {} does not exist", def.table))?;
                     let id = table.id;
-                    CompiledDetection::compile(def, &table)
+                    CompiledDetection::compile(def, &table, &custom)
                         .map(|c| (id, c))
                         .map_err(|e| e.to_string())
                 });

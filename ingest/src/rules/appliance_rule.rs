@@ -10,7 +10,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, Int64Type};
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
-use wattdb_algorithms::appliance::{DetectorConfig, Sample, builtin_signatures};
+use wattdb_algorithms::appliance::{DetectorConfig, Sample, Signature, builtin_signatures};
 use wattdb_storage::{FieldType, TableDef};
 
 use super::duration::parse_duration;
@@ -18,6 +18,8 @@ use super::error::RuleError;
 
 /// The catalog kind of detection settings.
 pub const DETECTION_KIND: &str = "appliance_detection";
+/// The catalog kind of users' own appliance signatures.
+pub const APPLIANCE_KIND: &str = "appliance";
 /// The table detected appliance runs are written to.
 pub const APPLIANCE_EVENTS_TABLE: &str = "appliance_events";
 /// The alarm name of prohibited-appliance transitions in `alarm_events`.
@@ -83,6 +85,7 @@ impl DetectionDef {
         table: &TableDef,
         options: &str,
         channels: &[String],
+        custom: &[ApplianceDef],
     ) -> Result<DetectionDef, RuleError> {
         let opts: BTreeMap<String, serde_json::Value> = serde_json::from_str(options)
             .map_err(|e| bad(format!("options are not a JSON object: {e}")))?;
@@ -125,7 +128,11 @@ impl DetectionDef {
         if let Some(c) = &pf {
             numeric_column(table, "pf", c)?;
         }
-        let known: Vec<String> = builtin_signatures().into_iter().map(|s| s.name).collect();
+        let known: Vec<String> = builtin_signatures()
+            .into_iter()
+            .map(|s| s.name)
+            .chain(custom.iter().map(|a| a.name.clone()))
+            .collect();
         let prohibited = match list("prohibited")? {
             Some(p) => p,
             None => DetectorConfig::default().prohibited,
@@ -195,7 +202,11 @@ fn number(col: &dyn Array, row: usize) -> Option<f64> {
 }
 
 impl CompiledDetection {
-    pub fn compile(def: DetectionDef, table: &TableDef) -> Result<CompiledDetection, RuleError> {
+    pub fn compile(
+        def: DetectionDef,
+        table: &TableDef,
+        custom: &[ApplianceDef],
+    ) -> Result<CompiledDetection, RuleError> {
         let power = column_index(table, &def.power)?;
         let reactive = def
             .reactive
@@ -207,7 +218,10 @@ impl CompiledDetection {
             .as_deref()
             .map(|c| column_index(table, c))
             .transpose()?;
+        let mut signatures = builtin_signatures();
+        signatures.extend(custom.iter().map(ApplianceDef::signature));
         let config = DetectorConfig {
+            signatures,
             prohibited: def.prohibited.clone(),
             delay_us: def.delay_micros,
             ..DetectorConfig::default()
@@ -236,3 +250,127 @@ impl CompiledDetection {
         }
     }
 }
+
+/// A user's own appliance signature (`create_appliance(name, options)`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplianceDef {
+    pub name: String,
+    /// Step size, W.
+    pub watts: (f64, f64),
+    /// Step power factor.
+    pub pf: (f64, f64),
+    #[serde(default)]
+    pub min_duration_micros: i64,
+    #[serde(default)]
+    pub max_duration_micros: Option<i64>,
+    #[serde(default)]
+    pub cycling: Option<bool>,
+    #[serde(default)]
+    pub varying: Option<bool>,
+}
+
+const APPLIANCE_OPTIONS: &[&str] = &[
+    "watts",
+    "pf",
+    "min_duration",
+    "max_duration",
+    "cycling",
+    "varying",
+];
+
+fn range(
+    opts: &BTreeMap<String, serde_json::Value>,
+    k: &str,
+) -> Result<Option<(f64, f64)>, RuleError> {
+    let Some(v) = opts.get(k) else {
+        return Ok(None);
+    };
+    let pair = v
+        .as_array()
+        .filter(|a| a.len() == 2)
+        .and_then(|a| Some((a[0].as_f64()?, a[1].as_f64()?)))
+        .ok_or_else(|| bad(format!("\"{k}\" must be [low, high], not {v}")))?;
+    if !(pair.0.is_finite() && pair.1.is_finite() && pair.0 <= pair.1) {
+        return Err(bad(format!("\"{k}\": low must not exceed high")));
+    }
+    Ok(Some(pair))
+}
+
+impl ApplianceDef {
+    /// Parse `options` for appliance `name` (which must not be a built-in one).
+    pub fn parse(name: &str, options: &str) -> Result<ApplianceDef, RuleError> {
+        super::alarm_rule::check_name(name)?;
+        if builtin_signatures().iter().any(|s| s.name == name) || UNKNOWN_NAMES.contains(&name) {
+            return Err(bad(format!("\"{name}\" is a built-in appliance")));
+        }
+        let opts: BTreeMap<String, serde_json::Value> = serde_json::from_str(options)
+            .map_err(|e| bad(format!("options are not a JSON object: {e}")))?;
+        if let Some(k) = opts
+            .keys()
+            .find(|k| !APPLIANCE_OPTIONS.contains(&k.as_str()))
+        {
+            return Err(bad(format!(
+                "unknown option \"{k}\" ({})",
+                APPLIANCE_OPTIONS.join(", ")
+            )));
+        }
+        let watts =
+            range(&opts, "watts")?.ok_or_else(|| bad("\"watts\": [low, high] is required"))?;
+        if watts.0 <= 0.0 {
+            return Err(bad("\"watts\" must be positive"));
+        }
+        let pf = range(&opts, "pf")?.unwrap_or((0.0, 1.0));
+        if pf.0 < 0.0 || pf.1 > 1.0 {
+            return Err(bad("\"pf\" must be within [0, 1]"));
+        }
+        let duration = |k: &str| -> Result<Option<i64>, RuleError> {
+            match opts.get(k) {
+                None => Ok(None),
+                Some(serde_json::Value::String(d)) => parse_duration(d)
+                    .map(Some)
+                    .map_err(|e| bad(format!("\"{k}\": {e}"))),
+                Some(v) => Err(bad(format!("\"{k}\" must be a duration, not {v}"))),
+            }
+        };
+        let flag = |k: &str| -> Result<Option<bool>, RuleError> {
+            match opts.get(k) {
+                None => Ok(None),
+                Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
+                Some(v) => Err(bad(format!("\"{k}\" must be true or false, not {v}"))),
+            }
+        };
+        let def = ApplianceDef {
+            name: name.to_string(),
+            watts,
+            pf,
+            min_duration_micros: duration("min_duration")?.unwrap_or(0),
+            max_duration_micros: duration("max_duration")?,
+            cycling: flag("cycling")?,
+            varying: flag("varying")?,
+        };
+        if def
+            .max_duration_micros
+            .is_some_and(|max| max < def.min_duration_micros)
+        {
+            return Err(bad("\"max_duration\" is shorter than \"min_duration\""));
+        }
+        Ok(def)
+    }
+
+    pub fn signature(&self) -> Signature {
+        Signature {
+            name: self.name.clone(),
+            watts: self.watts,
+            pf: self.pf,
+            min_duration_s: self.min_duration_micros as f64 / 1e6,
+            max_duration_s: self
+                .max_duration_micros
+                .map_or(f64::INFINITY, |m| m as f64 / 1e6),
+            cycling: self.cycling,
+            varying: self.varying,
+        }
+    }
+}
+
+/// What runs no signature matches are called.
+pub const UNKNOWN_NAMES: [&str; 2] = ["unknown_resistive", "unknown"];
