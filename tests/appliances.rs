@@ -157,6 +157,12 @@ async fn bad_detection_settings_are_refused() {
         ),
         (r#"{"power": "p", "delay": "soon"}"#, "room_power", "22023"),
         (r#"{"reactive": "q"}"#, "room_power", "22023"),
+        (r#"{"power": "p", "where": "p > 3"}"#, "room_power", "22023"),
+        (
+            r#"{"power": "p", "where": "room = "}"#,
+            "room_power",
+            "42601",
+        ),
     ] {
         let err = c
             .simple_query(&format!(
@@ -166,18 +172,28 @@ async fn bad_detection_settings_are_refused() {
             .unwrap_err();
         assert_eq!(sqlstate(&err), code, "{options}: {err}");
     }
-    // NULL stops detection; without detection, nothing is written.
+    // Room 301 is outside the `where` scope: its heater is not watched.
     c.simple_query(
-        "SELECT set_appliance_detection('room_power', '{\"power\": \"p\", \"reactive\": \"q\"}')",
+        "SELECT set_appliance_detection('room_power', \
+         '{\"power\": \"p\", \"reactive\": \"q\", \"where\": \"room = ''302''\"}')",
     )
     .await
     .unwrap();
-    c.simple_query("SELECT set_appliance_detection('room_power', NULL)")
-        .await
-        .unwrap();
     insert_minutes(&c, 0, 20).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(runs(&c).await, vec![]);
+    // NULL stops detection.
+    let stopped: Vec<String> = c
+        .simple_query("SELECT set_appliance_detection('room_power', NULL)")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stopped, vec!["appliance detection on room_power stopped"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

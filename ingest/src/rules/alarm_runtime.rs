@@ -511,7 +511,11 @@ impl AlarmRuntime {
     ) {
         let mut transitions = Vec::new();
         let detectors = state.detectors.entry(def.name.clone()).or_default();
+        let in_scope = d.in_scope(batch);
         for (i, row) in rows.iter().enumerate() {
+            if !in_scope[i] {
+                continue;
+            }
             let Some(sample) = d.sample(batch, row.ts, i) else {
                 continue;
             };

@@ -5,6 +5,7 @@
 //! table before it is stored; compiled to column positions for the runtime.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Float64Type, Int64Type};
@@ -13,6 +14,11 @@ use serde::{Deserialize, Serialize};
 use wattdb_algorithms::appliance::{DetectorConfig, Sample, Signature, builtin_signatures};
 use wattdb_storage::{FieldType, TableDef};
 
+use datafusion::common::DFSchema;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::prelude::SessionContext;
+
+use super::alarm_rule::tag_condition;
 use super::duration::parse_duration;
 use super::error::RuleError;
 
@@ -26,6 +32,7 @@ pub const APPLIANCE_EVENTS_TABLE: &str = "appliance_events";
 pub const APPLIANCE_ALARM: &str = "prohibited_appliance";
 
 const OPTIONS: &[&str] = &[
+    "where",
     "power",
     "reactive",
     "pf",
@@ -51,6 +58,9 @@ pub struct DetectionDef {
     #[serde(default)]
     pub channels: Vec<String>,
     pub severity: String,
+    /// Only series matching this condition over tags are watched.
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 fn bad(m: impl Into<String>) -> RuleError {
@@ -166,6 +176,7 @@ impl DetectionDef {
             delay_micros,
             channels: channels_used,
             severity,
+            scope: text("where")?,
         })
     }
 }
@@ -179,6 +190,7 @@ pub struct CompiledDetection {
     power: usize,
     reactive: Option<usize>,
     pf: Option<usize>,
+    scope: Option<Arc<dyn PhysicalExpr>>,
 }
 
 fn column_index(table: &TableDef, name: &str) -> Result<usize, RuleError> {
@@ -226,13 +238,41 @@ impl CompiledDetection {
             delay_us: def.delay_micros,
             ..DetectorConfig::default()
         };
+        let scope = match &def.scope {
+            None => None,
+            Some(w) => {
+                let df_schema = DFSchema::try_from(table.arrow_schema().as_ref().clone())
+                    .map_err(|e| RuleError::Syntax(e.to_string()))?;
+                let ctx = SessionContext::new();
+                Some(tag_condition(&ctx, &df_schema, table, "where", w)?)
+            }
+        };
         Ok(CompiledDetection {
             def,
             config,
             power,
             reactive,
             pf,
+            scope,
         })
+    }
+
+    /// Per row of `batch`: is its series watched (the `where` scope)?
+    pub fn in_scope(&self, batch: &RecordBatch) -> Vec<bool> {
+        let n = batch.num_rows();
+        let Some(scope) = &self.scope else {
+            return vec![true; n];
+        };
+        match scope.evaluate(batch).and_then(|v| v.into_array(n)) {
+            Ok(a) => {
+                let b = a.as_boolean();
+                (0..n).map(|i| !b.is_null(i) && b.value(i)).collect()
+            }
+            Err(e) => {
+                tracing::error!(table = %self.def.table, error = %e, "appliance detection scope failed");
+                vec![false; n]
+            }
+        }
     }
 
     /// The reading at `row` of `batch` (the table's rows), when it has active power.
