@@ -4,7 +4,8 @@
 //! from `alarm_events` — against what the readings were built from (an immersion heater
 //! on from minute 10 to 50, a kettle from 70 to 73, on an 80 W background) — and the
 //! same after a kill -9 in the middle of the heater's run (the detector restored from
-//! the runtime's state file), without a transition repeated.
+//! the runtime's state file), without a transition repeated; then the same readings over
+//! MQTT with the notifications at a webhook.
 
 mod common;
 
@@ -327,4 +328,111 @@ async fn own_appliances_are_recognised_and_prohibited() {
         || transitions(&c),
     )
     .await;
+}
+
+/// Room 301's readings for minutes `from..to` as canonical JSON arrays (60 readings per
+/// message, in time order) published over MQTT at QoS 1 to wattdb's own endpoint.
+async fn publish_minutes(server: &Server, from: i64, to: i64) {
+    let secs: Vec<i64> = (T0 + from * MINUTE..T0 + to * MINUTE).step_by(5).collect();
+    let msgs: Vec<(String, String, ())> = secs
+        .chunks(60)
+        .map(|chunk| {
+            let readings: Vec<String> = chunk
+                .iter()
+                .map(|s| {
+                    format!(
+                        r#"{{"ts": {}, "tags": {{"room": "301"}}, "fields": {{"p": {}, "q": 30.0}}}}"#,
+                        s * 1000,
+                        power(*s)
+                    )
+                })
+                .collect();
+            (
+                "wattdb/room_power".to_string(),
+                format!("[{}]", readings.join(", ")),
+                (),
+            )
+        })
+        .collect();
+    let n = msgs.len();
+    let acked = common::mqtt::publish_qos1(
+        "127.0.0.1",
+        server.mqtt_port,
+        "room-301-meter",
+        msgs,
+        1,
+        Duration::ZERO,
+        |_| {},
+    )
+    .await;
+    assert_eq!(acked, n, "every message acknowledged");
+}
+
+/// The issue's end-to-end path: readings published over MQTT, the runs in
+/// `appliance_events`, the prohibited appliance's firing and resolved notifications at
+/// a webhook (each with its event id), with a kill -9 while the heater is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_readings_reach_appliance_events_and_a_webhook_across_kill_9() {
+    let hook = common::receiver::Receiver::start(
+        0,
+        std::sync::Arc::new(|_: &str, _| (200, String::new())),
+    )
+    .await;
+    let mut server = Server::new().start();
+    let c = server.client().await;
+    setup(&c).await;
+    c.simple_query(&format!(
+        "SELECT create_channel('hook', 'webhook', '{{\"url\": \"{}\"}}')",
+        hook.url("/hook")
+    ))
+    .await
+    .unwrap();
+    c.simple_query(
+        "SELECT set_appliance_detection('room_power', \
+         '{\"power\": \"p\", \"reactive\": \"q\", \"channels\": [\"hook\"]}')",
+    )
+    .await
+    .unwrap();
+    publish_minutes(&server, 0, 30).await;
+    wait_for(&server, 1, || async { hook.received("/hook").len() }).await;
+    // Let the runtime store its state, then crash while the heater is on.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.kill9();
+    server.spawn();
+    publish_minutes(&server, 30, 90).await;
+    let c = server.client().await;
+    wait_for(&server, expected_runs(), || runs(&c)).await;
+    wait_for(&server, 2, || async { hook.received("/hook").len() }).await;
+    let got: Vec<(String, String, String)> = hook
+        .received("/hook")
+        .iter()
+        .map(|r| {
+            let v = r.json();
+            (
+                v["alarm"].as_str().unwrap_or_default().to_string(),
+                v["state"].as_str().unwrap_or_default().to_string(),
+                v["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got[0].0, "prohibited_appliance");
+    assert_eq!(
+        (got[0].1.as_str(), got[1].1.as_str()),
+        ("firing", "resolved")
+    );
+    assert!(
+        got[0].2.contains("immersion_heater") && got[0].2.contains("room=301"),
+        "{got:?}"
+    );
+    let ids: Vec<String> = hook
+        .received("/hook")
+        .iter()
+        .map(|r| r.headers["x-wattdb-event-id"].clone())
+        .collect();
+    assert_ne!(ids[0], ids[1]);
+    let transitions_now = transitions(&c).await;
+    assert_eq!(
+        transitions_now,
+        vec![("firing".to_string(), 16), ("resolved".to_string(), 50)]
+    );
 }
