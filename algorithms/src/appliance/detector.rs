@@ -7,7 +7,8 @@
 //! switch-off). A run classified — decided — as a prohibited appliance that has been on
 //! for `delay` of the series' time fires an alarm; its final switch-off (or a new class
 //! that is not prohibited) resolves it; a new prohibited class while firing changes no
-//! state. A run that switches off without having cycled is
+//! state. A run resolved at a switch-off that comes on again fires again only once it
+//! has cycled twice (a thermostat): once may be another appliance of the same power. A run that switches off without having cycled is
 //! final at once for the alarm (a thermostat's first re-on fires it again); one that has
 //! cycled is only final once it stays off for a cycle gap.
 
@@ -91,6 +92,11 @@ pub struct SeriesDetector {
     reported: BTreeMap<i64, ApplianceEvent>,
     /// Runs whose alarm is firing, with the appliance named.
     firing: BTreeMap<i64, String>,
+    /// Runs whose alarm fired and was resolved at a switch-off: on again, they fire again
+    /// only once known to be a thermostat (two re-ons) — one re-on may be another
+    /// appliance of the same power (a kettle after the immersion heater was unplugged).
+    #[serde(default)]
+    resolved: std::collections::BTreeSet<i64>,
 }
 
 impl SeriesDetector {
@@ -207,7 +213,11 @@ impl SeriesDetector {
             self.reported.insert(run.on_ts, event.clone());
             out.events.push(event);
         }
-        let should_fire = running && prohibited && class.decided && now - run.on_ts >= cfg.delay_us;
+        let should_fire = running
+            && prohibited
+            && class.decided
+            && now - run.on_ts >= cfg.delay_us
+            && (run.cycles >= 2 || !self.resolved.contains(&run.on_ts));
         match self.firing.get_mut(&run.on_ts) {
             // Still firing; now known as another prohibited appliance (an immersion
             // heater found to cycle is an electric heater): no new transition, the
@@ -229,6 +239,7 @@ impl SeriesDetector {
         }
         self.resolve(run.on_ts, now, out);
         self.reported.remove(&run.on_ts);
+        self.resolved.remove(&run.on_ts);
     }
 
     fn fire(&mut self, on_ts: i64, appliance: &str, ts: i64, out: &mut Output) {
@@ -243,6 +254,7 @@ impl SeriesDetector {
 
     fn resolve(&mut self, on_ts: i64, ts: i64, out: &mut Output) {
         if let Some(appliance) = self.firing.remove(&on_ts) {
+            self.resolved.insert(on_ts);
             out.alarms.push(AlarmTransition {
                 on_ts,
                 appliance,
