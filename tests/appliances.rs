@@ -289,12 +289,45 @@ async fn own_appliances_are_recognised_and_prohibited() {
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&err), "42710");
+    // Listed with the built-in ones.
+    let listed: Vec<(String, bool, f64, Option<f64>)> = c
+        .query(
+            "SELECT appliance, built_in, watts_max, min_duration_seconds FROM system.appliances \
+             WHERE appliance IN ('lab_oven', 'kettle') ORDER BY appliance",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("kettle".to_string(), true, 3000.0, Some(30.0)),
+            ("lab_oven".to_string(), false, 3200.0, Some(600.0)),
+        ]
+    );
     c.simple_query(
         "SELECT set_appliance_detection('room_power', \
          '{\"power\": \"p\", \"reactive\": \"q\", \"prohibited\": [\"lab_oven\"]}')",
     )
     .await
     .unwrap();
+    let settings: Vec<(String, String, i64)> = c
+        .query(
+            "SELECT table_name, prohibited, delay_seconds FROM system.appliance_detection",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        settings,
+        vec![("room_power".to_string(), "lab_oven".to_string(), 180)]
+    );
     let secs: Vec<i64> = (T0..T0 + 40 * MINUTE).step_by(5).collect();
     for chunk in secs.chunks(120) {
         let values: Vec<String> = chunk

@@ -1,6 +1,8 @@
 //! `system.alarms` (the alarm rules), `system.alarm_state` (every pending or firing
-//! (alarm, series)), `system.channels` and `system.notifications` (the outbox),
-//! registered with storage as system views.
+//! (alarm, series)), `system.channels`, `system.notifications` (the outbox),
+//! `system.appliance_detection` (the tables detected and their settings) and
+//! `system.appliances` (built-in and own signatures), registered with storage as system
+//! views.
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use wattdb_storage::{ExtensionView, Storage};
 
 use super::alarm_rule::AlarmDef;
 use super::alarm_runtime::{ALARM_KIND, AlarmRuntime, series_text};
+use super::appliance_rule::{APPLIANCE_KIND, ApplianceDef, DETECTION_KIND, DetectionDef};
 use super::channel::{CHANNEL_KIND, ChannelDef};
 
 fn ts_type() -> DataType {
@@ -266,7 +269,125 @@ impl ExtensionView for Notifications {
 
 /// Serve `system.alarms`, `system.alarm_state`, `system.channels` and
 /// `system.notifications` from `storage`.
+struct Detections(Storage);
+
+impl ExtensionView for Detections {
+    fn batch(&self) -> wattdb_storage::Result<RecordBatch> {
+        let defs: Vec<DetectionDef> = self
+            .0
+            .rules(DETECTION_KIND)
+            .into_iter()
+            .filter_map(|r| serde_json::from_value(r.body).ok())
+            .collect();
+        let s = |f: &dyn Fn(&DetectionDef) -> String| -> ArrayRef {
+            Arc::new(StringArray::from(defs.iter().map(f).collect::<Vec<_>>()))
+        };
+        let o = |f: &dyn Fn(&DetectionDef) -> Option<String>| -> ArrayRef {
+            Arc::new(StringArray::from(defs.iter().map(f).collect::<Vec<_>>()))
+        };
+        batch(
+            vec![
+                Field::new("table_name", DataType::Utf8, false),
+                Field::new("power", DataType::Utf8, false),
+                Field::new("reactive", DataType::Utf8, true),
+                Field::new("pf", DataType::Utf8, true),
+                Field::new("prohibited", DataType::Utf8, false),
+                Field::new("delay_seconds", DataType::Int64, false),
+                Field::new("channels", DataType::Utf8, false),
+                Field::new("severity", DataType::Utf8, false),
+                Field::new("scope", DataType::Utf8, true),
+            ],
+            vec![
+                s(&|d| d.table.clone()),
+                s(&|d| d.power.clone()),
+                o(&|d| d.reactive.clone()),
+                o(&|d| d.pf.clone()),
+                s(&|d| d.prohibited.join(", ")),
+                Arc::new(Int64Array::from(
+                    defs.iter()
+                        .map(|d| d.delay_micros / 1_000_000)
+                        .collect::<Vec<_>>(),
+                )),
+                s(&|d| d.channels.join(", ")),
+                s(&|d| d.severity.clone()),
+                o(&|d| d.scope.clone()),
+            ],
+        )
+    }
+}
+
+struct Appliances(Storage);
+
+impl ExtensionView for Appliances {
+    fn batch(&self) -> wattdb_storage::Result<RecordBatch> {
+        let own: Vec<ApplianceDef> = self
+            .0
+            .rules(APPLIANCE_KIND)
+            .into_iter()
+            .filter_map(|r| serde_json::from_value(r.body).ok())
+            .collect();
+        let mut rows: Vec<(wattdb_algorithms::appliance::Signature, bool)> =
+            wattdb_algorithms::appliance::builtin_signatures()
+                .into_iter()
+                .map(|sig| (sig, true))
+                .collect();
+        rows.extend(own.iter().map(|a| (a.signature(), false)));
+        let f = |g: &dyn Fn(&wattdb_algorithms::appliance::Signature) -> f64| -> ArrayRef {
+            Arc::new(Float64Array::from(
+                rows.iter().map(|(sig, _)| g(sig)).collect::<Vec<_>>(),
+            ))
+        };
+        let secs = |g: &dyn Fn(&wattdb_algorithms::appliance::Signature) -> f64| -> ArrayRef {
+            Arc::new(Float64Array::from(
+                rows.iter()
+                    .map(|(sig, _)| Some(g(sig)).filter(|v| v.is_finite()))
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        let flag =
+            |g: &dyn Fn(&wattdb_algorithms::appliance::Signature) -> Option<bool>| -> ArrayRef {
+                Arc::new(BooleanArray::from(
+                    rows.iter().map(|(sig, _)| g(sig)).collect::<Vec<_>>(),
+                ))
+            };
+        batch(
+            vec![
+                Field::new("appliance", DataType::Utf8, false),
+                Field::new("built_in", DataType::Boolean, false),
+                Field::new("watts_min", DataType::Float64, false),
+                Field::new("watts_max", DataType::Float64, false),
+                Field::new("pf_min", DataType::Float64, false),
+                Field::new("pf_max", DataType::Float64, false),
+                Field::new("min_duration_seconds", DataType::Float64, true),
+                Field::new("max_duration_seconds", DataType::Float64, true),
+                Field::new("cycling", DataType::Boolean, true),
+                Field::new("varying", DataType::Boolean, true),
+            ],
+            vec![
+                Arc::new(StringArray::from(
+                    rows.iter()
+                        .map(|(sig, _)| sig.name.clone())
+                        .collect::<Vec<_>>(),
+                )),
+                Arc::new(BooleanArray::from(
+                    rows.iter().map(|(_, b)| *b).collect::<Vec<_>>(),
+                )),
+                f(&|sig| sig.watts.0),
+                f(&|sig| sig.watts.1),
+                f(&|sig| sig.pf.0),
+                f(&|sig| sig.pf.1),
+                secs(&|sig| sig.min_duration_s),
+                secs(&|sig| sig.max_duration_s),
+                flag(&|sig| sig.cycling),
+                flag(&|sig| sig.varying),
+            ],
+        )
+    }
+}
+
 pub fn register(storage: &Storage, runtime: &Arc<AlarmRuntime>) {
+    storage.register_view("appliance_detection", Arc::new(Detections(storage.clone())));
+    storage.register_view("appliances", Arc::new(Appliances(storage.clone())));
     storage.register_view("channels", Arc::new(Channels(storage.clone())));
     storage.register_view("notifications", Arc::new(Notifications(runtime.clone())));
     storage.register_view("alarms", Arc::new(Alarms(storage.clone())));
