@@ -51,11 +51,16 @@ async fn setup(c: &tokio_postgres::Client) {
 
 /// Insert room 301's readings for minutes `from..to`, 5 s apart, in time order.
 async fn insert_minutes(c: &tokio_postgres::Client, from: i64, to: i64) {
+    insert_power(c, from, to, power).await;
+}
+
+/// The same with active power `p(secs)`.
+async fn insert_power(c: &tokio_postgres::Client, from: i64, to: i64, p: impl Fn(i64) -> f64) {
     let secs: Vec<i64> = (T0 + from * MINUTE..T0 + to * MINUTE).step_by(5).collect();
     for chunk in secs.chunks(120) {
         let values: Vec<String> = chunk
             .iter()
-            .map(|s| format!("('{}', '301', {}, 30)", ts_text(*s), power(*s)))
+            .map(|s| format!("('{}', '301', {}, 30)", ts_text(*s), p(*s)))
             .collect();
         c.batch_execute(&format!(
             "INSERT INTO room_power (ts, room, p, q) VALUES {}",
@@ -184,16 +189,8 @@ async fn bad_detection_settings_are_refused() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(runs(&c).await, vec![]);
     // NULL stops detection.
-    let stopped: Vec<String> = c
-        .simple_query("SELECT set_appliance_detection('room_power', NULL)")
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .collect();
+    let stopped =
+        common::first_column_text(&c, "SELECT set_appliance_detection('room_power', NULL)").await;
     assert_eq!(stopped, vec!["appliance detection on room_power stopped"]);
 }
 
@@ -328,27 +325,15 @@ async fn own_appliances_are_recognised_and_prohibited() {
         settings,
         vec![("room_power".to_string(), "lab_oven".to_string(), 180)]
     );
-    let secs: Vec<i64> = (T0..T0 + 40 * MINUTE).step_by(5).collect();
-    for chunk in secs.chunks(120) {
-        let values: Vec<String> = chunk
-            .iter()
-            .map(|s| {
-                let minute = (s - T0) / MINUTE;
-                let p = if (10..35).contains(&minute) {
-                    2880.0
-                } else {
-                    80.0
-                };
-                format!("('{}', '301', {p}, 30)", ts_text(*s))
-            })
-            .collect();
-        c.batch_execute(&format!(
-            "INSERT INTO room_power (ts, room, p, q) VALUES {}",
-            values.join(", ")
-        ))
-        .await
-        .unwrap();
-    }
+    // A 2.8 kW resistive load from minute 10 to 35.
+    insert_power(&c, 0, 40, |s| {
+        if (10..35).contains(&((s - T0) / MINUTE)) {
+            2880.0
+        } else {
+            80.0
+        }
+    })
+    .await;
     wait_for(
         &server,
         vec![("lab_oven".to_string(), 10, Some(35))],

@@ -30,16 +30,7 @@ async fn timestamps_in_a_time_zone_as_text_and_binary() {
     }
     let q = "SELECT arrow_cast(ts, 'Timestamp(Microsecond, Some(\"Asia/Kolkata\"))') AS ts \
              FROM electric WHERE pid = 'tz' ORDER BY ts";
-    let text: Vec<String> = c
-        .simple_query(q)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .collect();
+    let text = common::first_column_text(&c, q).await;
     // Kolkata is UTC+05:30: 00:00 UTC is 05:30 local.
     assert_eq!(
         text,
