@@ -159,14 +159,14 @@ mod tests {
     use super::*;
 
     /// At 5 s resolution with reactive power, over 12 sites of 48 hours: the
-    /// prohibited appliances are found with precision ≥ 0.92 and recall ≥ 0.93 (the
+    /// prohibited appliances are found with precision ≥ 0.93 and recall ≥ 0.93 (the
     /// issue's target is 0.95 for both; BENCHMARKS.md has the current figures and why),
     /// and at most 1 % of the alarms are raised while no prohibited appliance is on.
     #[test]
     fn prohibited_appliances_are_found_at_5_s() {
         let r = evaluate(&SiteSettings::default(), 12, &DetectorConfig::default());
         let text = r.summary();
-        assert!(r.prohibited.precision() >= 0.92, "{text}");
+        assert!(r.prohibited.precision() >= 0.93, "{text}");
         assert!(r.prohibited.recall() >= 0.93, "{text}");
         assert!(r.false_alarms * 100 <= r.alarms, "{text}");
         assert!(r.prohibited.true_pos >= 100, "{text}");

@@ -61,7 +61,7 @@ pub fn builtin_signatures() -> Vec<Signature> {
         Signature::builtin(
             "immersion_heater",
             (300.0, 3000.0),
-            (0.98, 1.0),
+            (0.985, 1.0),
             6.0 * MINUTE,
             inf,
             Some(false),
