@@ -268,17 +268,9 @@ impl SeriesDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::appliance::quality::detect as run;
     use crate::appliance::synthetic::{SiteSettings, site};
     use proptest::prelude::*;
-
-    fn run(samples: &[Sample], cfg: &DetectorConfig) -> Output {
-        let mut d = SeriesDetector::new();
-        let mut out = Output::default();
-        for s in samples {
-            d.push(*s, cfg, &mut out);
-        }
-        out
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]

@@ -15,6 +15,7 @@ use super::appliance_rule::{
 use super::channel::{CHANNEL_KIND, ChannelDef};
 use super::duration::parse_duration;
 use super::error::RuleError;
+use super::stored;
 
 pub const FUNCTIONS: &[&str] = &[
     "create_alarm",
@@ -119,11 +120,7 @@ async fn create_alarm(
     let def_table = storage
         .table(table)
         .ok_or_else(|| RuleError::UnknownTable(table.clone()))?;
-    let channels: Vec<String> = storage
-        .rules(CHANNEL_KIND)
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
+    let channels: Vec<String> = stored::names(storage, CHANNEL_KIND);
     let def = if gap {
         AlarmDef::parse_gap(name, table, condition, options, &channels)?
     } else {
@@ -198,10 +195,8 @@ async fn drop_channel(storage: &Storage, args: &[String]) -> Result<String, Rule
             "drop_channel(name) takes 1 argument".into(),
         ));
     };
-    let users: Vec<String> = storage
-        .rules(ALARM_KIND)
+    let users: Vec<String> = stored::definitions::<AlarmDef>(storage.rules(ALARM_KIND))
         .into_iter()
-        .filter_map(|r| serde_json::from_value::<AlarmDef>(r.body).ok())
         .filter(|a| a.channels.contains(name))
         .map(|a| a.name)
         .collect();
@@ -285,14 +280,10 @@ pub async fn apply_config(
     };
     for (name, kind, options) in &rules.channels {
         let def = ChannelDef::parse(name, kind, options).map_err(|e| named("channels", name, e))?;
-        let exists = storage.rules(CHANNEL_KIND).iter().any(|r| r.name == *name);
+        let exists = stored::names(storage, CHANNEL_KIND).contains(name);
         store_rule(storage, CHANNEL_KIND, name, &def, !exists).await?;
     }
-    let channels: Vec<String> = storage
-        .rules(CHANNEL_KIND)
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
+    let channels: Vec<String> = stored::names(storage, CHANNEL_KIND);
     for (name, table, what, options) in &rules.alarms {
         let mut def = match what {
             ConfiguredAlarm::Threshold(c) => {
@@ -329,10 +320,7 @@ async fn set_appliance_detection(
             "set_appliance_detection(table, options_json | NULL) takes 2 arguments".into(),
         ));
     };
-    let exists = storage
-        .rules(DETECTION_KIND)
-        .iter()
-        .any(|r| r.name == *table);
+    let exists = stored::names(storage, DETECTION_KIND).contains(table);
     if options.trim() == "null" {
         if exists {
             storage.drop_rule(DETECTION_KIND, table).await?;
@@ -360,12 +348,8 @@ async fn set_appliance_detection(
             def_table.tags.join(", ")
         )));
     }
-    let channels: Vec<String> = storage
-        .rules(CHANNEL_KIND)
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
-    let custom = custom_appliances(storage);
+    let channels: Vec<String> = stored::names(storage, CHANNEL_KIND);
+    let custom = stored::definitions::<ApplianceDef>(storage.rules(APPLIANCE_KIND));
     let def = DetectionDef::parse(&def_table, options, &channels, &custom)?;
     CompiledDetection::compile(def.clone(), &def_table, &custom)?;
     // Every column from the start (a run's off_ts only exists once it has ended).
@@ -404,15 +388,6 @@ async fn set_appliance_detection(
             .unwrap_or_default(),
         def.prohibited.join(", ")
     ))
-}
-
-/// Users' own appliance signatures.
-fn custom_appliances(storage: &Storage) -> Vec<ApplianceDef> {
-    storage
-        .rules(APPLIANCE_KIND)
-        .into_iter()
-        .filter_map(|r| serde_json::from_value(r.body).ok())
-        .collect()
 }
 
 /// `create_appliance(name, options)`: an appliance signature of one's own (watts, power

@@ -38,6 +38,7 @@ use super::appliance_rule::{
 use super::error::RuleError;
 use super::outbox::Outbox;
 use super::state_file::{self, AlarmEvent, ApplianceRow, DetectorEntry, SeriesEntry, StateFile};
+use super::stored::definitions;
 
 /// The table transitions are written to.
 pub const EVENTS_TABLE: &str = "alarm_events";
@@ -379,11 +380,7 @@ impl AlarmRuntime {
         let Some(catalog) = self.catalog.get() else {
             return out;
         };
-        let custom: Vec<ApplianceDef> = catalog
-            .rules(APPLIANCE_KIND)
-            .into_iter()
-            .filter_map(|r| serde_json::from_value(r.body).ok())
-            .collect();
+        let custom: Vec<ApplianceDef> = definitions(catalog.rules(APPLIANCE_KIND));
         for entry in catalog.rules(DETECTION_KIND) {
             let compiled = serde_json::from_value::<DetectionDef>(entry.body)
                 .map_err(|e| e.to_string())

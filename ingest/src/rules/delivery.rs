@@ -18,6 +18,7 @@ use wattdb_storage::Storage;
 use super::alarm_runtime::AlarmRuntime;
 use super::channel::{CHANNEL_KIND, ChannelDef, Request};
 use super::outbox::Notification;
+use super::stored::definitions;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(500);
@@ -88,13 +89,11 @@ impl Delivery {
         if due.is_empty() {
             return;
         }
-        let channels: HashMap<String, ChannelDef> = self
-            .storage
-            .rules(CHANNEL_KIND)
-            .into_iter()
-            .filter_map(|r| serde_json::from_value::<ChannelDef>(r.body).ok())
-            .map(|c| (c.name.clone(), c))
-            .collect();
+        let channels: HashMap<String, ChannelDef> =
+            definitions::<ChannelDef>(self.storage.rules(CHANNEL_KIND))
+                .into_iter()
+                .map(|c| (c.name.clone(), c))
+                .collect();
         let mut by_channel: HashMap<String, Vec<Notification>> = HashMap::new();
         for n in due {
             by_channel.entry(n.channel.clone()).or_default().push(n);

@@ -19,6 +19,7 @@ pub mod duration;
 pub mod error;
 pub mod outbox;
 pub mod state_file;
+pub mod stored;
 pub mod views;
 
 pub use alarm_rule::AlarmDef;

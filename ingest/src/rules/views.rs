@@ -17,6 +17,7 @@ use super::alarm_rule::AlarmDef;
 use super::alarm_runtime::{ALARM_KIND, AlarmRuntime, series_text};
 use super::appliance_rule::{APPLIANCE_KIND, ApplianceDef, DETECTION_KIND, DetectionDef};
 use super::channel::{CHANNEL_KIND, ChannelDef};
+use super::stored::definitions;
 
 fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
@@ -31,12 +32,7 @@ struct Alarms(Storage);
 
 impl ExtensionView for Alarms {
     fn batch(&self) -> wattdb_storage::Result<RecordBatch> {
-        let defs: Vec<AlarmDef> = self
-            .0
-            .rules(ALARM_KIND)
-            .into_iter()
-            .filter_map(|r| serde_json::from_value(r.body).ok())
-            .collect();
+        let defs: Vec<AlarmDef> = definitions(self.0.rules(ALARM_KIND));
         let s = |f: &dyn Fn(&AlarmDef) -> String| -> ArrayRef {
             Arc::new(StringArray::from(defs.iter().map(f).collect::<Vec<_>>()))
         };
@@ -176,12 +172,7 @@ struct Channels(Storage);
 
 impl ExtensionView for Channels {
     fn batch(&self) -> wattdb_storage::Result<RecordBatch> {
-        let defs: Vec<ChannelDef> = self
-            .0
-            .rules(CHANNEL_KIND)
-            .into_iter()
-            .filter_map(|r| serde_json::from_value(r.body).ok())
-            .collect();
+        let defs: Vec<ChannelDef> = definitions(self.0.rules(CHANNEL_KIND));
         batch(
             vec![
                 Field::new("channel", DataType::Utf8, false),
@@ -273,12 +264,7 @@ struct Detections(Storage);
 
 impl ExtensionView for Detections {
     fn batch(&self) -> wattdb_storage::Result<RecordBatch> {
-        let defs: Vec<DetectionDef> = self
-            .0
-            .rules(DETECTION_KIND)
-            .into_iter()
-            .filter_map(|r| serde_json::from_value(r.body).ok())
-            .collect();
+        let defs: Vec<DetectionDef> = definitions(self.0.rules(DETECTION_KIND));
         let s = |f: &dyn Fn(&DetectionDef) -> String| -> ArrayRef {
             Arc::new(StringArray::from(defs.iter().map(f).collect::<Vec<_>>()))
         };
@@ -320,12 +306,7 @@ struct Appliances(Storage);
 
 impl ExtensionView for Appliances {
     fn batch(&self) -> wattdb_storage::Result<RecordBatch> {
-        let own: Vec<ApplianceDef> = self
-            .0
-            .rules(APPLIANCE_KIND)
-            .into_iter()
-            .filter_map(|r| serde_json::from_value(r.body).ok())
-            .collect();
+        let own: Vec<ApplianceDef> = definitions(self.0.rules(APPLIANCE_KIND));
         let mut rows: Vec<(wattdb_algorithms::appliance::Signature, bool)> =
             wattdb_algorithms::appliance::builtin_signatures()
                 .into_iter()
