@@ -120,8 +120,11 @@ impl SeriesDetector {
         }
         self.last_ts = Some(s.ts);
         let mut changes = Vec::new();
-        if let Some(step) = self.steps.push(s, cfg.min_step_w) {
-            self.runs.apply(&step, &mut changes);
+        let mut steps = Vec::new();
+        self.steps
+            .push(s, cfg.min_step_w, self.runs.coarse, &mut steps);
+        for step in &steps {
+            self.runs.apply(step, &mut changes);
         }
         self.runs.expire(s.ts, &mut changes);
         for c in changes {
@@ -166,6 +169,7 @@ impl SeriesDetector {
             running,
             cycles: run.cycles,
             stages: run.stages,
+            doubtful: run.doubtful,
         };
         classify(&cfg.signatures, &f)
     }

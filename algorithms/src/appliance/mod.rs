@@ -7,7 +7,7 @@
 //! 1. [`steps`]: steady-state segmentation. A step is the difference between two steady
 //!    levels, so measurement noise, the slow drift of the background load and a motor's
 //!    inrush spike are not steps; a change spread over two samples (1-minute meters) is
-//!    one step.
+//!    one step, dated within its minute from the mixed sample.
 //! 2. [`runs`]: steps paired into runs of one appliance — an off step matches an earlier
 //!    on step of similar ΔP/ΔQ; level changes of a running appliance are its stages;
 //!    the same appliance switching on again shortly after (a thermostat) is a cycle of

@@ -54,6 +54,15 @@ pub struct Report {
     pub false_alarms: usize,
     /// Alarms raised in all.
     pub alarms: usize,
+    /// False positives by (detected name, what was really switched on within
+    /// [`MATCH_US`] — or `inside <name>` for a detection inside a labelled run, or `-`).
+    pub confusion: BTreeMap<(String, String), usize>,
+    /// False negatives by (labelled name, what was detected within [`MATCH_US`] of its
+    /// switch-on, or `nothing`).
+    pub missed: BTreeMap<(String, String), usize>,
+    /// Alarms raised while no prohibited appliance was on, by (the appliance the alarm
+    /// named, what was on when its run switched on).
+    pub false_alarm_causes: BTreeMap<(String, String), usize>,
 }
 
 impl Report {
@@ -77,6 +86,24 @@ impl Report {
                 c.false_pos,
                 c.false_neg
             );
+        }
+        let mut confusion: Vec<_> = self.confusion.iter().collect();
+        confusion.sort_by(|a, b| b.1.cmp(a.1));
+        s += "\nfalse positives: detected <- what was labelled there (count)\n";
+        for ((detected, truth), n) in confusion.iter().take(20) {
+            s += &format!("  {detected} <- {truth}: {n}\n");
+        }
+        let mut missed: Vec<_> = self.missed.iter().collect();
+        missed.sort_by(|a, b| b.1.cmp(a.1));
+        if !self.false_alarm_causes.is_empty() {
+            s += "alarms raised while no prohibited appliance was on: named <- what was on\n";
+            for ((named, on), n) in &self.false_alarm_causes {
+                s += &format!("  {named} <- {on}: {n}\n");
+            }
+        }
+        s += "false negatives: labelled -> what was detected there (count)\n";
+        for ((truth, seen), n) in missed.iter().take(20) {
+            s += &format!("  {truth} -> {seen}: {n}\n");
         }
         s
     }
@@ -110,12 +137,37 @@ fn score_site(truth: &[Truth], out: &Output, cfg: &DetectorConfig, report: &mut 
                 used[i] = true;
                 c.true_pos += 1;
             }
-            None => c.false_pos += 1,
+            None => {
+                c.false_pos += 1;
+                let near = truth
+                    .iter()
+                    .find(|t| (t.on_ts - e.on_ts).abs() <= MATCH_US)
+                    .map(|t| t.appliance.to_string())
+                    .or_else(|| {
+                        truth
+                            .iter()
+                            .find(|t| t.on_ts <= e.on_ts && e.on_ts <= t.off_ts)
+                            .map(|t| format!("inside {}", t.appliance))
+                    })
+                    .unwrap_or_else(|| "-".into());
+                *report
+                    .confusion
+                    .entry((e.appliance.clone(), near))
+                    .or_default() += 1;
+            }
         }
     }
     for (i, t) in truth.iter().enumerate() {
         if !used[i] {
             per.entry(t.appliance.to_string()).or_default().false_neg += 1;
+            let seen = last
+                .values()
+                .find(|e| (t.on_ts - e.on_ts).abs() <= MATCH_US)
+                .map_or_else(|| "nothing".to_string(), |e| e.appliance.clone());
+            *report
+                .missed
+                .entry((t.appliance.to_string(), seen))
+                .or_default() += 1;
         }
     }
     for (name, c) in per {
@@ -133,6 +185,20 @@ fn score_site(truth: &[Truth], out: &Output, cfg: &DetectorConfig, report: &mut 
         });
         if !justified {
             report.false_alarms += 1;
+            let on: Vec<&str> = truth
+                .iter()
+                .filter(|t| t.on_ts - MATCH_US <= a.on_ts && a.on_ts <= t.off_ts)
+                .map(|t| t.appliance)
+                .collect();
+            let on = if on.is_empty() {
+                "-".to_string()
+            } else {
+                on.join("+")
+            };
+            *report
+                .false_alarm_causes
+                .entry((a.appliance.clone(), on))
+                .or_default() += 1;
         }
     }
 }
@@ -170,5 +236,24 @@ mod tests {
         assert!(r.prohibited.recall() >= 0.93, "{text}");
         assert!(r.false_alarms * 100 <= r.alarms, "{text}");
         assert!(r.prohibited.true_pos >= 100, "{text}");
+    }
+
+    /// One-minute averages (UCI-style meters), 1.5 runs of each appliance a day, 12
+    /// sites: detection degrades but stays useful — prohibited precision and recall ≥
+    /// 0.7 and at most 2 % of the alarms raised while no prohibited appliance is on
+    /// (BENCHMARKS.md has the figures, 0.775 / 0.782 and 1 of 132 when written).
+    #[test]
+    fn one_minute_averages_degrade_gracefully() {
+        let settings = SiteSettings {
+            step_s: 60,
+            runs_per_day: 1.5,
+            ..SiteSettings::default()
+        };
+        let r = evaluate(&settings, 12, &DetectorConfig::default());
+        let text = r.summary();
+        assert!(r.prohibited.precision() >= 0.7, "{text}");
+        assert!(r.prohibited.recall() >= 0.7, "{text}");
+        assert!(r.false_alarms * 50 <= r.alarms, "{text}");
+        assert!(r.prohibited.true_pos >= 60, "{text}");
     }
 }

@@ -102,6 +102,35 @@ fn same_step_again(
         .map(|(i, _)| i)
 }
 
+/// Extra power and reactive power a coarse sample may mix into a known thermostat's
+/// re-on (a fridge or a lamp switching in the same minute), W / var.
+const COARSE_MIX_W: f64 = 150.0;
+
+/// At coarse resolution: the known thermostat (it has cycled) among `runs` that `step`
+/// is a re-on of, allowing [`COARSE_MIX_W`] of another small change mixed in.
+fn thermostat_again_coarse(runs: &[Run], step: &Step) -> Option<usize> {
+    runs.iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            r.cycles >= 1
+                && r.dp >= STAGE_BASE_W
+                && r.is_heating_element()
+                && r.off_ts
+                    .is_some_and(|off| step.ts - off <= MAX_CYCLE_GAP_US)
+                && (r.dp - step.dp).abs() <= pair_tol(r.dp) + COARSE_MIX_W
+                && match (r.dq, step.dq) {
+                    (Some(a), Some(b)) => (a - b).abs() <= 40.0 + COARSE_MIX_W,
+                    _ => true,
+                }
+        })
+        .min_by(|a, b| {
+            (a.1.dp - step.dp)
+                .abs()
+                .total_cmp(&(b.1.dp - step.dp).abs())
+        })
+        .map(|(i, _)| i)
+}
+
 /// One appliance's run: from its first switch-on to its final switch-off.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Run {
@@ -131,6 +160,11 @@ pub struct Run {
     pub pause_sum_us: i64,
     /// While in an on-period that began as a cycle: when the pause before it began.
     pub paused_at: Option<i64>,
+    /// A small step measured coarsely while an appliance with power levels was on: it
+    /// may be a remainder of that appliance's level change mixed into one sample, so
+    /// it is named only as possible (never decided, never an alarm).
+    #[serde(default)]
+    pub doubtful: bool,
 }
 
 impl Run {
@@ -151,6 +185,7 @@ impl Run {
             pauses: 0,
             pause_sum_us: 0,
             paused_at: None,
+            doubtful: false,
         }
     }
 
@@ -325,14 +360,37 @@ impl RunTracker {
             changes.push(Change::On(r.on_ts));
             return;
         }
-        if self.swap_cycle(step, changes) || self.revive(step, changes) {
+        if self.swap_cycle(step, changes)
+            || self.revive(step, changes)
+            || self.cycle_with_small_off(step, changes)
+        {
+            return;
+        }
+        if self.coarse
+            && let Some(i) = thermostat_again_coarse(&self.off, step)
+        {
+            let mut r = self.off.remove(i);
+            let (dp, dq) = (r.dp, r.dq);
+            r.cycle_on(step, true);
+            // The step had something else mixed in: the element draws what it drew.
+            r.dp = dp;
+            r.dq = dq;
+            changes.push(Change::On(r.on_ts));
+            self.running.push(r);
             return;
         }
         if self.running.len() >= MAX_OPEN {
             let dropped = self.running.remove(0);
             changes.push(Change::Final(dropped));
         }
-        let r = Run::new(step);
+        let mut r = Run::new(step);
+        r.doubtful = step.doubtful
+            || self.coarse
+                && step.dp < STAGE_BASE_W
+                && self
+                    .running
+                    .iter()
+                    .any(|o| o.stages > 0 && o.dp >= STAGE_BASE_W && !o.is_heating_element());
         changes.push(Change::On(r.on_ts));
         self.running.push(r);
     }
@@ -366,6 +424,7 @@ impl RunTracker {
             dp: a.dp,
             dq: a.dq,
             level: step.level,
+            doubtful: false,
         });
         let a = &mut self.running[i];
         a.pause_sum_us += pause_now - pause_then;
@@ -424,6 +483,51 @@ impl RunTracker {
             r.stages += 1;
             changes.push(Change::On(r.on_ts));
         }
+    }
+
+    /// A thermostat's re-on measured together with a small running load switching off
+    /// (a fridge's compressor stopping in the same sample or two): the step is the
+    /// re-on less the small load. Both are taken as happening here.
+    fn cycle_with_small_off(&mut self, step: &Step, changes: &mut Vec<Change>) -> bool {
+        let tol = |dp| self.cycle_tol(dp);
+        let mut best: Option<(usize, usize, f64)> = None;
+        for (y, ry) in self.running.iter().enumerate() {
+            if ry.dp >= STAGE_BASE_W || ry.dp <= 0.0 {
+                continue;
+            }
+            let whole = Step {
+                dp: step.dp + ry.dp,
+                dq: match (step.dq, ry.dq) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    _ => None,
+                },
+                ..*step
+            };
+            if let Some(x) = same_step_again(&self.off, &whole, MAX_CYCLE_GAP_US, tol) {
+                let residual = (self.off[x].dp - whole.dp).abs();
+                if best.is_none_or(|b| residual < b.2) {
+                    best = Some((x, y, residual));
+                }
+            }
+        }
+        let Some((x, y, _)) = best else {
+            return false;
+        };
+        self.switch_off(y, step.ts, changes);
+        let mut r = self.off.remove(x);
+        r.cycle_on(step, true);
+        let small = self.off.last().map(|o| (o.dp, o.dq));
+        if let Some((dp, dq)) = small {
+            // The run draws the whole re-on, not the step net of the small load.
+            r.dp = step.dp + dp;
+            r.dq = match (step.dq, dq) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+        }
+        changes.push(Change::On(r.on_ts));
+        self.running.push(r);
+        true
     }
 
     /// A heater that cycled and then "ended" because one of its re-ons was lost comes
@@ -553,6 +657,7 @@ mod tests {
             dp,
             dq: Some(0.3 * dp),
             level: 0.0,
+            doubtful: false,
         }
     }
 
@@ -645,6 +750,7 @@ mod tests {
             dp,
             dq: Some(0.0),
             level,
+            doubtful: false,
         };
         t.apply(&resistive(0, 1500.0, 1600.0), &mut changes);
         t.apply(&resistive(30, 1000.0, 2600.0), &mut changes);
@@ -656,5 +762,65 @@ mod tests {
     fn a_small_load_on_top_is_its_own_run() {
         let t = feed(&[(0, 2000.0), (5, 40.0)]);
         assert_eq!(t.running.len(), 2);
+    }
+
+    fn resistive(ts: i64, dp: f64, level: f64) -> Step {
+        Step {
+            ts,
+            dp,
+            dq: Some(0.0),
+            level,
+            doubtful: false,
+        }
+    }
+
+    #[test]
+    fn a_re_on_measured_with_a_fridge_stopping_is_the_thermostat_cycling() {
+        let min = 60 * crate::appliance::SECOND;
+        let mut t = RunTracker::new();
+        let mut changes = Vec::new();
+        t.apply(&resistive(0, 1500.0, 1600.0), &mut changes);
+        let fridge = Step {
+            ts: min,
+            dp: 120.0,
+            dq: Some(90.0),
+            level: 1720.0,
+            doubtful: false,
+        };
+        t.apply(&fridge, &mut changes);
+        t.apply(&resistive(10 * min, -1500.0, 220.0), &mut changes);
+        // The heater back on while the fridge stops: +1500 W, −90 var of the fridge.
+        let both = Step {
+            ts: 15 * min,
+            dp: 1380.0,
+            dq: Some(-90.0),
+            level: 1600.0,
+            doubtful: false,
+        };
+        t.apply(&both, &mut changes);
+        assert_eq!(t.running.len(), 1, "{:?}", t.running);
+        assert_eq!((t.running[0].on_ts, t.running[0].cycles), (0, 1));
+        assert_eq!(t.running[0].dp, 1500.0);
+        assert_eq!(t.off[0].on_ts, min, "the fridge is off");
+    }
+
+    #[test]
+    fn coarse_samples_let_a_known_thermostat_re_on_with_another_change_mixed_in() {
+        let min = 60 * crate::appliance::SECOND;
+        for coarse in [false, true] {
+            let mut t = RunTracker {
+                coarse,
+                ..RunTracker::default()
+            };
+            let mut changes = Vec::new();
+            t.apply(&resistive(0, 1500.0, 1600.0), &mut changes);
+            t.apply(&resistive(10 * min, -1500.0, 100.0), &mut changes);
+            t.apply(&resistive(15 * min, 1500.0, 1600.0), &mut changes);
+            t.apply(&resistive(20 * min, -1500.0, 100.0), &mut changes);
+            // A lamp's 140 W in the same minute as the re-on.
+            t.apply(&resistive(26 * min, 1640.0, 1740.0), &mut changes);
+            let cycled = t.running.iter().any(|r| r.on_ts == 0 && r.cycles == 2);
+            assert_eq!(cycled, coarse, "coarse {coarse}: {:?}", t.running);
+        }
     }
 }

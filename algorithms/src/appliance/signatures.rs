@@ -140,6 +140,8 @@ pub struct Features {
     pub running: bool,
     pub cycles: u32,
     pub stages: u32,
+    /// The run's steps may not be what they seem (see `Run::doubtful`): never decided.
+    pub doubtful: bool,
 }
 
 /// A run's class.
@@ -213,7 +215,7 @@ fn fit(s: &Signature, f: &Features) -> Fit {
     let mut waiting = false;
     // Without reactive power a small resistive step cannot be told from a lamp: never
     // decided (so never an alarm), only named as possible.
-    if f.pf.is_none() && s.watts.1 <= LAMP_W {
+    if (f.pf.is_none() && s.watts.1 <= LAMP_W) || f.doubtful {
         waiting = true;
     }
     if s.varying == Some(true) && !varying {
@@ -309,6 +311,7 @@ mod tests {
             running,
             cycles,
             stages,
+            doubtful: false,
         }
     }
 
