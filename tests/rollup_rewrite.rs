@@ -3,7 +3,7 @@
 //! `EXPLAIN` shows the rollup table — with the values computed here by brute force;
 //! late data and overwrites are visible at once (their buckets come from raw rows until
 //! the rollup worker catches up); `SET wattdb.rollup_rewrite = false` reads raw rows
-//! and answers the same.
+//! (in that session only) and answers the same.
 
 mod common;
 
@@ -265,6 +265,9 @@ async fn aggregates_come_from_settled_rollups_with_raw_answers() {
     let p = plan(&c, DAILY_SQL).await;
     assert!(!p.contains("m_1d") && !p.contains("rollup_region"), "{p}");
     assert_same(&query_daily(&c).await, &daily(&want), "rewrite off");
+    // Only for that session: another one still reads the rollups.
+    let other = server.client().await;
+    assert!(plan(&other, DAILY_SQL).await.contains("m_1d"));
     c.batch_execute("SET wattdb.rollup_rewrite = true")
         .await
         .unwrap();

@@ -6,6 +6,7 @@
 
 mod date_trunc_utc;
 mod first_last;
+mod json_build_object;
 mod pg_compat;
 mod time_bucket;
 
@@ -17,6 +18,9 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(date_trunc_utc::DateTruncUtc::new()));
     ctx.register_udaf(AggregateUDF::new_from_impl(first_last::FirstLast::first()));
     ctx.register_udaf(AggregateUDF::new_from_impl(first_last::FirstLast::last()));
+    ctx.register_udf(ScalarUDF::new_from_impl(
+        json_build_object::JsonBuildObject::new(),
+    ));
     for udf in pg_compat::udfs() {
         ctx.register_udf(udf);
     }

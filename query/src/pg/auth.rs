@@ -69,7 +69,7 @@ fn fatal(code: &str, message: String) -> PgWireError {
 
 pub fn server_parameters() -> DefaultServerParameterProvider {
     let mut p = DefaultServerParameterProvider::default();
-    p.server_version = "16.6 (wattdb)".into();
+    p.server_version = super::settings::server_version();
     p.time_zone = "UTC".into();
     p
 }

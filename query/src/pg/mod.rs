@@ -1,20 +1,27 @@
-//! The PostgreSQL wire-protocol endpoint. Query handling (simple and extended protocol,
-//! parameters, text and binary results, pg_catalog) comes from `datafusion-postgres`;
-//! wattdb adds authentication, its own statements (see [`hooks`]) and SQLSTATE mapping.
-//! Every connection runs in its own task: a failing statement ends at most that
-//! connection.
+//! The PostgreSQL wire-protocol endpoint: [`service`] runs simple and extended queries
+//! (parameters, text and binary results) per connection, with the connection's own
+//! [`settings`] and [`cursors`]; pg_catalog emulation, the hook trait and result encoding
+//! come from `datafusion-postgres`; wattdb adds authentication, its own statements (see
+//! [`hooks`]) and SQLSTATE mapping. Every connection runs in its own task: a failing
+//! statement ends at most that connection.
 
 pub mod auth;
+pub mod catalog_rewrite;
+pub mod cursors;
 pub mod hooks;
+pub mod params;
+pub mod service;
+pub mod session_functions;
+pub mod set_show;
+pub mod settings;
 pub mod sqlstate;
+pub mod time_zone;
+pub mod transactions;
 
 use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
-use datafusion_postgres::hooks::cursor::CursorStatementHook;
-use datafusion_postgres::hooks::set_show::SetShowHook;
-use datafusion_postgres::hooks::transactions::TransactionStatementHook;
-use datafusion_postgres::{DfSessionService, QueryHook};
+use datafusion_postgres::QueryHook;
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -24,7 +31,7 @@ use tokio::net::TcpListener;
 use wattdb_storage::Storage;
 
 pub struct PgHandlers {
-    session: Arc<DfSessionService>,
+    session: Arc<service::SqlService>,
     secret: Option<Arc<auth::ScramSecret>>,
     connections: Arc<ConnectionManager>,
     cancel: Arc<DefaultCancelHandler>,
@@ -42,15 +49,10 @@ impl PgHandlers {
         password: Option<&str>,
         admin: Option<Arc<dyn crate::admin::AdminExtension>>,
     ) -> Self {
-        let hooks: Vec<Arc<dyn QueryHook>> = vec![
-            Arc::new(hooks::WattdbHook::new(storage, admin)),
-            Arc::new(CursorStatementHook),
-            Arc::new(SetShowHook),
-            Arc::new(TransactionStatementHook),
-        ];
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![Arc::new(hooks::WattdbHook::new(storage, admin))];
         let connections = Arc::new(ConnectionManager::new());
         PgHandlers {
-            session: Arc::new(DfSessionService::new_with_hooks(ctx, hooks)),
+            session: Arc::new(service::SqlService::new(ctx, hooks)),
             secret: password.map(auth::ScramSecret::new),
             cancel: Arc::new(DefaultCancelHandler::new(connections.clone())),
             connections,

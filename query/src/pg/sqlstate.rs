@@ -29,6 +29,11 @@ pub const OUT_OF_MEMORY: &str = "53200";
 pub const IO_ERROR: &str = "58030";
 pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
 pub const CANNOT_CONNECT_NOW: &str = "57P03";
+pub const CANT_CHANGE_RUNTIME_PARAM: &str = "55P02";
+pub const INVALID_CURSOR_NAME: &str = "34000";
+pub const DUPLICATE_CURSOR: &str = "42P03";
+pub const QUERY_CANCELED: &str = "57014";
+pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
 pub const INTERNAL_ERROR: &str = "XX000";
 
 pub fn user_error(code: &str, message: impl Into<String>) -> PgWireError {
@@ -127,6 +132,43 @@ pub fn for_datafusion(e: &DataFusionError) -> &'static str {
     }
 }
 
+/// One of the codes above by its text (an error built with [`user_error`] inside a
+/// function comes back wrapped in DataFusion's).
+fn known_code(code: &str) -> &'static str {
+    [
+        SYNTAX_ERROR,
+        UNDEFINED_TABLE,
+        DUPLICATE_TABLE,
+        DUPLICATE_OBJECT,
+        UNDEFINED_COLUMN,
+        AMBIGUOUS_COLUMN,
+        UNDEFINED_FUNCTION,
+        DATATYPE_MISMATCH,
+        INVALID_TABLE_DEFINITION,
+        INVALID_TEXT_REPRESENTATION,
+        DIVISION_BY_ZERO,
+        NUMERIC_OUT_OF_RANGE,
+        INVALID_PARAMETER_VALUE,
+        NOT_NULL_VIOLATION,
+        FEATURE_NOT_SUPPORTED,
+        WRONG_OBJECT_TYPE,
+        UNDEFINED_OBJECT,
+        STATEMENT_TOO_COMPLEX,
+        OUT_OF_MEMORY,
+        IO_ERROR,
+        OBJECT_NOT_IN_PREREQUISITE_STATE,
+        CANNOT_CONNECT_NOW,
+        CANT_CHANGE_RUNTIME_PARAM,
+        INVALID_CURSOR_NAME,
+        DUPLICATE_CURSOR,
+        QUERY_CANCELED,
+        IN_FAILED_SQL_TRANSACTION,
+    ]
+    .into_iter()
+    .find(|c| *c == code)
+    .unwrap_or(INTERNAL_ERROR)
+}
+
 fn for_parser(p: &ParserError) -> &'static str {
     match p {
         ParserError::RecursionLimitExceeded => STATEMENT_TOO_COMPLEX,
@@ -143,6 +185,8 @@ fn for_dyn(e: &(dyn std::error::Error + Send + Sync + 'static)) -> &'static str 
         for_parser(p)
     } else if let Some(a) = e.downcast_ref::<ArrowError>() {
         for_arrow(a)
+    } else if let Some(PgWireError::UserError(info)) = e.downcast_ref::<PgWireError>() {
+        known_code(&info.code)
     } else {
         for_message(&e.to_string()).unwrap_or(INTERNAL_ERROR)
     }

@@ -1,0 +1,495 @@
+//! The SQL session service behind the wire protocol: simple and extended queries, each
+//! statement run in a context built for its connection (the connection's settings, its
+//! time zone, its `current_setting`), after the statements wattdb answers itself
+//! (settings, cursors, hooks for DDL/admin/transactions).
+//!
+//! Replaces datafusion-postgres's `DfSessionService`, whose single shared context made
+//! one connection's `SET` everyone's and whose cursors could not be described or fetched
+//! in binary; the parts kept (query hooks, the pg_catalog parser, arrow-pg encoding)
+//! are used as they are.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion_postgres::QueryHook;
+use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
+use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
+use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use futures::Sink;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldInfo, Response, Tag};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::types::format::FormatOptions;
+
+use super::cursors::{self, CursorStatement, Cursors};
+use super::settings::SessionSettings;
+use super::sqlstate::{self, user_error};
+use super::{catalog_rewrite, params, session_functions, set_show, time_zone, transactions};
+
+/// A prepared statement: its text and, unless empty, the parsed statement and its plan
+/// (the same shape datafusion-postgres's hooks expect).
+pub type PgStatement = (String, Option<(Statement, LogicalPlan)>);
+
+fn api(e: datafusion::error::DataFusionError) -> PgWireError {
+    PgWireError::ApiError(Box::new(e))
+}
+
+/// One connection's DataFusion context: the server's, with the connection's engine
+/// options and session functions; it lives as long as the connection (SQL `PREPARE`d
+/// statements stay in it).
+struct ConnectionContext {
+    ctx: SessionContext,
+    /// The settings' engine generation its options reflect.
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// The context `client`'s next statement runs in.
+fn statement_context<C: ClientInfo + ?Sized>(base: &SessionContext, client: &C) -> SessionContext {
+    use std::sync::atomic::Ordering;
+    let settings = SessionSettings::of(client);
+    let conn = client.session_extensions().get_or_insert_with(|| {
+        let ctx = SessionContext::new_with_state(base.state());
+        session_functions::register(&ctx, settings.clone());
+        ConnectionContext {
+            ctx,
+            generation: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }
+    });
+    let generation = settings.engine_generation();
+    if conn.generation.load(Ordering::Relaxed) != generation {
+        let config = base.state().config().clone();
+        let state = conn.ctx.state_ref();
+        let mut state = state.write();
+        *state.config_mut() = config;
+        settings.apply(state.config_mut().options_mut());
+        conn.generation.store(generation, Ordering::Relaxed);
+    }
+    conn.ctx.clone()
+}
+
+fn format_options<C: ClientInfo + ?Sized>(client: &C) -> Arc<FormatOptions> {
+    Arc::new(FormatOptions::from_client_metadata(client.metadata()))
+}
+
+/// `DEALLOCATE name | ALL`: prepared statements are the protocol's (psycopg sends
+/// `DEALLOCATE ALL` when it resets its cache; re-used names replace the old ones).
+fn deallocate<C>(client: &C, statement: &Statement) -> Option<Response>
+where
+    C: ClientPortalStore,
+    C::PortalStore: PortalStore,
+{
+    let Statement::Deallocate { name, .. } = statement else {
+        return None;
+    };
+    if name.value.eq_ignore_ascii_case("all") {
+        return Some(Response::Execution(Tag::new("DEALLOCATE ALL")));
+    }
+    client.portal_store().rm_statement(&name.value);
+    Some(Response::Execution(Tag::new("DEALLOCATE")))
+}
+
+/// Run a planned query with the session's statement timeout.
+async fn run(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    settings: &SessionSettings,
+) -> PgWireResult<DataFrame> {
+    let execute = ctx.execute_logical_plan(plan);
+    match settings.statement_timeout() {
+        Some(limit) => tokio::time::timeout(limit, execute)
+            .await
+            .map_err(|_| {
+                user_error(
+                    sqlstate::QUERY_CANCELED,
+                    "canceling statement due to statement timeout",
+                )
+            })?
+            .map_err(api),
+        None => execute.await.map_err(api),
+    }
+}
+
+/// The answer to a query: the row count for an INSERT, else rows in `format`.
+async fn respond(
+    statement: &Statement,
+    df: DataFrame,
+    format: &Format,
+    options: Arc<FormatOptions>,
+    zone: &str,
+) -> PgWireResult<Response> {
+    if matches!(statement, Statement::Insert(_)) {
+        let batches = df.collect().await.map_err(api)?;
+        let rows = batches
+            .first()
+            .and_then(|b| b.column_by_name("count"))
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::UInt64Array>())
+            .map_or(0, |a| a.value(0) as usize);
+        return Ok(Response::Execution(
+            Tag::new("INSERT").with_oid(0).with_rows(rows),
+        ));
+    }
+    let df = time_zone::in_session_zone(df, zone).map_err(api)?;
+    Ok(Response::Query(
+        encode_dataframe(df, format, Some(options)).await?,
+    ))
+}
+
+pub struct SqlService {
+    base: Arc<SessionContext>,
+    hooks: Vec<Arc<dyn QueryHook>>,
+    parser: Arc<SqlParser>,
+}
+
+impl SqlService {
+    pub fn new(base: Arc<SessionContext>, hooks: Vec<Arc<dyn QueryHook>>) -> SqlService {
+        SqlService {
+            parser: Arc::new(SqlParser {
+                base: base.clone(),
+                sql: PostgresCompatibilityParser::new(),
+                hooks: hooks.clone(),
+            }),
+            base,
+            hooks,
+        }
+    }
+
+    /// A cursor statement; `format` is how a FETCH's rows are encoded.
+    async fn cursor<C>(
+        &self,
+        kind: CursorStatement<'_>,
+        ctx: &SessionContext,
+        client: &mut C,
+        format: &Format,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PgStatement>,
+    {
+        let cursors = Cursors::of(client);
+        match kind {
+            CursorStatement::Declare { name, query } => {
+                let zone = SessionSettings::of(client).time_zone();
+                let plan = cursors.declare(&name, query, ctx, &zone).await?;
+                // Also a portal of that name, so a Describe of it (psycopg does one)
+                // answers the cursor's columns.
+                let query = Statement::Query(Box::new(query.clone()));
+                let stored = StoredStatement::new(
+                    name.clone(),
+                    (query.to_string(), Some((query, plan))),
+                    vec![],
+                );
+                client
+                    .portal_store()
+                    .put_portal(Arc::new(Portal::new_cursor(name, Arc::new(stored))));
+                Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
+            }
+            CursorStatement::Fetch { name, count } => {
+                cursors
+                    .fetch(&name, count, format, format_options(client))
+                    .await
+            }
+            CursorStatement::Close { name } => {
+                if let Some(n) = &name {
+                    client.portal_store().rm_portal(n);
+                }
+                cursors.close(name.as_deref())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for SqlService {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let result = self.simple(client, query).await;
+        if result.is_err() {
+            transactions::BlockState::of(client).failed_again();
+        }
+        result
+    }
+}
+
+impl SqlService {
+    async fn simple<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statements = self
+            .parser
+            .sql
+            .parse(query)
+            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        if statements.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let mut results = Vec::with_capacity(statements.len());
+        'statements: for mut statement in statements {
+            catalog_rewrite::rewrite(&mut statement);
+            let statement = self.parser.sql.rewrite(statement);
+            if let Some(response) = transactions::respond(client, &statement) {
+                results.push(response?);
+                continue;
+            }
+            if let Some(response) = deallocate(client, &statement) {
+                results.push(response);
+                continue;
+            }
+            if let Some(kind) = set_show::classify(&statement) {
+                let base = self.base.state().config_options().clone();
+                results.push(set_show::execute(kind?, client, &base).await?);
+                continue;
+            }
+            let ctx = statement_context(&self.base, client);
+            for hook in &self.hooks {
+                if let Some(result) = hook.handle_simple_query(&statement, &ctx, client).await {
+                    results.push(result?);
+                    continue 'statements;
+                }
+            }
+            if let Some(kind) = cursors::classify(&statement) {
+                let kind = kind?;
+                let cursors = Cursors::of(client);
+                let response = match kind {
+                    CursorStatement::Declare { name, query } => {
+                        let zone = SessionSettings::of(client).time_zone();
+                        cursors.declare(&name, query, &ctx, &zone).await?;
+                        Response::Execution(Tag::new("DECLARE CURSOR"))
+                    }
+                    CursorStatement::Fetch { name, count } => {
+                        cursors
+                            .fetch(&name, count, &Format::UnifiedText, format_options(client))
+                            .await?
+                    }
+                    CursorStatement::Close { name } => cursors.close(name.as_deref())?,
+                };
+                results.push(response);
+                continue;
+            }
+            let settings = SessionSettings::of(client);
+            let plan = ctx
+                .state()
+                .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
+                .await
+                .map_err(api)?;
+            let df = run(&ctx, plan, &settings).await?;
+            results.push(
+                respond(
+                    &statement,
+                    df,
+                    &Format::UnifiedText,
+                    format_options(client),
+                    &settings.time_zone(),
+                )
+                .await?,
+            );
+        }
+        Ok(results)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for SqlService {
+    type Statement = PgStatement;
+    type QueryParser = SqlParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let result = self.extended(client, portal).await;
+        if result.is_err() {
+            transactions::BlockState::of(client).failed_again();
+        }
+        result
+    }
+}
+
+impl SqlService {
+    async fn extended<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<PgStatement>,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = PgStatement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (_, Some((statement, plan))) = &portal.statement.statement else {
+            return Ok(Response::EmptyQuery);
+        };
+        if let Some(response) = transactions::respond(client, statement) {
+            return response;
+        }
+        if let Some(response) = deallocate(client, statement) {
+            return Ok(response);
+        }
+        if let Some(kind) = set_show::classify(statement) {
+            let base = self.base.state().config_options().clone();
+            return set_show::execute(kind?, client, &base).await;
+        }
+        let ctx = statement_context(&self.base, client);
+        let values = params::bound_values(portal, plan)?;
+        for hook in &self.hooks {
+            if let Some(result) = hook
+                .handle_extended_query(statement, plan, &values, &ctx, client)
+                .await
+            {
+                return result;
+            }
+        }
+        if let Some(kind) = cursors::classify(statement) {
+            return self
+                .cursor(kind?, &ctx, client, &portal.result_column_format)
+                .await;
+        }
+        let plan = plan
+            .clone()
+            .replace_params_with_values(&values)
+            .map_err(api)?;
+        let settings = SessionSettings::of(client);
+        let df = run(&ctx, plan, &settings).await?;
+        respond(
+            statement,
+            df,
+            &portal.result_column_format,
+            format_options(client),
+            &settings.time_zone(),
+        )
+        .await
+    }
+}
+
+pub struct SqlParser {
+    base: Arc<SessionContext>,
+    sql: PostgresCompatibilityParser,
+    hooks: Vec<Arc<dyn QueryHook>>,
+}
+
+#[async_trait]
+impl QueryParser for SqlParser {
+    type Statement = PgStatement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut statements = self
+            .sql
+            .parse(sql)
+            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        if statements.is_empty() {
+            return Ok(None);
+        }
+        if statements.len() > 1 {
+            return Err(user_error(
+                sqlstate::SYNTAX_ERROR,
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+        let mut statement = statements.remove(0);
+        catalog_rewrite::rewrite(&mut statement);
+        let statement = self.sql.rewrite(statement);
+        let text = statement.to_string();
+        if transactions::is_transaction_statement(&statement)
+            || matches!(statement, Statement::Deallocate { .. })
+        {
+            return Ok(Some((
+                text,
+                Some((
+                    statement,
+                    set_show::plan(&set_show::SettingStatement::NoOp(""))?,
+                )),
+            )));
+        }
+        if let Some(kind) = set_show::classify(&statement) {
+            let plan = set_show::plan(&kind?)?;
+            return Ok(Some((text, Some((statement, plan)))));
+        }
+        let ctx = statement_context(&self.base, client);
+        for hook in &self.hooks {
+            if let Some(plan) = hook
+                .handle_extended_parse_query(&statement, &ctx, client)
+                .await
+            {
+                return Ok(Some((text, Some((statement, plan?)))));
+            }
+        }
+        if let Some(kind) = cursors::classify(&statement) {
+            let plan = match kind? {
+                CursorStatement::Fetch { name, .. } => Cursors::of(client).fetch_plan(&name)?,
+                _ => LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
+                    produce_one_row: false,
+                    schema: Arc::new(datafusion::common::DFSchema::empty()),
+                }),
+            };
+            return Ok(Some((text, Some((statement, plan)))));
+        }
+        let plan = ctx
+            .state()
+            .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
+            .await
+            .map_err(api)?;
+        Ok(Some((text, Some((statement, plan)))))
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        match stmt {
+            (_, Some((_, plan))) => params::wire_types(plan),
+            _ => Ok(vec![]),
+        }
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        match stmt {
+            (_, Some((_, plan))) if !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_)) => {
+                arrow_schema_to_pg_fields(
+                    plan.schema().as_arrow(),
+                    column_format.unwrap_or(&Format::UnifiedText),
+                    None,
+                )
+            }
+            _ => Ok(vec![]),
+        }
+    }
+}

@@ -1,0 +1,215 @@
+"""The Python PostgreSQL clients our users have, against a running wattdb.
+
+    python_clients.py --port 5433 [--only psycopg3,sqlalchemy]
+
+Each client creates its own table, writes known rows and checks what it reads back
+against values computed here from those rows (never against wattdb's own output).
+Prints one line per check; exits non-zero when any check failed.
+"""
+
+import argparse
+import asyncio
+import datetime as dt
+import math
+import sys
+import traceback
+
+UTC = dt.timezone.utc
+BASE = dt.datetime(2026, 3, 1, tzinfo=UTC)
+
+# Known readings: (ts, meter, p, energy, ok, note); one meter has a NULL note.
+ROWS = [
+    (BASE + dt.timedelta(minutes=15 * i), f"m{i % 3}", 100.5 + i, 1000 + 7 * i, i % 2 == 0,
+     None if i % 3 == 1 else f"reading {i}")
+    for i in range(12)
+]
+
+failures = []
+
+
+def check(name, got, want):
+    if got == want:
+        print(f"ok    {name}")
+    else:
+        print(f"FAIL  {name}: got {got!r}, want {want!r}")
+        failures.append(name)
+
+
+def run(name, fn, *args):
+    try:
+        fn(*args)
+    except Exception:  # a client error is a failed check, then go on with the others
+        print(f"FAIL  {name}: raised\n{traceback.format_exc()}")
+        failures.append(name)
+
+
+def ddl(table):
+    return (f"CREATE TABLE {table} (ts TIMESTAMPTZ NOT NULL, meter TEXT NOT NULL, "
+            f"p DOUBLE PRECISION, energy BIGINT, ok BOOLEAN, note TEXT, "
+            f"PRIMARY KEY (meter, ts))")
+
+
+def expected_per_meter():
+    out = {}
+    for ts, meter, p, energy, ok, note in ROWS:
+        n, s, e = out.get(meter, (0, 0.0, 0))
+        out[meter] = (n + 1, s + p, e + energy)
+    return out
+
+
+def psycopg3(port):
+    import psycopg
+
+    dsn = f"host=127.0.0.1 port={port} user=wattdb dbname=wattdb"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS py3_meter")
+        conn.execute(ddl("py3_meter"))
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO py3_meter (ts, meter, p, energy, ok, note) VALUES (%s, %s, %s, %s, %s, %s)",
+                ROWS)
+        # Extended protocol, text results.
+        rows = conn.execute(
+            "SELECT ts, meter, p, energy, ok, note FROM py3_meter WHERE meter = %s ORDER BY ts",
+            ("m1",)).fetchall()
+        want = [r for r in ROWS if r[1] == "m1"]
+        check("psycopg3 text round trip", [tuple(r) for r in rows], want)
+        # Binary results.
+        with conn.cursor(binary=True) as cur:
+            cur.execute("SELECT ts, meter, p, energy, ok, note FROM py3_meter ORDER BY meter, ts")
+            got = [tuple(r) for r in cur.fetchall()]
+        check("psycopg3 binary round trip", got, sorted(ROWS, key=lambda r: (r[1], r[0])))
+        # Simple protocol (no parameters, several statements).
+        cur = conn.cursor()
+        cur.execute("SELECT count(*) FROM py3_meter; SELECT 1")
+        check("psycopg3 simple multi-statement", cur.fetchone()[0], len(ROWS))
+        # Aggregates against values computed here.
+        got = {m: (n, round(s, 6), e) for m, n, s, e in conn.execute(
+            "SELECT meter, count(*), sum(p), sum(energy) FROM py3_meter GROUP BY meter ORDER BY meter")}
+        want = {m: (n, round(s, 6), e) for m, (n, s, e) in expected_per_meter().items()}
+        check("psycopg3 aggregates", got, want)
+        # Server-side cursor.
+        with conn.transaction():
+            with conn.cursor(name="py3_cur") as cur:
+                cur.execute("SELECT energy FROM py3_meter ORDER BY ts")
+                first = cur.fetchmany(5)
+                rest = cur.fetchall()
+        check("psycopg3 server-side cursor", [r[0] for r in first + rest],
+              [r[3] for r in sorted(ROWS)])
+        # Types: intervals, numerics, NULLs, booleans.
+        row = conn.execute(
+            "SELECT INTERVAL '1 hour 30 minutes', CAST(NULL AS TEXT), true, 2.5::double precision").fetchone()
+        check("psycopg3 interval/null/bool/float", tuple(row),
+              (dt.timedelta(hours=1, minutes=30), None, True, 2.5))
+        version = conn.execute("SELECT version()").fetchone()[0]
+        check("psycopg3 version() is PostgreSQL's format", version.startswith("PostgreSQL "), True)
+        check("psycopg3 server_version", conn.info.server_version // 10000 >= 12, True)
+
+
+def psycopg2_client(port):
+    import psycopg2
+    import psycopg2.extras
+
+    conn = psycopg2.connect(host="127.0.0.1", port=port, user="wattdb", dbname="wattdb")
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("DROP TABLE IF EXISTS py2_meter")
+    cur.execute(ddl("py2_meter"))
+    psycopg2.extras.execute_values(
+        cur, "INSERT INTO py2_meter (ts, meter, p, energy, ok, note) VALUES %s", ROWS)
+    cur.execute("SELECT ts, meter, p, energy, ok, note FROM py2_meter WHERE meter = %s ORDER BY ts",
+                ("m2",))
+    check("psycopg2 round trip", cur.fetchall(), [r for r in ROWS if r[1] == "m2"])
+    cur.execute("SELECT count(*), sum(energy) FROM py2_meter WHERE ts >= %s AND ts < %s",
+                (BASE + dt.timedelta(hours=1), BASE + dt.timedelta(hours=2)))
+    inside = [r for r in ROWS if BASE + dt.timedelta(hours=1) <= r[0] < BASE + dt.timedelta(hours=2)]
+    check("psycopg2 time range", cur.fetchone(), (len(inside), sum(r[3] for r in inside)))
+    conn.autocommit = False
+    named = conn.cursor(name="py2_cur")
+    named.itersize = 4
+    named.execute("SELECT p FROM py2_meter ORDER BY ts")
+    check("psycopg2 named cursor", [r[0] for r in named], [r[2] for r in sorted(ROWS)])
+    named.close()
+    conn.commit()
+    conn.close()
+
+
+def sqlalchemy_client(port):
+    import pandas as pd
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"postgresql+psycopg://wattdb@127.0.0.1:{port}/wattdb")
+    with engine.connect() as c:
+        c.exec_driver_sql("DROP TABLE IF EXISTS sa_meter")
+        c.exec_driver_sql(ddl("sa_meter"))
+        c.execute(sa.text("INSERT INTO sa_meter (ts, meter, p, energy, ok, note) "
+                          "VALUES (:ts, :meter, :p, :energy, :ok, :note)"),
+                  [dict(zip(("ts", "meter", "p", "energy", "ok", "note"), r)) for r in ROWS])
+        c.commit()
+    insp = sa.inspect(engine)
+    check("sqlalchemy get_table_names", "sa_meter" in insp.get_table_names(), True)
+    cols = {c["name"]: (str(c["type"]), c["nullable"]) for c in insp.get_columns("sa_meter")}
+    check("sqlalchemy get_columns", cols, {
+        "ts": ("TIMESTAMP", False), "meter": ("TEXT", False), "p": ("DOUBLE PRECISION", True),
+        "energy": ("BIGINT", True), "ok": ("BOOLEAN", True), "note": ("TEXT", True)})
+    # get_pk_constraint is not here yet: wattdb's tables have no pg_constraint/pg_index
+    # rows (issue 15, README "Clients").
+    # (autoload_with= reflects keys too, which needs pg_constraint rows: not here yet)
+    meta = sa.MetaData()
+    t = sa.Table("sa_meter", meta, sa.Column("ts", sa.DateTime(timezone=True)),
+                 sa.Column("meter", sa.Text), sa.Column("p", sa.Float),
+                 sa.Column("energy", sa.BigInteger), sa.Column("ok", sa.Boolean),
+                 sa.Column("note", sa.Text))
+    with engine.connect() as c:
+        q = sa.select(t.c.meter, sa.func.count(), sa.func.sum(t.c.energy)).group_by(t.c.meter).order_by(t.c.meter)
+        got = {m: (n, e) for m, n, e in c.execute(q)}
+    want = {m: (n, e) for m, (n, s, e) in expected_per_meter().items()}
+    check("sqlalchemy core select", got, want)
+    df = pd.read_sql("SELECT meter, p FROM sa_meter ORDER BY ts", engine)
+    check("pandas read_sql", (list(df["meter"]), [float(x) for x in df["p"]]),
+          ([r[1] for r in sorted(ROWS)], [r[2] for r in sorted(ROWS)]))
+
+
+def asyncpg_client(port):
+    import asyncpg
+
+    async def main():
+        conn = await asyncpg.connect(host="127.0.0.1", port=port, user="wattdb", database="wattdb")
+        await conn.execute("DROP TABLE IF EXISTS apg_meter")
+        await conn.execute(ddl("apg_meter"))
+        await conn.executemany(
+            "INSERT INTO apg_meter (ts, meter, p, energy, ok, note) VALUES ($1, $2, $3, $4, $5, $6)",
+            ROWS)
+        rows = await conn.fetch(
+            "SELECT ts, meter, p, energy, ok, note FROM apg_meter WHERE meter = $1 ORDER BY ts", "m0")
+        check("asyncpg round trip", [tuple(r) for r in rows], [r for r in ROWS if r[1] == "m0"])
+        total = await conn.fetchval("SELECT sum(p) FROM apg_meter WHERE ok = $1", True)
+        check("asyncpg fetchval", math.isclose(total, sum(r[2] for r in ROWS if r[4])), True)
+        await conn.close()
+
+    asyncio.run(main())
+
+
+CLIENTS = {
+    "psycopg3": psycopg3,
+    "psycopg2": psycopg2_client,
+    "sqlalchemy": sqlalchemy_client,
+    "asyncpg": asyncpg_client,
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--only", default=",".join(CLIENTS))
+    a = ap.parse_args()
+    for name in a.only.split(","):
+        run(name, CLIENTS[name], a.port)
+    if failures:
+        print(f"{len(failures)} failed: {', '.join(failures)}")
+        sys.exit(1)
+    print("all passed")
+
+
+if __name__ == "__main__":
+    main()
