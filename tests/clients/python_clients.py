@@ -101,6 +101,14 @@ def psycopg3(port):
             "SELECT INTERVAL '1 hour 30 minutes', CAST(NULL AS TEXT), true, 2.5::double precision").fetchone()
         check("psycopg3 interval/null/bool/float", tuple(row),
               (dt.timedelta(hours=1, minutes=30), None, True, 2.5))
+        # COPY … TO STDOUT, read as psycopg's copy object.
+        with conn.cursor() as cur:
+            text = b""
+            with cur.copy("COPY (SELECT meter, energy FROM py3_meter ORDER BY ts) TO STDOUT") as copy:
+                for chunk in copy:
+                    text += bytes(chunk)
+        check("psycopg3 copy to stdout", text.decode(),
+              "".join(f"{r[1]}\t{r[3]}\n" for r in sorted(ROWS)))
         version = conn.execute("SELECT version()").fetchone()[0]
         check("psycopg3 version() is PostgreSQL's format", version.startswith("PostgreSQL "), True)
         check("psycopg3 server_version", conn.info.server_version // 10000 >= 12, True)

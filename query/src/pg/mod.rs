@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod catalog_rewrite;
+pub mod copy;
 pub mod cursors;
 pub mod hooks;
 pub mod params;

@@ -33,7 +33,7 @@ use pgwire::types::format::FormatOptions;
 use super::cursors::{self, CursorStatement, Cursors};
 use super::settings::SessionSettings;
 use super::sqlstate::{self, user_error};
-use super::{catalog_rewrite, params, session_functions, set_show, time_zone, transactions};
+use super::{catalog_rewrite, copy, params, session_functions, set_show, time_zone, transactions};
 
 /// A prepared statement: its text and, unless empty, the parsed statement and its plan
 /// (the same shape datafusion-postgres's hooks expect).
@@ -258,6 +258,11 @@ impl SqlService {
                 continue;
             }
             let ctx = statement_context(&self.base, client);
+            if let Some(copy) = copy::classify(&statement) {
+                let zone = SessionSettings::of(client).time_zone();
+                results.push(copy::copy_to(copy?, &ctx, &zone, format_options(client)).await?);
+                continue;
+            }
             for hook in &self.hooks {
                 if let Some(result) = hook.handle_simple_query(&statement, &ctx, client).await {
                     results.push(result?);
@@ -360,6 +365,10 @@ impl SqlService {
             return set_show::execute(kind?, client, &base).await;
         }
         let ctx = statement_context(&self.base, client);
+        if let Some(copy) = copy::classify(statement) {
+            let zone = SessionSettings::of(client).time_zone();
+            return copy::copy_to(copy?, &ctx, &zone, format_options(client)).await;
+        }
         let values = params::bound_values(portal, plan)?;
         for hook in &self.hooks {
             if let Some(result) = hook
@@ -428,7 +437,10 @@ impl QueryParser for SqlParser {
         let statement = self.sql.rewrite(statement);
         let text = statement.to_string();
         if transactions::is_transaction_statement(&statement)
-            || matches!(statement, Statement::Deallocate { .. })
+            || matches!(
+                statement,
+                Statement::Deallocate { .. } | Statement::Copy { .. }
+            )
         {
             return Ok(Some((
                 text,

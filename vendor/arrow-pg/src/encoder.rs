@@ -507,8 +507,21 @@ pub fn encode_value<T: Encoder>(
             encoder.encode_field(&get_u32_value(arr, idx).map(|x| x as i64), pg_field)?
         }
         DataType::UInt64 => encoder.encode_field(&get_u64_as_decimal_value(arr, idx), pg_field)?,
-        DataType::Float32 => encoder.encode_field(&get_f32_value(arr, idx), pg_field)?,
-        DataType::Float64 => encoder.encode_field(&get_f64_value(arr, idx), pg_field)?,
+        // wattdb patch: PostgreSQL's text form of floats (see `float.rs`).
+        DataType::Float32 => encoder.encode_field(
+            &get_f32_value(arr, idx).map(|v| crate::float::PgFloat {
+                value: f64::from(v),
+                single: true,
+            }),
+            pg_field,
+        )?,
+        DataType::Float64 => encoder.encode_field(
+            &get_f64_value(arr, idx).map(|value| crate::float::PgFloat {
+                value,
+                single: false,
+            }),
+            pg_field,
+        )?,
         DataType::Decimal128(_, s) => {
             encoder.encode_field(&get_numeric_128_value(arr, idx, *s as u32)?, pg_field)?
         }

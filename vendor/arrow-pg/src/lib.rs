@@ -11,6 +11,7 @@ pub mod geo_encoder;
 pub mod list_encoder;
 pub mod row_encoder;
 pub mod struct_encoder;
+pub mod float;
 pub mod timestamp;
 
 #[cfg(feature = "datafusion")]

@@ -1,0 +1,271 @@
+//! `COPY … TO STDOUT` end to end: a query's or a table's rows in PostgreSQL's text, CSV
+//! and binary COPY formats, read with tokio-postgres's `copy_out` and psql's `\copy`,
+//! compared with the text this test builds from the rows it wrote (PostgreSQL's escaping
+//! rules; float and timestamp texts as PostgreSQL 15 prints them) and, for binary,
+//! decoded field by field.
+
+mod common;
+
+use common::{Server, sqlstate};
+use futures::StreamExt;
+
+/// 2026-03-01 00:00:00 UTC.
+const T0: u64 = 1_772_323_200;
+/// Microseconds from 1970 to PostgreSQL's epoch 2000-01-01.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+struct Reading {
+    pid: &'static str,
+    minute: u64,
+    ua: Option<f64>,
+    /// PostgreSQL's text for `ua`.
+    ua_text: &'static str,
+    note: Option<&'static str>,
+}
+
+const READINGS: &[Reading] = &[
+    Reading {
+        pid: "m1",
+        minute: 0,
+        ua: Some(229.0),
+        ua_text: "229",
+        note: Some("plain"),
+    },
+    Reading {
+        pid: "m1",
+        minute: 1,
+        ua: Some(230.5),
+        ua_text: "230.5",
+        note: Some("tab\there, \"quoted\", a,b"),
+    },
+    Reading {
+        pid: "m1",
+        minute: 2,
+        ua: None,
+        ua_text: "",
+        note: Some("line\nbreak and back\\slash"),
+    },
+    Reading {
+        pid: "m2",
+        minute: 0,
+        ua: Some(1e-5),
+        ua_text: "1e-05",
+        note: None,
+    },
+    Reading {
+        pid: "m2",
+        minute: 5,
+        ua: Some(-0.1),
+        ua_text: "-0.1",
+        note: Some(""),
+    },
+];
+
+fn ts_text(minute: u64) -> String {
+    format!("2026-03-01 00:{minute:02}:00+00")
+}
+
+async fn server_with_readings() -> (Server, tokio_postgres::Client) {
+    let server = Server::new().start();
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE e (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, ua DOUBLE PRECISION, \
+         note TEXT, PRIMARY KEY (pid, ts))",
+    )
+    .await
+    .unwrap();
+    for r in READINGS {
+        let ts = std::time::UNIX_EPOCH + std::time::Duration::from_secs(T0 + 60 * r.minute);
+        c.execute(
+            "INSERT INTO e (ts, pid, ua, note) VALUES ($1, $2, $3, $4)",
+            &[&ts, &r.pid, &r.ua, &r.note],
+        )
+        .await
+        .unwrap();
+    }
+    (server, c)
+}
+
+async fn copy_out(c: &tokio_postgres::Client, sql: &str) -> Vec<u8> {
+    let stream = c
+        .copy_out(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut stream = std::pin::pin!(stream);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
+    out
+}
+
+/// PostgreSQL's text-format escaping of one value.
+fn text_escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+}
+
+/// PostgreSQL's CSV quoting of one non-null value.
+fn csv_quote(v: &str) -> String {
+    if v.is_empty() || v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_copied_out_as_text_and_csv() {
+    let (_server, c) = server_with_readings().await;
+    let text = copy_out(
+        &c,
+        "COPY (SELECT pid, ts, ua, note FROM e ORDER BY pid, ts) TO STDOUT",
+    )
+    .await;
+    let want: String = READINGS
+        .iter()
+        .map(|r| {
+            format!(
+                "{}\t{}\t{}\t{}\n",
+                r.pid,
+                ts_text(r.minute),
+                if r.ua.is_some() { r.ua_text } else { "\\N" },
+                r.note.map_or("\\N".to_string(), text_escape)
+            )
+        })
+        .collect();
+    assert_eq!(String::from_utf8(text).unwrap(), want);
+
+    let csv = copy_out(
+        &c,
+        "COPY (SELECT pid, ts, ua, note FROM e ORDER BY pid, ts) TO STDOUT WITH (FORMAT csv, HEADER)",
+    )
+    .await;
+    let mut want = "pid,ts,ua,note\n".to_string();
+    for r in READINGS {
+        want += &format!(
+            "{},{},{},{}\n",
+            r.pid,
+            ts_text(r.minute),
+            r.ua_text,
+            r.note.map_or(String::new(), csv_quote)
+        );
+    }
+    assert_eq!(String::from_utf8(csv).unwrap(), want);
+
+    // A table with a column list, and the pre-9.0 option form psql's \copy sends.
+    let some = copy_out(&c, "COPY e (pid, ua) TO STDOUT WITH CSV").await;
+    let mut got: Vec<String> = String::from_utf8(some)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = READINGS
+        .iter()
+        .map(|r| format!("{},{}", r.pid, r.ua_text))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+/// Reads PostgreSQL's binary COPY format: header, tuples, trailer.
+fn binary_tuples(data: &[u8]) -> Vec<Vec<Option<Vec<u8>>>> {
+    assert_eq!(&data[..11], b"PGCOPY\n\xff\r\n\x00", "signature");
+    let mut at = 11 + 4;
+    let ext = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+    at += 4 + ext;
+    let mut tuples = Vec::new();
+    loop {
+        let n = i16::from_be_bytes(data[at..at + 2].try_into().unwrap());
+        at += 2;
+        if n == -1 {
+            assert_eq!(at, data.len(), "nothing after the trailer");
+            return tuples;
+        }
+        let mut fields = Vec::new();
+        for _ in 0..n {
+            let len = i32::from_be_bytes(data[at..at + 4].try_into().unwrap());
+            at += 4;
+            if len < 0 {
+                fields.push(None);
+            } else {
+                fields.push(Some(data[at..at + len as usize].to_vec()));
+                at += len as usize;
+            }
+        }
+        tuples.push(fields);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_copied_out_in_binary() {
+    let (_server, c) = server_with_readings().await;
+    let data = copy_out(
+        &c,
+        "COPY (SELECT ts, pid, ua, note FROM e ORDER BY pid, ts) TO STDOUT (FORMAT binary)",
+    )
+    .await;
+    let tuples = binary_tuples(&data);
+    assert_eq!(tuples.len(), READINGS.len());
+    for (t, r) in tuples.iter().zip(READINGS) {
+        let micros = i64::from_be_bytes(t[0].as_deref().unwrap().try_into().unwrap());
+        assert_eq!(
+            micros + PG_EPOCH_MICROS,
+            ((T0 + 60 * r.minute) * 1_000_000) as i64
+        );
+        assert_eq!(t[1].as_deref(), Some(r.pid.as_bytes()));
+        let ua = t[2]
+            .as_deref()
+            .map(|b| f64::from_be_bytes(b.try_into().unwrap()));
+        assert_eq!(ua, r.ua);
+        assert_eq!(t[3].as_deref(), r.note.map(str::as_bytes));
+    }
+    // No rows: still a valid stream (header and trailer).
+    let empty = copy_out(
+        &c,
+        "COPY (SELECT * FROM e WHERE false) TO STDOUT (FORMAT binary)",
+    )
+    .await;
+    assert!(binary_tuples(&empty).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_copies_to_a_client_file_and_refused_forms_say_why() {
+    let (server, c) = server_with_readings().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("e.csv");
+    let out = server.psql(&format!(
+        "\\copy (SELECT pid, ua FROM e WHERE pid = 'm1' ORDER BY ts) TO '{}' WITH CSV HEADER",
+        file.display()
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "COPY 3",
+        "psql reports the rows copied"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "pid,ua\nm1,229\nm1,230.5\nm1,\n"
+    );
+    for (sql, code) in [
+        ("COPY e TO '/tmp/wattdb-should-not-exist'", "0A000"),
+        ("COPY e TO STDOUT (FORMAT xml)", "22023"),
+        ("COPY e TO STDOUT (FORMAT text, HEADER)", "0A000"),
+        ("COPY no_such_table TO STDOUT", "42P01"),
+    ] {
+        let e = c
+            .copy_out(sql)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{sql}"));
+        assert_eq!(sqlstate(&e), code, "{sql}: {e}");
+    }
+}
