@@ -269,3 +269,164 @@ async fn psql_copies_to_a_client_file_and_refused_forms_say_why() {
         assert_eq!(sqlstate(&e), code, "{sql}: {e}");
     }
 }
+
+async fn copy_in(
+    c: &tokio_postgres::Client,
+    sql: &str,
+    data: &[&str],
+) -> Result<u64, tokio_postgres::Error> {
+    use futures::SinkExt;
+    let sink = c.copy_in(sql).await?;
+    let mut sink = std::pin::pin!(sink);
+    for piece in data {
+        sink.send(bytes::Bytes::copy_from_slice(piece.as_bytes()))
+            .await?;
+    }
+    sink.as_mut().finish().await
+}
+
+async fn count(c: &tokio_postgres::Client) -> i64 {
+    c.query_one("SELECT count(*) FROM e", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_from_stdin_round_trips_text_and_csv() {
+    let (_server, c) = server_with_readings().await;
+    c.batch_execute(
+        "CREATE TABLE f (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, ua DOUBLE PRECISION, \
+         note TEXT, PRIMARY KEY (pid, ts))",
+    )
+    .await
+    .unwrap();
+    // What COPY TO wrote for `e`, read back into `f` — in pieces cut mid-line — gives
+    // the same rows: text format.
+    let sql = "COPY (SELECT ts, pid, ua, note FROM e ORDER BY pid, ts) TO STDOUT";
+    let text = String::from_utf8(copy_out(&c, sql).await).unwrap();
+    let (a, b) = text.split_at(text.len() / 2);
+    let n = copy_in(&c, "COPY f (ts, pid, ua, note) FROM STDIN", &[a, b])
+        .await
+        .unwrap();
+    assert_eq!(n, READINGS.len() as u64);
+    let back = String::from_utf8(
+        copy_out(
+            &c,
+            "COPY (SELECT ts, pid, ua, note FROM f ORDER BY pid, ts) TO STDOUT",
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(back, text);
+    // CSV with a header, quoted delimiters and line breaks, empty string vs NULL.
+    c.batch_execute(
+        "DROP TABLE f; CREATE TABLE f (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, \
+                     ua DOUBLE PRECISION, note TEXT, PRIMARY KEY (pid, ts))",
+    )
+    .await
+    .unwrap();
+    let sql =
+        "COPY (SELECT ts, pid, ua, note FROM e ORDER BY pid, ts) TO STDOUT (FORMAT csv, HEADER)";
+    let csv = String::from_utf8(copy_out(&c, sql).await).unwrap();
+    copy_in(
+        &c,
+        "COPY f (ts, pid, ua, note) FROM STDIN WITH (FORMAT csv, HEADER true)",
+        &[&csv],
+    )
+    .await
+    .unwrap();
+    let rows = c
+        .query("SELECT pid, ua, note FROM f ORDER BY pid, ts", &[])
+        .await
+        .unwrap();
+    let got: Vec<(String, Option<f64>, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let want: Vec<(String, Option<f64>, Option<String>)> = READINGS
+        .iter()
+        .map(|r| (r.pid.to_string(), r.ua, r.note.map(str::to_string)))
+        .collect();
+    assert_eq!(got, want);
+    // Last write wins, within one COPY too.
+    copy_in(
+        &c,
+        "COPY f (pid, ts, ua) FROM STDIN (FORMAT csv)",
+        &["m9,2026-03-01 00:00:00+00,1\nm9,2026-03-01 08:00:00+08,2\n"],
+    )
+    .await
+    .unwrap();
+    let ua: f64 = c
+        .query_one("SELECT ua FROM f WHERE pid = 'm9'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ua, 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_line_fails_the_whole_copy_and_names_it() {
+    let (_server, c) = server_with_readings().await;
+    let before = count(&c).await;
+    let good = "m7\t2026-03-02 00:00:00+00\t1.5\n";
+    for (sql, data, code, says) in [
+        (
+            "COPY e (pid, ts, ua) FROM STDIN",
+            format!("{good}{good}m7\t2026-03-02 00:02:00+00\tabc\n"),
+            "22P02",
+            "line 3, column ua",
+        ),
+        (
+            "COPY e (pid, ts, ua) FROM STDIN",
+            format!("{good}m7\t2026-03-02 00:01:00+00\n"),
+            "22P04",
+            "line 2",
+        ),
+        (
+            "COPY e (pid, ts, ua) FROM STDIN",
+            format!("{good}m7\t2026-03-02 00:01:00+00\t1\t2\n"),
+            "22P04",
+            "extra data",
+        ),
+        (
+            "COPY e (pid, ts, ua) FROM STDIN",
+            "\\N\t2026-03-02 00:01:00+00\t1\n".to_string(),
+            "23502",
+            "column pid",
+        ),
+        (
+            "COPY e (pid, ts, ua) FROM STDIN",
+            "m7\tsoon\t1\n".to_string(),
+            "22P02",
+            "column ts",
+        ),
+    ] {
+        let e = copy_in(&c, sql, &[&data]).await.expect_err(&data);
+        assert_eq!(sqlstate(&e), code, "{data:?}: {e}");
+        let text = e
+            .as_db_error()
+            .map(|d| d.message().to_string())
+            .unwrap_or_default();
+        assert!(text.contains(says), "{text}");
+        assert_eq!(count(&c).await, before, "nothing kept from {data:?}");
+    }
+    // Refused at the start (over the extended protocol the error comes when the client
+    // ends the COPY, as the protocol allows; psql and psycopg see it at once).
+    for (sql, code) in [
+        ("COPY e (pid, ua) FROM STDIN", "23502"),
+        ("COPY e (pid, ts, nope) FROM STDIN", "42703"),
+        ("COPY nope FROM STDIN", "42P01"),
+        ("COPY e FROM STDIN (FORMAT binary)", "0A000"),
+    ] {
+        let e = copy_in(&c, sql, &[good]).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), code, "{sql}: {e}");
+    }
+    let e = c
+        .batch_execute("COPY e FROM '/etc/passwd'")
+        .await
+        .expect_err("a server-side file");
+    assert_eq!(sqlstate(&e), "0A000");
+    // The connection is fine afterwards.
+    assert_eq!(count(&c).await, before);
+}

@@ -65,9 +65,18 @@ struct Stopped(String);
 impl Stopped {
     fn new(pid: u32, start_script: &str) -> Self {
         assert!(signal("-TERM", pid), "stopping the S3 server");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // SeaweedFS sometimes takes long to exit on a loaded machine: what matters here
+        // is that S3 is gone, so after 20 s it is killed.
+        let started = Instant::now();
+        let mut killed = false;
         while signal("-0", pid) {
-            assert!(Instant::now() < deadline, "S3 server did not stop");
+            if !killed && started.elapsed() > Duration::from_secs(20) {
+                killed = signal("-KILL", pid);
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(40),
+                "S3 server did not stop"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Stopped(start_script.to_string())

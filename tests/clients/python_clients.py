@@ -109,6 +109,16 @@ def psycopg3(port):
                     text += bytes(chunk)
         check("psycopg3 copy to stdout", text.decode(),
               "".join(f"{r[1]}\t{r[3]}\n" for r in sorted(ROWS)))
+        # COPY … FROM STDIN with psycopg's write_row (text format).
+        conn.execute("DROP TABLE IF EXISTS py3_copy")
+        conn.execute(ddl("py3_copy"))
+        with conn.cursor() as cur:
+            with cur.copy("COPY py3_copy (ts, meter, p, energy, ok, note) FROM STDIN") as copy:
+                for r in ROWS:
+                    copy.write_row(r)
+        got = [tuple(r) for r in conn.execute(
+            "SELECT ts, meter, p, energy, ok, note FROM py3_copy ORDER BY meter, ts")]
+        check("psycopg3 copy from stdin", got, sorted(ROWS, key=lambda r: (r[1], r[0])))
         version = conn.execute("SELECT version()").fetchone()[0]
         check("psycopg3 version() is PostgreSQL's format", version.startswith("PostgreSQL "), True)
         check("psycopg3 server_version", conn.info.server_version // 10000 >= 12, True)

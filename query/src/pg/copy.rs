@@ -1,4 +1,5 @@
-//! `COPY … TO STDOUT`: a table (or some of its columns) or any query's rows, streamed
+//! `COPY … TO STDOUT` (and the statement forms of `COPY … FROM STDIN`, whose data
+//! [`super::copy_in`] reads): a table (or some of its columns) or any query's rows, streamed
 //! to the client in PostgreSQL's text, CSV or binary COPY format — what `psql`'s `\copy`,
 //! psycopg's `cursor.copy()` and JDBC's `CopyManager` read. Rows are encoded batch by
 //! batch as the query produces them, so an export of any size holds one batch in memory.
@@ -6,7 +7,8 @@
 //!
 //! The options PostgreSQL takes (`FORMAT`, `HEADER`, `DELIMITER`, `NULL`, `QUOTE`,
 //! `ESCAPE`, and the pre-9.0 `CSV HEADER` / `BINARY` forms) are honoured; `COPY … TO
-//! 'file'` / `PROGRAM` are refused (the server does not write files for clients).
+//! 'file'` / `PROGRAM` and `FROM 'file'` are refused (the server reads and writes no files
+//! for clients).
 
 use std::sync::Arc;
 
@@ -135,9 +137,21 @@ pub struct CopyTo {
     pub options: CopyOptions,
 }
 
-/// Which COPY `stmt` is: `Some(Ok(..))` for a supported `TO STDOUT`, an error for the
-/// forms wattdb refuses, `None` for any other statement.
-pub fn classify(stmt: &Statement) -> Option<PgWireResult<CopyTo>> {
+/// A `COPY t [(columns)] FROM STDIN`.
+pub struct CopyFrom {
+    pub table: String,
+    pub columns: Vec<String>,
+    pub options: CopyOptions,
+}
+
+pub enum CopyStatement {
+    To(CopyTo),
+    From(CopyFrom),
+}
+
+/// Which COPY `stmt` is: `Some(Ok(..))` for a supported form, an error for the forms
+/// wattdb refuses, `None` for any other statement.
+pub fn classify(stmt: &Statement) -> Option<PgWireResult<CopyStatement>> {
     let Statement::Copy {
         source,
         to,
@@ -150,10 +164,39 @@ pub fn classify(stmt: &Statement) -> Option<PgWireResult<CopyTo>> {
         return None;
     };
     if !*to {
-        return Some(Err(user_error(
-            sqlstate::FEATURE_NOT_SUPPORTED,
-            "COPY FROM is not supported yet: write with INSERT (issue 15)",
-        )));
+        if *target != CopyTarget::Stdin {
+            return Some(Err(user_error(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "COPY FROM {target} is not supported: the server reads no files; use \
+                     COPY … FROM STDIN (psql: \\copy)"
+                ),
+            )));
+        }
+        let CopySource::Table {
+            table_name,
+            columns,
+        } = source
+        else {
+            return Some(Err(user_error(
+                sqlstate::SYNTAX_ERROR,
+                "COPY FROM needs a table, not a query",
+            )));
+        };
+        let options = match CopyOptions::parse(options, legacy_options) {
+            Ok(o) => o,
+            Err(e) => return Some(Err(e)),
+        };
+        let table = table_name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map_or_else(|| table_name.to_string(), |i| i.value.clone());
+        return Some(Ok(CopyStatement::From(CopyFrom {
+            table,
+            columns: columns.iter().map(|c| c.value.clone()).collect(),
+            options,
+        })));
     }
     if *target != CopyTarget::Stdout {
         return Some(Err(user_error(
@@ -186,7 +229,7 @@ pub fn classify(stmt: &Statement) -> Option<PgWireResult<CopyTo>> {
         }
         CopySource::Query(q) => q.to_string(),
     };
-    Some(Ok(CopyTo { query, options }))
+    Some(Ok(CopyStatement::To(CopyTo { query, options })))
 }
 
 /// The header line of CSV output: column names, quoted where needed.
@@ -458,7 +501,10 @@ mod tests {
 
     fn copy(sql: &str) -> PgWireResult<CopyTo> {
         let stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parse");
-        classify(&stmts[0]).expect("a COPY")
+        match classify(&stmts[0]).expect("a COPY")? {
+            CopyStatement::To(c) => Ok(c),
+            CopyStatement::From(_) => panic!("{sql} is a COPY FROM"),
+        }
     }
 
     #[test]

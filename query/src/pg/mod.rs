@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod catalog_rewrite;
 pub mod copy;
+pub mod copy_in;
 pub mod cursors;
 pub mod hooks;
 pub mod params;
@@ -50,10 +51,11 @@ impl PgHandlers {
         password: Option<&str>,
         admin: Option<Arc<dyn crate::admin::AdminExtension>>,
     ) -> Self {
-        let hooks: Vec<Arc<dyn QueryHook>> = vec![Arc::new(hooks::WattdbHook::new(storage, admin))];
+        let hooks: Vec<Arc<dyn QueryHook>> =
+            vec![Arc::new(hooks::WattdbHook::new(storage.clone(), admin))];
         let connections = Arc::new(ConnectionManager::new());
         PgHandlers {
-            session: Arc::new(service::SqlService::new(ctx, hooks)),
+            session: Arc::new(service::SqlService::new(ctx, storage.clone(), hooks)),
             secret: password.map(auth::ScramSecret::new),
             cancel: Arc::new(DefaultCancelHandler::new(connections.clone())),
             connections,
@@ -95,6 +97,10 @@ impl PgWireServerHandlers for PgHandlers {
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         self.cancel.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl pgwire::api::copy::CopyHandler> {
+        self.session.clone()
     }
 }
 

@@ -19,17 +19,22 @@ use datafusion_postgres::QueryHook;
 use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
 use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
 use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-use futures::Sink;
+use futures::{Sink, SinkExt};
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldInfo, Response, Tag};
+use pgwire::api::results::{CopyResponse, FieldInfo, Response, Tag};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::types::format::FormatOptions;
+use wattdb_storage::Storage;
 
+use super::copy::CopyStatement;
+use super::copy_in::{self, CopyIn, CopyInSlot};
 use super::cursors::{self, CursorStatement, Cursors};
 use super::settings::SessionSettings;
 use super::sqlstate::{self, user_error};
@@ -145,13 +150,19 @@ async fn respond(
 
 pub struct SqlService {
     base: Arc<SessionContext>,
+    storage: Storage,
     hooks: Vec<Arc<dyn QueryHook>>,
     parser: Arc<SqlParser>,
 }
 
 impl SqlService {
-    pub fn new(base: Arc<SessionContext>, hooks: Vec<Arc<dyn QueryHook>>) -> SqlService {
+    pub fn new(
+        base: Arc<SessionContext>,
+        storage: Storage,
+        hooks: Vec<Arc<dyn QueryHook>>,
+    ) -> SqlService {
         SqlService {
+            storage,
             parser: Arc::new(SqlParser {
                 base: base.clone(),
                 sql: PostgresCompatibilityParser::new(),
@@ -159,6 +170,38 @@ impl SqlService {
             }),
             base,
             hooks,
+        }
+    }
+
+    /// `COPY … TO STDOUT` streams out; `COPY … FROM STDIN` starts reading (the data comes
+    /// through [`CopyHandler`]). `extended`: over the extended protocol, where an error
+    /// at the start of a COPY FROM is reported at its end (see [`CopyInSlot`]).
+    async fn copy<C: ClientInfo + ?Sized>(
+        &self,
+        copy: CopyStatement,
+        ctx: &SessionContext,
+        client: &C,
+        extended: bool,
+    ) -> PgWireResult<Response> {
+        match copy {
+            CopyStatement::To(to) => {
+                let zone = SessionSettings::of(client).time_zone();
+                copy::copy_to(to, ctx, &zone, format_options(client)).await
+            }
+            CopyStatement::From(from) => {
+                let (format, columns, started) =
+                    match CopyIn::start(&self.storage, &from.table, &from.columns, from.options) {
+                        Ok(c) => (c.format(), c.columns(), Ok(Arc::new(c))),
+                        Err(e) if extended => (0, 0, Err(e)),
+                        Err(e) => return Err(e),
+                    };
+                CopyInSlot::of(client).set(started);
+                Ok(Response::CopyIn(CopyResponse::new(
+                    format,
+                    columns,
+                    futures::stream::empty(),
+                )))
+            }
         }
     }
 
@@ -259,8 +302,7 @@ impl SqlService {
             }
             let ctx = statement_context(&self.base, client);
             if let Some(copy) = copy::classify(&statement) {
-                let zone = SessionSettings::of(client).time_zone();
-                results.push(copy::copy_to(copy?, &ctx, &zone, format_options(client)).await?);
+                results.push(self.copy(copy?, &ctx, client, false).await?);
                 continue;
             }
             for hook in &self.hooks {
@@ -366,8 +408,7 @@ impl SqlService {
         }
         let ctx = statement_context(&self.base, client);
         if let Some(copy) = copy::classify(statement) {
-            let zone = SessionSettings::of(client).time_zone();
-            return copy::copy_to(copy?, &ctx, &zone, format_options(client)).await;
+            return self.copy(copy?, &ctx, client, true).await;
         }
         let values = params::bound_values(portal, plan)?;
         for hook in &self.hooks {
@@ -397,6 +438,67 @@ impl SqlService {
             &settings.time_zone(),
         )
         .await
+    }
+}
+
+#[async_trait]
+impl CopyHandler for SqlService {
+    async fn on_copy_data<C>(&self, client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Some(copy) = CopyInSlot::of(client).get() {
+            copy.feed(&copy_data.data);
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let Some(copy) = CopyInSlot::of(client).take() else {
+            return Err(user_error(
+                sqlstate::PROTOCOL_VIOLATION,
+                "CopyDone without a COPY FROM STDIN",
+            ));
+        };
+        let result = async {
+            let (def, rows) = copy?.finish()?;
+            copy_in::write(&self.storage, &def, rows).await
+        }
+        .await;
+        match result {
+            Ok(n) => {
+                client
+                    .send(PgWireBackendMessage::CommandComplete(
+                        Tag::new("COPY").with_rows(n).into(),
+                    ))
+                    .await?;
+                Ok(())
+            }
+            Err(e) => {
+                transactions::BlockState::of(client).failed_again();
+                Err(e)
+            }
+        }
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        CopyInSlot::of(client).take();
+        user_error(
+            sqlstate::QUERY_CANCELED,
+            format!("COPY from stdin failed: {}", fail.message),
+        )
     }
 }
 

@@ -34,6 +34,10 @@ pub const INVALID_CURSOR_NAME: &str = "34000";
 pub const DUPLICATE_CURSOR: &str = "42P03";
 pub const QUERY_CANCELED: &str = "57014";
 pub const IN_FAILED_SQL_TRANSACTION: &str = "25P02";
+pub const BAD_COPY_FILE_FORMAT: &str = "22P04";
+pub const PROTOCOL_VIOLATION: &str = "08P01";
+pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
+pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 pub const INTERNAL_ERROR: &str = "XX000";
 
 pub fn user_error(code: &str, message: impl Into<String>) -> PgWireError {

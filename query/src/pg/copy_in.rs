@@ -1,0 +1,639 @@
+//! `COPY t [(columns)] FROM STDIN` in PostgreSQL's text or CSV format.
+//!
+//! All or nothing on bad input: every line is parsed and checked as it arrives, and
+//! the rows are written — durably, last write wins like any write — only when the
+//! client ends the COPY without an error; a bad line fails the whole COPY with an error
+//! naming the line and column (`22P02` for a value, `22P04` for a line with too few or too
+//! many values, `23502` for a missing `ts` or tag) and nothing of it is kept. The rows of
+//! one COPY are held until it ends, so one COPY may be at most as large as the write
+//! buffer (`--buffer-budget-bytes`; `54000` beyond it: split the data). The rows are
+//! written in pieces of [`WRITE_CHUNK`] rows, one WAL record each: a server crash while
+//! they are written can keep the first pieces of a COPY that was not acknowledged.
+//! The binary format is not supported yet (`0A000`).
+
+use std::sync::{Arc, Mutex};
+
+use pgwire::api::ClientInfo;
+use pgwire::error::PgWireError;
+use wattdb_storage::{FieldType, FieldValue, Month, Storage, TableDef, ValidRow};
+
+use super::copy::{CopyFormat, CopyOptions};
+use super::sqlstate::{self, user_error};
+
+/// Rows per WAL record when a COPY is written.
+pub const WRITE_CHUNK: usize = 20_000;
+
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Ts,
+    Tag(usize),
+    Field(usize, FieldType),
+}
+
+/// One COPY FROM in progress.
+pub struct CopyIn {
+    def: Arc<TableDef>,
+    targets: Vec<(String, Target)>,
+    options: CopyOptions,
+    limit_bytes: usize,
+    state: Mutex<InState>,
+}
+
+#[derive(Default)]
+struct InState {
+    pending: Vec<u8>,
+    line: u64,
+    rows: Vec<ValidRow>,
+    bytes: usize,
+    error: Option<PgWireError>,
+    /// `\.` seen: the rest is ignored.
+    ended: bool,
+}
+
+/// The COPY FROM of a connection, between its start and CopyDone/CopyFail: the copy,
+/// or the error it failed with at its start. (Over the extended protocol an error at the
+/// start is reported at CopyDone: clients such as tokio-postgres have already queued
+/// their Sync and copy messages, and pgwire would take the copy messages that follow
+/// an early error for a protocol violation.)
+#[derive(Default)]
+pub struct CopyInSlot(Mutex<Option<Result<Arc<CopyIn>, PgWireError>>>);
+
+impl CopyInSlot {
+    pub fn of<C: ClientInfo + ?Sized>(client: &C) -> Arc<CopyInSlot> {
+        client
+            .session_extensions()
+            .get_or_insert_with(CopyInSlot::default)
+    }
+
+    pub fn set(&self, copy: Result<Arc<CopyIn>, PgWireError>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(copy);
+    }
+
+    /// The copy in progress, if it started well.
+    pub fn get(&self) -> Option<Arc<CopyIn>> {
+        match &*self.0.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(Ok(c)) => Some(c.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn take(&self) -> Option<Result<Arc<CopyIn>, PgWireError>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl CopyIn {
+    /// Check the statement against the table and get ready for data.
+    pub fn start(
+        storage: &Storage,
+        table: &str,
+        columns: &[String],
+        options: CopyOptions,
+    ) -> Result<CopyIn, PgWireError> {
+        if options.format == CopyFormat::Binary {
+            return Err(user_error(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "COPY FROM in binary format is not supported yet: use text or CSV",
+            ));
+        }
+        let def = storage.shared_table(table).ok_or_else(|| {
+            user_error(
+                sqlstate::UNDEFINED_TABLE,
+                format!("relation \"{table}\" does not exist"),
+            )
+        })?;
+        if def.is_rollup() {
+            return Err(user_error(
+                sqlstate::WRONG_OBJECT_TYPE,
+                format!("\"{table}\" is a rollup table: it is written by wattdb only"),
+            ));
+        }
+        let all: Vec<String> = std::iter::once(wattdb_storage::TS_COLUMN.to_string())
+            .chain(def.tags.iter().cloned())
+            .chain(def.fields.iter().map(|f| f.name.clone()))
+            .collect();
+        let names = if columns.is_empty() {
+            all
+        } else {
+            columns.to_vec()
+        };
+        let mut targets = Vec::with_capacity(names.len());
+        for name in names {
+            let target = if name == wattdb_storage::TS_COLUMN {
+                Target::Ts
+            } else if let Some(i) = def.tags.iter().position(|t| *t == name) {
+                Target::Tag(i)
+            } else if let Some(i) = def.fields.iter().position(|f| f.name == name) {
+                Target::Field(i, def.fields[i].field_type)
+            } else {
+                return Err(user_error(
+                    sqlstate::UNDEFINED_COLUMN,
+                    format!("column \"{name}\" of relation \"{table}\" does not exist"),
+                ));
+            };
+            if targets.iter().any(|(n, _)| *n == name) {
+                return Err(user_error(
+                    sqlstate::SYNTAX_ERROR,
+                    format!("column \"{name}\" specified more than once"),
+                ));
+            }
+            targets.push((name, target));
+        }
+        let has = |t: &dyn Fn(&Target) -> bool| targets.iter().any(|(_, x)| t(x));
+        if !has(&|t| matches!(t, Target::Ts)) {
+            return Err(user_error(
+                sqlstate::NOT_NULL_VIOLATION,
+                format!("COPY into \"{table}\" needs its ts column"),
+            ));
+        }
+        for (i, tag) in def.tags.iter().enumerate() {
+            if !has(&|t| matches!(t, Target::Tag(j) if *j == i)) {
+                return Err(user_error(
+                    sqlstate::NOT_NULL_VIOLATION,
+                    format!("COPY into \"{table}\" needs its tag column \"{tag}\""),
+                ));
+            }
+        }
+        Ok(CopyIn {
+            limit_bytes: storage.config().buffer_budget_bytes,
+            def,
+            targets,
+            options,
+            state: Mutex::new(InState::default()),
+        })
+    }
+
+    pub fn columns(&self) -> usize {
+        self.targets.len()
+    }
+
+    pub fn format(&self) -> i8 {
+        self.options.wire_format()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, InState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A piece of the data stream (lines may be split anywhere).
+    pub fn feed(&self, data: &[u8]) {
+        let mut s = self.lock();
+        if s.error.is_some() || s.ended {
+            return;
+        }
+        s.pending.extend_from_slice(data);
+        let mut consumed = 0;
+        while let Some(end) = self.record_end(&s.pending[consumed..]) {
+            let record = s.pending[consumed..consumed + end].to_vec();
+            consumed += end + 1;
+            if let Err(e) = self.record(&mut s, &record) {
+                s.error = Some(e);
+                break;
+            }
+            if s.ended || s.error.is_some() {
+                break;
+            }
+        }
+        s.pending.drain(..consumed);
+    }
+
+    /// Where the first complete record of `data` ends (its `\n`), if it is complete: in
+    /// CSV, a line break inside quotes belongs to the value.
+    fn record_end(&self, data: &[u8]) -> Option<usize> {
+        if self.options.format != CopyFormat::Csv {
+            return data.iter().position(|b| *b == b'\n');
+        }
+        let (quote, escape) = (self.options.quote as u8, self.options.escape as u8);
+        let mut in_quotes = false;
+        let mut i = 0;
+        while i < data.len() {
+            let b = data[i];
+            if in_quotes && b == escape && escape != quote && data.get(i + 1) == Some(&quote) {
+                i += 2;
+                continue;
+            }
+            if b == quote {
+                in_quotes = !in_quotes;
+            } else if b == b'\n' && !in_quotes {
+                return Some(i);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// One complete line (without its `\n`).
+    fn record(&self, s: &mut InState, raw: &[u8]) -> Result<(), PgWireError> {
+        s.line += 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let line = std::str::from_utf8(raw).map_err(|_| {
+            user_error(
+                sqlstate::CHARACTER_NOT_IN_REPERTOIRE,
+                format!(
+                    "invalid byte sequence for encoding \"UTF8\" (COPY {}, line {})",
+                    self.def.name, s.line
+                ),
+            )
+        })?;
+        if self.options.format == CopyFormat::Csv && self.options.header && s.line == 1 {
+            return Ok(());
+        }
+        if line == "\\." {
+            s.ended = true;
+            return Ok(());
+        }
+        let values = match self.options.format {
+            CopyFormat::Csv => split_csv(line, &self.options),
+            _ => split_text(line, &self.options),
+        };
+        let context = |column: Option<&str>| match column {
+            Some(c) => format!("COPY {}, line {}, column {c}", self.def.name, s.line),
+            None => format!("COPY {}, line {}", self.def.name, s.line),
+        };
+        if values.len() < self.targets.len() {
+            let missing = &self.targets[values.len()].0;
+            return Err(user_error(
+                sqlstate::BAD_COPY_FILE_FORMAT,
+                format!("missing data for column \"{missing}\" ({})", context(None)),
+            ));
+        }
+        if values.len() > self.targets.len() {
+            return Err(user_error(
+                sqlstate::BAD_COPY_FILE_FORMAT,
+                format!("extra data after last expected column ({})", context(None)),
+            ));
+        }
+        let mut ts = None;
+        let mut tags = vec![String::new(); self.def.tags.len()];
+        let mut fields: Vec<Option<FieldValue>> = vec![None; self.def.fields.len()];
+        for ((name, target), value) in self.targets.iter().zip(values) {
+            let bad = |type_name: &str, v: &str| {
+                user_error(
+                    sqlstate::INVALID_TEXT_REPRESENTATION,
+                    format!(
+                        "invalid input syntax for type {type_name}: \"{v}\" ({})",
+                        context(Some(name))
+                    ),
+                )
+            };
+            match (target, value) {
+                (Target::Ts | Target::Tag(_), None) => {
+                    return Err(user_error(
+                        sqlstate::NOT_NULL_VIOLATION,
+                        format!(
+                            "null value in column \"{name}\" violates not-null constraint ({})",
+                            context(Some(name))
+                        ),
+                    ));
+                }
+                (Target::Ts, Some(v)) => {
+                    ts = Some(
+                        parse_timestamp(&v).ok_or_else(|| bad("timestamp with time zone", &v))?,
+                    );
+                }
+                (Target::Tag(i), Some(v)) => tags[*i] = v,
+                (Target::Field(..), None) => {}
+                (Target::Field(i, t), Some(v)) => {
+                    fields[*i] = Some(match t {
+                        FieldType::Float => FieldValue::Float(
+                            parse_float(&v).ok_or_else(|| bad("double precision", &v))?,
+                        ),
+                        FieldType::Integer => {
+                            FieldValue::Integer(v.trim().parse().map_err(|_| bad("bigint", &v))?)
+                        }
+                        FieldType::Boolean => {
+                            FieldValue::Boolean(parse_bool(&v).ok_or_else(|| bad("boolean", &v))?)
+                        }
+                        FieldType::Text => FieldValue::Text(v),
+                        FieldType::Timestamp => FieldValue::Timestamp(
+                            parse_timestamp(&v)
+                                .ok_or_else(|| bad("timestamp with time zone", &v))?,
+                        ),
+                    });
+                }
+            }
+        }
+        let Some(ts) = ts else {
+            return Err(user_error(sqlstate::INTERNAL_ERROR, "COPY row without ts"));
+        };
+        if self.def.is_expired(ts) {
+            let e = wattdb_storage::Error::Expired {
+                table: self.def.name.clone(),
+                month: Month::of_micros(ts),
+            };
+            return Err(user_error(
+                sqlstate::for_storage(&e),
+                format!("{e} ({})", context(Some(wattdb_storage::TS_COLUMN))),
+            ));
+        }
+        s.bytes += 48
+            + tags.iter().map(|t| t.len() + 24).sum::<usize>()
+            + fields
+                .iter()
+                .map(|f| match f {
+                    Some(FieldValue::Text(t)) => 32 + t.len(),
+                    _ => 24,
+                })
+                .sum::<usize>();
+        if s.bytes > self.limit_bytes {
+            return Err(user_error(
+                sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "COPY {} is larger than the write buffer ({} bytes) at line {}: a COPY is \
+                     kept whole until it ends, so split the data into several COPYs",
+                    self.def.name, self.limit_bytes, s.line
+                ),
+            ));
+        }
+        s.rows.push(ValidRow { ts, tags, fields });
+        Ok(())
+    }
+
+    /// CopyDone: the last line (if it had no line break), then the rows — or the error.
+    pub fn finish(&self) -> Result<(Arc<TableDef>, Vec<ValidRow>), PgWireError> {
+        let mut s = self.lock();
+        if s.error.is_none() && !s.ended && !s.pending.is_empty() {
+            let last = std::mem::take(&mut s.pending);
+            if let Err(e) = self.record(&mut s, &last) {
+                s.error = Some(e);
+            }
+        }
+        if let Some(e) = s.error.take() {
+            return Err(e);
+        }
+        Ok((self.def.clone(), std::mem::take(&mut s.rows)))
+    }
+}
+
+/// Write the rows of a finished COPY; returns once they are durable.
+pub async fn write(
+    storage: &Storage,
+    def: &TableDef,
+    rows: Vec<ValidRow>,
+) -> Result<usize, PgWireError> {
+    let n = rows.len();
+    let mut pending = Vec::new();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<ValidRow> = rows.by_ref().take(WRITE_CHUNK).collect();
+        let p = storage
+            .submit_valid(def, chunk)
+            .await
+            .map_err(|e| user_error(sqlstate::for_storage(&e), e.to_string()))?;
+        pending.push(p);
+    }
+    for p in pending {
+        p.durable()
+            .await
+            .map_err(|e| user_error(sqlstate::for_storage(&e), e.to_string()))?;
+    }
+    Ok(n)
+}
+
+/// The fields of a text-format line: split at the delimiter, the NULL string recognised
+/// before backslash escapes are undone.
+fn split_text(line: &str, o: &CopyOptions) -> Vec<Option<String>> {
+    line.split(o.delimiter)
+        .map(|raw| (raw != o.null).then(|| unescape_text(raw)))
+        .collect()
+}
+
+fn unescape_text(raw: &str) -> String {
+    if !raw.contains('\\') {
+        return raw.to_string();
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some('v') => out.push('\u{b}'),
+            Some('x') => {
+                let mut v = 0u32;
+                let mut n = 0;
+                while n < 2 && chars.peek().is_some_and(|c| c.is_ascii_hexdigit()) {
+                    v = v * 16 + chars.next().and_then(|c| c.to_digit(16)).unwrap_or(0);
+                    n += 1;
+                }
+                if n == 0 {
+                    out.push('x');
+                } else if let Some(ch) = char::from_u32(v) {
+                    out.push(ch);
+                }
+            }
+            Some(d @ '0'..='7') => {
+                let mut v = d.to_digit(8).unwrap_or(0);
+                let mut n = 1;
+                while n < 3 && chars.peek().is_some_and(|c| ('0'..='7').contains(c)) {
+                    v = v * 8 + chars.next().and_then(|c| c.to_digit(8)).unwrap_or(0);
+                    n += 1;
+                }
+                if let Some(ch) = char::from_u32(v) {
+                    out.push(ch);
+                }
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+/// The fields of a CSV record: quoted values may hold the delimiter, line breaks and
+/// (escaped) quotes; an unquoted value equal to the NULL string is NULL.
+fn split_csv(line: &str, o: &CopyOptions) -> Vec<Option<String>> {
+    let field = |value: String, quoted: bool| (quoted || value != o.null).then_some(value);
+    let mut out = Vec::new();
+    let mut value = String::new();
+    let mut quoted = false;
+    let mut in_quotes = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_quotes {
+            if c == o.escape
+                && chars
+                    .peek()
+                    .is_some_and(|n| *n == o.quote || *n == o.escape)
+            {
+                if let Some(n) = chars.next() {
+                    value.push(n);
+                }
+            } else if c == o.quote {
+                in_quotes = false;
+            } else {
+                value.push(c);
+            }
+        } else if c == o.quote {
+            in_quotes = true;
+            quoted = true;
+        } else if c == o.delimiter {
+            out.push(field(std::mem::take(&mut value), quoted));
+            quoted = false;
+        } else {
+            value.push(c);
+        }
+    }
+    out.push(field(value, quoted));
+    out
+}
+
+fn parse_float(v: &str) -> Option<f64> {
+    let t = v.trim();
+    match t.to_ascii_lowercase().as_str() {
+        "infinity" | "+infinity" | "inf" | "+inf" => Some(f64::INFINITY),
+        "-infinity" | "-inf" => Some(f64::NEG_INFINITY),
+        "nan" => Some(f64::NAN),
+        _ => t.parse().ok().filter(|f: &f64| f.is_finite()),
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    let t = v.trim().to_ascii_lowercase();
+    if t.is_empty() {
+        return None;
+    }
+    let prefix_of = |word: &str| word.starts_with(t.as_str());
+    match t.as_str() {
+        "1" | "on" => Some(true),
+        "0" | "of" | "off" => Some(false),
+        _ if prefix_of("true") || prefix_of("yes") => Some(true),
+        _ if prefix_of("false") || prefix_of("no") => Some(false),
+        _ => None,
+    }
+}
+
+/// A `timestamptz` as PostgreSQL prints and reads it: `2026-03-01 08:00:00+08`,
+/// `2026-03-01T00:00:00.5Z`, `… +05:30`, `… -0330`, a date alone (midnight); without an
+/// offset the time is UTC. Microseconds since the epoch.
+pub fn parse_timestamp(v: &str) -> Option<i64> {
+    let t = v.trim();
+    let (date, rest) = t.split_at(t.find([' ', 'T', 't']).unwrap_or(t.len()));
+    let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    let rest = rest.trim_start_matches([' ', 'T', 't']);
+    if rest.is_empty() {
+        return Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros());
+    }
+    // Split the time from its offset (the first '+', '-', 'Z' after the time starts).
+    let at = rest.find(['+', '-', 'Z', 'z']).unwrap_or(rest.len());
+    let (time, offset) = rest.split_at(at);
+    let time = chrono::NaiveTime::parse_from_str(time.trim(), "%H:%M:%S%.f")
+        .or_else(|_| chrono::NaiveTime::parse_from_str(time.trim(), "%H:%M"))
+        .ok()?;
+    let offset = offset.trim();
+    let offset_secs: i64 = if offset.is_empty() || offset.eq_ignore_ascii_case("z") {
+        0
+    } else {
+        let sign = if offset.starts_with('-') { -1 } else { 1 };
+        let digits: String = offset[1..].chars().filter(|c| *c != ':').collect();
+        if !digits.chars().all(|c| c.is_ascii_digit()) || digits.is_empty() {
+            return None;
+        }
+        let (h, m, s) = match digits.len() {
+            1 | 2 => (digits.parse::<i64>().ok()?, 0, 0),
+            4 => (digits[..2].parse().ok()?, digits[2..].parse().ok()?, 0),
+            6 => (
+                digits[..2].parse().ok()?,
+                digits[2..4].parse().ok()?,
+                digits[4..].parse().ok()?,
+            ),
+            _ => return None,
+        };
+        sign * (h * 3600 + m * 60 + s)
+    };
+    let local = date.and_time(time).and_utc().timestamp_micros();
+    local.checked_sub(offset_secs * 1_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(format: CopyFormat) -> CopyOptions {
+        let csv = format == CopyFormat::Csv;
+        CopyOptions {
+            format,
+            header: false,
+            delimiter: if csv { ',' } else { '\t' },
+            null: if csv { String::new() } else { "\\N".into() },
+            quote: '"',
+            escape: '"',
+        }
+    }
+
+    #[test]
+    fn text_lines_unescape_and_know_null() {
+        let o = opts(CopyFormat::Text);
+        assert_eq!(
+            split_text("a\\tb\t\\N\tx\\\\y\\n\t\\101", &o),
+            vec![
+                Some("a\tb".into()),
+                None,
+                Some("x\\y\n".into()),
+                Some("A".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_quotes_hold_delimiters_and_tell_empty_from_null() {
+        let o = opts(CopyFormat::Csv);
+        assert_eq!(
+            split_csv("m1,\"a,b\",,\"\",\"say \"\"hi\"\"\"", &o),
+            vec![
+                Some("m1".into()),
+                Some("a,b".into()),
+                None,
+                Some(String::new()),
+                Some("say \"hi\"".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn timestamps_in_postgres_forms() {
+        let t0 = 1_772_323_200_000_000_i64; // 2026-03-01 00:00:00 UTC
+        for (text, want) in [
+            ("2026-03-01 00:00:00+00", t0),
+            ("2026-03-01 08:00:00+08", t0),
+            ("2026-03-01T00:00:00Z", t0),
+            ("2026-03-01 05:30:00+05:30", t0),
+            ("2026-02-28 20:30:00-0330", t0),
+            ("2026-03-01", t0),
+            ("2026-03-01 00:00:00.5+00", t0 + 500_000),
+            ("2026-03-01 00:01", t0 + 60_000_000),
+        ] {
+            assert_eq!(parse_timestamp(text), Some(want), "{text}");
+        }
+        assert_eq!(parse_timestamp("yesterday"), None);
+        assert_eq!(parse_timestamp("2026-13-01 00:00:00"), None);
+    }
+
+    #[test]
+    fn booleans_and_floats_as_postgres_reads_them() {
+        for (t, b) in [
+            ("t", true),
+            ("TRUE", true),
+            ("yes", true),
+            ("on", true),
+            ("1", true),
+            ("f", false),
+            ("no", false),
+            ("off", false),
+            ("0", false),
+        ] {
+            assert_eq!(parse_bool(t), Some(b), "{t}");
+        }
+        assert_eq!(parse_bool("maybe"), None);
+        assert_eq!(parse_float("1e-05"), Some(1e-5));
+        assert_eq!(parse_float("-Infinity"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_float("12abc"), None);
+    }
+}
