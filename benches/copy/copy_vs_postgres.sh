@@ -36,7 +36,7 @@ for run in $(seq 1 "$RUNS"); do
     if [ $db = wattdb ]; then C="$W"; else C="$P"; fi
     $C -c "DROP TABLE IF EXISTS uci" 2>/dev/null || true
     $C -c "$DDL"
-    s=$(timed $C -c "\\copy uci FROM '$CSV' WITH CSV HEADER")
+    s=$(timed $C -c "\\copy uci (house, ts, gap, grp, voltage, intensity, sm1, sm2, sm3) FROM '$CSV' WITH CSV HEADER")
     n=$($C -t -A -c "SELECT count(*) FROM uci")
     o=$(timed $C -c "\\copy uci TO '/dev/null' WITH CSV")
     echo "run $run $db: COPY FROM $s s ($(echo "$VALUES / $s" | bc) values/s, $n rows), COPY TO $o s"
