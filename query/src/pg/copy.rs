@@ -232,6 +232,29 @@ pub fn classify(stmt: &Statement) -> Option<PgWireResult<CopyStatement>> {
     Some(Ok(CopyStatement::To(CopyTo { query, options })))
 }
 
+/// One value in CSV as PostgreSQL writes it: quoted when it contains the delimiter,
+/// the quote character or a line break, or equals the NULL string or `\.`; inside
+/// quotes the quote and escape characters are preceded by the escape character.
+fn csv_value(v: &str, o: &CopyOptions, out: &mut String) {
+    let quote = v.contains(o.delimiter)
+        || v.contains(o.quote)
+        || v.contains(['\n', '\r'])
+        || v == o.null
+        || v == "\\.";
+    if !quote {
+        out.push_str(v);
+        return;
+    }
+    out.push(o.quote);
+    for ch in v.chars() {
+        if ch == o.quote || ch == o.escape {
+            out.push(o.escape);
+        }
+        out.push(ch);
+    }
+    out.push(o.quote);
+}
+
 /// The header line of CSV output: column names, quoted where needed.
 fn csv_header(fields: &[FieldInfo], o: &CopyOptions) -> Bytes {
     let mut line = String::new();
@@ -239,38 +262,16 @@ fn csv_header(fields: &[FieldInfo], o: &CopyOptions) -> Bytes {
         if i > 0 {
             line.push(o.delimiter);
         }
-        let name = f.name();
-        let needs_quotes = name.is_empty()
-            || name.contains(o.delimiter)
-            || name.contains(o.quote)
-            || name.contains('\n')
-            || name.contains('\r');
-        if needs_quotes {
-            line.push(o.quote);
-            for ch in name.chars() {
-                if ch == o.quote || ch == o.escape {
-                    line.push(o.escape);
-                }
-                line.push(ch);
-            }
-            line.push(o.quote);
-        } else {
-            line.push_str(name);
-        }
+        csv_value(f.name(), o, &mut line);
     }
     line.push('\n');
     Bytes::from(line)
 }
 
-/// Rows in PostgreSQL's CSV COPY format (pgwire's CSV encoder writes an empty string
-/// like a NULL and ignores `ESCAPE`): a value is quoted when it contains the delimiter,
-/// the quote character or a line break, or equals the NULL string or `\.`; inside quotes
-/// the quote and escape characters are preceded by the escape character.
+/// Rows in PostgreSQL's CSV COPY format, values as [`csv_value`] writes them
+/// (pgwire's CSV encoder writes an empty string like a NULL and ignores `ESCAPE`).
 struct CsvEncoder {
-    delimiter: char,
-    quote: char,
-    escape: char,
-    null: String,
+    copy: CopyOptions,
     options: Arc<FormatOptions>,
     line: BytesMut,
     first: bool,
@@ -279,10 +280,7 @@ struct CsvEncoder {
 impl CsvEncoder {
     fn new(o: &CopyOptions, options: Arc<FormatOptions>) -> CsvEncoder {
         CsvEncoder {
-            delimiter: o.delimiter,
-            quote: o.quote,
-            escape: o.escape,
-            null: o.null.clone(),
+            copy: o.clone(),
             options,
             line: BytesMut::new(),
             first: true,
@@ -300,7 +298,7 @@ impl Encoder for CsvEncoder {
         if !self.first {
             let mut b = [0u8; 4];
             self.line
-                .put_slice(self.delimiter.encode_utf8(&mut b).as_bytes());
+                .put_slice(self.copy.delimiter.encode_utf8(&mut b).as_bytes());
         }
         self.first = false;
         let mut text = BytesMut::new();
@@ -308,28 +306,11 @@ impl Encoder for CsvEncoder {
             .to_sql_text(pg_field.datatype(), &mut text, &self.options)
             .map_err(PgWireError::ApiError)?;
         if matches!(is_null, postgres_types::IsNull::Yes) {
-            self.line.put_slice(self.null.as_bytes());
+            self.line.put_slice(self.copy.null.as_bytes());
             return Ok(());
         }
-        let v = String::from_utf8_lossy(&text);
-        let quote = v.contains(self.delimiter)
-            || v.contains(self.quote)
-            || v.contains(['\n', '\r'])
-            || v == self.null
-            || v == "\\.";
-        if !quote {
-            self.line.put_slice(v.as_bytes());
-            return Ok(());
-        }
-        let mut out = String::with_capacity(v.len() + 2);
-        out.push(self.quote);
-        for ch in v.chars() {
-            if ch == self.quote || ch == self.escape {
-                out.push(self.escape);
-            }
-            out.push(ch);
-        }
-        out.push(self.quote);
+        let mut out = String::with_capacity(text.len() + 2);
+        csv_value(&String::from_utf8_lossy(&text), &self.copy, &mut out);
         self.line.put_slice(out.as_bytes());
         Ok(())
     }
