@@ -266,6 +266,29 @@ async fn psql_lists_and_describes_tables() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // psql 15's other describe commands run and list what wattdb has.
+    for (command, expected) in [
+        ("\\l", "wattdb"),
+        ("\\l+", "wattdb"),
+        ("\\dn", "system"),
+        ("\\dt+", "electric"),
+        ("\\du", "wattdb"),
+        ("\\df", "List of functions"),
+        ("\\di", "Did not find any relations"),
+        ("\\dv", "Did not find any relations"),
+    ] {
+        let out = server.psql(command);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !stderr.contains("ERROR"),
+            "{command}: {stdout}{stderr}"
+        );
+        assert!(
+            stdout.contains(expected) || stderr.contains(expected),
+            "{command}: missing {expected} in {stdout}{stderr}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

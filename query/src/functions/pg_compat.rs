@@ -1,6 +1,8 @@
 //! Small PostgreSQL functions clients call that the pg_catalog emulation does not
-//! provide: `version()` in PostgreSQL's format (drivers parse it), `pg_size_pretty(bigint)`
-//! and `pg_function_is_visible(oid)` (psql's describe commands).
+//! provide: `version()` in PostgreSQL's format (drivers parse it), `to_regtype`, and what
+//! psql's describe commands and ORMs' reflection call (`pg_size_pretty`,
+//! `pg_function_is_visible`, object comments, sizes and function signatures — the last
+//! three unknown, NULL, for wattdb's objects).
 
 use std::sync::Arc;
 
@@ -161,6 +163,20 @@ fn null_text(args: &[ColumnarValue]) -> Result<ColumnarValue> {
     )))
 }
 
+fn null_int(args: &[ColumnarValue]) -> Result<ColumnarValue> {
+    let n = args
+        .iter()
+        .find_map(|a| match a {
+            ColumnarValue::Array(a) => Some(a.len()),
+            ColumnarValue::Scalar(_) => None,
+        })
+        .unwrap_or(1);
+    Ok(ColumnarValue::Array(arrow::array::new_null_array(
+        &DataType::Int64,
+        n,
+    )))
+}
+
 fn version(_args: &[ColumnarValue]) -> Result<ColumnarValue> {
     Ok(ColumnarValue::Scalar(
         datafusion::common::ScalarValue::Utf8(Some(crate::pg::settings::version_string())),
@@ -169,6 +185,60 @@ fn version(_args: &[ColumnarValue]) -> Result<ColumnarValue> {
 
 pub fn udfs() -> Vec<ScalarUDF> {
     vec![
+        // psql's \df: wattdb has no SQL-defined functions whose signature it could
+        // print; unknown (NULL) rather than an error that stops the listing.
+        create_udf(
+            "pg_get_function_result",
+            vec![DataType::Int64],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(null_text),
+        ),
+        create_udf(
+            "pg_get_function_arguments",
+            vec![DataType::Int64],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(null_text),
+        ),
+        // Comments: wattdb objects have none.
+        create_udf(
+            "obj_description",
+            vec![DataType::Int64, DataType::Utf8],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(null_text),
+        ),
+        create_udf(
+            "shobj_description",
+            vec![DataType::Int64, DataType::Utf8],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(null_text),
+        ),
+        create_udf(
+            "col_description",
+            vec![DataType::Int64, DataType::Int64],
+            DataType::Utf8,
+            Volatility::Stable,
+            Arc::new(null_text),
+        ),
+        // psql's \dt+ and \l+: sizes are in system.files / system.partitions (the
+        // catalog's oids are not wattdb's table ids), so unknown here.
+        create_udf(
+            "pg_table_size",
+            vec![DataType::Int64],
+            DataType::Int64,
+            Volatility::Stable,
+            Arc::new(null_int),
+        ),
+        create_udf(
+            "pg_database_size",
+            vec![DataType::Utf8],
+            DataType::Int64,
+            Volatility::Stable,
+            Arc::new(null_int),
+        ),
         // No column of wattdb is backed by a sequence.
         create_udf(
             "pg_get_serial_sequence",

@@ -4,6 +4,8 @@
 //! projection over catalog tables with NULL — for wattdb's tables the true answer to
 //! what clients ask that way (column defaults, identity sequences, collations: none).
 //!
+//! `ARRAY(SELECT x FROM …)` becomes `(SELECT array_agg(x) FROM …)`.
+//!
 //! SQLAlchemy's column reflection wraps such subqueries in `CASE WHEN c THEN (SELECT …)
 //! ELSE NULL END`, which neither DataFusion nor that rewrite handles; it is turned into
 //! the subquery with `c` added to its filter (the same value in every case). Only
@@ -12,8 +14,9 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, ObjectName, Select, SetExpr, Statement, TableFactor, Value,
-    visit_expressions_mut,
+    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, Ident, ObjectName, Select, SelectItem, SetExpr, Statement, TableFactor,
+    Value, visit_expressions_mut,
 };
 
 fn is_catalog_table(name: &ObjectName) -> bool {
@@ -87,9 +90,52 @@ fn case_into_subquery(e: &mut Expr) {
     *e = Expr::Subquery(q);
 }
 
+/// `ARRAY(SELECT x FROM …)` (psql's `\du`, `\d+`) is `(SELECT array_agg(x) FROM …)`.
+fn array_subquery(e: &mut Expr) {
+    let Expr::Function(f) = e else {
+        return;
+    };
+    if !f.name.to_string().eq_ignore_ascii_case("array") {
+        return;
+    }
+    let FunctionArguments::Subquery(q) = &f.args else {
+        return;
+    };
+    let mut q = q.clone();
+    let SetExpr::Select(select) = q.body.as_mut() else {
+        return;
+    };
+    if select.projection.len() != 1 {
+        return;
+    }
+    if let SelectItem::UnnamedExpr(x) | SelectItem::ExprWithAlias { expr: x, .. } =
+        &mut select.projection[0]
+    {
+        let inner = std::mem::replace(x, Expr::value(Value::Null));
+        *x = Expr::Function(Function {
+            name: ObjectName::from(vec![Ident::new("array_agg")]),
+            uses_odbc_syntax: false,
+            parameters: FunctionArguments::None,
+            args: FunctionArguments::List(FunctionArgumentList {
+                duplicate_treatment: None,
+                args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(inner))],
+                clauses: vec![],
+            }),
+            filter: None,
+            null_treatment: None,
+            over: None,
+            within_group: vec![],
+        });
+    } else {
+        return;
+    }
+    *e = Expr::Subquery(q);
+}
+
 /// Apply the rewrites to `stmt`.
 pub fn rewrite(stmt: &mut Statement) {
     let _ = visit_expressions_mut(stmt, |e| {
+        array_subquery(e);
         case_into_subquery(e);
         ControlFlow::<()>::Continue(())
     });
@@ -120,5 +166,13 @@ mod tests {
         assert_eq!(rewritten(other_else), other_else);
         let user = "SELECT CASE WHEN c THEN (SELECT v FROM readings) END FROM t";
         assert_eq!(rewritten(user), user);
+    }
+
+    #[test]
+    fn an_array_of_a_subquery_is_an_aggregating_subquery() {
+        assert_eq!(
+            rewritten("SELECT ARRAY(SELECT b.rolname FROM pg_auth_members m) AS memberof"),
+            "SELECT (SELECT array_agg(b.rolname) FROM pg_auth_members m) AS memberof"
+        );
     }
 }
