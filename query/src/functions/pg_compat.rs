@@ -149,32 +149,27 @@ fn to_regtype(args: &[ColumnarValue]) -> Result<ColumnarValue> {
     Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
 }
 
-fn null_text(args: &[ColumnarValue]) -> Result<ColumnarValue> {
-    let n = args
-        .iter()
-        .find_map(|a| match a {
-            ColumnarValue::Array(a) => Some(a.len()),
-            ColumnarValue::Scalar(_) => None,
-        })
-        .unwrap_or(1);
-    Ok(ColumnarValue::Array(arrow::array::new_null_array(
-        &DataType::Utf8,
-        n,
-    )))
-}
-
-fn null_int(args: &[ColumnarValue]) -> Result<ColumnarValue> {
-    let n = args
-        .iter()
-        .find_map(|a| match a {
-            ColumnarValue::Array(a) => Some(a.len()),
-            ColumnarValue::Scalar(_) => None,
-        })
-        .unwrap_or(1);
-    Ok(ColumnarValue::Array(arrow::array::new_null_array(
-        &DataType::Int64,
-        n,
-    )))
+/// A function of these arguments that answers NULL of type `ret` for every row: what
+/// wattdb has no value for (comments, sizes by catalog oid, function signatures,
+/// sequences).
+fn unknown(name: &str, args: Vec<DataType>, ret: DataType) -> ScalarUDF {
+    let out = ret.clone();
+    create_udf(
+        name,
+        args,
+        ret,
+        Volatility::Stable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let n = args
+                .iter()
+                .find_map(|a| match a {
+                    ColumnarValue::Array(a) => Some(a.len()),
+                    ColumnarValue::Scalar(_) => None,
+                })
+                .unwrap_or(1);
+            Ok(ColumnarValue::Array(arrow::array::new_null_array(&out, n)))
+        }),
+    )
 }
 
 fn version(_args: &[ColumnarValue]) -> Result<ColumnarValue> {
@@ -185,67 +180,40 @@ fn version(_args: &[ColumnarValue]) -> Result<ColumnarValue> {
 
 pub fn udfs() -> Vec<ScalarUDF> {
     vec![
-        // psql's \df: wattdb has no SQL-defined functions whose signature it could
-        // print; unknown (NULL) rather than an error that stops the listing.
-        create_udf(
+        // psql's \df, \dt+, \l+ and ORMs' reflection: wattdb has no SQL-defined
+        // functions, no comments, no sequences; sizes are in system.files /
+        // system.partitions (the catalog's oids are not wattdb's table ids).
+        unknown(
             "pg_get_function_result",
             vec![DataType::Int64],
             DataType::Utf8,
-            Volatility::Stable,
-            Arc::new(null_text),
         ),
-        create_udf(
+        unknown(
             "pg_get_function_arguments",
             vec![DataType::Int64],
             DataType::Utf8,
-            Volatility::Stable,
-            Arc::new(null_text),
         ),
-        // Comments: wattdb objects have none.
-        create_udf(
+        unknown(
             "obj_description",
             vec![DataType::Int64, DataType::Utf8],
             DataType::Utf8,
-            Volatility::Stable,
-            Arc::new(null_text),
         ),
-        create_udf(
+        unknown(
             "shobj_description",
             vec![DataType::Int64, DataType::Utf8],
             DataType::Utf8,
-            Volatility::Stable,
-            Arc::new(null_text),
         ),
-        create_udf(
+        unknown(
             "col_description",
             vec![DataType::Int64, DataType::Int64],
             DataType::Utf8,
-            Volatility::Stable,
-            Arc::new(null_text),
         ),
-        // psql's \dt+ and \l+: sizes are in system.files / system.partitions (the
-        // catalog's oids are not wattdb's table ids), so unknown here.
-        create_udf(
-            "pg_table_size",
-            vec![DataType::Int64],
-            DataType::Int64,
-            Volatility::Stable,
-            Arc::new(null_int),
-        ),
-        create_udf(
-            "pg_database_size",
-            vec![DataType::Utf8],
-            DataType::Int64,
-            Volatility::Stable,
-            Arc::new(null_int),
-        ),
-        // No column of wattdb is backed by a sequence.
-        create_udf(
+        unknown("pg_table_size", vec![DataType::Int64], DataType::Int64),
+        unknown("pg_database_size", vec![DataType::Utf8], DataType::Int64),
+        unknown(
             "pg_get_serial_sequence",
             vec![DataType::Utf8, DataType::Utf8],
             DataType::Utf8,
-            Volatility::Stable,
-            Arc::new(null_text),
         ),
         create_udf(
             "pg_collation_is_visible",
