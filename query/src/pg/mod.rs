@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod catalog_rewrite;
+pub mod column_names;
 pub mod copy;
 pub mod copy_in;
 pub mod cursors;

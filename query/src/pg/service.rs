@@ -38,7 +38,10 @@ use super::copy_in::{self, CopyIn, CopyInSlot};
 use super::cursors::{self, CursorStatement, Cursors};
 use super::settings::SessionSettings;
 use super::sqlstate::{self, user_error};
-use super::{catalog_rewrite, copy, params, session_functions, set_show, time_zone, transactions};
+use super::{
+    catalog_rewrite, column_names, copy, params, session_functions, set_show, time_zone,
+    transactions,
+};
 
 /// A prepared statement: its text and, unless empty, the parsed statement and its plan
 /// (the same shape datafusion-postgres's hooks expect).
@@ -286,7 +289,8 @@ impl SqlService {
         let mut results = Vec::with_capacity(statements.len());
         'statements: for mut statement in statements {
             catalog_rewrite::rewrite(&mut statement);
-            let statement = self.parser.sql.rewrite(statement);
+            let mut statement = self.parser.sql.rewrite(statement);
+            column_names::name_columns(&mut statement);
             if let Some(response) = transactions::respond(client, &statement) {
                 results.push(response?);
                 continue;
@@ -536,7 +540,8 @@ impl QueryParser for SqlParser {
         }
         let mut statement = statements.remove(0);
         catalog_rewrite::rewrite(&mut statement);
-        let statement = self.sql.rewrite(statement);
+        let mut statement = self.sql.rewrite(statement);
+        column_names::name_columns(&mut statement);
         let text = statement.to_string();
         if transactions::is_transaction_statement(&statement)
             || matches!(
