@@ -86,13 +86,25 @@ fn same_step_again(
     within_us: i64,
     tol: impl Fn(f64) -> f64,
 ) -> Option<usize> {
+    closest_off_run(runs, step, within_us, |r| {
+        (r.dp - step.dp).abs() <= tol(r.dp) && q_compatible(r.dq, step.dq)
+    })
+}
+
+/// The run among `runs` (≥ [`STAGE_BASE_W`], off at most `within_us` before `step`)
+/// that `fits` and is closest to the step in power.
+fn closest_off_run(
+    runs: &[Run],
+    step: &Step,
+    within_us: i64,
+    fits: impl Fn(&Run) -> bool,
+) -> Option<usize> {
     runs.iter()
         .enumerate()
         .filter(|(_, r)| {
             r.dp >= STAGE_BASE_W
                 && r.off_ts.is_some_and(|off| step.ts - off <= within_us)
-                && (r.dp - step.dp).abs() <= tol(r.dp)
-                && q_compatible(r.dq, step.dq)
+                && fits(r)
         })
         .min_by(|a, b| {
             (a.1.dp - step.dp)
@@ -109,26 +121,15 @@ const COARSE_MIX_W: f64 = 150.0;
 /// At coarse resolution: the known thermostat (it has cycled) among `runs` that `step`
 /// is a re-on of, allowing [`COARSE_MIX_W`] of another small change mixed in.
 fn thermostat_again_coarse(runs: &[Run], step: &Step) -> Option<usize> {
-    runs.iter()
-        .enumerate()
-        .filter(|(_, r)| {
-            r.cycles >= 1
-                && r.dp >= STAGE_BASE_W
-                && r.is_heating_element()
-                && r.off_ts
-                    .is_some_and(|off| step.ts - off <= MAX_CYCLE_GAP_US)
-                && (r.dp - step.dp).abs() <= pair_tol(r.dp) + COARSE_MIX_W
-                && match (r.dq, step.dq) {
-                    (Some(a), Some(b)) => (a - b).abs() <= 40.0 + COARSE_MIX_W,
-                    _ => true,
-                }
-        })
-        .min_by(|a, b| {
-            (a.1.dp - step.dp)
-                .abs()
-                .total_cmp(&(b.1.dp - step.dp).abs())
-        })
-        .map(|(i, _)| i)
+    closest_off_run(runs, step, MAX_CYCLE_GAP_US, |r| {
+        r.cycles >= 1
+            && r.is_heating_element()
+            && (r.dp - step.dp).abs() <= pair_tol(r.dp) + COARSE_MIX_W
+            && match (r.dq, step.dq) {
+                (Some(a), Some(b)) => (a - b).abs() <= 40.0 + COARSE_MIX_W,
+                _ => true,
+            }
+    })
 }
 
 /// One appliance's run: from its first switch-on to its final switch-off.

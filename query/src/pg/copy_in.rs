@@ -181,20 +181,22 @@ impl CopyIn {
         if s.error.is_some() || s.ended {
             return;
         }
-        s.pending.extend_from_slice(data);
+        let mut pending = std::mem::take(&mut s.pending);
+        pending.extend_from_slice(data);
         let mut consumed = 0;
-        while let Some(end) = self.record_end(&s.pending[consumed..]) {
-            let record = s.pending[consumed..consumed + end].to_vec();
+        while let Some(end) = self.record_end(&pending[consumed..]) {
+            let record = &pending[consumed..consumed + end];
             consumed += end + 1;
-            if let Err(e) = self.record(&mut s, &record) {
+            if let Err(e) = self.record(&mut s, record) {
                 s.error = Some(e);
                 break;
             }
-            if s.ended || s.error.is_some() {
+            if s.ended {
                 break;
             }
         }
-        s.pending.drain(..consumed);
+        pending.drain(..consumed);
+        s.pending = pending;
     }
 
     /// Where the first complete record of `data` ends (its `\n`), if it is complete: in

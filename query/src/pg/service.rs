@@ -74,7 +74,7 @@ fn statement_context<C: ClientInfo + ?Sized>(base: &SessionContext, client: &C) 
     });
     let generation = settings.engine_generation();
     if conn.generation.load(Ordering::Relaxed) != generation {
-        let config = base.state().config().clone();
+        let config = base.state_ref().read().config().clone();
         let state = conn.ctx.state_ref();
         let mut state = state.write();
         *state.config_mut() = config;
@@ -208,47 +208,34 @@ impl SqlService {
         }
     }
 
-    /// A cursor statement; `format` is how a FETCH's rows are encoded.
-    async fn cursor<C>(
+    /// A cursor statement; `format` is how a FETCH's rows are encoded. A DECLARE also
+    /// returns its query and plan (over the extended protocol the cursor becomes a
+    /// portal of its name too, so a Describe of it — psycopg does one — answers its
+    /// columns).
+    async fn cursor<C: ClientInfo + ?Sized>(
         &self,
         kind: CursorStatement<'_>,
         ctx: &SessionContext,
-        client: &mut C,
+        client: &C,
         format: &Format,
-    ) -> PgWireResult<Response>
-    where
-        C: ClientInfo + ClientPortalStore + Send + Sync,
-        C::PortalStore: PortalStore<Statement = PgStatement>,
-    {
+    ) -> PgWireResult<(Response, Option<(Statement, LogicalPlan)>)> {
         let cursors = Cursors::of(client);
         match kind {
             CursorStatement::Declare { name, query } => {
                 let zone = SessionSettings::of(client).time_zone();
                 let plan = cursors.declare(&name, query, ctx, &zone).await?;
-                // Also a portal of that name, so a Describe of it (psycopg does one)
-                // answers the cursor's columns.
-                let query = Statement::Query(Box::new(query.clone()));
-                let stored = StoredStatement::new(
-                    name.clone(),
-                    (query.to_string(), Some((query, plan))),
-                    vec![],
-                );
-                client
-                    .portal_store()
-                    .put_portal(Arc::new(Portal::new_cursor(name, Arc::new(stored))));
-                Ok(Response::Execution(Tag::new("DECLARE CURSOR")))
+                Ok((
+                    Response::Execution(Tag::new("DECLARE CURSOR")),
+                    Some((Statement::Query(Box::new(query.clone())), plan)),
+                ))
             }
-            CursorStatement::Fetch { name, count } => {
+            CursorStatement::Fetch { name, count } => Ok((
                 cursors
                     .fetch(&name, count, format, format_options(client))
-                    .await
-            }
-            CursorStatement::Close { name } => {
-                if let Some(n) = &name {
-                    client.portal_store().rm_portal(n);
-                }
-                cursors.close(name.as_deref())
-            }
+                    .await?,
+                None,
+            )),
+            CursorStatement::Close { name } => Ok((cursors.close(name.as_deref())?, None)),
         }
     }
 }
@@ -300,7 +287,7 @@ impl SqlService {
                 continue;
             }
             if let Some(kind) = set_show::classify(&statement) {
-                let base = self.base.state().config_options().clone();
+                let base = self.base.state_ref().read().config_options().clone();
                 results.push(set_show::execute(kind?, client, &base).await?);
                 continue;
             }
@@ -316,21 +303,9 @@ impl SqlService {
                 }
             }
             if let Some(kind) = cursors::classify(&statement) {
-                let kind = kind?;
-                let cursors = Cursors::of(client);
-                let response = match kind {
-                    CursorStatement::Declare { name, query } => {
-                        let zone = SessionSettings::of(client).time_zone();
-                        cursors.declare(&name, query, &ctx, &zone).await?;
-                        Response::Execution(Tag::new("DECLARE CURSOR"))
-                    }
-                    CursorStatement::Fetch { name, count } => {
-                        cursors
-                            .fetch(&name, count, &Format::UnifiedText, format_options(client))
-                            .await?
-                    }
-                    CursorStatement::Close { name } => cursors.close(name.as_deref())?,
-                };
+                let (response, _) = self
+                    .cursor(kind?, &ctx, client, &Format::UnifiedText)
+                    .await?;
                 results.push(response);
                 continue;
             }
@@ -407,7 +382,7 @@ impl SqlService {
             return Ok(response);
         }
         if let Some(kind) = set_show::classify(statement) {
-            let base = self.base.state().config_options().clone();
+            let base = self.base.state_ref().read().config_options().clone();
             return set_show::execute(kind?, client, &base).await;
         }
         let ctx = statement_context(&self.base, client);
@@ -424,9 +399,32 @@ impl SqlService {
             }
         }
         if let Some(kind) = cursors::classify(statement) {
-            return self
-                .cursor(kind?, &ctx, client, &portal.result_column_format)
-                .await;
+            let kind = kind?;
+            let closed = match &kind {
+                CursorStatement::Close { name } => name.clone(),
+                _ => None,
+            };
+            let name = match &kind {
+                CursorStatement::Declare { name, .. } => Some(name.clone()),
+                _ => None,
+            };
+            let (response, declared) = self
+                .cursor(kind, &ctx, client, &portal.result_column_format)
+                .await?;
+            if let (Some(name), Some((query, plan))) = (name, declared) {
+                let stored = StoredStatement::new(
+                    name.clone(),
+                    (query.to_string(), Some((query, plan))),
+                    vec![],
+                );
+                client
+                    .portal_store()
+                    .put_portal(Arc::new(Portal::new_cursor(name, Arc::new(stored))));
+            }
+            if let Some(name) = closed {
+                client.portal_store().rm_portal(&name);
+            }
+            return Ok(response);
         }
         let plan = plan
             .clone()
@@ -549,13 +547,7 @@ impl QueryParser for SqlParser {
                 Statement::Deallocate { .. } | Statement::Copy { .. }
             )
         {
-            return Ok(Some((
-                text,
-                Some((
-                    statement,
-                    set_show::plan(&set_show::SettingStatement::NoOp(""))?,
-                )),
-            )));
+            return Ok(Some((text, Some((statement, set_show::text_plan(&[])?)))));
         }
         if let Some(kind) = set_show::classify(&statement) {
             let plan = set_show::plan(&kind?)?;
@@ -573,10 +565,7 @@ impl QueryParser for SqlParser {
         if let Some(kind) = cursors::classify(&statement) {
             let plan = match kind? {
                 CursorStatement::Fetch { name, .. } => Cursors::of(client).fetch_plan(&name)?,
-                _ => LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
-                    produce_one_row: false,
-                    schema: Arc::new(datafusion::common::DFSchema::empty()),
-                }),
+                _ => set_show::text_plan(&[])?,
             };
             return Ok(Some((text, Some((statement, plan)))));
         }

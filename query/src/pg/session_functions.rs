@@ -26,21 +26,12 @@ fn strings(args: &[ColumnarValue], i: usize) -> Result<Option<ArrayRef>> {
     Ok(Some(arrow::compute::cast(&arrays[0], &DataType::Utf8)?))
 }
 
-fn rows(args: &[ColumnarValue]) -> usize {
-    args.iter()
-        .find_map(|a| match a {
-            ColumnarValue::Array(a) => Some(a.len()),
-            ColumnarValue::Scalar(_) => None,
-        })
-        .unwrap_or(1)
-}
-
 fn current_setting(
     settings: &SessionSettings,
     base: &ConfigOptions,
     args: &[ColumnarValue],
+    n: usize,
 ) -> Result<ColumnarValue> {
-    let n = rows(args);
     let names = strings(args, 0)?
         .ok_or_else(|| DataFusionError::Plan("current_setting needs a parameter name".into()))?;
     let names = names.as_string::<i32>();
@@ -73,8 +64,11 @@ fn current_setting(
     Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
 }
 
-fn set_config(settings: &SessionSettings, args: &[ColumnarValue]) -> Result<ColumnarValue> {
-    let n = rows(args);
+fn set_config(
+    settings: &SessionSettings,
+    args: &[ColumnarValue],
+    n: usize,
+) -> Result<ColumnarValue> {
     let (Some(names), Some(values)) = (strings(args, 0)?, strings(args, 1)?) else {
         return Err(DataFusionError::Plan(
             "set_config needs a name, a value and is_local".into(),
@@ -102,7 +96,8 @@ fn set_config(settings: &SessionSettings, args: &[ColumnarValue]) -> Result<Colu
     Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
 }
 
-type Body = dyn Fn(&[ColumnarValue]) -> Result<ColumnarValue> + Send + Sync;
+/// The arguments and the number of rows.
+type Body = dyn Fn(&[ColumnarValue], usize) -> Result<ColumnarValue> + Send + Sync;
 
 /// A function of the session: any arguments (cast to text inside), text out.
 struct SessionFunction {
@@ -147,7 +142,7 @@ impl ScalarUDFImpl for SessionFunction {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        (self.body)(&args.args)
+        (self.body)(&args.args, args.number_rows)
     }
 }
 
@@ -176,12 +171,12 @@ pub fn register(ctx: &SessionContext, settings: Arc<SessionSettings>) {
         "current_setting",
         &[1, 2],
         Volatility::Stable,
-        Arc::new(move |args: &[ColumnarValue]| current_setting(&read, &base, args)),
+        Arc::new(move |args: &[ColumnarValue], n| current_setting(&read, &base, args, n)),
     ));
     ctx.register_udf(function(
         "set_config",
         &[3],
         Volatility::Volatile,
-        Arc::new(move |args: &[ColumnarValue]| set_config(&settings, args)),
+        Arc::new(move |args: &[ColumnarValue], n| set_config(&settings, args, n)),
     ));
 }
