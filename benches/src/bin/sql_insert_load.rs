@@ -1,6 +1,7 @@
 //! Bulk parameterised INSERT load: N concurrent connections write a synthetic meter table
 //! (10 float fields per row) through prepared multi-row INSERT statements, then the data
-//! is flushed and the bytes on disk per value are read from `system.tables`.
+//! is flushed and the bytes on disk per value are read from `system.tables`. With
+//! `--postgres` the same load runs against PostgreSQL (side-by-side runs).
 //!
 //! ```text
 //! cargo run --release -p wattdb-benches --bin sql_insert_load -- --rows 1000000
@@ -37,6 +38,10 @@ struct Args {
     /// Table to (re)create.
     #[arg(long, default_value = "bench_meter")]
     table: String,
+    /// The server is PostgreSQL (for the side-by-side run): skip wattdb's `flush()` and
+    /// `system.tables`, report `pg_total_relation_size` instead.
+    #[arg(long)]
+    postgres: bool,
 }
 
 #[tokio::main]
@@ -120,22 +125,33 @@ async fn main() -> Result<()> {
         (written * FIELDS.len()) as f64 / secs
     );
 
-    let t = Instant::now();
-    admin.batch_execute("SELECT flush()").await?;
-    println!("flush took {:.2}s", t.elapsed().as_secs_f64());
-    let row = admin
-        .query_one(
-            "SELECT rows_in_files, bytes_in_files, files FROM system.tables WHERE table_name = $1",
-            &[&args.table],
-        )
-        .await?;
-    let (rows, bytes, files): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-    let values = rows as f64 * FIELDS.len() as f64;
-    println!(
-        "on disk: {rows} rows in {files} file(s), {bytes} bytes = {:.2} bytes/value ({:.2} bytes/row, ts + tag included)",
-        bytes as f64 / values,
-        bytes as f64 / rows as f64
-    );
+    if args.postgres {
+        let bytes: i64 = admin
+            .query_one(
+                "SELECT pg_total_relation_size($1::text::regclass)",
+                &[&args.table],
+            )
+            .await?
+            .get(0);
+        println!("on disk (table + index): {bytes} bytes");
+    } else {
+        let t = Instant::now();
+        admin.batch_execute("SELECT flush()").await?;
+        println!("flush took {:.2}s", t.elapsed().as_secs_f64());
+        let row = admin
+            .query_one(
+                "SELECT rows_in_files, bytes_in_files, files FROM system.tables WHERE table_name = $1",
+                &[&args.table],
+            )
+            .await?;
+        let (rows, bytes, files): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        let values = rows as f64 * FIELDS.len() as f64;
+        println!(
+            "on disk: {rows} rows in {files} file(s), {bytes} bytes = {:.2} bytes/value ({:.2} bytes/row, ts + tag included)",
+            bytes as f64 / values,
+            bytes as f64 / rows as f64
+        );
+    }
     let t = Instant::now();
     let n: i64 = admin
         .query_one(&format!("SELECT count(*) FROM {}", args.table), &[])

@@ -36,6 +36,7 @@ use wattdb_storage::Storage;
 use super::copy::CopyStatement;
 use super::copy_in::{self, CopyIn, CopyInSlot};
 use super::cursors::{self, CursorStatement, Cursors};
+use super::fast_insert::FastInsert;
 use super::settings::SessionSettings;
 use super::sqlstate::{self, user_error};
 use super::{
@@ -309,6 +310,12 @@ impl SqlService {
                 results.push(response);
                 continue;
             }
+            if let Some(insert) = FastInsert::compile(&statement, &self.storage)
+                && let Some(response) = insert.execute_literal(&self.storage).await
+            {
+                results.push(response?);
+                continue;
+            }
             let settings = SessionSettings::of(client);
             let plan = ctx
                 .state()
@@ -388,6 +395,9 @@ impl SqlService {
         let ctx = statement_context(&self.base, client);
         if let Some(copy) = copy::classify(statement) {
             return self.copy(copy?, &ctx, client, true).await;
+        }
+        if let Some(insert) = FastInsert::compile(statement, &self.storage) {
+            return insert.execute(portal, &self.storage).await;
         }
         let values = params::bound_values(portal, plan)?;
         for hook in &self.hooks {
