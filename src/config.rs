@@ -24,9 +24,27 @@ pub struct ServeArgs {
     /// PostgreSQL wire protocol address. Default 127.0.0.1:5433
     #[arg(long, env = "WATTDB_PG_LISTEN")]
     pub pg_listen: Option<String>,
+    /// PEM certificate chain for TLS on the SQL endpoint (with --pg-tls-key); clients
+    /// then connect with sslmode=require or verify-full. Default: no TLS
+    #[arg(long, env = "WATTDB_PG_TLS_CERT")]
+    pub pg_tls_cert: Option<PathBuf>,
+    /// PEM private key of --pg-tls-cert
+    #[arg(long, env = "WATTDB_PG_TLS_KEY")]
+    pub pg_tls_key: Option<PathBuf>,
     /// Embedded MQTT endpoint address. Default 127.0.0.1:1883
     #[arg(long, env = "WATTDB_MQTT_LISTEN")]
     pub mqtt_listen: Option<String>,
+    /// Address of the embedded MQTT endpoint over TLS (mqtts://), beside the plain one.
+    /// Needs a certificate: --mqtt-tls-cert/--mqtt-tls-key, else the SQL endpoint's.
+    /// Default: none
+    #[arg(long, env = "WATTDB_MQTT_TLS_LISTEN")]
+    pub mqtt_tls_listen: Option<String>,
+    /// PEM certificate chain for --mqtt-tls-listen. Default: --pg-tls-cert
+    #[arg(long, env = "WATTDB_MQTT_TLS_CERT")]
+    pub mqtt_tls_cert: Option<PathBuf>,
+    /// PEM private key of --mqtt-tls-cert. Default: --pg-tls-key
+    #[arg(long, env = "WATTDB_MQTT_TLS_KEY")]
+    pub mqtt_tls_key: Option<PathBuf>,
     /// External MQTT broker to subscribe to instead of the embedded endpoint (repeatable).
     #[arg(long, env = "WATTDB_MQTT_URL")]
     pub mqtt_url: Vec<String>,
@@ -93,7 +111,12 @@ pub struct ServeArgs {
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub pg_listen: Option<String>,
+    pub pg_tls_cert: Option<PathBuf>,
+    pub pg_tls_key: Option<PathBuf>,
     pub mqtt_listen: Option<String>,
+    pub mqtt_tls_listen: Option<String>,
+    pub mqtt_tls_cert: Option<PathBuf>,
+    pub mqtt_tls_key: Option<PathBuf>,
     #[serde(default)]
     pub mqtt_url: Vec<String>,
     pub mqtt_client_id: Option<String>,
@@ -184,12 +207,37 @@ pub struct RollupTableConfig {
     pub counters: Vec<String>,
 }
 
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Both files or neither; one alone is a mistake worth stopping for.
+fn tls_files(
+    what: &str,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> anyhow::Result<Option<TlsFiles>> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => bail!("--{what}-tls-cert needs --{what}-tls-key"),
+        (None, Some(_)) => bail!("--{what}-tls-key needs --{what}-tls-cert"),
+    }
+}
+
 /// The resolved settings the server runs with.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
     pub pg_listen: SocketAddr,
+    /// TLS on the SQL endpoint.
+    pub pg_tls: Option<TlsFiles>,
     pub mqtt_listen: Option<SocketAddr>,
+    /// The embedded MQTT endpoint over TLS: its address and certificate.
+    pub mqtt_tls: Option<(SocketAddr, TlsFiles)>,
     /// External brokers to subscribe to (empty: embedded endpoint).
     pub brokers: Vec<wattdb_ingest::broker_client::BrokerConfig>,
     pub http_listen: SocketAddr,
@@ -289,6 +337,33 @@ impl Settings {
             Some(addr("--mqtt-listen", &s)?)
         } else {
             None
+        };
+        let pg_tls = tls_files(
+            "pg",
+            args.pg_tls_cert.or(file.pg_tls_cert),
+            args.pg_tls_key.or(file.pg_tls_key),
+        )?;
+        let mqtt_tls = match args.mqtt_tls_listen.or(file.mqtt_tls_listen) {
+            None => None,
+            Some(_) if !mqtt_urls.is_empty() => bail!(
+                "--mqtt-tls-listen is the embedded MQTT endpoint, which does not run when \
+                 wattdb subscribes to a broker (--mqtt-url)"
+            ),
+            Some(a) => {
+                let files = tls_files(
+                    "mqtt",
+                    args.mqtt_tls_cert.or(file.mqtt_tls_cert),
+                    args.mqtt_tls_key.or(file.mqtt_tls_key),
+                )?
+                .or_else(|| pg_tls.clone())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--mqtt-tls-listen needs a certificate: --mqtt-tls-cert and \
+                         --mqtt-tls-key (or the SQL endpoint's --pg-tls-cert/--pg-tls-key)"
+                    )
+                })?;
+                Some((addr("--mqtt-tls-listen", &a)?, files))
+            }
         };
         let mut ingest = wattdb_ingest::pipeline::IngestConfig::default();
         for (i, r) in file.routes.into_iter().enumerate() {
@@ -395,7 +470,9 @@ impl Settings {
                     .or(file.pg_listen)
                     .unwrap_or_else(|| "127.0.0.1:5433".into()),
             )?,
+            pg_tls,
             mqtt_listen,
+            mqtt_tls,
             brokers,
             http_listen: addr(
                 "--http-listen",
@@ -631,6 +708,34 @@ mod tests {
         assert!(format!("{err:#}").contains("not mqtt://"), "{err:#}");
     }
 
+    /// The commented-out TLS keys of the example are valid once uncommented.
+    #[test]
+    fn example_tls_keys_load() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("wattdb.example.toml");
+        let text: String = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|r| r.starts_with("pg_tls") || r.starts_with("mqtt_tls"))
+                    .unwrap_or(l)
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let dir = tempfile::tempdir().unwrap();
+        let uncommented = dir.path().join("wattdb.toml");
+        std::fs::write(&uncommented, text).unwrap();
+        let s = Settings::resolve(ServeArgs {
+            config: Some(uncommented),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(s.pg_tls.is_some());
+        let (addr, files) = s.mqtt_tls.unwrap();
+        assert_eq!(addr.port(), 8883);
+        assert_ne!(Some(files), s.pg_tls);
+    }
+
     /// The commented-out broker keys of the example are valid once uncommented.
     #[test]
     fn example_broker_keys_load() {
@@ -640,7 +745,7 @@ mod tests {
             .lines()
             .map(|l| {
                 l.strip_prefix("# ")
-                    .filter(|r| r.starts_with("mqtt_"))
+                    .filter(|r| r.starts_with("mqtt_") && !r.starts_with("mqtt_tls"))
                     .unwrap_or(l)
             })
             .collect::<Vec<_>>()
@@ -675,5 +780,43 @@ mod tests {
             })
             .is_ok()
         );
+    }
+
+    #[test]
+    fn mqtt_tls_uses_its_own_certificate_or_the_sql_endpoints() {
+        let files = |c: &str, k: &str| TlsFiles {
+            cert: c.into(),
+            key: k.into(),
+        };
+        let s = Settings::resolve(ServeArgs {
+            pg_tls_cert: Some("pg.pem".into()),
+            pg_tls_key: Some("pg.key".into()),
+            mqtt_tls_listen: Some("127.0.0.1:8883".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.pg_tls, Some(files("pg.pem", "pg.key")));
+        let (addr, mqtt) = s.mqtt_tls.unwrap();
+        assert_eq!(addr.port(), 8883);
+        assert_eq!(mqtt, files("pg.pem", "pg.key"));
+
+        let s = Settings::resolve(ServeArgs {
+            pg_tls_cert: Some("pg.pem".into()),
+            pg_tls_key: Some("pg.key".into()),
+            mqtt_tls_listen: Some("127.0.0.1:8883".into()),
+            mqtt_tls_cert: Some("m.pem".into()),
+            mqtt_tls_key: Some("m.key".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.mqtt_tls.unwrap().1, files("m.pem", "m.key"));
+
+        let e = Settings::resolve(ServeArgs {
+            mqtt_tls_listen: Some("127.0.0.1:8883".into()),
+            mqtt_url: vec!["mqtt://broker".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("does not run"), "{e}");
     }
 }

@@ -4,6 +4,7 @@
 mod compaction_admin;
 mod config;
 mod http;
+mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -159,6 +160,10 @@ async fn serve(settings: Settings) -> Result<()> {
             alarms: alarms.clone(),
         })),
     ));
+    let pg_tls = match &settings.pg_tls {
+        Some(files) => Some(tls::acceptor(files, &[b"postgresql"])?),
+        None => None,
+    };
     let pg_listener = tokio::net::TcpListener::bind(settings.pg_listen)
         .await
         .with_context(|| format!("binding the SQL endpoint to {}", settings.pg_listen))?;
@@ -217,9 +222,23 @@ async fn serve(settings: Settings) -> Result<()> {
             shutdown_rx.clone(),
         )));
     }
+    if let Some((addr, files)) = &settings.mqtt_tls {
+        let tls = tls::acceptor(files, &[])?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the MQTT TLS endpoint to {addr}"))?;
+        tracing::info!(mqtts = %addr, cert = %files.cert.display(), "embedded MQTT endpoint listening with TLS");
+        mqtt.push(tokio::spawn(wattdb_ingest::mqtt_endpoint::serve_tls(
+            listener,
+            ingestor.clone(),
+            tls,
+            shutdown_rx.clone(),
+        )));
+    }
     let pg = tokio::spawn(wattdb_query::pg::serve(
         pg_listener,
         handlers,
+        pg_tls,
         shutdown_rx.clone(),
     ));
     let http = tokio::spawn(http::serve(
@@ -235,6 +254,7 @@ async fn serve(settings: Settings) -> Result<()> {
         data_dir = %settings.data_dir.display(),
         timezone = %settings.timezone,
         auth = if settings.password.is_some() { "scram-sha-256" } else { "trust (loopback)" },
+        tls = settings.pg_tls.is_some(),
         "wattdb is serving"
     );
 

@@ -1,38 +1,41 @@
-//! The Python PostgreSQL clients our users have — psycopg 3, psycopg2, SQLAlchemy 2 with
-//! pandas, asyncpg — against the real binary: `tests/clients/python_clients.py` writes
-//! known rows with each client and checks what it reads back (text and binary results,
-//! server-side cursors, SQLAlchemy's table and column reflection, `pandas.read_sql`)
-//! against values computed from those rows.
+//! The PostgreSQL clients our users have, against the real binary: psycopg 3, psycopg2,
+//! SQLAlchemy 2 with pandas, asyncpg (`tests/clients/python_clients.py`), node-postgres
+//! (`node_clients.js`) and pgjdbc (`JdbcClient.java`). Each writes known rows with its
+//! client and checks what it reads back (text and binary results, server-side cursors,
+//! prepared statements and batches, SQLAlchemy's reflection, `pandas.read_sql`, JDBC's
+//! `DatabaseMetaData`) against values computed from those rows.
 //!
-//! Needs a Python with those packages: `WATTDB_TEST_PYTHON` (scripts/test.sh installs
-//! them into a private venv and sets it, with `WATTDB_REQUIRE_CLIENTS=1` so that a missing
-//! Python fails instead of skipping).
+//! The clients come from the environment: `WATTDB_TEST_PYTHON` (a Python with the
+//! packages), `WATTDB_TEST_NODE_PATH` (a `node_modules` with `pg`), `WATTDB_TEST_JDBC_JAR`
+//! (pgjdbc). scripts/test.sh installs them and sets these, with `WATTDB_REQUIRE_CLIENTS=1`
+//! so that a missing client fails instead of skipping.
 
 mod common;
 
 use common::Server;
 
-#[test]
-fn python_clients_read_back_what_they_wrote() {
-    let Some(python) = std::env::var_os("WATTDB_TEST_PYTHON") else {
+/// The value of `var`, or `None` when the client is not installed here — which fails
+/// under `WATTDB_REQUIRE_CLIENTS` (scripts/test.sh installs every client).
+fn client_env(var: &str) -> Option<std::ffi::OsString> {
+    let value = std::env::var_os(var);
+    if value.is_none() {
         assert!(
             std::env::var_os("WATTDB_REQUIRE_CLIENTS").is_none(),
-            "WATTDB_REQUIRE_CLIENTS is set but WATTDB_TEST_PYTHON is not"
+            "WATTDB_REQUIRE_CLIENTS is set but {var} is not"
         );
-        eprintln!("skipped: set WATTDB_TEST_PYTHON to a Python with the client packages");
-        return;
-    };
-    let server = Server::new().start();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/clients/python_clients.py"
-    );
-    let out = std::process::Command::new(python)
-        .arg(script)
+        eprintln!("skipped: set {var} (see scripts/test.sh)");
+    }
+    value
+}
+
+/// Run a client program against `server` and check that it succeeded and that each of
+/// `clients` reported its checks (`ok <client>…` lines).
+fn run_client(mut command: std::process::Command, server: &Server, clients: &[&str]) {
+    let out = command
         .arg("--port")
         .arg(server.pg_port.to_string())
         .output()
-        .expect("run the Python clients");
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -40,8 +43,7 @@ fn python_clients_read_back_what_they_wrote() {
         "{stdout}\n{stderr}\nserver log:\n{}",
         server.log()
     );
-    // Every client ran its checks.
-    for client in ["psycopg3", "psycopg2", "sqlalchemy", "pandas", "asyncpg"] {
+    for client in clients {
         assert!(
             stdout
                 .lines()
@@ -49,4 +51,50 @@ fn python_clients_read_back_what_they_wrote() {
             "{client} did not run:\n{stdout}"
         );
     }
+}
+
+fn script(name: &str) -> String {
+    format!("{}/tests/clients/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn python_clients_read_back_what_they_wrote() {
+    let Some(python) = client_env("WATTDB_TEST_PYTHON") else {
+        return;
+    };
+    let server = Server::new().start();
+    let mut command = std::process::Command::new(python);
+    command.arg(script("python_clients.py"));
+    run_client(
+        command,
+        &server,
+        &["psycopg3", "psycopg2", "sqlalchemy", "pandas", "asyncpg"],
+    );
+}
+
+/// `WATTDB_TEST_NODE_PATH`: a `node_modules` folder with `pg` (node-postgres).
+#[test]
+fn node_postgres_reads_back_what_it_wrote() {
+    let Some(node_path) = client_env("WATTDB_TEST_NODE_PATH") else {
+        return;
+    };
+    let server = Server::new().start();
+    let mut command = std::process::Command::new("node");
+    command
+        .env("NODE_PATH", node_path)
+        .arg(script("node_clients.js"));
+    run_client(command, &server, &["node-postgres"]);
+}
+
+/// `WATTDB_TEST_JDBC_JAR`: pgjdbc's jar (Debian: /usr/share/java/postgresql.jar); the
+/// program runs as a single source file (`java File.java`, JDK 11+).
+#[test]
+fn pgjdbc_reads_back_what_it_wrote_and_browses_the_catalog() {
+    let Some(jar) = client_env("WATTDB_TEST_JDBC_JAR") else {
+        return;
+    };
+    let server = Server::new().start();
+    let mut command = std::process::Command::new("java");
+    command.arg("-cp").arg(jar).arg(script("JdbcClient.java"));
+    run_client(command, &server, &["jdbc"]);
 }

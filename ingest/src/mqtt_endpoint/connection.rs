@@ -6,9 +6,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::EndpointError;
@@ -24,12 +22,12 @@ enum Reply {
     Now(Outbound),
 }
 
-struct Reader {
-    stream: OwnedReadHalf,
+struct Reader<R> {
+    stream: R,
     buf: BytesMut,
 }
 
-impl Reader {
+impl<R: AsyncRead + Unpin> Reader<R> {
     async fn next(
         &mut self,
         version: Option<Version>,
@@ -58,8 +56,8 @@ impl Reader {
     }
 }
 
-async fn send_now(
-    stream: &mut OwnedWriteHalf,
+async fn send_now<W: AsyncWrite + Unpin>(
+    stream: &mut W,
     version: Version,
     packet: Outbound,
 ) -> Result<(), EndpointError> {
@@ -69,11 +67,17 @@ async fn send_now(
     Ok(())
 }
 
-pub(super) async fn handle(
-    stream: TcpStream,
+/// Serve one connection, read from `read` and answered on `write` (a TCP socket's
+/// halves, or a TLS stream's).
+pub(super) async fn handle<R, W>(
+    read: R,
+    mut write: W,
     ingestor: Arc<Ingestor>,
-) -> Result<(), EndpointError> {
-    let (read, mut write) = stream.into_split();
+) -> Result<(), EndpointError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let mut reader = Reader {
         stream: read,
         buf: BytesMut::with_capacity(64 * 1024),
@@ -112,8 +116,8 @@ pub(super) async fn handle(
     read_result.and(write_result)
 }
 
-async fn read_loop(
-    reader: &mut Reader,
+async fn read_loop<R: AsyncRead + Unpin>(
+    reader: &mut Reader<R>,
     version: Version,
     keep_alive: Option<Duration>,
     ingestor: &Ingestor,
@@ -164,8 +168,8 @@ async fn read_loop(
 
 /// Sends replies in queue order. Acknowledgements whose records became durable together
 /// go out in one socket write.
-async fn write_replies(
-    mut stream: OwnedWriteHalf,
+async fn write_replies<W: AsyncWrite + Unpin>(
+    mut stream: W,
     version: Version,
     mut rx: mpsc::Receiver<Reply>,
 ) -> Result<(), EndpointError> {
@@ -203,7 +207,10 @@ fn poll_now(fut: &mut DurableMessage) -> Poll<Result<IngestOutcome, wattdb_stora
     fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
 }
 
-async fn flush(stream: &mut OwnedWriteHalf, out: &mut BytesMut) -> Result<(), EndpointError> {
+async fn flush<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    out: &mut BytesMut,
+) -> Result<(), EndpointError> {
     if !out.is_empty() {
         stream.write_all(out).await?;
         out.clear();

@@ -12,6 +12,8 @@
 //! fsync per message, and when the write buffer is over budget the reader stops reading
 //! the socket.
 //!
+//! [`serve_tls`] serves the same protocol over TLS (`--mqtt-tls-listen`).
+//!
 //! Sessions: a sink holds no subscriptions and nothing to deliver, so persistent and
 //! clean sessions behave the same (CONNACK says "no session present"); the only state is
 //! the keep-alive, enforced as 1.5× the client's interval.
@@ -23,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::IngestMetrics;
 use crate::pipeline::Ingestor;
@@ -43,11 +46,36 @@ pub enum EndpointError {
     TopicNotUtf8,
     #[error("storage: {0}")]
     Storage(#[from] wattdb_storage::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
+/// How long a client has to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accept plain MQTT connections on `listener` until `shutdown` flips to true.
 pub async fn serve(
     listener: TcpListener,
     ingestor: Arc<Ingestor>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    accept_loop(listener, ingestor, None, shutdown).await
+}
+
+/// Accept MQTT over TLS (`mqtts://`) on `listener` until `shutdown` flips to true.
+pub async fn serve_tls(
+    listener: TcpListener,
+    ingestor: Arc<Ingestor>,
+    tls: TlsAcceptor,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    accept_loop(listener, ingestor, Some(tls), shutdown).await
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ingestor: Arc<Ingestor>,
+    tls: Option<TlsAcceptor>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -59,8 +87,28 @@ pub async fn serve(
                     let metrics = ing.metrics().clone();
                     IngestMetrics::add(&metrics.connections_total, 1);
                     IngestMetrics::add(&metrics.connections_open, 1);
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        match connection::handle(stream, ing).await {
+                        let result = match tls {
+                            None => {
+                                let (read, write) = stream.into_split();
+                                connection::handle(read, write, ing).await
+                            }
+                            Some(tls) => match tokio::time::timeout(
+                                TLS_HANDSHAKE_TIMEOUT,
+                                tls.accept(stream),
+                            )
+                            .await
+                            {
+                                Ok(Ok(stream)) => {
+                                    let (read, write) = tokio::io::split(stream);
+                                    connection::handle(read, write, ing).await
+                                }
+                                Ok(Err(e)) => Err(EndpointError::Tls(e.to_string())),
+                                Err(_) => Err(EndpointError::Tls("handshake timed out".into())),
+                            },
+                        };
+                        match result {
                             Ok(()) | Err(EndpointError::Io(_)) => {}
                             Err(e) => tracing::debug!(%peer, error = %e, "MQTT connection closed"),
                         }

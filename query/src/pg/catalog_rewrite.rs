@@ -1,22 +1,29 @@
 //! Rewrites of the catalog queries clients send, where DataFusion cannot run
-//! PostgreSQL's form as written. They run before the pg_catalog emulation's own
-//! rewrites (datafusion-pg-catalog), which answer a correlated scalar subquery in a
-//! projection over catalog tables with NULL — for wattdb's tables the true answer to
+//! PostgreSQL's form as written. They run on what the pg_catalog emulation's parser
+//! returns (datafusion-pg-catalog applies its rewrite rules while parsing) and before
+//! the service applies those rules once more; among them, a correlated scalar subquery
+//! in a projection over catalog tables is answered with NULL — for wattdb's tables the true answer to
 //! what clients ask that way (column defaults, identity sequences, collations: none).
 //!
 //! `ARRAY(SELECT x FROM …)` becomes `(SELECT array_agg(x) FROM …)`.
 //!
 //! SQLAlchemy's column reflection wraps such subqueries in `CASE WHEN c THEN (SELECT …)
 //! ELSE NULL END`, which neither DataFusion nor that rewrite handles; it is turned into
-//! the subquery with `c` added to its filter (the same value in every case). Only
+//! the subquery with `c` added to its filter (the same value in every case).
+//!
+//! A `pg_type` function column compared with a `regproc` literal is compared with the
+//! function's name (the emulation holds names there, not oids).
+//!
+//! A scalar subquery in a filter that does not aggregate is made to (`max` of its one
+//! value), since DataFusion runs correlated scalar subqueries only then. Only
 //! subqueries that read `pg_*` or `information_schema` tables are touched.
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, Ident, ObjectName, Select, SelectItem, SetExpr, Statement, TableFactor,
-    Value, visit_expressions_mut,
+    FunctionArguments, GroupByExpr, Ident, ObjectName, Select, SelectItem, SetExpr, Statement,
+    TableFactor, Value, VisitMut, VisitorMut, visit_expressions_mut,
 };
 
 fn is_catalog_table(name: &ObjectName) -> bool {
@@ -112,24 +119,174 @@ fn array_subquery(e: &mut Expr) {
         &mut select.projection[0]
     {
         let inner = std::mem::replace(x, Expr::value(Value::Null));
-        *x = Expr::Function(Function {
-            name: ObjectName::from(vec![Ident::new("array_agg")]),
-            uses_odbc_syntax: false,
-            parameters: FunctionArguments::None,
-            args: FunctionArguments::List(FunctionArgumentList {
-                duplicate_treatment: None,
-                args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(inner))],
-                clauses: vec![],
-            }),
-            filter: None,
-            null_treatment: None,
-            over: None,
-            within_group: vec![],
-        });
+        *x = call("array_agg", inner);
     } else {
         return;
     }
     *e = Expr::Subquery(q);
+}
+
+/// Aggregate functions a subquery's projection may already be.
+const AGGREGATES: &[&str] = &[
+    "count",
+    "max",
+    "min",
+    "sum",
+    "avg",
+    "bool_or",
+    "bool_and",
+    "array_agg",
+    "string_agg",
+];
+
+/// A scalar subquery over catalog tables in a filter, `(SELECT e FROM … WHERE …)`,
+/// becomes `(SELECT max(e) FROM … WHERE …)`: DataFusion runs a correlated scalar subquery
+/// only when it aggregates. Catalog subqueries that clients write this way look a row up
+/// by its oid (pgjdbc's type list: `t.typrelid = 0 OR (SELECT c.relkind = 'c' FROM
+/// pg_class c WHERE c.oid = t.typrelid)`), so there is at most one row and the maximum
+/// of it is it (NULL for none, as the subquery).
+fn aggregate_scalar_subquery(e: &mut Expr) {
+    let Expr::Subquery(q) = e else {
+        return;
+    };
+    let SetExpr::Select(select) = q.body.as_mut() else {
+        return;
+    };
+    let grouped = match &select.group_by {
+        GroupByExpr::Expressions(exprs, _) => !exprs.is_empty(),
+        GroupByExpr::All(_) => true,
+    };
+    if grouped || select.projection.len() != 1 || !reads_catalog(select) {
+        return;
+    }
+    let (SelectItem::UnnamedExpr(x) | SelectItem::ExprWithAlias { expr: x, .. }) =
+        &mut select.projection[0]
+    else {
+        return;
+    };
+    if let Expr::Function(f) = x
+        && AGGREGATES
+            .iter()
+            .any(|a| f.name.to_string().eq_ignore_ascii_case(a))
+    {
+        return;
+    }
+    let inner = std::mem::replace(x, Expr::value(Value::Null));
+    *x = call("max", inner);
+}
+
+fn call(name: &str, arg: Expr) -> Expr {
+    Expr::Function(Function {
+        name: ObjectName::from(vec![Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(FunctionArgumentList {
+            duplicate_treatment: None,
+            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))],
+            clauses: vec![],
+        }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
+/// `pg_type`'s function columns, which the pg_catalog emulation holds as names (text).
+const TYPE_FUNCTION_COLUMNS: &[&str] = &[
+    "typinput",
+    "typoutput",
+    "typreceive",
+    "typsend",
+    "typmodin",
+    "typmodout",
+    "typanalyze",
+];
+
+/// `typinput = 'pg_catalog.array_in'::regproc` (pgjdbc's type cache) compares with the
+/// function's name, as the emulation holds these columns: the cast has become a lookup
+/// of the function's oid by the parser's own rewrite, `(SELECT oid FROM
+/// pg_catalog.pg_proc WHERE proname = 'pg_catalog.array_in')`, which is turned back into
+/// the unqualified name.
+fn regproc_comparison(e: &mut Expr) {
+    let Expr::BinaryOp {
+        left,
+        op: BinaryOperator::Eq,
+        right,
+    } = e
+    else {
+        return;
+    };
+    let column = match left.as_ref() {
+        Expr::Identifier(i) => &i.value,
+        Expr::CompoundIdentifier(parts) => match parts.last() {
+            Some(i) => &i.value,
+            None => return,
+        },
+        _ => return,
+    };
+    if !TYPE_FUNCTION_COLUMNS.contains(&column.to_ascii_lowercase().as_str()) {
+        return;
+    }
+    let Some(name) = proc_oid_lookup(right) else {
+        return;
+    };
+    let unqualified = name
+        .strip_prefix("pg_catalog.")
+        .unwrap_or(&name)
+        .to_string();
+    **right = Expr::value(Value::SingleQuotedString(unqualified));
+}
+
+/// The name in `(SELECT oid FROM pg_catalog.pg_proc WHERE proname = 'name')`.
+fn proc_oid_lookup(e: &Expr) -> Option<String> {
+    let Expr::Subquery(q) = e else { return None };
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return None;
+    };
+    let [from] = select.from.as_slice() else {
+        return None;
+    };
+    let TableFactor::Table { name, .. } = &from.relation else {
+        return None;
+    };
+    if !name.to_string().eq_ignore_ascii_case("pg_catalog.pg_proc") || !from.joins.is_empty() {
+        return None;
+    }
+    let Some(Expr::BinaryOp {
+        left,
+        op: BinaryOperator::Eq,
+        right,
+    }) = &select.selection
+    else {
+        return None;
+    };
+    let (Expr::Identifier(column), Expr::Value(v)) = (left.as_ref(), right.as_ref()) else {
+        return None;
+    };
+    match &v.value {
+        Value::SingleQuotedString(s) if column.value.eq_ignore_ascii_case("proname") => {
+            Some(s.clone())
+        }
+        _ => None,
+    }
+}
+
+/// Visits every query's filter (`WHERE`) for [`aggregate_scalar_subquery`].
+struct Filters;
+
+impl VisitorMut for Filters {
+    type Break = ();
+
+    fn post_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
+        if let Some(filter) = &mut select.selection {
+            let _ = visit_expressions_mut(filter, |e| {
+                aggregate_scalar_subquery(e);
+                ControlFlow::<()>::Continue(())
+            });
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// Apply the rewrites to `stmt`.
@@ -137,8 +294,10 @@ pub fn rewrite(stmt: &mut Statement) {
     let _ = visit_expressions_mut(stmt, |e| {
         array_subquery(e);
         case_into_subquery(e);
+        regproc_comparison(e);
         ControlFlow::<()>::Continue(())
     });
+    let _ = stmt.visit(&mut Filters);
 }
 
 #[cfg(test)]
@@ -166,6 +325,34 @@ mod tests {
         assert_eq!(rewritten(other_else), other_else);
         let user = "SELECT CASE WHEN c THEN (SELECT v FROM readings) END FROM t";
         assert_eq!(rewritten(user), user);
+    }
+
+    #[test]
+    fn a_catalog_scalar_subquery_in_a_filter_aggregates() {
+        assert_eq!(
+            rewritten(
+                "SELECT t.typname FROM pg_type t WHERE t.typrelid = 0 OR (SELECT c.relkind = 'c' FROM pg_class c WHERE c.oid = t.typrelid)"
+            ),
+            "SELECT t.typname FROM pg_type t WHERE t.typrelid = 0 OR (SELECT max(c.relkind = 'c') FROM pg_class c WHERE c.oid = t.typrelid)"
+        );
+        let counted = "SELECT 1 FROM pg_type t WHERE (SELECT count(*) FROM pg_class c) > 0";
+        assert_eq!(rewritten(counted), counted);
+        let user = "SELECT 1 FROM t WHERE (SELECT v FROM readings r WHERE r.k = t.k) > 0";
+        assert_eq!(rewritten(user), user);
+    }
+
+    #[test]
+    fn a_type_function_compared_with_a_regproc_is_compared_with_its_name() {
+        let parser =
+            datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser::new();
+        let mut stmts = parser
+            .parse("SELECT typinput='pg_catalog.array_in'::regproc as is_array FROM pg_catalog.pg_type")
+            .expect("parse");
+        rewrite(&mut stmts[0]);
+        assert_eq!(
+            stmts[0].to_string(),
+            "SELECT typinput = 'array_in' AS is_array FROM pg_catalog.pg_type"
+        );
     }
 
     #[test]

@@ -106,10 +106,13 @@ impl PgWireServerHandlers for PgHandlers {
     }
 }
 
-/// Accept connections until `shutdown` flips to true.
+/// Accept connections until `shutdown` flips to true. With `tls`, a client's SSLRequest
+/// is answered with a TLS handshake (sslmode=require/verify-full); clients that do not
+/// ask for TLS are served in the clear, as PostgreSQL does without `hostssl` rules.
 pub async fn serve(
     listener: TcpListener,
     handlers: Arc<PgHandlers>,
+    tls: Option<pgwire::tokio::TlsAcceptor>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -118,8 +121,9 @@ pub async fn serve(
                 Ok((socket, peer)) => {
                     let _ = socket.set_nodelay(true);
                     let h = handlers.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = pgwire::tokio::process_socket(socket, None, h).await {
+                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, h).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
                     });
