@@ -34,6 +34,10 @@ pub struct ServeArgs {
     /// Embedded MQTT endpoint address. Default 127.0.0.1:1883
     #[arg(long, env = "WATTDB_MQTT_LISTEN")]
     pub mqtt_listen: Option<String>,
+    /// Devices must log in to the embedded MQTT endpoint as a user with the writer or
+    /// admin role (the SQL users; use TLS, the password travels in the CONNECT). Default false
+    #[arg(long, env = "WATTDB_MQTT_AUTH")]
+    pub mqtt_auth: Option<bool>,
     /// Address of the embedded MQTT endpoint over TLS (mqtts://), beside the plain one.
     /// Needs a certificate: --mqtt-tls-cert/--mqtt-tls-key, else the SQL endpoint's.
     /// Default: none
@@ -115,6 +119,7 @@ pub struct FileConfig {
     pub pg_tls_key: Option<PathBuf>,
     pub mqtt_listen: Option<String>,
     pub mqtt_tls_listen: Option<String>,
+    pub mqtt_auth: Option<bool>,
     pub mqtt_tls_cert: Option<PathBuf>,
     pub mqtt_tls_key: Option<PathBuf>,
     #[serde(default)]
@@ -139,6 +144,9 @@ pub struct FileConfig {
     /// Topic routes (`[[routes]]`), see the README.
     #[serde(default)]
     pub routes: Vec<wattdb_ingest::route::RouteConfig>,
+    /// SQL users (`[[users]]`: name, password, role), see the README.
+    #[serde(default)]
+    pub users: Vec<wattdb_query::users::ConfiguredUser>,
     /// MQTT payloads over this size go to `rejected`. Default 1 MiB
     pub mqtt_max_payload_bytes: Option<usize>,
     /// Timestamp precision of `wattdb/line` (ns, us, ms, s). Default ns
@@ -236,6 +244,8 @@ pub struct Settings {
     /// TLS on the SQL endpoint.
     pub pg_tls: Option<TlsFiles>,
     pub mqtt_listen: Option<SocketAddr>,
+    /// Devices log in to the embedded endpoint.
+    pub mqtt_auth: bool,
     /// The embedded MQTT endpoint over TLS: its address and certificate.
     pub mqtt_tls: Option<(SocketAddr, TlsFiles)>,
     /// External brokers to subscribe to (empty: embedded endpoint).
@@ -259,6 +269,8 @@ pub struct Settings {
     pub retention_check_interval: Duration,
     pub compaction: wattdb_compaction::compact::CompactionPolicy,
     pub object_store_timeouts: wattdb_storage::ObjectStoreTimeouts,
+    /// Users from the config file, stored (created or replaced) at startup.
+    pub users: Vec<wattdb_query::users::ConfiguredUser>,
     /// Rules from the config file, stored (created or replaced) at startup.
     pub rules: wattdb_ingest::rules::admin::ConfiguredRules,
 }
@@ -472,6 +484,7 @@ impl Settings {
             )?,
             pg_tls,
             mqtt_listen,
+            mqtt_auth: args.mqtt_auth.or(file.mqtt_auth).unwrap_or(false),
             mqtt_tls,
             brokers,
             http_listen: addr(
@@ -525,6 +538,7 @@ impl Settings {
                     .map(Duration::from_secs),
             },
             rules,
+            users: file.users,
         };
         if settings.password.is_none() && !settings.pg_listen.ip().is_loopback() {
             bail!(

@@ -3,6 +3,7 @@
 
 mod compaction_admin;
 mod config;
+mod device_auth;
 mod http;
 mod tls;
 
@@ -160,6 +161,11 @@ async fn serve(settings: Settings) -> Result<()> {
             alarms: alarms.clone(),
         })),
     ));
+    handlers
+        .users()
+        .configure(&settings.users)
+        .await
+        .map_err(|e| anyhow::anyhow!("config: users: {}", e.message))?;
     let pg_tls = match &settings.pg_tls {
         Some(files) => Some(tls::acceptor(files, &[b"postgresql"])?),
         None => None,
@@ -192,6 +198,9 @@ async fn serve(settings: Settings) -> Result<()> {
             .await
             .context("preparing MQTT ingest")?,
     );
+    let device_auth: Option<Arc<dyn wattdb_ingest::mqtt_endpoint::DeviceAuth>> = settings
+        .mqtt_auth
+        .then(|| Arc::new(device_auth::UsersLogin(handlers.users().clone())) as _);
     let mut mqtt = Vec::new();
     for broker in &settings.brokers {
         tracing::info!(
@@ -219,6 +228,7 @@ async fn serve(settings: Settings) -> Result<()> {
         mqtt.push(tokio::spawn(wattdb_ingest::mqtt_endpoint::serve(
             listener,
             ingestor.clone(),
+            device_auth.clone(),
             shutdown_rx.clone(),
         )));
     }
@@ -232,6 +242,7 @@ async fn serve(settings: Settings) -> Result<()> {
             listener,
             ingestor.clone(),
             tls,
+            device_auth.clone(),
             shutdown_rx.clone(),
         )));
     }

@@ -1,7 +1,8 @@
 //! wattdb-query: SQL over wattdb storage. It owns the DataFusion integration (a table
 //! provider per table over buffered rows + Parquet files, with pruning and dedup; the
 //! `system` views; wattdb's SQL functions and admin functions; DDL) and the PostgreSQL
-//! wire-protocol server (auth, SQLSTATE mapping, the statements drivers send on connect).
+//! wire-protocol server (users and roles, auth, SQLSTATE mapping, the statements drivers
+//! send on connect).
 //!
 //! It must not reach into WAL, buffer or catalog internals: everything goes through
 //! `wattdb_storage::Storage` (snapshots, writes, DDL). It knows nothing about MQTT or the
@@ -15,5 +16,6 @@ pub mod provider;
 pub mod schema_provider;
 pub mod session;
 pub mod system_tables;
+pub mod users;
 
 pub use session::build_session;

@@ -15,24 +15,45 @@ use wattdb_storage::Storage;
 
 use crate::pg::auth::{DATABASE, USER};
 use crate::schema_provider::{SystemTables, UserTables};
+use crate::users::{self, USER_KIND, stored_role};
 
-#[derive(Debug, Clone)]
-struct Roles;
+/// The users as `pg_roles`/`pg_user` list them (psql `\du`): `wattdb` and the stored
+/// users, admins as superusers.
+#[derive(Clone)]
+struct Roles(Storage);
+
+impl std::fmt::Debug for Roles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Roles")
+    }
+}
 
 #[async_trait::async_trait]
 impl PgCatalogContextProvider for Roles {
     async fn roles(&self) -> Vec<String> {
-        vec![USER.to_string()]
+        std::iter::once(USER.to_string())
+            .chain(self.0.rules(USER_KIND).into_iter().map(|e| e.name))
+            .collect()
     }
 
     async fn role(&self, name: &str) -> Option<Role> {
-        (name == USER).then(|| Role {
-            name: USER.to_string(),
-            is_superuser: true,
+        let admin = if name == USER {
+            true
+        } else {
+            let entry = self
+                .0
+                .rules(USER_KIND)
+                .into_iter()
+                .find(|e| e.name == name)?;
+            stored_role(&entry.body) == users::Role::Admin
+        };
+        Some(Role {
+            name: name.to_string(),
+            is_superuser: admin,
             can_login: true,
             can_create_db: false,
-            can_create_role: false,
-            can_create_user: false,
+            can_create_role: admin,
+            can_create_user: admin,
             can_replication: false,
             grants: vec![],
             inherited_roles: vec![],
@@ -73,6 +94,6 @@ pub fn build_session(storage: &Storage) -> DfResult<Arc<SessionContext>> {
         "last_values",
         Arc::new(crate::provider::LastValuesFunction::new(storage.clone())),
     );
-    setup_pg_catalog(&ctx, DATABASE, Roles).map_err(|e| *e)?;
+    setup_pg_catalog(&ctx, DATABASE, Roles(storage.clone())).map_err(|e| *e)?;
     Ok(Arc::new(ctx))
 }

@@ -41,6 +41,8 @@ pub struct Connect {
     pub version: Version,
     pub client_id: String,
     pub keep_alive_secs: u16,
+    /// User name and password, when the client sent them.
+    pub login: Option<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -76,6 +78,10 @@ pub enum Outbound {
         assigned_client_id: Option<String>,
     },
     ConnAckBadVersion,
+    /// Refused: no or wrong credentials (`bad_login`), or a user that may not publish.
+    ConnAckRefused {
+        bad_login: bool,
+    },
     PubAck {
         pkid: u16,
     },
@@ -157,6 +163,7 @@ fn from_v4(p: v4::Packet) -> Inbound {
             version: Version::V311,
             client_id: c.client_id,
             keep_alive_secs: c.keep_alive,
+            login: c.login.map(|l| (l.username, l.password)),
         }),
         v4::Packet::Publish(p) => Inbound::Publish {
             topic: Bytes::from(p.topic.into_bytes()),
@@ -181,10 +188,11 @@ fn from_v4(p: v4::Packet) -> Inbound {
 
 fn from_v5(p: v5::Packet) -> Result<Inbound, CodecError> {
     Ok(match p {
-        v5::Packet::Connect(c, _, _) => Inbound::Connect(Connect {
+        v5::Packet::Connect(c, _, login) => Inbound::Connect(Connect {
             version: Version::V5,
             client_id: c.client_id,
             keep_alive_secs: c.keep_alive,
+            login: login.map(|l| (l.username, l.password)),
         }),
         v5::Packet::Publish(p) => {
             if p.properties
@@ -242,6 +250,14 @@ fn to_v4(p: Outbound) -> v4::Packet {
             v4::ConnectReturnCode::RefusedProtocolVersion,
             false,
         )),
+        Outbound::ConnAckRefused { bad_login } => v4::Packet::ConnAck(v4::ConnAck::new(
+            if bad_login {
+                v4::ConnectReturnCode::BadUserNamePassword
+            } else {
+                v4::ConnectReturnCode::NotAuthorized
+            },
+            false,
+        )),
         Outbound::PubAck { pkid } => v4::Packet::PubAck(v4::PubAck::new(pkid)),
         Outbound::PubRec { pkid } => v4::Packet::PubRec(v4::PubRec::new(pkid)),
         Outbound::PubComp { pkid } => v4::Packet::PubComp(v4::PubComp::new(pkid)),
@@ -282,6 +298,15 @@ fn to_v5(p: Outbound) -> v5::Packet {
         Outbound::ConnAckBadVersion => v5::Packet::ConnAck(v5::ConnAck {
             session_present: false,
             code: v5::ConnectReturnCode::UnsupportedProtocolVersion,
+            properties: None,
+        }),
+        Outbound::ConnAckRefused { bad_login } => v5::Packet::ConnAck(v5::ConnAck {
+            session_present: false,
+            code: if bad_login {
+                v5::ConnectReturnCode::BadUserNamePassword
+            } else {
+                v5::ConnectReturnCode::NotAuthorized
+            },
             properties: None,
         }),
         Outbound::PubAck { pkid } => v5::Packet::PubAck(v5::PubAck::new(pkid, None)),

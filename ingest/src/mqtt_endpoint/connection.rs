@@ -9,8 +9,8 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::EndpointError;
 use super::codec::{self, CodecError, Inbound, Outbound, RECEIVE_MAXIMUM, Version};
+use super::{DeviceAuth, EndpointError, LoginRefused};
 use crate::pipeline::{DurableMessage, IngestOutcome, Ingestor};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -73,6 +73,7 @@ pub(super) async fn handle<R, W>(
     read: R,
     mut write: W,
     ingestor: Arc<Ingestor>,
+    auth: Option<Arc<dyn DeviceAuth>>,
 ) -> Result<(), EndpointError>
 where
     R: AsyncRead + Unpin,
@@ -93,6 +94,24 @@ where
         Err(e) => return Err(e),
     };
     let version = connect.version;
+    if let Some(auth) = &auth {
+        let verdict = match connect.login.clone() {
+            // Password hashing is slow on purpose: off the I/O threads.
+            Some((user, password)) => {
+                let auth = auth.clone();
+                tokio::task::spawn_blocking(move || auth.check(&user, &password))
+                    .await
+                    .unwrap_or(Err(LoginRefused::BadLogin))
+            }
+            None => Err(LoginRefused::BadLogin),
+        };
+        if let Err(refused) = verdict {
+            tracing::info!(client = %connect.client_id, user = ?connect.login.as_ref().map(|l| &l.0), ?refused, "MQTT login refused");
+            let bad_login = refused == LoginRefused::BadLogin;
+            send_now(&mut write, version, Outbound::ConnAckRefused { bad_login }).await?;
+            return Ok(());
+        }
+    }
     let assigned_client_id = (version == Version::V5 && connect.client_id.is_empty())
         .then(|| format!("wattdb-{}", uuid::Uuid::now_v7().simple()));
     send_now(

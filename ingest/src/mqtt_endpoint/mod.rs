@@ -12,7 +12,9 @@
 //! fsync per message, and when the write buffer is over budget the reader stops reading
 //! the socket.
 //!
-//! [`serve_tls`] serves the same protocol over TLS (`--mqtt-tls-listen`).
+//! [`serve_tls`] serves the same protocol over TLS (`--mqtt-tls-listen`). With a
+//! [`DeviceAuth`] (`--mqtt-auth`), a CONNECT must carry the user name and password of a
+//! user that may write; others get a refusing CONNACK and the connection is closed.
 //!
 //! Sessions: a sink holds no subscriptions and nothing to deliver, so persistent and
 //! clean sessions behave the same (CONNACK says "no session present"); the only state is
@@ -50,16 +52,33 @@ pub enum EndpointError {
     Tls(String),
 }
 
+/// Who may publish to the embedded endpoint, when devices must log in (`--mqtt-auth`):
+/// checks a CONNECT's user name and password.
+pub trait DeviceAuth: Send + Sync {
+    fn check(&self, user: &str, password: &str) -> Result<(), LoginRefused>;
+}
+
+/// Why a device may not connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRefused {
+    /// No such user, no credentials or a wrong password.
+    BadLogin,
+    /// The user may not write.
+    NotAuthorized,
+}
+
 /// How long a client has to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accept plain MQTT connections on `listener` until `shutdown` flips to true.
+/// Accept plain MQTT connections on `listener` until `shutdown` flips to true; with
+/// `auth`, devices must log in.
 pub async fn serve(
     listener: TcpListener,
     ingestor: Arc<Ingestor>,
+    auth: Option<Arc<dyn DeviceAuth>>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    accept_loop(listener, ingestor, None, shutdown).await
+    accept_loop(listener, ingestor, None, auth, shutdown).await
 }
 
 /// Accept MQTT over TLS (`mqtts://`) on `listener` until `shutdown` flips to true.
@@ -67,15 +86,17 @@ pub async fn serve_tls(
     listener: TcpListener,
     ingestor: Arc<Ingestor>,
     tls: TlsAcceptor,
+    auth: Option<Arc<dyn DeviceAuth>>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    accept_loop(listener, ingestor, Some(tls), shutdown).await
+    accept_loop(listener, ingestor, Some(tls), auth, shutdown).await
 }
 
 async fn accept_loop(
     listener: TcpListener,
     ingestor: Arc<Ingestor>,
     tls: Option<TlsAcceptor>,
+    auth: Option<Arc<dyn DeviceAuth>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -88,11 +109,12 @@ async fn accept_loop(
                     IngestMetrics::add(&metrics.connections_total, 1);
                     IngestMetrics::add(&metrics.connections_open, 1);
                     let tls = tls.clone();
+                    let auth = auth.clone();
                     tokio::spawn(async move {
                         let result = match tls {
                             None => {
                                 let (read, write) = stream.into_split();
-                                connection::handle(read, write, ing).await
+                                connection::handle(read, write, ing, auth).await
                             }
                             Some(tls) => match tokio::time::timeout(
                                 TLS_HANDSHAKE_TIMEOUT,
@@ -102,7 +124,7 @@ async fn accept_loop(
                             {
                                 Ok(Ok(stream)) => {
                                     let (read, write) = tokio::io::split(stream);
-                                    connection::handle(read, write, ing).await
+                                    connection::handle(read, write, ing, auth).await
                                 }
                                 Ok(Err(e)) => Err(EndpointError::Tls(e.to_string())),
                                 Err(_) => Err(EndpointError::Tls("handshake timed out".into())),

@@ -1,6 +1,7 @@
-//! Connection start-up: only user `wattdb` and database `wattdb` exist. With a password
-//! configured, clients authenticate with SCRAM-SHA-256; without one (allowed only on a
-//! loopback address, which the binary enforces) connections are trusted.
+//! Connection start-up: the user must exist (see [`crate::users`]) and the database is
+//! `wattdb`. With passwords required (the server's `--password` is set), clients
+//! authenticate with SCRAM-SHA-256 against the user's stored secret; without (allowed
+//! only on a loopback address, which the binary enforces) known users are trusted.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use async_trait::async_trait;
 use futures::{Sink, SinkExt};
 use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
-use pgwire::api::auth::sasl::scram::{ScramAuth, gen_salted_password};
+use pgwire::api::auth::sasl::scram::ScramAuth;
 use pgwire::api::auth::{
     AuthSource, DefaultServerParameterProvider, LoginInfo, Password, ServerParameterProvider,
     StartupHandler,
@@ -19,30 +20,27 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-pub const USER: &str = "wattdb";
-pub const DATABASE: &str = "wattdb";
-const SCRAM_ITERATIONS: usize = 4096;
+use crate::users::{SCRAM_ITERATIONS, Users};
 
-/// The stored SCRAM secret: salt and salted password, computed once at start.
-#[derive(Debug, Clone)]
-pub struct ScramSecret {
-    salt: Vec<u8>,
-    salted: Vec<u8>,
-}
+pub const USER: &str = crate::users::BUILT_IN;
+pub const DATABASE: &str = "wattdb";
+
+/// SCRAM secrets by user, from [`Users`].
+#[derive(Debug)]
+struct UserSecrets(Arc<Users>);
 
 #[async_trait]
-impl AuthSource for ScramSecret {
+impl AuthSource for UserSecrets {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        if login.user() != Some(USER) {
-            return Err(fatal(
+        let user = login.user().unwrap_or("");
+        match self.0.secret(user) {
+            Some(secret) => Ok(Password::new(Some(secret.salt), secret.salted)),
+            // No password set: it cannot log in while passwords are required.
+            None => Err(fatal(
                 "28P01",
-                format!(
-                    "password authentication failed for user \"{}\"",
-                    login.user().unwrap_or("")
-                ),
-            ));
+                format!("password authentication failed for user \"{user}\""),
+            )),
         }
-        Ok(Password::new(Some(self.salt.clone()), self.salted.clone()))
     }
 }
 
@@ -84,6 +82,7 @@ impl NoopStartupHandler for Trust {
 
 pub struct WattdbStartup {
     trust: Trust,
+    users: Arc<Users>,
     scram: Option<SASLAuthStartupHandler<DefaultServerParameterProvider>>,
 }
 
@@ -102,20 +101,12 @@ pub fn server_parameters() -> DefaultServerParameterProvider {
     p
 }
 
-impl ScramSecret {
-    /// Salt and hash the password once (PBKDF2 is deliberately slow).
-    pub fn new(password: &str) -> Arc<Self> {
-        let salt = uuid::Uuid::new_v4().as_bytes().to_vec();
-        let salted = gen_salted_password(password, &salt, SCRAM_ITERATIONS);
-        Arc::new(ScramSecret { salt, salted })
-    }
-}
-
 impl WattdbStartup {
-    /// One per connection: the SASL exchange keeps per-connection state.
-    pub fn new(secret: Option<Arc<ScramSecret>>, connections: Arc<ConnectionManager>) -> Self {
-        let scram = secret.map(|secret| {
-            let mut auth = ScramAuth::new(secret);
+    /// One per connection: the SASL exchange keeps per-connection state. `passwords`:
+    /// clients must authenticate.
+    pub fn new(users: Arc<Users>, passwords: bool, connections: Arc<ConnectionManager>) -> Self {
+        let scram = passwords.then(|| {
+            let mut auth = ScramAuth::new(Arc::new(UserSecrets(users.clone())));
             auth.set_iterations(SCRAM_ITERATIONS);
             SASLAuthStartupHandler::new(Arc::new(server_parameters()))
                 .with_scram(auth)
@@ -123,6 +114,7 @@ impl WattdbStartup {
         });
         WattdbStartup {
             trust: Trust { connections },
+            users,
             scram,
         }
     }
@@ -151,11 +143,8 @@ impl StartupHandler for WattdbStartup {
                 .get("database")
                 .map(String::as_str)
                 .unwrap_or(user);
-            if user != USER {
-                return Err(fatal(
-                    "28000",
-                    format!("role \"{user}\" does not exist (the only user is \"{USER}\")"),
-                ));
+            if !self.users.exists(user) {
+                return Err(fatal("28000", format!("role \"{user}\" does not exist")));
             }
             if database != DATABASE {
                 return Err(fatal(

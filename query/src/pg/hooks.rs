@@ -40,6 +40,13 @@ impl WattdbHook {
     }
 }
 
+impl WattdbHook {
+    /// The names of the admin functions (`SELECT f(…)`) it serves.
+    pub fn admin_functions(&self) -> &[&'static str] {
+        &self.admin_functions
+    }
+}
+
 /// What a statement the hook handles returns.
 enum Handled {
     Command,

@@ -14,6 +14,7 @@ pub mod cursors;
 pub mod fast_insert;
 pub mod hooks;
 pub mod params;
+pub mod permissions;
 pub mod service;
 pub mod session_functions;
 pub mod set_show;
@@ -21,6 +22,7 @@ pub mod settings;
 pub mod sqlstate;
 pub mod time_zone;
 pub mod transactions;
+pub mod user_statements;
 
 use std::sync::Arc;
 
@@ -34,9 +36,13 @@ use pgwire::error::PgWireError;
 use tokio::net::TcpListener;
 use wattdb_storage::Storage;
 
+use crate::users::Users;
+
 pub struct PgHandlers {
     session: Arc<service::SqlService>,
-    secret: Option<Arc<auth::ScramSecret>>,
+    users: Arc<Users>,
+    /// Clients must authenticate (the server has a `--password`).
+    passwords: bool,
     connections: Arc<ConnectionManager>,
     cancel: Arc<DefaultCancelHandler>,
 }
@@ -53,15 +59,29 @@ impl PgHandlers {
         password: Option<&str>,
         admin: Option<Arc<dyn crate::admin::AdminExtension>>,
     ) -> Self {
-        let hooks: Vec<Arc<dyn QueryHook>> =
-            vec![Arc::new(hooks::WattdbHook::new(storage.clone(), admin))];
+        let users = Users::load(storage.clone(), password);
+        let hook = hooks::WattdbHook::new(storage.clone(), admin);
+        let admin_functions = hook.admin_functions().to_vec();
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![Arc::new(hook)];
         let connections = Arc::new(ConnectionManager::new());
         PgHandlers {
-            session: Arc::new(service::SqlService::new(ctx, storage.clone(), hooks)),
-            secret: password.map(auth::ScramSecret::new),
+            session: Arc::new(service::SqlService::new(
+                ctx,
+                storage.clone(),
+                hooks,
+                users.clone(),
+                admin_functions,
+            )),
+            users,
+            passwords: password.is_some(),
             cancel: Arc::new(DefaultCancelHandler::new(connections.clone())),
             connections,
         }
+    }
+
+    /// The server's users (the binary stores the config file's at start-up).
+    pub fn users(&self) -> &Arc<Users> {
+        &self.users
     }
 }
 
@@ -88,7 +108,8 @@ impl PgWireServerHandlers for PgHandlers {
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         Arc::new(auth::WattdbStartup::new(
-            self.secret.clone(),
+            self.users.clone(),
+            self.passwords,
             self.connections.clone(),
         ))
     }

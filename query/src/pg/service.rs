@@ -42,10 +42,12 @@ use super::cursors::{self, CursorStatement, Cursors};
 use super::fast_insert::FastInsert;
 use super::settings::SessionSettings;
 use super::sqlstate::{self, user_error};
+use super::user_statements::Chunk;
 use super::{
-    catalog_rewrite, column_names, copy, params, session_functions, set_show, time_zone,
-    transactions,
+    catalog_rewrite, column_names, copy, params, permissions, session_functions, set_show,
+    time_zone, transactions, user_statements,
 };
+use crate::users::Users;
 
 /// A prepared statement: its text and, unless empty, the parsed statement and its plan
 /// (the same shape datafusion-postgres's hooks expect).
@@ -160,6 +162,9 @@ pub struct SqlService {
     storage: Storage,
     hooks: Vec<Arc<dyn QueryHook>>,
     parser: Arc<SqlParser>,
+    users: Arc<Users>,
+    /// Names of the admin functions (`SELECT f(…)`), which need the admin role.
+    admin_functions: Vec<&'static str>,
 }
 
 impl SqlService {
@@ -167,9 +172,13 @@ impl SqlService {
         base: Arc<SessionContext>,
         storage: Storage,
         hooks: Vec<Arc<dyn QueryHook>>,
+        users: Arc<Users>,
+        admin_functions: Vec<&'static str>,
     ) -> SqlService {
         SqlService {
             storage,
+            users,
+            admin_functions,
             parser: Arc::new(SqlParser {
                 base: base.clone(),
                 sql: PostgresCompatibilityParser::new(),
@@ -269,6 +278,28 @@ impl SqlService {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if let Some(chunks) = user_statements::split(query) {
+            let mut results = Vec::new();
+            for chunk in chunks {
+                match chunk {
+                    Chunk::User(statement) => results
+                        .push(user_statements::execute(statement?, client, &self.users).await?),
+                    Chunk::Sql(sql) => results.extend(self.statements(client, &sql).await?),
+                }
+            }
+            return Ok(results);
+        }
+        self.statements(client, query).await
+    }
+
+    /// The statements of `query`, none of them a user statement.
+    async fn statements<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         let statements = self
             .parser
             .sql
@@ -286,6 +317,7 @@ impl SqlService {
                 results.push(response?);
                 continue;
             }
+            permissions::check(client, &self.users, &statement, &self.admin_functions)?;
             if let Some(response) = deallocate(client, &statement) {
                 results.push(response);
                 continue;
@@ -416,10 +448,28 @@ impl SqlService {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let (_, Some((statement, plan))) = &portal.statement.statement else {
+            if let Some(statement) = user_statements::parse(&portal.statement.statement.0) {
+                return user_statements::execute(statement?, client, &self.users).await;
+            }
             return Ok(Response::EmptyQuery);
         };
         if let Some(response) = transactions::respond(client, statement) {
             return response;
+        }
+        if let Err(denied) =
+            permissions::check(client, &self.users, statement, &self.admin_functions)
+        {
+            if let Some(Ok(CopyStatement::From(_))) = copy::classify(statement) {
+                // Reported when the client ends the COPY, like any error of a COPY
+                // FROM's start over this protocol (see CopyInSlot).
+                CopyInSlot::of(client).set(Err(denied));
+                return Ok(Response::CopyIn(CopyResponse::new(
+                    0,
+                    0,
+                    futures::stream::empty(),
+                )));
+            }
+            return Err(denied);
         }
         if let Some(response) = deallocate(client, statement) {
             return Ok(response);
@@ -569,6 +619,11 @@ impl QueryParser for SqlParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        if let Some(statement) = user_statements::parse(sql) {
+            // Checked now, run at Execute from the text kept here.
+            statement?;
+            return Ok(Some((sql.to_string(), None)));
+        }
         let mut statements = self
             .sql
             .parse(sql)

@@ -39,6 +39,7 @@ pub const PROTOCOL_VIOLATION: &str = "08P01";
 pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
 pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 pub const INTERNAL_ERROR: &str = "XX000";
+pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 
 pub fn user_error(code: &str, message: impl Into<String>) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
