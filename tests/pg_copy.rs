@@ -417,7 +417,6 @@ async fn a_bad_line_fails_the_whole_copy_and_names_it() {
         ("COPY e (pid, ua) FROM STDIN", "23502"),
         ("COPY e (pid, ts, nope) FROM STDIN", "42703"),
         ("COPY nope FROM STDIN", "42P01"),
-        ("COPY e FROM STDIN (FORMAT binary)", "0A000"),
     ] {
         let e = copy_in(&c, sql, &[good]).await.expect_err(sql);
         assert_eq!(sqlstate(&e), code, "{sql}: {e}");
@@ -429,4 +428,171 @@ async fn a_bad_line_fails_the_whole_copy_and_names_it() {
     assert_eq!(sqlstate(&e), "0A000");
     // The connection is fine afterwards.
     assert_eq!(count(&c).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_copy_from_round_trips_and_refuses_bad_values() {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::{ToSql, Type};
+
+    let (_server, c) = server_with_readings().await;
+    let create = "CREATE TABLE f (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, \
+                  ua DOUBLE PRECISION, note TEXT, n BIGINT, ok BOOLEAN, PRIMARY KEY (pid, ts))";
+    c.batch_execute(create).await.unwrap();
+
+    // What a binary COPY TO wrote, read back in pieces cut anywhere.
+    let data = copy_out(
+        &c,
+        "COPY (SELECT ts, pid, ua, note FROM e ORDER BY pid, ts) TO STDOUT (FORMAT binary)",
+    )
+    .await;
+    {
+        use futures::SinkExt;
+        let sink = c
+            .copy_in("COPY f (ts, pid, ua, note) FROM STDIN (FORMAT binary)")
+            .await
+            .unwrap();
+        let mut sink = std::pin::pin!(sink);
+        for chunk in data.chunks(7) {
+            sink.send(bytes::Bytes::copy_from_slice(chunk))
+                .await
+                .unwrap();
+        }
+        assert_eq!(sink.as_mut().finish().await.unwrap(), READINGS.len() as u64);
+    }
+    let rows = c
+        .query("SELECT pid, ua, note, ts FROM f ORDER BY pid, ts", &[])
+        .await
+        .unwrap();
+    let got: Vec<(String, Option<f64>, Option<String>, std::time::SystemTime)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let want: Vec<(String, Option<f64>, Option<String>, std::time::SystemTime)> = READINGS
+        .iter()
+        .map(|r| {
+            (
+                r.pid.to_string(),
+                r.ua,
+                r.note.map(str::to_string),
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(T0 + 60 * r.minute),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+
+    // tokio-postgres' binary writer, every column type; an int4 into the bigint column.
+    c.batch_execute("DROP TABLE f").await.unwrap();
+    c.batch_execute(create).await.unwrap();
+    let sink = c
+        .copy_in("COPY f (ts, pid, ua, note, n, ok) FROM STDIN (FORMAT binary)")
+        .await
+        .unwrap();
+    let types = [
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::FLOAT8,
+        Type::TEXT,
+        Type::INT4,
+        Type::BOOL,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    let mut writer = std::pin::pin!(writer);
+    let at = |s: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(T0 + s);
+    type Row<'a> = (
+        std::time::SystemTime,
+        &'a str,
+        Option<f64>,
+        Option<&'a str>,
+        i32,
+        bool,
+    );
+    let rows: Vec<Row> = vec![
+        (at(0), "b1", Some(-1.25), Some("设备离线"), -7, true),
+        (at(60), "b1", None, None, 2_000_000_000, false),
+        (at(0), "b2", Some(1e300), Some(""), 0, true),
+    ];
+    for (ts, pid, ua, note, n, ok) in &rows {
+        let values: [&(dyn ToSql + Sync); 6] = [ts, pid, ua, note, n, ok];
+        writer.as_mut().write(&values).await.unwrap();
+    }
+    assert_eq!(writer.finish().await.unwrap(), 3);
+    let back = c
+        .query(
+            "SELECT ts, pid, ua, note, n, ok FROM f ORDER BY pid, ts",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(back.len(), 3);
+    for (r, (ts, pid, ua, note, n, ok)) in back.iter().zip(&rows) {
+        assert_eq!(r.get::<_, std::time::SystemTime>(0), *ts);
+        assert_eq!(r.get::<_, String>(1), *pid);
+        assert_eq!(r.get::<_, Option<f64>>(2), *ua);
+        assert_eq!(r.get::<_, Option<String>>(3).as_deref(), *note);
+        assert_eq!(r.get::<_, i64>(4), *n as i64);
+        assert_eq!(r.get::<_, bool>(5), *ok);
+    }
+
+    // Bad data fails the whole COPY and keeps none of it.
+    let header = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+    let field = |v: &[u8]| [&(v.len() as u32).to_be_bytes()[..], v].concat();
+    let tuple = |fields: &[Vec<u8>]| {
+        let mut t = (fields.len() as i16).to_be_bytes().to_vec();
+        for f in fields {
+            t.extend_from_slice(f);
+        }
+        t
+    };
+    let ts = field(&(((T0 as i64) * 1_000_000 - 946_684_800_000_000) + 120_000_000).to_be_bytes());
+    let good = tuple(&[ts.clone(), field(b"b3"), field(&1.5f64.to_be_bytes())]);
+    let trailer = (-1i16).to_be_bytes().to_vec();
+    let null = (-1i32).to_be_bytes().to_vec();
+    for (what, data, code) in [
+        ("no trailer", [&header[..], &good].concat(), "22P04"),
+        (
+            "a 3-byte float",
+            [
+                &header[..],
+                &good,
+                &tuple(&[ts.clone(), field(b"b4"), field(b"abc")]),
+                &trailer,
+            ]
+            .concat(),
+            "22P03",
+        ),
+        (
+            "a NULL tag",
+            [
+                &header[..],
+                &good,
+                &tuple(&[ts.clone(), null.clone(), field(&2.0f64.to_be_bytes())]),
+                &trailer,
+            ]
+            .concat(),
+            "23502",
+        ),
+        (
+            "too few fields",
+            [&header[..], &tuple(&[ts.clone(), field(b"b5")]), &trailer].concat(),
+            "22P04",
+        ),
+        ("not binary COPY data", b"hello\tworld\n".to_vec(), "22P04"),
+    ] {
+        use futures::SinkExt;
+        let sink = c
+            .copy_in("COPY f (ts, pid, ua) FROM STDIN (FORMAT binary)")
+            .await
+            .unwrap();
+        let mut sink = std::pin::pin!(sink);
+        sink.send(bytes::Bytes::from(data)).await.unwrap();
+        let e = sink.as_mut().finish().await.expect_err(what);
+        assert_eq!(sqlstate(&e), code, "{what}: {e:?}");
+    }
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM f", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3, "nothing of the failed COPYs was kept");
 }

@@ -119,6 +119,17 @@ def psycopg3(port):
         got = [tuple(r) for r in conn.execute(
             "SELECT ts, meter, p, energy, ok, note FROM py3_copy ORDER BY meter, ts")]
         check("psycopg3 copy from stdin", got, sorted(ROWS, key=lambda r: (r[1], r[0])))
+        # The same rows in PostgreSQL's binary COPY format.
+        conn.execute("DROP TABLE IF EXISTS py3_copy")
+        conn.execute(ddl("py3_copy"))
+        with conn.cursor() as cur:
+            with cur.copy("COPY py3_copy (ts, meter, p, energy, ok, note) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["timestamptz", "text", "float8", "int8", "bool", "text"])
+                for r in ROWS:
+                    copy.write_row(r)
+        got = [tuple(r) for r in conn.execute(
+            "SELECT ts, meter, p, energy, ok, note FROM py3_copy ORDER BY meter, ts")]
+        check("psycopg3 binary copy from stdin", got, sorted(ROWS, key=lambda r: (r[1], r[0])))
         version = conn.execute("SELECT version()").fetchone()[0]
         check("psycopg3 version() is PostgreSQL's format", version.startswith("PostgreSQL "), True)
         check("psycopg3 server_version", conn.info.server_version // 10000 >= 12, True)

@@ -1,4 +1,4 @@
-//! `COPY t [(columns)] FROM STDIN` in PostgreSQL's text or CSV format.
+//! `COPY t [(columns)] FROM STDIN` in PostgreSQL's text, CSV or binary format.
 //!
 //! All or nothing on bad input: every line is parsed and checked as it arrives, and
 //! the rows are written — durably, last write wins like any write — only when the
@@ -9,7 +9,9 @@
 //! buffer (`--buffer-budget-bytes`; `54000` beyond it: split the data). The rows are
 //! written in pieces of [`WRITE_CHUNK`] rows, one WAL record each: a server crash while
 //! they are written can keep the first pieces of a COPY that was not acknowledged.
-//! The binary format is not supported yet (`0A000`).
+//! In the binary format each value must be in its column's binary form (`timestamptz`
+//! or `timestamp`, `text`, `float8` or `float4`, `int8`/`int4`/`int2`, `bool`); a value
+//! that is not is `22P03`, and rows are counted instead of lines in errors.
 
 use std::sync::{Arc, Mutex};
 
@@ -90,12 +92,6 @@ impl CopyIn {
         columns: &[String],
         options: CopyOptions,
     ) -> Result<CopyIn, PgWireError> {
-        if options.format == CopyFormat::Binary {
-            return Err(user_error(
-                sqlstate::FEATURE_NOT_SUPPORTED,
-                "COPY FROM in binary format is not supported yet: use text or CSV",
-            ));
-        }
         let def = storage.shared_table(table).ok_or_else(|| {
             user_error(
                 sqlstate::UNDEFINED_TABLE,
@@ -183,6 +179,18 @@ impl CopyIn {
         }
         let mut pending = std::mem::take(&mut s.pending);
         pending.extend_from_slice(data);
+        if self.options.format == CopyFormat::Binary {
+            let consumed = match self.binary_tuples(&mut s, &pending) {
+                Ok(n) => n,
+                Err(e) => {
+                    s.error = Some(e);
+                    0
+                }
+            };
+            pending.drain(..consumed);
+            s.pending = pending;
+            return;
+        }
         let mut consumed = 0;
         while let Some(end) = self.record_end(&pending[consumed..]) {
             let record = &pending[consumed..consumed + end];
@@ -318,6 +326,17 @@ impl CopyIn {
         let Some(ts) = ts else {
             return Err(user_error(sqlstate::INTERNAL_ERROR, "COPY row without ts"));
         };
+        self.push_row(
+            s,
+            ValidRow { ts, tags, fields },
+            &context(Some(wattdb_storage::TS_COLUMN)),
+        )
+    }
+
+    /// Keep a parsed row: refused if its month has expired or the COPY outgrows the
+    /// write buffer. `context` names the row for errors.
+    fn push_row(&self, s: &mut InState, row: ValidRow, context: &str) -> Result<(), PgWireError> {
+        let ValidRow { ts, tags, fields } = row;
         if self.def.is_expired(ts) {
             let e = wattdb_storage::Error::Expired {
                 table: self.def.name.clone(),
@@ -325,7 +344,7 @@ impl CopyIn {
             };
             return Err(user_error(
                 sqlstate::for_storage(&e),
-                format!("{e} ({})", context(Some(wattdb_storage::TS_COLUMN))),
+                format!("{e} ({context})"),
             ));
         }
         s.bytes += 48
@@ -341,9 +360,9 @@ impl CopyIn {
             return Err(user_error(
                 sqlstate::PROGRAM_LIMIT_EXCEEDED,
                 format!(
-                    "COPY {} is larger than the write buffer ({} bytes) at line {}: a COPY is \
-                     kept whole until it ends, so split the data into several COPYs",
-                    self.def.name, self.limit_bytes, s.line
+                    "COPY {} is larger than the write buffer ({} bytes) at {context}: a COPY \
+                     is kept whole until it ends, so split the data into several COPYs",
+                    self.def.name, self.limit_bytes
                 ),
             ));
         }
@@ -354,6 +373,21 @@ impl CopyIn {
     /// CopyDone: the last line (if it had no line break), then the rows — or the error.
     pub fn finish(&self) -> Result<(Arc<TableDef>, Vec<ValidRow>), PgWireError> {
         let mut s = self.lock();
+        if s.error.is_none() && self.options.format == CopyFormat::Binary && !s.ended {
+            s.error = Some(user_error(
+                sqlstate::BAD_COPY_FILE_FORMAT,
+                format!(
+                    "COPY {}: binary data ended without its trailer (after {} rows{})",
+                    self.def.name,
+                    s.rows.len(),
+                    if s.pending.is_empty() {
+                        ""
+                    } else {
+                        ", in the middle of a row"
+                    }
+                ),
+            ));
+        }
         if s.error.is_none() && !s.ended && !s.pending.is_empty() {
             let last = std::mem::take(&mut s.pending);
             if let Err(e) = self.record(&mut s, &last) {
@@ -365,6 +399,199 @@ impl CopyIn {
         }
         Ok((self.def.clone(), std::mem::take(&mut s.rows)))
     }
+}
+
+/// The signature that starts PostgreSQL's binary COPY data.
+const BINARY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+/// Microseconds from 1970-01-01 to PostgreSQL's epoch 2000-01-01.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+impl CopyIn {
+    /// Parse the complete tuples at the start of `data` (PostgreSQL's binary COPY
+    /// format: header, then per tuple a field count and each field's length and bytes in
+    /// the type's binary form, then a `-1` trailer); returns how many bytes were used.
+    fn binary_tuples(&self, s: &mut InState, data: &[u8]) -> Result<usize, PgWireError> {
+        let mut at = 0;
+        if s.line == 0 {
+            // The header: signature, flags, extension length and extension.
+            if data.len() < BINARY_SIGNATURE.len() + 8 {
+                return Ok(0);
+            }
+            if !data.starts_with(BINARY_SIGNATURE) {
+                return Err(user_error(
+                    sqlstate::BAD_COPY_FILE_FORMAT,
+                    format!(
+                        "COPY {}: binary data does not start with the COPY signature",
+                        self.def.name
+                    ),
+                ));
+            }
+            let flags = be_u32(&data[11..15]);
+            if flags & (1 << 16) != 0 {
+                return Err(user_error(
+                    sqlstate::BAD_COPY_FILE_FORMAT,
+                    format!(
+                        "COPY {}: binary data with OIDs is not supported",
+                        self.def.name
+                    ),
+                ));
+            }
+            let ext = be_u32(&data[15..19]) as usize;
+            if data.len() < 19 + ext {
+                return Ok(0);
+            }
+            at = 19 + ext;
+            s.line = 1;
+        }
+        while !s.ended {
+            let Some(tuple) = data.get(at..) else { break };
+            let Some(count) = tuple.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]])) else {
+                break;
+            };
+            if count == -1 {
+                s.ended = true;
+                at += 2;
+                break;
+            }
+            // All of the tuple's fields, or wait for more data.
+            let mut fields = Vec::with_capacity(count.max(0) as usize);
+            let mut pos = 2;
+            let mut complete = true;
+            for _ in 0..count.max(0) {
+                let Some(len) = tuple.get(pos..pos + 4).map(be_u32) else {
+                    complete = false;
+                    break;
+                };
+                pos += 4;
+                if len == u32::MAX {
+                    fields.push(None);
+                    continue;
+                }
+                let len = len as usize;
+                let Some(bytes) = tuple.get(pos..pos + len) else {
+                    complete = false;
+                    break;
+                };
+                fields.push(Some(bytes));
+                pos += len;
+            }
+            if !complete {
+                break;
+            }
+            let row = s.line;
+            self.binary_row(s, row, count, &fields)?;
+            s.line += 1;
+            at += pos;
+        }
+        Ok(at)
+    }
+
+    /// One binary tuple (`row` counts from 1).
+    fn binary_row(
+        &self,
+        s: &mut InState,
+        row: u64,
+        count: i16,
+        values: &[Option<&[u8]>],
+    ) -> Result<(), PgWireError> {
+        let context = |column: Option<&str>| match column {
+            Some(c) => format!("COPY {}, row {row}, column {c}", self.def.name),
+            None => format!("COPY {}, row {row}", self.def.name),
+        };
+        if count as usize != self.targets.len() {
+            return Err(user_error(
+                sqlstate::BAD_COPY_FILE_FORMAT,
+                format!(
+                    "row field count is {count}, expected {} ({})",
+                    self.targets.len(),
+                    context(None)
+                ),
+            ));
+        }
+        let mut ts = None;
+        let mut tags = vec![String::new(); self.def.tags.len()];
+        let mut fields: Vec<Option<FieldValue>> = vec![None; self.def.fields.len()];
+        for ((name, target), value) in self.targets.iter().zip(values.iter().copied()) {
+            let bad = |type_name: &str, v: &[u8]| {
+                user_error(
+                    INVALID_BINARY_REPRESENTATION,
+                    format!(
+                        "{} bytes are not a binary {type_name} ({})",
+                        v.len(),
+                        context(Some(name))
+                    ),
+                )
+            };
+            match (target, value) {
+                (Target::Ts | Target::Tag(_), None) => {
+                    return Err(user_error(
+                        sqlstate::NOT_NULL_VIOLATION,
+                        format!(
+                            "null value in column \"{name}\" violates not-null constraint ({})",
+                            context(Some(name))
+                        ),
+                    ));
+                }
+                (Target::Ts, Some(v)) => {
+                    ts = Some(binary_timestamp(v).ok_or_else(|| bad("timestamp", v))?);
+                }
+                (Target::Tag(i), Some(v)) => {
+                    tags[*i] = String::from_utf8(v.to_vec()).map_err(|_| bad("text", v))?;
+                }
+                (Target::Field(..), None) => {}
+                (Target::Field(i, t), Some(v)) => {
+                    fields[*i] = Some(match t {
+                        FieldType::Float => FieldValue::Float(match v.len() {
+                            8 => f64::from_be_bytes(v.try_into().map_err(|_| bad("float8", v))?),
+                            4 => f32::from_be_bytes(v.try_into().map_err(|_| bad("float4", v))?)
+                                as f64,
+                            _ => return Err(bad("double precision", v)),
+                        }),
+                        FieldType::Integer => {
+                            FieldValue::Integer(match v.len() {
+                                8 => i64::from_be_bytes(v.try_into().map_err(|_| bad("int8", v))?),
+                                4 => i32::from_be_bytes(v.try_into().map_err(|_| bad("int4", v))?)
+                                    as i64,
+                                2 => i16::from_be_bytes(v.try_into().map_err(|_| bad("int2", v))?)
+                                    as i64,
+                                _ => return Err(bad("bigint", v)),
+                            })
+                        }
+                        FieldType::Boolean => match v {
+                            [b] => FieldValue::Boolean(*b != 0),
+                            _ => return Err(bad("boolean", v)),
+                        },
+                        FieldType::Text => FieldValue::Text(
+                            String::from_utf8(v.to_vec()).map_err(|_| bad("text", v))?,
+                        ),
+                        FieldType::Timestamp => FieldValue::Timestamp(
+                            binary_timestamp(v).ok_or_else(|| bad("timestamp", v))?,
+                        ),
+                    });
+                }
+            }
+        }
+        let Some(ts) = ts else {
+            return Err(user_error(sqlstate::INTERNAL_ERROR, "COPY row without ts"));
+        };
+        self.push_row(
+            s,
+            ValidRow { ts, tags, fields },
+            &context(Some(wattdb_storage::TS_COLUMN)),
+        )
+    }
+}
+
+const INVALID_BINARY_REPRESENTATION: &str = "22P03";
+
+fn be_u32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// A binary `timestamp`/`timestamptz`: microseconds since 2000-01-01 UTC.
+fn binary_timestamp(v: &[u8]) -> Option<i64> {
+    let micros = i64::from_be_bytes(v.try_into().ok()?);
+    micros.checked_add(PG_EPOCH_MICROS)
 }
 
 /// Write the rows of a finished COPY; returns once they are durable.
