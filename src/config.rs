@@ -722,28 +722,30 @@ mod tests {
         assert!(format!("{err:#}").contains("not mqtt://"), "{err:#}");
     }
 
-    /// The commented-out TLS keys of the example are valid once uncommented.
-    #[test]
-    fn example_tls_keys_load() {
+    /// The settings of the example config with the commented-out keys `keep` accepts
+    /// uncommented.
+    fn with_example_keys(keep: impl Fn(&str) -> bool) -> Settings {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("wattdb.example.toml");
         let text: String = std::fs::read_to_string(path)
             .unwrap()
             .lines()
-            .map(|l| {
-                l.strip_prefix("# ")
-                    .filter(|r| r.starts_with("pg_tls") || r.starts_with("mqtt_tls"))
-                    .unwrap_or(l)
-            })
+            .map(|l| l.strip_prefix("# ").filter(|r| keep(r)).unwrap_or(l))
             .collect::<Vec<_>>()
             .join("\n");
         let dir = tempfile::tempdir().unwrap();
         let uncommented = dir.path().join("wattdb.toml");
         std::fs::write(&uncommented, text).unwrap();
-        let s = Settings::resolve(ServeArgs {
+        Settings::resolve(ServeArgs {
             config: Some(uncommented),
             ..Default::default()
         })
-        .unwrap();
+        .unwrap()
+    }
+
+    /// The commented-out TLS keys of the example are valid once uncommented.
+    #[test]
+    fn example_tls_keys_load() {
+        let s = with_example_keys(|r| r.starts_with("pg_tls") || r.starts_with("mqtt_tls"));
         assert!(s.pg_tls.is_some());
         let (addr, files) = s.mqtt_tls.unwrap();
         assert_eq!(addr.port(), 8883);
@@ -753,25 +755,7 @@ mod tests {
     /// The commented-out broker keys of the example are valid once uncommented.
     #[test]
     fn example_broker_keys_load() {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("wattdb.example.toml");
-        let text: String = std::fs::read_to_string(path)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                l.strip_prefix("# ")
-                    .filter(|r| r.starts_with("mqtt_") && !r.starts_with("mqtt_tls"))
-                    .unwrap_or(l)
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        let dir = tempfile::tempdir().unwrap();
-        let uncommented = dir.path().join("wattdb.toml");
-        std::fs::write(&uncommented, text).unwrap();
-        let s = Settings::resolve(ServeArgs {
-            config: Some(uncommented),
-            ..Default::default()
-        })
-        .unwrap();
+        let s = with_example_keys(|r| r.starts_with("mqtt_") && !r.starts_with("mqtt_tls"));
         assert_eq!(s.brokers.len(), 1);
         assert_eq!(s.brokers[0].client_id, "wattdb-node1");
         assert_eq!(s.brokers[0].filters()[0], "$share/ingest/wattdb/#");

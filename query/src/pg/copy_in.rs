@@ -288,13 +288,7 @@ impl CopyIn {
             };
             match (target, value) {
                 (Target::Ts | Target::Tag(_), None) => {
-                    return Err(user_error(
-                        sqlstate::NOT_NULL_VIOLATION,
-                        format!(
-                            "null value in column \"{name}\" violates not-null constraint ({})",
-                            context(Some(name))
-                        ),
-                    ));
+                    return Err(null_key(name, &context(Some(name))));
                 }
                 (Target::Ts, Some(v)) => {
                     ts = Some(
@@ -524,13 +518,7 @@ impl CopyIn {
             };
             match (target, value) {
                 (Target::Ts | Target::Tag(_), None) => {
-                    return Err(user_error(
-                        sqlstate::NOT_NULL_VIOLATION,
-                        format!(
-                            "null value in column \"{name}\" violates not-null constraint ({})",
-                            context(Some(name))
-                        ),
-                    ));
+                    return Err(null_key(name, &context(Some(name))));
                 }
                 (Target::Ts, Some(v)) => {
                     ts = Some(binary_timestamp(v).ok_or_else(|| bad("timestamp", v))?);
@@ -583,6 +571,14 @@ impl CopyIn {
 }
 
 const INVALID_BINARY_REPRESENTATION: &str = "22P03";
+
+/// A NULL for `ts` or a tag.
+fn null_key(column: &str, context: &str) -> PgWireError {
+    user_error(
+        sqlstate::NOT_NULL_VIOLATION,
+        format!("null value in column \"{column}\" violates not-null constraint ({context})"),
+    )
+}
 
 fn be_u32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])

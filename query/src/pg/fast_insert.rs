@@ -22,10 +22,10 @@ use datafusion_postgres::arrow_pg::datatypes::into_pg_type;
 use pgwire::api::portal::Portal;
 use pgwire::api::results::{Response, Tag};
 use pgwire::error::{PgWireError, PgWireResult};
-use wattdb_storage::{Storage, TableDef, WriteBatch, WriteMode};
+use wattdb_storage::{Storage, TableDef};
 
 use super::sqlstate::{self, user_error};
-use crate::provider::batch_to_rows;
+use crate::provider::{InsertError, write_batch};
 
 /// Where one value of the statement comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -249,19 +249,12 @@ impl FastInsert {
 
     async fn write(&self, params: &[ScalarValue], storage: &Storage) -> PgWireResult<Response> {
         let batch = self.batch(params)?;
-        let rows = batch_to_rows(&self.def, &batch).map_err(to_pg)?;
-        let n = rows.len();
-        storage
-            .write(
-                WriteBatch {
-                    table: self.def.name.clone(),
-                    rows,
-                },
-                WriteMode::AllOrNothing,
-                false,
-            )
+        let n = write_batch(storage, &self.def, &batch)
             .await
-            .map_err(|e| user_error(sqlstate::for_storage(&e), e.to_string()))?;
+            .map_err(|e| match e {
+                InsertError::Rows(e) => to_pg(e),
+                InsertError::Storage(e) => user_error(sqlstate::for_storage(&e), e.to_string()),
+            })?;
         Ok(Response::Execution(
             Tag::new("INSERT").with_oid(0).with_rows(n),
         ))

@@ -59,23 +59,48 @@ impl DataSink for InsertSink {
     ) -> DfResult<u64> {
         let mut total = 0u64;
         while let Some(batch) = data.next().await {
-            let rows = batch_to_rows(&self.def, &batch?)?;
-            let n = rows.len();
-            self.storage
-                .write(
-                    WriteBatch {
-                        table: self.def.name.clone(),
-                        rows,
-                    },
-                    WriteMode::AllOrNothing,
-                    false,
-                )
+            let n = write_batch(&self.storage, &self.def, &batch?)
                 .await
-                .map_err(DataFusionError::from)?;
+                .map_err(|e| match e {
+                    InsertError::Rows(e) => e,
+                    InsertError::Storage(e) => DataFusionError::from(e),
+                })?;
             total += n as u64;
         }
         Ok(total)
     }
+}
+
+/// Why [`write_batch`] failed.
+#[derive(Debug)]
+pub enum InsertError {
+    /// The batch does not make rows of the table (a NULL key, a type it cannot hold).
+    Rows(DataFusionError),
+    Storage(wattdb_storage::Error),
+}
+
+/// Write `batch` (in the table's layout) as one all-or-nothing write; returns the number
+/// of rows once they are durable. Shared by the insert sink and the direct path for
+/// prepared INSERTs.
+pub async fn write_batch(
+    storage: &Storage,
+    def: &TableDef,
+    batch: &RecordBatch,
+) -> Result<usize, InsertError> {
+    let rows = batch_to_rows(def, batch).map_err(InsertError::Rows)?;
+    let n = rows.len();
+    storage
+        .write(
+            WriteBatch {
+                table: def.name.clone(),
+                rows,
+            },
+            WriteMode::AllOrNothing,
+            false,
+        )
+        .await
+        .map_err(InsertError::Storage)?;
+    Ok(n)
 }
 
 /// Rows of a batch in the table's layout (`ts`, tags, fields). Null key values are refused.

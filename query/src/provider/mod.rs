@@ -6,7 +6,7 @@ mod last_values_rewrite;
 mod rollup_rewrite;
 mod table;
 
-pub use insert::batch_to_rows;
+pub use insert::{InsertError, batch_to_rows, write_batch};
 pub use last_values::LastValuesFunction;
 pub use last_values_rewrite::DistinctOnLastValues;
 pub use rollup_rewrite::{RollupRewrite, WattdbOptions};
