@@ -272,6 +272,7 @@ async fn psql_lists_and_describes_tables() {
         ("\\l+", "wattdb"),
         ("\\dn", "system"),
         ("\\dt+", "electric"),
+        ("\\d+ electric", "double precision"),
         ("\\du", "wattdb"),
         ("\\df", "List of functions"),
         ("\\di", "Did not find any relations"),

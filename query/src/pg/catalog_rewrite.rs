@@ -5,7 +5,8 @@
 //! in a projection over catalog tables is answered with NULL — for wattdb's tables the true answer to
 //! what clients ask that way (column defaults, identity sequences, collations: none).
 //!
-//! `ARRAY(SELECT x FROM …)` becomes `(SELECT array_agg(x) FROM …)`.
+//! `ARRAY(SELECT x FROM …)` becomes `(SELECT array_agg(x) FROM …)`; over `unnest` of a
+//! catalog array column wattdb answers NULL (`reloptions`, ACLs), it is NULL.
 //!
 //! SQLAlchemy's column reflection wraps such subqueries in `CASE WHEN c THEN (SELECT …)
 //! ELSE NULL END`, which neither DataFusion nor that rewrite handles; it is turned into
@@ -289,9 +290,113 @@ impl VisitorMut for Filters {
     }
 }
 
+/// Catalog array columns the pg_catalog emulation answers with NULL for wattdb's tables
+/// (no storage options, no ACLs, no per-function settings).
+const NULL_ARRAY_COLUMNS: &[&str] = &[
+    "reloptions",
+    "attoptions",
+    "relacl",
+    "attacl",
+    "proacl",
+    "datacl",
+    "nspacl",
+    "proconfig",
+    "setconfig",
+];
+
+/// `ARRAY(SELECT … FROM unnest(c.reloptions) x)` (psql's `\d+` lists a table's storage
+/// options so) is NULL: the unnested column is always NULL here, and DataFusion has no
+/// `unnest` table function over a column of the outer query.
+fn unnest_of_null_array(e: &mut Expr) {
+    let Expr::Function(f) = e else {
+        return;
+    };
+    if !f.name.to_string().eq_ignore_ascii_case("array") {
+        return;
+    }
+    let FunctionArguments::Subquery(q) = &f.args else {
+        return;
+    };
+    let SetExpr::Select(select) = q.body.as_ref() else {
+        return;
+    };
+    let [from] = select.from.as_slice() else {
+        return;
+    };
+    let unnested: Vec<&Expr> = match &from.relation {
+        TableFactor::UNNEST { array_exprs, .. } => array_exprs.iter().collect(),
+        TableFactor::Table {
+            name,
+            args: Some(args),
+            ..
+        } if name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .is_some_and(|i| i.value.eq_ignore_ascii_case("unnest")) =>
+        {
+            args.args
+                .iter()
+                .filter_map(|a| match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => Some(x),
+                    _ => None,
+                })
+                .collect()
+        }
+        _ => return,
+    };
+    let null_column = |x: &Expr| {
+        let column = match x {
+            // Already made NULL by `missing_class_column` (inner expressions go first).
+            Expr::Cast { expr, .. } => {
+                return matches!(expr.as_ref(), Expr::Value(v) if matches!(v.value, Value::Null));
+            }
+            Expr::Identifier(i) => &i.value,
+            Expr::CompoundIdentifier(parts) => match parts.last() {
+                Some(i) => &i.value,
+                None => return false,
+            },
+            _ => return false,
+        };
+        NULL_ARRAY_COLUMNS.contains(&column.to_ascii_lowercase().as_str())
+    };
+    if !unnested.is_empty() && unnested.iter().all(|x| null_column(x)) {
+        *e = null_text_array();
+    }
+}
+
+/// `pg_class` columns PostgreSQL has and the pg_catalog emulation does not; wattdb's
+/// tables have none of them (NULL in PostgreSQL too).
+const MISSING_CLASS_COLUMNS: &[&str] = &["reloptions", "relacl"];
+
+/// `CAST(NULL AS TEXT[])`: the catalog's NULL arrays, typed so that `||` and
+/// `array_to_string` over them plan.
+fn null_text_array() -> Expr {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql("CAST(NULL AS TEXT[])")
+        .and_then(|mut p| p.parse_expr())
+        .unwrap_or_else(|_| Expr::value(Value::Null))
+}
+
+/// A reference to one of [`MISSING_CLASS_COLUMNS`] (`c.reloptions`) is NULL.
+fn missing_class_column(e: &mut Expr) {
+    let Expr::CompoundIdentifier(parts) = e else {
+        return;
+    };
+    if parts.len() == 2
+        && MISSING_CLASS_COLUMNS.contains(&parts[1].value.to_ascii_lowercase().as_str())
+    {
+        *e = null_text_array();
+    }
+}
+
 /// Apply the rewrites to `stmt`.
 pub fn rewrite(stmt: &mut Statement) {
     let _ = visit_expressions_mut(stmt, |e| {
+        unnest_of_null_array(e);
+        missing_class_column(e);
         array_subquery(e);
         case_into_subquery(e);
         regproc_comparison(e);
@@ -353,6 +458,18 @@ mod tests {
             stmts[0].to_string(),
             "SELECT typinput = 'array_in' AS is_array FROM pg_catalog.pg_type"
         );
+    }
+
+    #[test]
+    fn an_array_over_unnest_of_a_null_catalog_column_is_null() {
+        assert_eq!(
+            rewritten(
+                "SELECT array_to_string(c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x), ', ') FROM pg_class c"
+            ),
+            "SELECT array_to_string(CAST(NULL AS TEXT[]) || CAST(NULL AS TEXT[]), ', ') FROM pg_class c"
+        );
+        let other = "SELECT ARRAY(SELECT x FROM unnest(t.values) x) FROM t";
+        assert_ne!(rewritten(other), "SELECT NULL FROM t");
     }
 
     #[test]
