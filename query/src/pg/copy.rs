@@ -235,13 +235,18 @@ pub fn classify(stmt: &Statement) -> Option<PgWireResult<CopyStatement>> {
 /// One value in CSV as PostgreSQL writes it: quoted when it contains the delimiter,
 /// the quote character or a line break, or equals the NULL string or `\.`; inside
 /// quotes the quote and escape characters are preceded by the escape character.
-fn csv_value(v: &str, o: &CopyOptions, out: &mut String) {
-    let quote = v.contains(o.delimiter)
+/// Whether a CSV value must be quoted: it holds the delimiter, the quote or a line
+/// break, or would read back as NULL or as the end-of-data marker.
+fn csv_needs_quotes(v: &str, o: &CopyOptions) -> bool {
+    v.contains(o.delimiter)
         || v.contains(o.quote)
         || v.contains(['\n', '\r'])
         || v == o.null
-        || v == "\\.";
-    if !quote {
+        || v == "\\."
+}
+
+fn csv_value(v: &str, o: &CopyOptions, out: &mut String) {
+    if !csv_needs_quotes(v, o) {
         out.push_str(v);
         return;
     }
@@ -275,6 +280,10 @@ struct CsvEncoder {
     options: Arc<FormatOptions>,
     line: BytesMut,
     first: bool,
+    /// One value's text, reused from value to value.
+    value: BytesMut,
+    /// A value that needs quoting, reused.
+    quoted: String,
 }
 
 impl CsvEncoder {
@@ -284,6 +293,8 @@ impl CsvEncoder {
             options,
             line: BytesMut::new(),
             first: true,
+            value: BytesMut::new(),
+            quoted: String::new(),
         }
     }
 }
@@ -301,17 +312,23 @@ impl Encoder for CsvEncoder {
                 .put_slice(self.copy.delimiter.encode_utf8(&mut b).as_bytes());
         }
         self.first = false;
-        let mut text = BytesMut::new();
+        self.value.clear();
         let is_null = value
-            .to_sql_text(pg_field.datatype(), &mut text, &self.options)
+            .to_sql_text(pg_field.datatype(), &mut self.value, &self.options)
             .map_err(PgWireError::ApiError)?;
         if matches!(is_null, postgres_types::IsNull::Yes) {
             self.line.put_slice(self.copy.null.as_bytes());
             return Ok(());
         }
-        let mut out = String::with_capacity(text.len() + 2);
-        csv_value(&String::from_utf8_lossy(&text), &self.copy, &mut out);
-        self.line.put_slice(out.as_bytes());
+        let text = String::from_utf8_lossy(&self.value);
+        if csv_needs_quotes(&text, &self.copy) {
+            self.quoted.clear();
+            csv_value(&text, &self.copy, &mut self.quoted);
+            self.line.put_slice(self.quoted.as_bytes());
+        } else {
+            // Most values (numbers, timestamps, plain text) go in as they are.
+            self.line.put_slice(text.as_bytes());
+        }
         Ok(())
     }
 
