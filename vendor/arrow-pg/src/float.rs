@@ -22,87 +22,159 @@ pub struct PgFloat {
     pub single: bool,
 }
 
-/// The shortest decimal digits of `value` (no sign, no leading zeros) and the decimal
-/// exponent of the first digit.
-fn shortest(value: f64, single: bool) -> (String, i32) {
-    let text = if single {
-        format!("{:e}", value.abs() as f32)
-    } else {
-        format!("{:e}", value.abs())
-    };
-    let (mantissa, exp) = text.split_once('e').unwrap_or((text.as_str(), "0"));
-    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
-    (digits, exp.parse().unwrap_or(0))
+/// A small stack buffer `{:e}` is formatted into (an `f64` needs at most 24 bytes).
+struct StackText {
+    buf: [u8; 32],
+    len: usize,
 }
 
-/// PostgreSQL's text of a finite, non-zero value from its digits and exponent.
-fn layout(negative: bool, digits: &str, exp: i32, max_fixed_exp: i32) -> String {
-    let mut out = String::with_capacity(digits.len() + 8);
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// The shortest decimal digits of `value` (no sign, no leading zeros) into `digits`,
+/// their count, and the decimal exponent of the first digit. No allocation: this runs
+/// for every float a query or a COPY prints.
+fn shortest(value: f64, single: bool, digits: &mut [u8; 32]) -> (usize, i32) {
+    use std::fmt::Write;
+    let mut text = StackText {
+        buf: [0; 32],
+        len: 0,
+    };
+    let written = if single {
+        write!(text, "{:e}", value.abs() as f32)
+    } else {
+        write!(text, "{:e}", value.abs())
+    };
+    if written.is_err() {
+        return (0, 0);
+    }
+    let text = &text.buf[..text.len];
+    let (mantissa, exp) = match text.iter().position(|b| *b == b'e') {
+        Some(i) => (&text[..i], &text[i + 1..]),
+        None => (text, &b"0"[..]),
+    };
+    let mut n = 0;
+    for b in mantissa.iter().filter(|b| b.is_ascii_digit()) {
+        digits[n] = *b;
+        n += 1;
+    }
+    let exp = std::str::from_utf8(exp)
+        .ok()
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
+    (n, exp)
+}
+
+/// PostgreSQL's text of a finite, non-zero value from its digits and exponent,
+/// appended to `out`.
+fn layout_into<B: BufMut>(
+    out: &mut B,
+    negative: bool,
+    digits: &[u8],
+    exp: i32,
+    max_fixed_exp: i32,
+) {
     if negative {
-        out.push('-');
+        out.put_u8(b'-');
     }
     let n = digits.len() as i32;
     if (-4..=max_fixed_exp).contains(&exp) {
         if exp < 0 {
-            out.push_str("0.");
+            out.put_slice(b"0.");
             for _ in 0..(-exp - 1) {
-                out.push('0');
+                out.put_u8(b'0');
             }
-            out.push_str(digits);
+            out.put_slice(digits);
         } else if exp + 1 >= n {
-            out.push_str(digits);
+            out.put_slice(digits);
             for _ in 0..(exp + 1 - n) {
-                out.push('0');
+                out.put_u8(b'0');
             }
         } else {
             let (int, frac) = digits.split_at((exp + 1) as usize);
-            out.push_str(int);
-            out.push('.');
-            out.push_str(frac);
+            out.put_slice(int);
+            out.put_u8(b'.');
+            out.put_slice(frac);
         }
     } else {
-        let (first, rest) = digits.split_at(1);
-        out.push_str(first);
+        let (first, rest) = digits.split_at(1.min(digits.len()));
+        out.put_slice(first);
         if !rest.is_empty() {
-            out.push('.');
-            out.push_str(rest);
+            out.put_u8(b'.');
+            out.put_slice(rest);
         }
-        out.push('e');
-        out.push(if exp < 0 { '-' } else { '+' });
-        out.push_str(&format!("{:02}", exp.abs()));
+        out.put_u8(b'e');
+        out.put_u8(if exp < 0 { b'-' } else { b'+' });
+        let e = exp.unsigned_abs();
+        if e < 10 {
+            out.put_u8(b'0');
+        }
+        out.put_slice(e.to_string().as_bytes());
     }
-    out
 }
 
-/// The text PostgreSQL prints for `value` with `extra_float_digits`.
-pub fn pg_float_text(value: f64, single: bool, extra_float_digits: i8) -> String {
+/// Append the text PostgreSQL prints for `value` with `extra_float_digits` to `out`.
+pub fn write_pg_float<B: BufMut>(out: &mut B, value: f64, single: bool, extra_float_digits: i8) {
     if value.is_nan() {
-        return "NaN".into();
+        out.put_slice(b"NaN");
+        return;
     }
     if value.is_infinite() {
-        return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
+        out.put_slice(if value > 0.0 {
+            b"Infinity"
+        } else {
+            b"-Infinity"
+        });
+        return;
     }
     if value == 0.0 {
-        return if value.is_sign_negative() { "-0" } else { "0" }.into();
+        out.put_slice(if value.is_sign_negative() {
+            b"-0"
+        } else {
+            b"0"
+        });
+        return;
     }
     let max_fixed_exp = if single { 5 } else { 14 };
     if extra_float_digits > 0 {
-        let (digits, exp) = shortest(value, single);
-        return layout(value < 0.0, &digits, exp, max_fixed_exp);
+        let mut digits = [0u8; 32];
+        let (n, exp) = shortest(value, single, &mut digits);
+        layout_into(out, value < 0.0, &digits[..n], exp, max_fixed_exp);
+        return;
     }
     // %.{p}g with p = DBL_DIG/FLT_DIG + extra.
     let precision = (if single { 6 } else { 15 } + i32::from(extra_float_digits)).max(1);
     let text = format!("{:.*e}", (precision - 1) as usize, value.abs());
     let (mantissa, exp) = text.split_once('e').unwrap_or((text.as_str(), "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
-    let digits = digits.trim_end_matches('0');
-    let digits = if digits.is_empty() { "0" } else { digits };
-    layout(value < 0.0, digits, exp, precision - 1)
+    let digits: Vec<u8> = mantissa.bytes().filter(|c| c.is_ascii_digit()).collect();
+    let mut end = digits.len();
+    while end > 1 && digits[end - 1] == b'0' {
+        end -= 1;
+    }
+    layout_into(out, value < 0.0, &digits[..end], exp, precision - 1);
+}
+
+/// The text PostgreSQL prints for `value` with `extra_float_digits`.
+pub fn pg_float_text(value: f64, single: bool, extra_float_digits: i8) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_pg_float(&mut out, value, single, extra_float_digits);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 impl ToSql for PgFloat {
-    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
         if self.single {
             (self.value as f32).to_sql(ty, out)
         } else {
@@ -121,8 +193,11 @@ impl ToSqlText for PgFloat {
         out: &mut BytesMut,
         format_options: &FormatOptions,
     ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
-        out.put_slice(
-            pg_float_text(self.value, self.single, format_options.extra_float_digits).as_bytes(),
+        write_pg_float(
+            out,
+            self.value,
+            self.single,
+            format_options.extra_float_digits,
         );
         Ok(IsNull::No)
     }
