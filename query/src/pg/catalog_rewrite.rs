@@ -23,8 +23,8 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, GroupByExpr, Ident, ObjectName, Select, SelectItem, SetExpr, Statement,
-    TableFactor, Value, VisitMut, VisitorMut, visit_expressions_mut,
+    FunctionArguments, GroupByExpr, Ident, ObjectName, Query, Select, SelectItem, SetExpr,
+    Statement, TableFactor, Value, VisitMut, VisitorMut, visit_expressions_mut,
 };
 
 fn is_catalog_table(name: &ObjectName) -> bool {
@@ -99,17 +99,34 @@ fn case_into_subquery(e: &mut Expr) {
 }
 
 /// `ARRAY(SELECT x FROM …)` (psql's `\du`, `\d+`) is `(SELECT array_agg(x) FROM …)`.
-fn array_subquery(e: &mut Expr) {
+/// The subquery of `ARRAY(subquery)`.
+fn array_of_subquery(e: &Expr) -> Option<&Query> {
     let Expr::Function(f) = e else {
-        return;
+        return None;
     };
     if !f.name.to_string().eq_ignore_ascii_case("array") {
-        return;
+        return None;
     }
-    let FunctionArguments::Subquery(q) = &f.args else {
+    match &f.args {
+        FunctionArguments::Subquery(q) => Some(q),
+        _ => None,
+    }
+}
+
+/// The column a (possibly qualified) column reference names.
+fn column_name(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Identifier(i) => Some(&i.value),
+        Expr::CompoundIdentifier(parts) => parts.last().map(|i| i.value.as_str()),
+        _ => None,
+    }
+}
+
+fn array_subquery(e: &mut Expr) {
+    let Some(q) = array_of_subquery(e) else {
         return;
     };
-    let mut q = q.clone();
+    let mut q = Box::new(q.clone());
     let SetExpr::Select(select) = q.body.as_mut() else {
         return;
     };
@@ -218,13 +235,8 @@ fn regproc_comparison(e: &mut Expr) {
     else {
         return;
     };
-    let column = match left.as_ref() {
-        Expr::Identifier(i) => &i.value,
-        Expr::CompoundIdentifier(parts) => match parts.last() {
-            Some(i) => &i.value,
-            None => return,
-        },
-        _ => return,
+    let Some(column) = column_name(left) else {
+        return;
     };
     if !TYPE_FUNCTION_COLUMNS.contains(&column.to_ascii_lowercase().as_str()) {
         return;
@@ -308,13 +320,7 @@ const NULL_ARRAY_COLUMNS: &[&str] = &[
 /// options so) is NULL: the unnested column is always NULL here, and DataFusion has no
 /// `unnest` table function over a column of the outer query.
 fn unnest_of_null_array(e: &mut Expr) {
-    let Expr::Function(f) = e else {
-        return;
-    };
-    if !f.name.to_string().eq_ignore_ascii_case("array") {
-        return;
-    }
-    let FunctionArguments::Subquery(q) = &f.args else {
+    let Some(q) = array_of_subquery(e) else {
         return;
     };
     let SetExpr::Select(select) = q.body.as_ref() else {
@@ -346,17 +352,12 @@ fn unnest_of_null_array(e: &mut Expr) {
         _ => return,
     };
     let null_column = |x: &Expr| {
-        let column = match x {
-            // Already made NULL by `missing_class_column` (inner expressions go first).
-            Expr::Cast { expr, .. } => {
-                return matches!(expr.as_ref(), Expr::Value(v) if matches!(v.value, Value::Null));
-            }
-            Expr::Identifier(i) => &i.value,
-            Expr::CompoundIdentifier(parts) => match parts.last() {
-                Some(i) => &i.value,
-                None => return false,
-            },
-            _ => return false,
+        // Already made NULL by `missing_class_column` (inner expressions go first).
+        if let Expr::Cast { expr, .. } = x {
+            return matches!(expr.as_ref(), Expr::Value(v) if matches!(v.value, Value::Null));
+        }
+        let Some(column) = column_name(x) else {
+            return false;
         };
         NULL_ARRAY_COLUMNS.contains(&column.to_ascii_lowercase().as_str())
     };
