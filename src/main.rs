@@ -149,11 +149,14 @@ async fn serve(settings: Settings) -> Result<()> {
         .context("applying [[channels]] / [[alarms]] from the config file")?;
     apply_configured_retention(&storage, &settings).await?;
 
-    let ctx = wattdb_query::build_session(&storage).context("building the SQL session")?;
-    let handlers = Arc::new(wattdb_query::pg::PgHandlers::with_admin(
+    let users = wattdb_query::users::Users::load(storage.clone(), settings.password.as_deref());
+    let ctx =
+        wattdb_query::build_session(&storage, users.clone()).context("building the SQL session")?;
+    let handlers = Arc::new(wattdb_query::pg::PgHandlers::new(
         ctx,
         storage.clone(),
-        settings.password.as_deref(),
+        users.clone(),
+        settings.password.is_some(),
         Some(Arc::new(compaction_admin::CompactionAdmin {
             storage: storage.clone(),
             rollups: rollups.clone(),
@@ -161,8 +164,7 @@ async fn serve(settings: Settings) -> Result<()> {
             alarms: alarms.clone(),
         })),
     ));
-    handlers
-        .users()
+    users
         .configure(&settings.users)
         .await
         .map_err(|e| anyhow::anyhow!("config: users: {}", e.message))?;
@@ -200,7 +202,7 @@ async fn serve(settings: Settings) -> Result<()> {
     );
     let device_auth: Option<Arc<dyn wattdb_ingest::mqtt_endpoint::DeviceAuth>> = settings
         .mqtt_auth
-        .then(|| Arc::new(device_auth::UsersLogin(handlers.users().clone())) as _);
+        .then(|| Arc::new(device_auth::UsersLogin(users.clone())) as _);
     let mut mqtt = Vec::new();
     for broker in &settings.brokers {
         tracing::info!(

@@ -13,14 +13,14 @@ use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::{
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use wattdb_storage::Storage;
 
-use crate::pg::auth::{DATABASE, USER};
+use crate::pg::auth::DATABASE;
 use crate::schema_provider::{SystemTables, UserTables};
-use crate::users::{self, USER_KIND, stored_role};
+use crate::users::{self, Users};
 
 /// The users as `pg_roles`/`pg_user` list them (psql `\du`): `wattdb` and the stored
 /// users, admins as superusers.
 #[derive(Clone)]
-struct Roles(Storage);
+struct Roles(Arc<Users>);
 
 impl std::fmt::Debug for Roles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -31,22 +31,11 @@ impl std::fmt::Debug for Roles {
 #[async_trait::async_trait]
 impl PgCatalogContextProvider for Roles {
     async fn roles(&self) -> Vec<String> {
-        std::iter::once(USER.to_string())
-            .chain(self.0.rules(USER_KIND).into_iter().map(|e| e.name))
-            .collect()
+        self.0.list().into_iter().map(|(name, _)| name).collect()
     }
 
     async fn role(&self, name: &str) -> Option<Role> {
-        let admin = if name == USER {
-            true
-        } else {
-            let entry = self
-                .0
-                .rules(USER_KIND)
-                .into_iter()
-                .find(|e| e.name == name)?;
-            stored_role(&entry.body) == users::Role::Admin
-        };
+        let admin = self.0.role(name)? == users::Role::Admin;
         Some(Role {
             name: name.to_string(),
             is_superuser: admin,
@@ -61,7 +50,8 @@ impl PgCatalogContextProvider for Roles {
     }
 }
 
-pub fn build_session(storage: &Storage) -> DfResult<Arc<SessionContext>> {
+/// The session for `storage`'s tables; `users` are what the catalog lists as roles.
+pub fn build_session(storage: &Storage, users: Arc<Users>) -> DfResult<Arc<SessionContext>> {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE, "public")
         .with_create_default_catalog_and_schema(false)
@@ -94,6 +84,6 @@ pub fn build_session(storage: &Storage) -> DfResult<Arc<SessionContext>> {
         "last_values",
         Arc::new(crate::provider::LastValuesFunction::new(storage.clone())),
     );
-    setup_pg_catalog(&ctx, DATABASE, Roles(storage.clone())).map_err(|e| *e)?;
+    setup_pg_catalog(&ctx, DATABASE, Roles(users)).map_err(|e| *e)?;
     Ok(Arc::new(ctx))
 }

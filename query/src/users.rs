@@ -98,13 +98,6 @@ struct StoredUser {
     salted: Option<String>,
 }
 
-/// The role of a stored user entry's body (reader if it cannot be read).
-pub fn stored_role(body: &serde_json::Value) -> Role {
-    serde_json::from_value::<StoredUser>(body.clone())
-        .map(|s| s.grants.iter().copied().max().unwrap_or(Role::Reader))
-        .unwrap_or(Role::Reader)
-}
-
 #[derive(Debug, Clone)]
 struct User {
     grants: BTreeSet<Role>,

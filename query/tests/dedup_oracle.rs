@@ -74,7 +74,7 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
             )
             .await
             .unwrap();
-        let ctx = wattdb_query::build_session(&storage).unwrap();
+        let ctx = wattdb_query::build_session(&storage, wattdb_query::users::Users::load(storage.clone(), None)).unwrap();
         let mut oracle: BTreeMap<(String, i64), f64> = BTreeMap::new();
         for op in ops {
             match op {

@@ -304,8 +304,16 @@ fn run_case(intervals: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
             )
             .await
             .unwrap();
-        let on = wattdb_query::build_session(&storage).unwrap();
-        let off = wattdb_query::build_session(&storage).unwrap();
+        let on = wattdb_query::build_session(
+            &storage,
+            wattdb_query::users::Users::load(storage.clone(), None),
+        )
+        .unwrap();
+        let off = wattdb_query::build_session(
+            &storage,
+            wattdb_query::users::Users::load(storage.clone(), None),
+        )
+        .unwrap();
         collect(&off, "SET wattdb.rollup_rewrite = false").await;
         for op in ops {
             match op {

@@ -48,18 +48,16 @@ pub struct PgHandlers {
 }
 
 impl PgHandlers {
-    pub fn new(ctx: Arc<SessionContext>, storage: Storage, password: Option<&str>) -> Self {
-        Self::with_admin(ctx, storage, password, None)
-    }
-
-    /// [`PgHandlers::new`] with admin functions served by another subsystem.
-    pub fn with_admin(
+    /// The SQL endpoint over `ctx` (built with the same `users`); `passwords`: clients
+    /// must authenticate (the server has a `--password`); `admin` serves the admin
+    /// functions of other subsystems.
+    pub fn new(
         ctx: Arc<SessionContext>,
         storage: Storage,
-        password: Option<&str>,
+        users: Arc<Users>,
+        passwords: bool,
         admin: Option<Arc<dyn crate::admin::AdminExtension>>,
     ) -> Self {
-        let users = Users::load(storage.clone(), password);
         let hook = hooks::WattdbHook::new(storage.clone(), admin);
         let admin_functions = hook.admin_functions().to_vec();
         let hooks: Vec<Arc<dyn QueryHook>> = vec![Arc::new(hook)];
@@ -73,15 +71,10 @@ impl PgHandlers {
                 admin_functions,
             )),
             users,
-            passwords: password.is_some(),
+            passwords,
             cancel: Arc::new(DefaultCancelHandler::new(connections.clone())),
             connections,
         }
-    }
-
-    /// The server's users (the binary stores the config file's at start-up).
-    pub fn users(&self) -> &Arc<Users> {
-        &self.users
     }
 }
 

@@ -157,6 +157,20 @@ async fn respond(
     ))
 }
 
+/// The CopyInResponse of a COPY FROM that `started` (its data then goes to the copy), or
+/// that failed to start over the extended protocol (the error is reported at CopyDone,
+/// see [`CopyInSlot`]).
+fn copy_in_response<C: ClientInfo + ?Sized>(
+    client: &C,
+    started: Result<Arc<CopyIn>, PgWireError>,
+) -> Response {
+    let (format, columns) = started
+        .as_ref()
+        .map_or((0, 0), |c| (c.format(), c.columns()));
+    CopyInSlot::of(client).set(started);
+    Response::CopyIn(CopyResponse::new(format, columns, futures::stream::empty()))
+}
+
 pub struct SqlService {
     base: Arc<SessionContext>,
     storage: Storage,
@@ -205,18 +219,13 @@ impl SqlService {
                 copy::copy_to(to, ctx, &zone, format_options(client)).await
             }
             CopyStatement::From(from) => {
-                let (format, columns, started) =
+                let started =
                     match CopyIn::start(&self.storage, &from.table, &from.columns, from.options) {
-                        Ok(c) => (c.format(), c.columns(), Ok(Arc::new(c))),
-                        Err(e) if extended => (0, 0, Err(e)),
+                        Ok(c) => Ok(Arc::new(c)),
+                        Err(e) if extended => Err(e),
                         Err(e) => return Err(e),
                     };
-                CopyInSlot::of(client).set(started);
-                Ok(Response::CopyIn(CopyResponse::new(
-                    format,
-                    columns,
-                    futures::stream::empty(),
-                )))
+                Ok(copy_in_response(client, started))
             }
         }
     }
@@ -461,13 +470,8 @@ impl SqlService {
         {
             if let Some(Ok(CopyStatement::From(_))) = copy::classify(statement) {
                 // Reported when the client ends the COPY, like any error of a COPY
-                // FROM's start over this protocol (see CopyInSlot).
-                CopyInSlot::of(client).set(Err(denied));
-                return Ok(Response::CopyIn(CopyResponse::new(
-                    0,
-                    0,
-                    futures::stream::empty(),
-                )));
+                // FROM's start over this protocol.
+                return Ok(copy_in_response(client, Err(denied)));
             }
             return Err(denied);
         }

@@ -128,10 +128,11 @@ pub enum Chunk {
 
 /// Whether `sql` may hold a user statement (cheap; before tokenizing).
 fn may_hold_one(sql: &str) -> bool {
-    let lower = sql.to_ascii_lowercase();
-    ["user", "role", "grant", "revoke"]
+    // Every simple query and every Parse passes here: no copy of the text.
+    let bytes = sql.as_bytes();
+    [&b"user"[..], b"role", b"grant", b"revoke"]
         .iter()
-        .any(|w| lower.contains(w))
+        .any(|w| bytes.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w)))
 }
 
 /// The statements of a query string when at least one is a user statement (the others
