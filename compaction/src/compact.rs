@@ -35,7 +35,8 @@ impl Default for CompactionPolicy {
     }
 }
 
-/// Compact every month of `table` holding at least `min_files` files.
+/// Compact every month of `table` holding at least `min_files` files, and every month
+/// with DELETEs still to apply to its files.
 pub async fn compact_table(
     storage: &Storage,
     table: &str,
@@ -47,7 +48,10 @@ pub async fn compact_table(
             table: table.into(),
         });
     }
-    let months = months_to_compact(&storage.partitions(), table, min_files);
+    let mut months = months_to_compact(&storage.partitions(), table, min_files);
+    months.extend(storage.months_with_deletes_due(table));
+    months.sort();
+    months.dedup();
     compact_months(storage, table, months, grace).await
 }
 
@@ -57,11 +61,25 @@ pub async fn compact_all(storage: &Storage, policy: CompactionPolicy) -> Vec<Com
     let now_ms = chrono::Utc::now().timestamp_millis();
     let mut out = Vec::new();
     for def in storage.tables() {
-        for month in months_to_compact(&parts, &def.name, 2) {
+        let months = months_to_compact(&parts, &def.name, 2);
+        for &month in &months {
             match compact_tiers(storage, &def.name, month, policy, now_ms).await {
                 Ok(r) => out.extend(r),
                 Err(e) => {
                     tracing::warn!(table = %def.name, %month, error = %e, "compaction failed; will retry")
+                }
+            }
+        }
+        // A month that has ended and still has DELETEs to apply to a file is rewritten
+        // whole (the live month's files fold them in as they merge in tiers).
+        for month in storage.months_with_deletes_due(&def.name) {
+            if month.end_micros() / 1000 > now_ms {
+                continue;
+            }
+            match storage.compact_month(&def.name, month, policy.grace).await {
+                Ok(r) => out.extend(r),
+                Err(e) => {
+                    tracing::warn!(table = %def.name, %month, error = %e, "applying DELETEs by compaction failed; will retry")
                 }
             }
         }

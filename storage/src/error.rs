@@ -59,6 +59,9 @@ pub enum Error {
     #[error("table \"{table}\": {reason}")]
     InvalidRow { table: String, reason: String },
 
+    #[error("DELETE FROM \"{table}\": {reason}")]
+    InvalidDelete { table: String, reason: String },
+
     #[error("WAL I/O error on {path}: {source}")]
     WalIo {
         path: PathBuf,
@@ -160,6 +163,7 @@ impl Error {
                 | Error::InvalidTableName { .. }
                 | Error::TypeConflict { .. }
                 | Error::InvalidRow { .. }
+                | Error::InvalidDelete { .. }
                 | Error::ReadOnlyTable { .. }
                 | Error::Expired { .. }
                 | Error::NoArchive

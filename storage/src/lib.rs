@@ -39,7 +39,7 @@ pub use error::{Error, Result};
 pub use metrics::StorageMetrics;
 pub use model::schema::FieldDef;
 pub use model::{
-    BucketCache, FieldType, FieldValue, Interval, Month, RollupOf, RollupSettings, Row, TS_COLUMN,
-    TS_TIMEZONE, TableDef, TableId, ValidRow, WriteBatch,
+    BucketCache, DeletePredicate, FieldType, FieldValue, Interval, Month, RollupOf, RollupSettings,
+    Row, TS_COLUMN, TS_TIMEZONE, TableDef, TableId, TagCondition, Tombstone, ValidRow, WriteBatch,
 };
 pub use object_store_url::{ObjectStoreLocation, ObjectStoreTimeouts};

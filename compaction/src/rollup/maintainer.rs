@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 use chrono_tz::Tz;
-use wattdb_storage::{SeriesSet, Storage, TableDef, TableId};
+use wattdb_storage::{
+    DeletePredicate, Interval, SeriesSet, Storage, TableDef, TableId, TagCondition,
+};
 
 use super::aggregate::{BucketRow, Keep, Num, aggregate_raw, compose, counter_readings};
 use super::marks::{DirtyMarks, TableMarks};
@@ -141,6 +143,7 @@ impl RollupMaintainer {
     /// Recompute every marked bucket now. Returns after the rollup rows are durable.
     pub async fn run_once(&self) -> Result<CycleReport> {
         let _work = self.work.lock().await;
+        self.mark_deleted().await?;
         let taken = self.marks.take();
         if taken.is_empty() {
             return Ok(CycleReport::default());
@@ -178,10 +181,49 @@ impl RollupMaintainer {
         }
     }
 
+    /// Mark the buckets logged deletes changed: those of the base rollup rows their
+    /// predicates match (whole buckets: a bucket overlapping the deleted time range).
+    /// Months whose raw rows expired keep their rollups: there is nothing to recompute
+    /// them from.
+    async fn mark_deleted(&self) -> Result<()> {
+        for rescan in self.marks.rescans() {
+            let Some(def) = self.storage.shared_table_by_id(rescan.table) else {
+                self.marks.rescan_done(rescan.seq);
+                continue;
+            };
+            let Some(spec) = self.spec(def.clone())? else {
+                self.marks.rescan_done(rescan.seq);
+                continue;
+            };
+            let base = spec.base();
+            let widened: Vec<DeletePredicate> = rescan
+                .predicates
+                .iter()
+                .map(|p| DeletePredicate {
+                    ts_from: p.ts_from.map(|f| base.interval.bucket_start(f)),
+                    ..p.clone()
+                })
+                .collect();
+            let keys = self.storage.keys_matching(&base.table, &widened).await?;
+            let propagate = spec.has_counters();
+            let marks: Vec<(Vec<String>, i64, bool)> = keys
+                .into_iter()
+                .filter(|(_, b)| !def.is_month_expired(wattdb_storage::Month::of_micros(*b)))
+                .map(|(series, b)| (series, b, propagate))
+                .collect();
+            tracing::debug!(table = %def.name, buckets = marks.len(), "buckets changed by a DELETE marked");
+            if !marks.is_empty() {
+                self.marks.add(def.id, marks);
+            }
+            self.marks.rescan_done(rescan.seq);
+        }
+        Ok(())
+    }
+
     /// Run cycles until no marks are left (tests, `rebuild_rollups`).
     pub async fn settle(&self) -> Result<()> {
         for _ in 0..1000 {
-            if self.marks.is_empty() {
+            if self.marks.is_empty() && self.marks.rescans().is_empty() {
                 return Ok(());
             }
             self.run_once().await?;
@@ -302,7 +344,22 @@ impl RollupMaintainer {
                 w.buckets.contains(&bucket)
             }
         });
+        // Marked buckets left without raw rows (a DELETE took them): their rollup rows go.
+        let produced: std::collections::HashSet<(&Vec<String>, i64)> =
+            rows.iter().map(|r| (&r.series, r.start)).collect();
+        let expired = |b: i64| {
+            spec.source
+                .is_month_expired(wattdb_storage::Month::of_micros(b))
+        };
+        let emptied: Vec<(Vec<String>, i64)> = work
+            .iter()
+            .flat_map(|(series, w)| w.buckets.iter().map(move |b| (series, *b)))
+            .filter(|(series, b)| !produced.contains(&(*series, *b)) && !expired(*b))
+            .map(|(series, b)| (series.clone(), b))
+            .collect();
+        drop(produced);
         let mut written = self.write(spec, base, &rows).await?;
+        written += self.remove(spec, base, &emptied).await?;
         if counters {
             let follow: Vec<Vec<String>> = work
                 .iter()
@@ -315,7 +372,12 @@ impl RollupMaintainer {
                     .add(spec.source.id, next.into_iter().map(|(s, b)| (s, b, false)));
             }
         }
-        written += self.compose_levels(spec, &rows).await?;
+        let touched: Vec<(Vec<String>, i64)> = rows
+            .iter()
+            .map(|r| (r.series.clone(), r.start))
+            .chain(emptied)
+            .collect();
+        written += self.compose_levels(spec, &touched).await?;
         tracing::debug!(
             table = %spec.source.name,
             lo,
@@ -329,17 +391,22 @@ impl RollupMaintainer {
         Ok(written)
     }
 
-    /// Recompute the coarser levels' buckets that hold any of `base_rows`.
-    async fn compose_levels(&self, spec: &RollupSpec, base_rows: &[BucketRow]) -> Result<usize> {
+    /// Recompute the coarser levels' buckets that hold any of the `touched` base
+    /// buckets (series, start); those left without finer rows are removed.
+    async fn compose_levels(
+        &self,
+        spec: &RollupSpec,
+        touched: &[(Vec<String>, i64)],
+    ) -> Result<usize> {
         let mut written = 0;
         for level in &spec.levels[1..] {
             let mut wanted: HashMap<Vec<String>, BTreeSet<i64>> = HashMap::new();
             let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-            for r in base_rows {
-                let start = level.interval.bucket_start(r.start);
+            for (series, base_start) in touched {
+                let start = level.interval.bucket_start(*base_start);
                 lo = lo.min(start);
                 hi = hi.max(level.interval.bucket_end(start));
-                wanted.entry(r.series.clone()).or_default().insert(start);
+                wanted.entry(series.clone()).or_default().insert(start);
             }
             if wanted.is_empty() {
                 continue;
@@ -358,9 +425,44 @@ impl RollupMaintainer {
             let rows = compose(spec, level.interval, &finer, |series, bucket| {
                 wanted.get(series).is_some_and(|b| b.contains(&bucket))
             });
+            let produced: std::collections::HashSet<(&Vec<String>, i64)> =
+                rows.iter().map(|r| (&r.series, r.start)).collect();
+            let expired = |b: i64| {
+                spec.source
+                    .is_month_expired(wattdb_storage::Month::of_micros(b))
+            };
+            let emptied: Vec<(Vec<String>, i64)> = wanted
+                .iter()
+                .flat_map(|(series, b)| b.iter().map(move |b| (series, *b)))
+                .filter(|(series, b)| !produced.contains(&(*series, *b)) && !expired(*b))
+                .map(|(series, b)| (series.clone(), b))
+                .collect();
+            drop(produced);
             written += self.write(spec, level, &rows).await?;
+            written += self.remove(spec, level, &emptied).await?;
         }
         Ok(written)
+    }
+
+    /// Delete the rollup rows of `level` for these (series, bucket start), as one
+    /// tombstone: a predicate per series and run of adjacent buckets.
+    async fn remove(
+        &self,
+        spec: &RollupSpec,
+        level: &Level,
+        buckets: &[(Vec<String>, i64)],
+    ) -> Result<usize> {
+        if buckets.is_empty() {
+            return Ok(0);
+        }
+        let def = self.storage.shared_table(&level.table).ok_or_else(|| {
+            wattdb_storage::Error::TableNotFound {
+                table: level.table.clone(),
+            }
+        })?;
+        let predicates = bucket_runs(&spec.source.tags, level.interval, buckets);
+        self.storage.delete_rollup_rows(&def, predicates).await?;
+        Ok(buckets.len())
     }
 
     async fn write(&self, spec: &RollupSpec, level: &Level, rows: &[BucketRow]) -> Result<usize> {
@@ -585,7 +687,9 @@ impl RollupMaintainer {
                 };
                 let rows = aggregate_raw(&spec, base.interval, &raw, &baselines, |_, _| true);
                 written += self.write(&spec, &base, &rows).await?;
-                written += self.compose_levels(&spec, &rows).await?;
+                let touched: Vec<(Vec<String>, i64)> =
+                    rows.iter().map(|r| (r.series.clone(), r.start)).collect();
+                written += self.compose_levels(&spec, &touched).await?;
             }
             if last_logged.elapsed() > Duration::from_secs(5) {
                 let done = (hi - min) as f64 / (max - min + 1).max(1) as f64;
@@ -607,6 +711,55 @@ impl RollupMaintainer {
         );
         Ok(written)
     }
+}
+
+/// Predicates covering exactly `buckets` (series, start) of `interval`: one per series
+/// and run of adjacent buckets.
+fn bucket_runs(
+    tags: &[String],
+    interval: Interval,
+    buckets: &[(Vec<String>, i64)],
+) -> Vec<DeletePredicate> {
+    let mut by_series: BTreeMap<&Vec<String>, BTreeSet<i64>> = BTreeMap::new();
+    for (series, b) in buckets {
+        by_series.entry(series).or_default().insert(*b);
+    }
+    let mut out = Vec::new();
+    for (series, starts) in by_series {
+        let conditions: Vec<TagCondition> = tags
+            .iter()
+            .zip(series)
+            .map(|(tag, value)| TagCondition {
+                tag: tag.clone(),
+                values: vec![value.clone()],
+                negated: false,
+            })
+            .collect();
+        let mut run: Option<(i64, i64)> = None;
+        for b in starts {
+            let end = interval.bucket_end(b);
+            run = match run {
+                Some((from, to)) if to == b => Some((from, end)),
+                Some((from, to)) => {
+                    out.push(DeletePredicate {
+                        ts_from: Some(from),
+                        ts_to: Some(to),
+                        tags: conditions.clone(),
+                    });
+                    Some((b, end))
+                }
+                None => Some((b, end)),
+            };
+        }
+        if let Some((from, to)) = run {
+            out.push(DeletePredicate {
+                ts_from: Some(from),
+                ts_to: Some(to),
+                tags: conditions,
+            });
+        }
+    }
+    out
 }
 
 /// The distinct series of a batch sorted by tags.

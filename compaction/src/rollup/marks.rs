@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use chrono_tz::Tz;
 use wattdb_storage::read::{RollupLayout, RollupLevel, RollupView, Unsettled};
 use wattdb_storage::wal::{DurableObserver, WalRecord, WalSeq};
-use wattdb_storage::{CatalogReader, TableDef, TableId, WalReleaseGuard};
+use wattdb_storage::{CatalogReader, DeletePredicate, TableDef, TableId, WalReleaseGuard};
 
 use super::marks_log::MarksLog;
 use super::spec::RollupSpec;
@@ -36,11 +36,23 @@ pub struct MarkInfo {
 /// are taken on the WAL thread, where SipHash over every row's tags was measurable.
 pub type TableMarks = HashMap<Vec<String>, BTreeMap<i64, MarkInfo>, foldhash::fast::RandomState>;
 
+/// A logged `DELETE` of a table with rollups whose changed buckets are not marked yet:
+/// the maintainer finds them in the base rollup (every bucket with rows has a rollup
+/// row there, or a mark of its own).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteRescan {
+    pub table: TableId,
+    pub seq: WalSeq,
+    pub predicates: Vec<DeletePredicate>,
+}
+
 #[derive(Default)]
 struct State {
     pending: HashMap<TableId, TableMarks>,
     /// Taken by the maintainer and not yet written back as rollup rows.
     in_flight: HashMap<TableId, TableMarks>,
+    /// Deletes whose buckets are still to be found, in WAL order.
+    rescans: Vec<DeleteRescan>,
 }
 
 fn merge_into(target: &mut TableMarks, series: &[String], bucket: i64, info: MarkInfo) {
@@ -214,6 +226,62 @@ impl DirtyMarks {
         self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// Deletes whose buckets are still to be marked, oldest first.
+    pub fn rescans(&self) -> Vec<DeleteRescan> {
+        self.lock().rescans.clone()
+    }
+
+    /// The buckets of the delete logged at `seq` are marked.
+    pub fn rescan_done(&self, seq: WalSeq) {
+        self.lock().rescans.retain(|r| r.seq != seq);
+    }
+
+    /// A delete record was logged: mark again what is pending or being recomputed for
+    /// the series it touches (a recomputation may have read the rows before they were
+    /// deleted), and queue the search for its other buckets.
+    fn on_delete(&self, seq: WalSeq, def: &TableDef, spec: &RollupSpec, record: &WalRecord) {
+        let base = spec.base().interval;
+        let propagate = spec.has_counters();
+        let mut state = self.lock();
+        let mut again: Vec<(Vec<String>, i64)> = Vec::new();
+        for marks in [&state.pending, &state.in_flight] {
+            let Some(series_marks) = marks.get(&def.id) else {
+                continue;
+            };
+            for (series, buckets) in series_marks {
+                for p in &record.delete {
+                    if !p.matches_tags(def, series) {
+                        continue;
+                    }
+                    again.extend(
+                        buckets
+                            .keys()
+                            .filter(|b| p.overlaps(**b, base.bucket_end(**b) - 1))
+                            .map(|b| (series.clone(), *b)),
+                    );
+                }
+            }
+        }
+        for (series, bucket) in &again {
+            merge_into(
+                state.pending.entry(def.id).or_default(),
+                series,
+                *bucket,
+                MarkInfo {
+                    propagate,
+                    durable: false,
+                },
+            );
+        }
+        state.rescans.push(DeleteRescan {
+            table: def.id,
+            seq,
+            predicates: record.delete.clone(),
+        });
+        drop(state);
+        self.notify.notify_one();
+    }
+
     /// Number of (series, bucket) marks waiting or being recomputed.
     pub fn len(&self) -> usize {
         let state = self.lock();
@@ -261,6 +329,10 @@ impl RollupView for DirtyMarks {
         self.epoch.load(Ordering::SeqCst)
     }
 
+    fn deletes_pending(&self, table: TableId) -> bool {
+        self.lock().rescans.iter().any(|r| r.table == table)
+    }
+
     fn unsettled(&self, table: TableId, lo: i64, hi: i64) -> Unsettled {
         let state = self.lock();
         let mut out = Unsettled::new();
@@ -296,7 +368,27 @@ impl DurableObserver for DirtyMarks {
         // common case: a device's batch) are marked once.
         let mut specs: HashMap<TableId, Option<(BucketCache, bool)>> = HashMap::new();
         let mut found: Vec<(TableId, &[String], i64)> = Vec::new();
-        for (_, record) in records {
+        for (seq, record) in records {
+            if record.is_delete() {
+                // Marks of the writes before it first, then the delete's.
+                if !found.is_empty() {
+                    self.mark_pending(std::mem::take(&mut found).into_iter().map(
+                        |(table, series, bucket)| {
+                            let propagate = matches!(specs.get(&table), Some(Some((_, true))));
+                            (table, series, bucket, propagate)
+                        },
+                    ));
+                }
+                let resolved = self
+                    .catalog
+                    .get()
+                    .and_then(|c| c.table_by_id(record.table_id))
+                    .and_then(|def| Some((def.clone(), self.spec_of(def)?)));
+                if let Some((def, spec)) = resolved {
+                    self.on_delete(*seq, &def, &spec, record);
+                }
+                continue;
+            }
             let entry = specs.entry(record.table_id).or_insert_with(|| {
                 let def = self.catalog.get()?.table_by_id(record.table_id)?;
                 let spec = self.spec_of(def)?;
@@ -329,6 +421,13 @@ impl WalReleaseGuard for DirtyMarks {
         // The state lock is held until the marks are logged and flagged: nothing can
         // take, finish or add marks in between.
         let mut state = self.lock();
+        if !state.rescans.is_empty() {
+            // Their buckets are known only once found; until then the WAL keeps the
+            // delete, so a restart queues the search again.
+            return Err(wattdb_storage::Error::Task(
+                "a DELETE's rollup buckets are not marked yet".into(),
+            ));
+        }
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
         let rewrite = log.needs_rewrite();
         let mut batch: Vec<(TableId, &[String], i64, bool)> = Vec::new();
@@ -356,7 +455,9 @@ impl WalReleaseGuard for DirtyMarks {
             log.append(&batch).map_err(io)?;
         }
         drop(batch);
-        let State { pending, in_flight } = &mut *state;
+        let State {
+            pending, in_flight, ..
+        } = &mut *state;
         for marks in [pending, in_flight] {
             for info in marks
                 .values_mut()

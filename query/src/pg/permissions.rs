@@ -23,7 +23,10 @@ pub fn required(statement: &Statement, admin_functions: &[&str]) -> Role {
             }
         }
         // UPDATE is refused as unsupported (0A000), after this check.
-        Statement::Insert(_) | Statement::Delete(_) | Statement::Update(_) => Role::Writer,
+        Statement::Insert(_)
+        | Statement::Delete(_)
+        | Statement::Update(_)
+        | Statement::Truncate { .. } => Role::Writer,
         Statement::Copy { to, target, .. } => {
             if *to && *target == CopyTarget::Stdout {
                 Role::Reader

@@ -132,7 +132,7 @@ async fn run(
     }
 }
 
-/// The answer to a query: the row count for an INSERT, else rows in `format`.
+/// The answer to a query: the row count for an INSERT or DELETE, else rows in `format`.
 async fn respond(
     statement: &Statement,
     df: DataFrame,
@@ -140,16 +140,26 @@ async fn respond(
     options: Arc<FormatOptions>,
     zone: &str,
 ) -> PgWireResult<Response> {
-    if matches!(statement, Statement::Insert(_)) {
+    let tag = match statement {
+        Statement::Insert(_) => Some(Tag::new("INSERT").with_oid(0)),
+        Statement::Delete(_) => Some(Tag::new("DELETE")),
+        Statement::Truncate { .. } => Some(Tag::new("TRUNCATE TABLE")),
+        _ => None,
+    };
+    if let Some(tag) = tag {
         let batches = df.collect().await.map_err(api)?;
         let rows = batches
             .first()
             .and_then(|b| b.column_by_name("count"))
             .and_then(|c| c.as_any().downcast_ref::<arrow::array::UInt64Array>())
             .map_or(0, |a| a.value(0) as usize);
-        return Ok(Response::Execution(
-            Tag::new("INSERT").with_oid(0).with_rows(rows),
-        ));
+        // PostgreSQL reports no row count for TRUNCATE.
+        let tag = if matches!(statement, Statement::Truncate { .. }) {
+            tag
+        } else {
+            tag.with_rows(rows)
+        };
+        return Ok(Response::Execution(tag));
     }
     let df = time_zone::in_session_zone(df, zone).map_err(api)?;
     Ok(Response::Query(

@@ -65,6 +65,7 @@ pub fn for_storage(e: &wattdb_storage::Error) -> &'static str {
         E::NotArchived { .. } => UNDEFINED_OBJECT,
         E::InvalidRow { reason, .. } if reason.contains("null") => NOT_NULL_VIOLATION,
         E::InvalidRow { .. } => INVALID_PARAMETER_VALUE,
+        E::InvalidDelete { .. } => FEATURE_NOT_SUPPORTED,
         E::WalClosed | E::ShuttingDown => CANNOT_CONNECT_NOW,
         E::WalIo { .. } | E::Io { .. } | E::ObjectStore { .. } | E::Parquet { .. } => IO_ERROR,
         _ => INTERNAL_ERROR,
@@ -197,13 +198,25 @@ fn for_dyn(e: &(dyn std::error::Error + Send + Sync + 'static)) -> &'static str 
     }
 }
 
+/// The message for the client: DataFusion's, except that an error of wattdb's own
+/// (which names its table) is shown without DataFusion's context around it.
+fn message_of(d: &DataFusionError) -> String {
+    match d {
+        DataFusionError::Context(_, inner) if matches!(**inner, DataFusionError::External(_)) => {
+            message_of(inner)
+        }
+        DataFusionError::External(b) => b.to_string(),
+        other => other.message().to_string(),
+    }
+}
+
 /// Rewrite an error about to be sent to the client so it carries the right SQLSTATE.
 pub fn classify(error: &mut PgWireError) {
     let replacement = match error {
         PgWireError::ApiError(e) => {
             let code = for_dyn(e.as_ref());
             let message = match e.downcast_ref::<DataFusionError>() {
-                Some(d) => d.message().to_string(),
+                Some(d) => message_of(d),
                 None => e.to_string(),
             };
             Some(user_error(code, message))

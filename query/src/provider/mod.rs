@@ -1,5 +1,6 @@
 //! DataFusion table providers over wattdb storage.
 
+mod delete;
 mod insert;
 mod last_values;
 mod last_values_rewrite;

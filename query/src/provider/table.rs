@@ -136,4 +136,52 @@ impl TableProvider for WattTable {
         let sink = InsertSink::new(self.storage.0.clone(), self.def.clone());
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
+
+    /// `DELETE FROM t WHERE …` over tags and `ts` (see [`super::delete`]).
+    async fn delete_from(
+        &self,
+        state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.deletable()?;
+        let predicate = super::delete::predicate_of(&self.def, &filters, state.execution_props())?;
+        Ok(Arc::new(super::delete::DeleteExec::new(
+            self.storage.0.clone(),
+            self.def.name.clone(),
+            predicate,
+        )))
+    }
+
+    /// `TRUNCATE t`: a DELETE of every row.
+    async fn truncate(&self, _state: &dyn Session) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.deletable()?;
+        Ok(Arc::new(super::delete::DeleteExec::new(
+            self.storage.0.clone(),
+            self.def.name.clone(),
+            Some(wattdb_storage::DeletePredicate::default()),
+        )))
+    }
+
+    async fn update(
+        &self,
+        _state: &dyn Session,
+        _assignments: Vec<(String, Expr)>,
+        _filters: Vec<Expr>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        datafusion::common::not_impl_err!(
+            "UPDATE is not supported: write the rows again (INSERT replaces rows with the same key)"
+        )
+    }
+}
+
+impl WattTable {
+    fn deletable(&self) -> DfResult<()> {
+        if self.def.is_rollup() || self.pinned.is_some() {
+            return Err(wattdb_storage::Error::ReadOnlyTable {
+                table: self.def.name.clone(),
+            }
+            .into());
+        }
+        Ok(())
+    }
 }

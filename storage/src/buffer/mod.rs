@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::catalog::Catalog;
-use crate::model::{Month, TableId};
+use crate::model::{Month, TableId, Tombstone};
 use crate::wal::{DurableObserver, WalRecord, WalSeq};
 
 pub use partition::{Chunk, Partition};
@@ -23,6 +23,10 @@ pub use partition::{Chunk, Partition};
 #[derive(Debug, Default)]
 pub struct BufferState {
     pub partitions: BTreeMap<(TableId, Month), Partition>,
+    /// Every `DELETE` of each table, oldest first: those of the catalog and those logged
+    /// since (committed to the catalog before their WAL segment is released). Kept with
+    /// the buffer so a snapshot sees a delete and the buffered rows it removed together.
+    pub tombstones: BTreeMap<TableId, Vec<Arc<Tombstone>>>,
 }
 
 impl BufferState {
@@ -97,8 +101,16 @@ impl Drop for PersistReservation<'_> {
 
 impl WriteBuffer {
     pub fn new(catalog: Arc<Catalog>, budget_bytes: usize) -> Arc<Self> {
+        let mut state = BufferState::default();
+        for t in catalog.tombstones() {
+            state
+                .tombstones
+                .entry(t.table_id)
+                .or_default()
+                .push(Arc::new(t));
+        }
         Arc::new(WriteBuffer {
-            state: Mutex::new(BufferState::default()),
+            state: Mutex::new(state),
             catalog,
             budget_bytes,
             room: tokio::sync::Notify::new(),
@@ -196,8 +208,66 @@ impl WriteBuffer {
     }
 
     pub fn drop_table(&self, table: TableId) {
-        self.lock().partitions.retain(|(t, _), _| *t != table);
+        let mut state = self.lock();
+        state.partitions.retain(|(t, _), _| *t != table);
+        state.tombstones.remove(&table);
+        drop(state);
         self.notify_room();
+    }
+
+    /// Apply a logged `DELETE` (in WAL order): drop the buffered rows it removes and
+    /// record its tombstone for reads of files.
+    fn apply_delete(&self, seq: WalSeq, record: &WalRecord) {
+        let tombstone = Arc::new(Tombstone {
+            table_id: record.table_id,
+            seq,
+            predicates: record.delete.clone(),
+        });
+        let mut state = self.lock();
+        let mut removed = 0;
+        for ((t, month), p) in state.partitions.iter_mut() {
+            if *t != record.table_id {
+                continue;
+            }
+            match p.delete(&tombstone) {
+                Ok(n) => removed += n,
+                // Cannot happen for predicates over key columns; never half-apply silently.
+                Err(e) => {
+                    tracing::error!(table = t.0, %month, error = %e, "cannot apply DELETE to buffered rows")
+                }
+            }
+        }
+        state.partitions.retain(|_, p| !p.is_empty());
+        let list = state.tombstones.entry(record.table_id).or_default();
+        if !list.iter().any(|t| t.seq == seq) {
+            list.push(tombstone);
+        }
+        drop(state);
+        tracing::debug!(
+            table = record.table_id.0,
+            seq = seq.0,
+            removed,
+            "DELETE applied to the buffer"
+        );
+        self.notify_room();
+    }
+
+    /// Tombstones not in the catalog yet (logged since it was loaded).
+    pub fn uncommitted_tombstones(&self) -> Vec<Tombstone> {
+        let state = self.lock();
+        let committed: std::collections::HashSet<(TableId, WalSeq)> = self
+            .catalog
+            .tombstones()
+            .into_iter()
+            .map(|t| (t.table_id, t.seq))
+            .collect();
+        state
+            .tombstones
+            .values()
+            .flatten()
+            .filter(|t| !committed.contains(&(t.table_id, t.seq)))
+            .map(|t| (**t).clone())
+            .collect()
     }
 
     /// Drop a table's buffered months before `before` (retention).
@@ -232,6 +302,24 @@ impl DurableObserver for WriteBuffer {
     /// All rows of a group commit that belong to one (table, month) become one chunk:
     /// one Arrow conversion and one lock per group instead of per record.
     fn on_durable_group(&self, records: &[(WalSeq, &WalRecord)]) {
+        // Writes between deletes are buffered together; a delete applies in its place.
+        let mut from = 0;
+        for (i, (seq, record)) in records.iter().enumerate() {
+            if record.is_delete() {
+                self.append_writes(&records[from..i]);
+                self.apply_delete(*seq, record);
+                from = i + 1;
+            }
+        }
+        self.append_writes(&records[from..]);
+    }
+}
+
+impl WriteBuffer {
+    fn append_writes(&self, records: &[(WalSeq, &WalRecord)]) {
+        if records.is_empty() {
+            return;
+        }
         let replaying = self.replaying.load(Ordering::Relaxed);
         type Rows<'a> = (Vec<&'a crate::model::ValidRow>, WalSeq, WalSeq);
         let mut groups: BTreeMap<(TableId, Month), Rows<'_>> = BTreeMap::new();

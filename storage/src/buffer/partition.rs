@@ -6,7 +6,8 @@ use arrow::array::{Array, TimestampMicrosecondArray};
 use arrow::compute::concat_batches;
 use arrow::record_batch::RecordBatch;
 
-use crate::model::{Month, TableId};
+use crate::error::Result;
+use crate::model::{CompiledDelete, Month, TableId, Tombstone};
 use crate::wal::WalSeq;
 
 /// Chunks smaller than this are merged together once there are many of them, so that a
@@ -180,6 +181,44 @@ impl Partition {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Drop the rows `tombstone` removes, from the frozen chunks too (the persister
+    /// writes its own copy; the tombstone applies to that file). Returns the rows
+    /// removed.
+    pub fn delete(&mut self, tombstone: &Tombstone) -> Result<usize> {
+        let mut removed = 0;
+        for chunks in [&mut self.frozen, &mut self.active] {
+            for chunk in chunks.iter_mut() {
+                if !tombstone
+                    .predicates
+                    .iter()
+                    .any(|p| p.overlaps(chunk.min_ts, chunk.max_ts))
+                {
+                    continue;
+                }
+                let schema = chunk.batch.schema();
+                let Some(compiled) = CompiledDelete::new(&schema, &[tombstone])? else {
+                    continue;
+                };
+                let keep = compiled.keep_mask(&chunk.batch)?;
+                let kept = keep.true_count();
+                if kept == chunk.batch.num_rows() {
+                    continue;
+                }
+                removed += chunk.batch.num_rows() - kept;
+                let batch = arrow::compute::filter_record_batch(&chunk.batch, &keep)
+                    .map_err(|e| crate::error::Error::Task(format!("DELETE: {e}")))?;
+                let mut filtered = Chunk::new(batch, chunk.min_seq);
+                filtered.max_seq = chunk.max_seq;
+                *chunk = filtered;
+            }
+            chunks.retain(|c| c.batch.num_rows() > 0);
+        }
+        if self.active.is_empty() {
+            self.first_active_write = None;
+        }
+        Ok(removed)
     }
 
     pub fn ts_range(&self) -> Option<(i64, i64)> {

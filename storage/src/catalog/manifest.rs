@@ -30,6 +30,9 @@ pub struct Manifest {
     /// Rule objects: alarms, channels (optional key, like `archived`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleEntry>,
+    /// `DELETE`s (optional key, like `archived`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tombstones: Vec<crate::model::Tombstone>,
 }
 
 impl Manifest {
@@ -43,6 +46,7 @@ impl Manifest {
             archived: state.archived.values().cloned().collect(),
             pending_deletes: state.pending_deletes.values().cloned().collect(),
             rules: state.rules.values().cloned().collect(),
+            tombstones: state.tombstones.values().cloned().collect(),
         }
     }
 
@@ -65,6 +69,9 @@ impl Manifest {
         }
         for r in self.rules {
             state.rules.insert((r.kind.clone(), r.name.clone()), r);
+        }
+        for t in self.tombstones {
+            state.tombstones.insert((t.table_id, t.seq), t);
         }
         state
     }
@@ -129,6 +136,7 @@ mod tests {
             bytes: 900,
             max_seq: WalSeq(7),
             created_at_ms: 1,
+            deletes_applied: crate::wal::WalSeq(0),
         }));
         Manifest::from_state(&state, 1_700_000_000_000)
     }

@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::{Month, TableDef, TableId};
+use crate::model::{Month, TableDef, TableId, Tombstone};
 use crate::wal::WalSeq;
 
 pub use manifest::Manifest;
@@ -36,6 +36,10 @@ pub struct FileMeta {
     /// may skip.
     pub max_seq: WalSeq,
     pub created_at_ms: i64,
+    /// Tombstones up to this sequence number are applied to the file's rows (compaction
+    /// wrote it after them); 0 for a persisted file (see [`Tombstone::applies_to`]).
+    #[serde(default, skip_serializing_if = "WalSeq::is_zero")]
+    pub deletes_applied: WalSeq,
 }
 
 /// Name of the manifest beside an archived month's files.
@@ -136,6 +140,8 @@ pub enum CatalogOp {
         place: ObjectPlace,
         path: String,
     },
+    /// Record a `DELETE` (see [`Tombstone`]); idempotent.
+    AddTombstone(Tombstone),
     /// Store (or replace) a rule object.
     PutRule(RuleEntry),
     DropRule {
@@ -154,6 +160,8 @@ pub struct CatalogState {
     pub pending_deletes: BTreeMap<(ObjectPlace, String), PendingDelete>,
     /// Rule objects by (kind, name).
     pub rules: BTreeMap<(String, String), RuleEntry>,
+    /// `DELETE`s by table and WAL position.
+    pub tombstones: BTreeMap<(TableId, WalSeq), Tombstone>,
     pub next_table_id: u64,
 }
 
@@ -168,6 +176,7 @@ impl CatalogState {
                 self.tables.remove(&def.name);
                 self.files.remove(&def.id);
                 self.archived.retain(|(t, _), _| *t != def.id);
+                self.tombstones.retain(|(t, _), _| *t != def.id);
             }
             CatalogOp::AddFile(f) => self.files.entry(f.table_id).or_default().push(f.clone()),
             CatalogOp::RemoveFile(f) => {
@@ -184,6 +193,9 @@ impl CatalogState {
             CatalogOp::RemovePendingDelete { place, path } => {
                 self.pending_deletes.remove(&(*place, path.clone()));
             }
+            CatalogOp::AddTombstone(t) => {
+                self.tombstones.insert((t.table_id, t.seq), t.clone());
+            }
             CatalogOp::PutRule(r) => {
                 self.rules
                     .insert((r.kind.clone(), r.name.clone()), r.clone());
@@ -194,13 +206,23 @@ impl CatalogState {
         }
     }
 
+    /// Highest WAL sequence number the catalog refers to (files and tombstones): new
+    /// writes must be numbered above it, or a tombstone would take them for older rows.
     pub fn max_seq(&self) -> WalSeq {
         self.files
             .values()
             .flatten()
             .map(|f| f.max_seq)
+            .chain(self.tombstones.keys().map(|(_, s)| *s))
             .max()
             .unwrap_or(WalSeq(0))
+    }
+
+    /// The tombstones of a table, oldest first.
+    pub fn tombstones_of(&self, table: TableId) -> impl Iterator<Item = &Tombstone> {
+        self.tombstones
+            .range((table, WalSeq(0))..=(table, WalSeq(u64::MAX)))
+            .map(|(_, t)| t)
     }
 }
 
@@ -309,6 +331,11 @@ impl Catalog {
             .map(|f| f.max_seq)
             .max()
             .unwrap_or(WalSeq(0))
+    }
+
+    /// Every recorded `DELETE`, oldest first per table.
+    pub fn tombstones(&self) -> Vec<Tombstone> {
+        self.read().tombstones.values().cloned().collect()
     }
 
     pub fn state(&self) -> CatalogState {

@@ -2,7 +2,8 @@
 //! `files` (`<table id>/<path>` → versioned FileMeta JSON), `archived`
 //! (`<table id>/<month>` → versioned ArchivedPartition JSON) and `pending_deletes`
 //! (`<store|archive>/<path>` → versioned PendingDelete JSON) and `rules` (`<kind>/<name>`
-//! → versioned RuleEntry JSON). Each commit is one sled
+//! → versioned RuleEntry JSON) and `tombstones` (`<table id>/<seq>` → versioned Tombstone
+//! JSON). Each commit is one sled
 //! transaction followed by a flush (fsync) before it returns.
 
 use std::path::Path;
@@ -19,6 +20,8 @@ use super::{
     ArchivedPartition, CatalogOp, CatalogState, CatalogStore, FileMeta, ObjectPlace, PendingDelete,
     RuleEntry,
 };
+use crate::model::Tombstone;
+use crate::wal::WalSeq;
 
 pub const ENTRY_FORMAT_VERSION: u32 = 1;
 
@@ -36,6 +39,7 @@ pub struct SledCatalogStore {
     archived: sled::Tree,
     pending_deletes: sled::Tree,
     rules: sled::Tree,
+    tombstones: sled::Tree,
 }
 
 impl SledCatalogStore {
@@ -46,7 +50,9 @@ impl SledCatalogStore {
         let archived = db.open_tree("archived")?;
         let pending_deletes = db.open_tree("pending_deletes")?;
         let rules = db.open_tree("rules")?;
+        let tombstones = db.open_tree("tombstones")?;
         Ok(SledCatalogStore {
+            tombstones,
             db,
             tables,
             files,
@@ -118,6 +124,10 @@ fn rule_key(kind: &str, name: &str) -> Vec<u8> {
     format!("{kind}/{name}").into_bytes()
 }
 
+fn tombstone_key(table: TableId, seq: WalSeq) -> Vec<u8> {
+    format!("{:020}/{:020}", table.0, seq.0).into_bytes()
+}
+
 fn archived_key(table: TableId, month: Month) -> Vec<u8> {
     format!("{:020}/{month}", table.0).into_bytes()
 }
@@ -151,6 +161,11 @@ impl CatalogStore for SledCatalogStore {
             let r: RuleEntry = decode(&k, &v)?;
             state.rules.insert((r.kind.clone(), r.name.clone()), r);
         }
+        for item in self.tombstones.iter() {
+            let (k, v) = item?;
+            let t: Tombstone = decode(&k, &v)?;
+            state.tombstones.insert((t.table_id, t.seq), t);
+        }
         if let Some(v) = self.db.get("next_table_id")? {
             let mut b = [0u8; 8];
             if v.len() == 8 {
@@ -174,6 +189,8 @@ impl CatalogStore for SledCatalogStore {
             DelPending(Vec<u8>),
             Rule(Vec<u8>, Vec<u8>),
             DelRule(Vec<u8>),
+            Tombstone(Vec<u8>, Vec<u8>),
+            DelTombstonesOf(TableId),
             NextId(u64),
         }
         let mut puts = Vec::new();
@@ -189,6 +206,10 @@ impl CatalogStore for SledCatalogStore {
                         puts.push(Put::DelFile(file_key(f)));
                     }
                     puts.push(Put::DelArchivedOf(def.id));
+                    puts.push(Put::DelTombstonesOf(def.id));
+                }
+                CatalogOp::AddTombstone(t) => {
+                    puts.push(Put::Tombstone(tombstone_key(t.table_id, t.seq), encode(t)?))
                 }
                 CatalogOp::AddFile(f) => puts.push(Put::File(file_key(f), encode(f)?)),
                 CatalogOp::RemoveFile(f) => puts.push(Put::DelFile(file_key(f))),
@@ -210,10 +231,16 @@ impl CatalogStore for SledCatalogStore {
         // Archive entries of a dropped table, found before the transaction (sled
         // transactions cannot scan).
         let mut dropped_archived = Vec::new();
+        let mut dropped_tombstones = Vec::new();
         for p in &puts {
             if let Put::DelArchivedOf(table) = p {
                 for item in self.archived.scan_prefix(format!("{:020}/", table.0)) {
                     dropped_archived.push(item?.0);
+                }
+            }
+            if let Put::DelTombstonesOf(table) = p {
+                for item in self.tombstones.scan_prefix(format!("{:020}/", table.0)) {
+                    dropped_tombstones.push(item?.0);
                 }
             }
         }
@@ -224,58 +251,68 @@ impl CatalogStore for SledCatalogStore {
             &self.archived,
             &self.pending_deletes,
             &self.rules,
+            &self.tombstones,
             meta,
         )
-            .transaction(|(tables, files, archived, pending, rules, meta)| {
-                for k in &dropped_archived {
-                    archived.remove(k)?;
-                }
-                for p in &puts {
-                    match p {
-                        Put::Table(k, v) => {
-                            tables.insert(k.as_slice(), v.as_slice())?;
-                        }
-                        Put::DelTable(k) => {
-                            tables.remove(k.as_slice())?;
-                        }
-                        Put::File(k, v) => {
-                            files.insert(k.as_slice(), v.as_slice())?;
-                        }
-                        Put::DelFile(k) => {
-                            files.remove(k.as_slice())?;
-                        }
-                        Put::Archived(k, v) => {
-                            archived.insert(k.as_slice(), v.as_slice())?;
-                        }
-                        Put::DelArchivedOf(_) => {}
-                        Put::Pending(k, v) => {
-                            pending.insert(k.as_slice(), v.as_slice())?;
-                        }
-                        Put::DelPending(k) => {
-                            pending.remove(k.as_slice())?;
-                        }
-                        Put::Rule(k, v) => {
-                            rules.insert(k.as_slice(), v.as_slice())?;
-                        }
-                        Put::DelRule(k) => {
-                            rules.remove(k.as_slice())?;
-                        }
-                        Put::NextId(n) => {
-                            let cur = meta
-                                .get("next_table_id")?
-                                .filter(|v| v.len() == 8)
-                                .map(|v| {
-                                    let mut b = [0u8; 8];
-                                    b.copy_from_slice(&v);
-                                    u64::from_be_bytes(b)
-                                })
-                                .unwrap_or(0);
-                            meta.insert("next_table_id", &n.max(&cur).to_be_bytes())?;
+            .transaction(
+                |(tables, files, archived, pending, rules, tombstones, meta)| {
+                    for k in &dropped_archived {
+                        archived.remove(k)?;
+                    }
+                    for k in &dropped_tombstones {
+                        tombstones.remove(k)?;
+                    }
+                    for p in &puts {
+                        match p {
+                            Put::Table(k, v) => {
+                                tables.insert(k.as_slice(), v.as_slice())?;
+                            }
+                            Put::DelTable(k) => {
+                                tables.remove(k.as_slice())?;
+                            }
+                            Put::File(k, v) => {
+                                files.insert(k.as_slice(), v.as_slice())?;
+                            }
+                            Put::DelFile(k) => {
+                                files.remove(k.as_slice())?;
+                            }
+                            Put::Archived(k, v) => {
+                                archived.insert(k.as_slice(), v.as_slice())?;
+                            }
+                            Put::DelArchivedOf(_) => {}
+                            Put::Pending(k, v) => {
+                                pending.insert(k.as_slice(), v.as_slice())?;
+                            }
+                            Put::DelPending(k) => {
+                                pending.remove(k.as_slice())?;
+                            }
+                            Put::Rule(k, v) => {
+                                rules.insert(k.as_slice(), v.as_slice())?;
+                            }
+                            Put::DelRule(k) => {
+                                rules.remove(k.as_slice())?;
+                            }
+                            Put::Tombstone(k, v) => {
+                                tombstones.insert(k.as_slice(), v.as_slice())?;
+                            }
+                            Put::DelTombstonesOf(_) => {}
+                            Put::NextId(n) => {
+                                let cur = meta
+                                    .get("next_table_id")?
+                                    .filter(|v| v.len() == 8)
+                                    .map(|v| {
+                                        let mut b = [0u8; 8];
+                                        b.copy_from_slice(&v);
+                                        u64::from_be_bytes(b)
+                                    })
+                                    .unwrap_or(0);
+                                meta.insert("next_table_id", &n.max(&cur).to_be_bytes())?;
+                            }
                         }
                     }
-                }
-                Ok::<_, ConflictableTransactionError<()>>(())
-            })
+                    Ok::<_, ConflictableTransactionError<()>>(())
+                },
+            )
             .map_err(|e| match e {
                 TransactionError::Storage(e) => Error::Catalog(e),
                 TransactionError::Abort(()) => Error::Task("catalog transaction aborted".into()),
@@ -321,6 +358,7 @@ mod tests {
                 bytes: 10,
                 max_seq: WalSeq(5),
                 created_at_ms: 0,
+                deletes_applied: WalSeq(0),
             })])
             .unwrap();
             assert!(cat.create_table("m", mk, false).is_err());

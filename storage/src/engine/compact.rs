@@ -109,15 +109,37 @@ impl Storage {
                 all[lo..=hi].to_vec()
             }
         };
-        if old.len() < 2 {
+        let path = file_path(&def.name, month, &new_file_id());
+        // Every DELETE logged so far is applied to the inputs it concerns; the merged
+        // file records that, so reads stop re-applying them.
+        let tombstones = self
+            .inner
+            .buffer
+            .lock()
+            .tombstones
+            .get(&def.id)
+            .cloned()
+            .unwrap_or_default();
+        let deletes_applied = tombstones
+            .iter()
+            .map(|t| t.seq)
+            .max()
+            .unwrap_or(crate::wal::WalSeq(0));
+        // One file is rewritten only to apply DELETEs to it.
+        let deletes_due = old.iter().any(|f| {
+            tombstones
+                .iter()
+                .any(|t| t.applies_to(f.max_seq, f.deletes_applied, f.min_ts, f.max_ts))
+        });
+        if old.is_empty() || (old.len() < 2 && !deletes_due) {
             return Ok(None);
         }
-        let path = file_path(&def.name, month, &new_file_id());
         let merged = merge_files(
             &self.inner.read_session,
             &self.inner.store,
             &def,
             &old,
+            &tombstones,
             &path,
         )
         .await?;
@@ -136,6 +158,12 @@ impl Storage {
                 .max()
                 .unwrap_or(crate::wal::WalSeq(0)),
             created_at_ms: chrono::Utc::now().timestamp_millis(),
+            deletes_applied: old
+                .iter()
+                .map(|f| f.deletes_applied)
+                .max()
+                .unwrap_or_default()
+                .max(deletes_applied),
         };
         let catalog = self.inner.catalog.clone();
         let (old2, file2) = (old.clone(), file.clone());

@@ -15,6 +15,7 @@ mod put_table;
 mod read_range;
 mod recover;
 mod retention;
+mod row_deletes;
 mod rules;
 mod validate;
 mod views;
@@ -581,10 +582,7 @@ impl Storage {
                 waited.elapsed(),
             );
         }
-        let durable = self.inner.wal.enqueue(WalRecord {
-            table_id: def.id,
-            rows,
-        })?;
+        let durable = self.inner.wal.enqueue(WalRecord::write(def.id, rows))?;
         Ok(PendingWrite {
             durable: Some((durable, self.inner.metrics.clone())),
             written,
@@ -696,6 +694,11 @@ impl Storage {
     }
 
     pub(crate) async fn release_wal(&self) {
+        // A DELETE must be in the catalog before the segment logging it goes.
+        if let Err(e) = self.commit_tombstones().await {
+            tracing::warn!(error = %e, "keeping WAL segments: DELETEs are not in the catalog yet");
+            return;
+        }
         let keep_from = self.inner.buffer.lock().min_seq();
         for guard in &self.inner.release_guards {
             let guard = guard.clone();

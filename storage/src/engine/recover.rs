@@ -55,6 +55,7 @@ pub async fn recover_catalog(data_dir: &Path, location: &ObjectStoreLocation) ->
         ops.extend(m2.files.iter().cloned().map(CatalogOp::AddFile));
         ops.extend(m2.archived.iter().cloned().map(CatalogOp::PutArchived));
         ops.extend(m2.rules.iter().cloned().map(CatalogOp::PutRule));
+        ops.extend(m2.tombstones.iter().cloned().map(CatalogOp::AddTombstone));
         ops.extend(
             m2.pending_deletes
                 .iter()

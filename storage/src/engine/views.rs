@@ -20,6 +20,9 @@ pub struct TableSnapshot {
     pub def: TableDef,
     pub files: Vec<FileMeta>,
     pub buffered: Vec<BufferedPartition>,
+    /// The table's `DELETE`s; buffered rows have them applied already, files may not
+    /// (see [`crate::model::Tombstone::applies_to`]).
+    pub tombstones: Vec<std::sync::Arc<crate::model::Tombstone>>,
 }
 
 #[derive(Debug, Clone)]
@@ -133,10 +136,12 @@ impl Storage {
                 })
             })
             .collect();
+        let tombstones = state.tombstones.get(&def.id).cloned().unwrap_or_default();
         Ok(TableSnapshot {
             def,
             files,
             buffered,
+            tombstones,
         })
     }
 }

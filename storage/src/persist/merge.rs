@@ -30,13 +30,15 @@ pub struct MergedFile {
 }
 
 /// Merge `inputs` into a new file at `out_path`, reading them through `session` (whose
-/// runtime knows the store under [`crate::read::STORE_URL`]). On error the partial
-/// upload is aborted and nothing is left at `out_path`.
+/// runtime knows the store under [`crate::read::STORE_URL`]), with the rows `tombstones`
+/// remove from each input left out. On error the partial upload is aborted and nothing
+/// is left at `out_path`.
 pub async fn merge_files(
     session: &SessionContext,
     store: &Arc<dyn ObjectStore>,
     def: &TableDef,
     inputs: &[FileMeta],
+    tombstones: &[Arc<crate::model::Tombstone>],
     out_path: &str,
 ) -> Result<MergedFile> {
     let props = writer_properties(def, out_path)?;
@@ -48,6 +50,7 @@ pub async fn merge_files(
         def: def.clone(),
         files: inputs.to_vec(),
         buffered: Vec::new(),
+        tombstones: tombstones.to_vec(),
     };
     let request = ScanRequest {
         ordered: true,
@@ -182,6 +185,7 @@ mod tests {
                 bytes,
                 max_seq: crate::wal::WalSeq(n as u64),
                 created_at_ms: 0,
+                deletes_applied: crate::wal::WalSeq(0),
             });
         }
         let out = "m/month=1970-01/merged.parquet";
@@ -190,7 +194,7 @@ mod tests {
             &url::Url::parse(crate::read::STORE_URL).unwrap(),
             store.clone(),
         );
-        let merged = merge_files(&session, &store, &def, &files, out)
+        let merged = merge_files(&session, &store, &def, &files, &[], out)
             .await
             .unwrap();
         assert_eq!(merged.rows, oracle.len() as u64);

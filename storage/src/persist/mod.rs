@@ -152,6 +152,7 @@ pub async fn persist_chunks(
         bytes,
         max_seq,
         created_at_ms: chrono::Utc::now().timestamp_millis(),
+        deletes_applied: WalSeq(0),
     }))
 }
 

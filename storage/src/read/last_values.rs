@@ -119,35 +119,41 @@ impl LastValues {
         if let Some(batch) = self.ready(def)? {
             return Ok(batch);
         }
-        // Collect writes from here on, then read what is stored: a write is in the
-        // snapshot taken below, or in the collected writes, or in both.
-        self.lock().insert(def.id, Entry::Building(Rows::new()));
-        let built = match snapshot_now() {
-            Ok(snapshot) => build(&snapshot, session).await,
-            Err(e) => Err(e),
-        };
-        let mut tables = self.lock();
-        let mut rows = match built {
-            Ok(rows) => rows,
-            Err(e) => {
-                tables.remove(&def.id);
-                return Err(e);
+        loop {
+            // Collect writes from here on, then read what is stored: a write is in the
+            // snapshot taken below, or in the collected writes, or in both.
+            self.lock().insert(def.id, Entry::Building(Rows::new()));
+            let built = match snapshot_now() {
+                Ok(snapshot) => build(&snapshot, session).await,
+                Err(e) => Err(e),
+            };
+            let mut tables = self.lock();
+            let mut rows = match built {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tables.remove(&def.id);
+                    return Err(e);
+                }
+            };
+            match tables.remove(&def.id) {
+                Some(Entry::Building(delta)) => {
+                    for (tags, last) in delta {
+                        offer(&mut rows, &tags, last.ts, &last.fields);
+                    }
+                }
+                // A DELETE (or a drop) came while building: the snapshot may predate it.
+                _ => continue,
             }
-        };
-        if let Some(Entry::Building(delta)) = tables.remove(&def.id) {
-            for (tags, last) in delta {
-                offer(&mut rows, &tags, last.ts, &last.fields);
-            }
+            tables.insert(
+                def.id,
+                Entry::Ready(Ready {
+                    rows,
+                    version: 0,
+                    answer: None,
+                }),
+            );
+            break;
         }
-        tables.insert(
-            def.id,
-            Entry::Ready(Ready {
-                rows,
-                version: 0,
-                answer: None,
-            }),
-        );
-        drop(tables);
         self.ready(def)?
             .ok_or_else(|| Error::Task(format!("last values of {} vanished", def.name)))
     }
@@ -192,6 +198,11 @@ impl LastValues {
 impl DurableObserver for LastValues {
     fn on_durable(&self, _seq: WalSeq, record: &WalRecord) {
         let mut tables = self.lock();
+        if record.is_delete() {
+            // The newest row of a series may be gone: built again on next use.
+            tables.remove(&record.table_id);
+            return;
+        }
         let rows = match tables.get_mut(&record.table_id) {
             Some(Entry::Building(rows)) => rows,
             Some(Entry::Ready(ready)) => {

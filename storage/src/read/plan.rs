@@ -9,6 +9,10 @@
 //! sources in key order and keeps the newest write of each key (files in `max_seq`
 //! order, then the buffer). Only filters on key columns are pushed into merged sources:
 //! a filter on a field could drop a newer write and let an older one through.
+//!
+//! A file that `DELETE`s logged after it was written apply to is read through a filter
+//! dropping the rows they remove, before any merge (tombstones name key columns only,
+//! so that removes every version of a deleted key written before the delete).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -29,6 +33,8 @@ use datafusion::logical_expr::utils::conjunction;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::union::UnionExec;
 use object_store::ObjectStore;
 
@@ -39,6 +45,7 @@ use super::small_files::SmallFileCache;
 use super::time_range::TimeRange;
 use crate::catalog::FileMeta;
 use crate::engine::{BufferedPartition, TableSnapshot};
+use crate::model::Tombstone;
 use crate::persist::ROW_GROUP_ROWS;
 
 /// The URL under which a DataFusion runtime knows wattdb's object store.
@@ -105,6 +112,7 @@ fn on_key_columns(e: &Expr, key_names: &[&str]) -> bool {
 
 struct Planner<'a> {
     state: &'a dyn Session,
+    tombstones: &'a [Arc<Tombstone>],
     schema: SchemaRef,
     key_len: usize,
     /// Columns of the table returned by the scan.
@@ -149,6 +157,7 @@ pub fn plan_scan(
         .collect();
     let planner = Planner {
         state,
+        tombstones: &snapshot.tombstones,
         schema: schema.clone(),
         key_len,
         all_filter: physical(req.filters.clone())?,
@@ -197,6 +206,22 @@ pub fn plan_scan(
             }
         }
     }
+    // Files with DELETEs to apply are read apart, through a filter.
+    let mut deleted_from: Vec<(Vec<&Tombstone>, Vec<&FileMeta>)> = Vec::new();
+    plain_files.retain(|f| {
+        let due = planner.deletes_for(f);
+        if due.is_empty() {
+            return true;
+        }
+        match deleted_from.iter_mut().find(|(t, _)| *t == due) {
+            Some((_, files)) => files.push(*f),
+            None => deleted_from.push((due, vec![*f])),
+        }
+        false
+    });
+    for (tombstones, files) in deleted_from {
+        inputs.push(planner.files_after_deletes(&files, &tombstones)?);
+    }
     if let Some(cache) = &req.small_files {
         let (cached, rest) = planner.cached_files(cache, &plain_files)?;
         if let Some(c) = cached {
@@ -215,6 +240,74 @@ pub fn plan_scan(
 }
 
 impl Planner<'_> {
+    /// The tombstones that apply to `f`, oldest first.
+    fn deletes_for(&self, f: &FileMeta) -> Vec<&Tombstone> {
+        self.tombstones
+            .iter()
+            .filter(|t| t.applies_to(f.max_seq, f.deletes_applied, f.min_ts, f.max_ts))
+            .map(|t| t.as_ref())
+            .collect()
+    }
+
+    /// `plan` (whose output has `schema`) without the rows `tombstones` remove.
+    fn without_deleted(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        schema: &arrow::datatypes::Schema,
+        tombstones: &[&Tombstone],
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(keep) = crate::model::delete::survivors_expr(tombstones.iter().copied()) else {
+            return Ok(plan);
+        };
+        let df_schema = DFSchema::try_from(schema.clone())?;
+        let keep = self.state.create_physical_expr(keep, &df_schema)?;
+        Ok(Arc::new(FilterExec::try_new(keep, plan)?))
+    }
+
+    /// Files that overlap nothing and have DELETEs to apply: scanned with the key
+    /// columns (which the tombstones test), filtered, then cut to the output columns.
+    fn files_after_deletes(
+        &self,
+        files: &[&FileMeta],
+        tombstones: &[&Tombstone],
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let groups = self.spread(
+            files
+                .iter()
+                .map(|f| PartitionedFile::new(f.path.clone(), f.bytes))
+                .collect(),
+        );
+        let mut columns = self.merge_columns.clone();
+        for c in &self.out_columns {
+            if !columns.contains(c) {
+                columns.push(*c);
+            }
+        }
+        let scan = self.parquet(
+            groups,
+            &columns,
+            self.all_filter.as_ref(),
+            None,
+            false,
+            None,
+        )?;
+        let scanned = self.schema.project(&columns)?;
+        let filtered = self.without_deleted(scan, &scanned, tombstones)?;
+        let exprs = self
+            .out_columns
+            .iter()
+            .map(|c| {
+                let i = columns.iter().position(|x| x == c).unwrap_or_default();
+                let name = self.schema.field(*c).name().clone();
+                let e: Arc<dyn PhysicalExpr> = Arc::new(
+                    datafusion::physical_expr::expressions::Column::new(&name, i),
+                );
+                (e, name)
+            })
+            .collect::<Vec<_>>();
+        Ok(Arc::new(ProjectionExec::try_new(exprs, filtered)?))
+    }
+
     fn empty(&self) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(Arc::new(EmptyExec::new(Arc::new(
             self.schema.project(&self.out_columns)?,
@@ -406,16 +499,27 @@ impl Planner<'_> {
                 true,
                 None,
             )?;
-            sources.extend(
-                files
-                    .iter()
-                    .enumerate()
-                    .map(|(partition, f)| MergeSource::Plan {
-                        plan: scan.clone(),
-                        partition,
-                        reader_bytes: self.reader_bytes(f),
-                    }),
-            );
+            // Files with DELETEs to apply read their partition through a filter (one
+            // per distinct set of tombstones, over the same scan).
+            let scanned = self.schema.project(&self.merge_columns)?;
+            let mut filtered: Vec<(Vec<&Tombstone>, Arc<dyn ExecutionPlan>)> = Vec::new();
+            for (partition, f) in files.iter().enumerate() {
+                let due = self.deletes_for(f);
+                let plan = if due.is_empty() {
+                    scan.clone()
+                } else if let Some((_, p)) = filtered.iter().find(|(t, _)| *t == due) {
+                    p.clone()
+                } else {
+                    let p = self.without_deleted(scan.clone(), &scanned, &due)?;
+                    filtered.push((due, p.clone()));
+                    p
+                };
+                sources.push(MergeSource::Plan {
+                    plan,
+                    partition,
+                    reader_bytes: self.reader_bytes(f),
+                });
+            }
         }
         // Buffered partitions of one group are different months, so their order is free.
         for b in buffers {
@@ -469,6 +573,7 @@ mod tests {
             bytes: 1000,
             max_seq: WalSeq(n as u64),
             created_at_ms: 0,
+            deletes_applied: WalSeq(0),
         }
     }
 
@@ -511,6 +616,7 @@ mod tests {
                 file("2026-11", 4, nov.start_micros(), nov.end_micros() - 1),
             ],
             buffered: vec![],
+            tombstones: vec![],
         };
         let ctx = SessionContext::new();
         let filters = vec![

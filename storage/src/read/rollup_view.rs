@@ -47,4 +47,11 @@ pub trait RollupView: Send + Sync {
     /// The (series, base bucket) marks of `table` whose rollup rows may be stale: waiting
     /// or being recomputed. Only buckets starting in `[lo, hi]` are needed.
     fn unsettled(&self, table: TableId, lo: i64, hi: i64) -> Unsettled;
+
+    /// A `DELETE` of `table` is logged whose changed buckets are not marked yet: no
+    /// bucket of the table may be answered from its rollups until it clears (it is set
+    /// before the delete becomes visible and cleared after its buckets are marked).
+    fn deletes_pending(&self, _table: TableId) -> bool {
+        false
+    }
 }

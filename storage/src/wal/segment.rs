@@ -1,7 +1,8 @@
 //! WAL segment files.
 //!
 //! ```text
-//! header : b"WATTWAL\0" (8 bytes) | format version u32 LE (= 1)
+//! header : b"WATTWAL\0" (8 bytes) | format version u32 LE (= 2; 1 is still read: its
+//!          records have no delete list)
 //! record : body length u32 LE | CRC-32 of body u32 LE | body
 //! body   : sequence number u64 LE | postcard-encoded WalRecord
 //! ```
@@ -19,7 +20,9 @@ use crate::error::{Error, Result};
 use super::record::WalSeq;
 
 pub const MAGIC: &[u8; 8] = b"WATTWAL\0";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 pub const HEADER_LEN: u64 = 12;
 /// Upper bound for one record body; larger lengths mean a corrupt length field.
 pub const MAX_RECORD_LEN: u32 = 256 * 1024 * 1024;
@@ -53,6 +56,8 @@ pub fn list_segments(dir: &Path) -> Result<Vec<(WalSeq, PathBuf)>> {
 #[derive(Debug)]
 pub struct SegmentContents {
     pub records: Vec<(WalSeq, Vec<u8>)>,
+    /// The segment's format version (decode its records with it).
+    pub version: u32,
     /// Set when the segment had a torn or corrupt tail that was cut off.
     pub truncated_at: Option<(u64, String)>,
 }
@@ -68,6 +73,10 @@ pub fn read_segment(path: &Path) -> Result<SegmentContents> {
         .and_then(|mut f| f.read_to_end(&mut data))
         .map_err(io_err)?;
     let (records, good_len, problem) = parse_segment(&data);
+    let version = data
+        .get(8..12)
+        .map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]))
+        .unwrap_or(FORMAT_VERSION);
     let truncated_at = match problem {
         Some(reason) => {
             tracing::warn!(
@@ -90,6 +99,7 @@ pub fn read_segment(path: &Path) -> Result<SegmentContents> {
     };
     Ok(SegmentContents {
         records,
+        version,
         truncated_at,
     })
 }
@@ -110,7 +120,7 @@ pub fn parse_segment(data: &[u8]) -> ParsedSegment {
         return (records, 0, Some("bad segment magic".into()));
     }
     let version = u32::from_le_bytes([data[8], data[9], data[10], data[11]]);
-    if version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return (
             records,
             0,

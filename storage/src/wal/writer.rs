@@ -110,7 +110,7 @@ impl Wal {
                 report.truncated_segments += 1;
             }
             for (seq, body) in contents.records {
-                match WalRecord::decode(&body) {
+                match WalRecord::decode_version(&body, contents.version) {
                     Ok(record) => {
                         observer.on_durable(seq, &record);
                         report.records += 1;
@@ -375,14 +375,14 @@ mod tests {
     }
 
     fn rec(ts: i64) -> WalRecord {
-        WalRecord {
-            table_id: TableId(1),
-            rows: vec![ValidRow {
+        WalRecord::write(
+            TableId(1),
+            vec![ValidRow {
                 ts,
                 tags: vec!["p1".into()],
                 fields: vec![None],
             }],
-        }
+        )
     }
 
     #[tokio::test]

@@ -223,6 +223,10 @@ impl RollupRewrite {
             } else {
                 Arc::new(storage.snapshot(&level.table)?)
             };
+            // A DELETE whose buckets are not marked yet: only raw rows are exact.
+            if view.deletes_pending(def.id) {
+                return Ok(None);
+            }
             let unsettled = view.unsettled(def.id, from, shape.hi);
             if view.epoch() != epoch {
                 continue;
