@@ -1,6 +1,7 @@
 //! wattdb-storage: the base of wattdb. It owns the data model (tables = `ts` + tags +
-//! fields, primary key tags + `ts`, last write wins), the catalog (sled, with a manifest
-//! snapshot in the object store), the write-ahead log, the write buffer, persistence of
+//! fields, primary key tags + `ts`, last write wins, `DELETE`s by key as WAL records and
+//! tombstones), the catalog (sled, with a manifest snapshot in the object store), the
+//! write-ahead log, the write buffer, persistence of
 //! month partitions as Parquet through `object_store`, and the read path ([`read`]: the
 //! streaming last-write-wins merge as a DataFusion plan, shared by queries, rollups and
 //! compaction, and the runtime with the query memory budget).

@@ -255,6 +255,12 @@ impl WriteBuffer {
     /// Tombstones not in the catalog yet (logged since it was loaded).
     pub fn uncommitted_tombstones(&self) -> Vec<Tombstone> {
         let state = self.lock();
+        // The buffer's are a superset of the catalog's (it is seeded from the catalog,
+        // which gets tombstones only from here; drops remove them from both).
+        let ours: usize = state.tombstones.values().map(Vec::len).sum();
+        if ours == self.catalog.tombstone_count() {
+            return Vec::new();
+        }
         let committed: std::collections::HashSet<(TableId, WalSeq)> = self
             .catalog
             .tombstones()

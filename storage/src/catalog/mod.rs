@@ -333,6 +333,11 @@ impl Catalog {
             .unwrap_or(WalSeq(0))
     }
 
+    /// How many `DELETE`s are recorded.
+    pub fn tombstone_count(&self) -> usize {
+        self.read().tombstones.len()
+    }
+
     /// Every recorded `DELETE`, oldest first per table.
     pub fn tombstones(&self) -> Vec<Tombstone> {
         self.read().tombstones.values().cloned().collect()
