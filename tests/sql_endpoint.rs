@@ -275,7 +275,16 @@ async fn psql_lists_and_describes_tables() {
         ("\\d+ electric", "double precision"),
         ("\\du", "wattdb"),
         ("\\df", "List of functions"),
-        ("\\di", "Did not find any relations"),
+        // The key as the table's primary key index (rejected's too).
+        (
+            "\\d electric",
+            "\"electric_pkey\" PRIMARY KEY, btree (pid, ts)",
+        ),
+        (
+            "\\d+ electric",
+            "\"electric_pkey\" PRIMARY KEY, btree (pid, ts)",
+        ),
+        ("\\di", "electric_pkey"),
         ("\\dv", "Did not find any relations"),
     ] {
         let out = server.psql(command);

@@ -9,6 +9,7 @@
 //! CLI.
 
 pub mod admin;
+pub mod catalog_keys;
 pub mod ddl;
 pub mod functions;
 pub mod pg;

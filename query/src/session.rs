@@ -85,5 +85,22 @@ pub fn build_session(storage: &Storage, users: Arc<Users>) -> DfResult<Arc<Sessi
         Arc::new(crate::provider::LastValuesFunction::new(storage.clone())),
     );
     setup_pg_catalog(&ctx, DATABASE, Roles(users)).map_err(|e| *e)?;
+    // Primary keys as indexes and constraints in the catalog emulation.
+    let keys = Arc::new(crate::catalog_keys::KeyDefinitions::default());
+    if let Some(catalog) = ctx.catalog(DATABASE)
+        && let Some(inner) = catalog.schema("pg_catalog")
+    {
+        catalog.register_schema(
+            "pg_catalog",
+            Arc::new(crate::catalog_keys::KeyedPgCatalog::new(
+                inner,
+                storage.clone(),
+                keys.clone(),
+            )),
+        )?;
+    }
+    for f in crate::catalog_keys::key_def_functions(&keys) {
+        ctx.register_udf(f);
+    }
     Ok(Arc::new(ctx))
 }

@@ -1,5 +1,5 @@
 // pgjdbc (Debian's libpostgresql-jdbc-java) against a running wattdb: DatabaseMetaData as
-// DBeaver and other JDBC tools use it (getTables, getColumns, getPrimaryKeys,
+// DBeaver and other JDBC tools use it (getTables, getColumns, getPrimaryKeys, getIndexInfo,
 // getTypeInfo, getSchemas), prepared statements with batches, and ResultSet getters,
 // every value checked against the rows this program wrote. Prints "ok jdbc: …" per
 // check; exits non-zero on the first failure.
@@ -157,8 +157,28 @@ public class JdbcClient {
                     && types.get("ts") == Types.TIMESTAMP, "column types " + types);
             ok("getColumns");
 
-            // getPrimaryKeys is not answered yet: it needs pg_index rows for wattdb's
-            // tables and information_schema._pg_expandarray (README, "What is not here yet").
+            // The key (tags, then ts) as the primary key and its unique index.
+            List<String> pk = new ArrayList<>();
+            String pkName = null;
+            try (ResultSet r = md.getPrimaryKeys(null, "public", "jdbc_t")) {
+                while (r.next()) {
+                    pk.add(r.getInt("KEY_SEQ") + ":" + r.getString("COLUMN_NAME"));
+                    pkName = r.getString("PK_NAME");
+                }
+            }
+            check(pk.equals(List.of("1:pid", "2:ts")), "getPrimaryKeys: " + pk);
+            check("jdbc_t_pkey".equals(pkName), "primary key name " + pkName);
+            ok("getPrimaryKeys");
+            List<String> index = new ArrayList<>();
+            try (ResultSet r = md.getIndexInfo(null, "public", "jdbc_t", true, false)) {
+                while (r.next()) {
+                    check(!r.getBoolean("NON_UNIQUE"), "the key index is unique");
+                    index.add(r.getString("INDEX_NAME") + " " + r.getShort("ORDINAL_POSITION")
+                            + ":" + r.getString("COLUMN_NAME"));
+                }
+            }
+            check(index.equals(List.of("jdbc_t_pkey 1:pid", "jdbc_t_pkey 2:ts")), "getIndexInfo: " + index);
+            ok("getIndexInfo");
 
             int schemas = 0;
             try (ResultSet r = md.getSchemas()) {

@@ -181,14 +181,18 @@ def sqlalchemy_client(port):
     check("sqlalchemy get_columns", cols, {
         "ts": ("TIMESTAMP", False), "meter": ("TEXT", False), "p": ("DOUBLE PRECISION", True),
         "energy": ("BIGINT", True), "ok": ("BOOLEAN", True), "note": ("TEXT", True)})
-    # get_pk_constraint is not here yet: wattdb's tables have no pg_constraint/pg_index
-    # rows (issue 15, README "Clients").
-    # (autoload_with= reflects keys too, which needs pg_constraint rows: not here yet)
-    meta = sa.MetaData()
-    t = sa.Table("sa_meter", meta, sa.Column("ts", sa.DateTime(timezone=True)),
-                 sa.Column("meter", sa.Text), sa.Column("p", sa.Float),
-                 sa.Column("energy", sa.BigInteger), sa.Column("ok", sa.Boolean),
-                 sa.Column("note", sa.Text))
+    pk = insp.get_pk_constraint("sa_meter")
+    check("sqlalchemy get_pk_constraint", (pk["name"], pk["constrained_columns"]),
+          ("sa_meter_pkey", ["meter", "ts"]))
+    # The primary key index is not one of get_indexes' (PostgreSQL leaves it out too).
+    check("sqlalchemy get_indexes", insp.get_indexes("sa_meter"), [])
+    check("sqlalchemy get_unique_constraints", insp.get_unique_constraints("sa_meter"), [])
+    check("sqlalchemy get_foreign_keys", insp.get_foreign_keys("sa_meter"), [])
+    # Reflection of the whole table, key included.
+    t = sa.Table("sa_meter", sa.MetaData(), autoload_with=engine)
+    check("sqlalchemy autoload primary key", list(t.primary_key.columns.keys()), ["meter", "ts"])
+    check("sqlalchemy autoload columns", list(t.columns.keys()),
+          ["ts", "meter", "p", "energy", "ok", "note"])
     with engine.connect() as c:
         q = sa.select(t.c.meter, sa.func.count(), sa.func.sum(t.c.energy)).group_by(t.c.meter).order_by(t.c.meter)
         got = {m: (n, e) for m, n, e in c.execute(q)}

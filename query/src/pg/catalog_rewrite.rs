@@ -22,7 +22,7 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    AccessExpr, BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
     FunctionArguments, GroupByExpr, Ident, ObjectName, Query, Select, SelectItem, SetExpr,
     Statement, TableFactor, Value, VisitMut, VisitorMut, visit_expressions_mut,
 };
@@ -381,21 +381,127 @@ fn null_text_array() -> Expr {
         .unwrap_or_else(|_| Expr::value(Value::Null))
 }
 
-/// A reference to one of [`MISSING_CLASS_COLUMNS`] (`c.reloptions`) is NULL.
+/// A reference to one of [`MISSING_CLASS_COLUMNS`] (`c.reloptions`,
+/// `pg_catalog.pg_class.reloptions`) is NULL.
 fn missing_class_column(e: &mut Expr) {
     let Expr::CompoundIdentifier(parts) = e else {
         return;
     };
-    if parts.len() == 2
-        && MISSING_CLASS_COLUMNS.contains(&parts[1].value.to_ascii_lowercase().as_str())
+    // `c.reloptions`, `pg_class.reloptions` or `pg_catalog.pg_class.reloptions`.
+    let qualified_by_class = match parts.len() {
+        2 => true,
+        3 => parts[1].value.eq_ignore_ascii_case("pg_class"),
+        _ => false,
+    };
+    if qualified_by_class
+        && parts
+            .last()
+            .is_some_and(|p| MISSING_CLASS_COLUMNS.contains(&p.value.to_ascii_lowercase().as_str()))
     {
         *e = null_text_array();
+    }
+}
+
+/// The arguments of a call to `name` (unqualified or `pg_catalog.`/`information_schema.`).
+fn call_args<'a>(e: &'a Expr, name: &str) -> Option<Vec<&'a Expr>> {
+    let Expr::Function(f) = e else {
+        return None;
+    };
+    let last = f.name.0.last()?.as_ident()?;
+    if !last.value.eq_ignore_ascii_case(name) {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return None;
+    };
+    Some(
+        list.args
+            .iter()
+            .filter_map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => Some(x),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+fn parsed(sql: &str) -> Option<Expr> {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .ok()
+}
+
+/// `generate_subscripts(a, 1)` (SQLAlchemy's key reflection, beside `unnest(a)`): the
+/// subscripts as a second unnested column, `unnest(range(1, cardinality(a) + 1))`, which
+/// DataFusion zips with the first as PostgreSQL runs set-returning functions in step.
+fn generate_subscripts(e: &mut Expr) {
+    let Some(args) = call_args(e, "generate_subscripts") else {
+        return;
+    };
+    let Some(array) = args.first() else { return };
+    if let Some(x) = parsed(&format!(
+        "unnest(range(1, CAST(cardinality({array}) AS BIGINT) + 1))"
+    )) {
+        *e = x;
+    }
+}
+
+/// pgjdbc's key lookups (`getPrimaryKeys`) expand `int2vector`s with
+/// `information_schema._pg_expandarray(a)`, a set-returning function of composites
+/// `(x, n)` (element, position): `_pg_expandarray(a)` becomes `unnest(a)`, its `.x` the
+/// element itself, `.n` a second unnested column of positions, and a later
+/// `(<alias>.keys).x` the unnested column. (Expressions are visited inner first.)
+fn pg_expandarray(e: &mut Expr) {
+    if let Some(args) = call_args(e, "_pg_expandarray")
+        && let Some(array) = args.first()
+        && let Some(x) = parsed(&format!("unnest({array})"))
+    {
+        *e = x;
+        return;
+    }
+    let Expr::CompoundFieldAccess { root, access_chain } = e else {
+        return;
+    };
+    let [AccessExpr::Dot(Expr::Identifier(field))] = access_chain.as_slice() else {
+        return;
+    };
+    let mut base = root.as_ref();
+    while let Expr::Nested(inner) = base {
+        base = inner;
+    }
+    let field = field.value.to_ascii_lowercase();
+    let replacement = if let Some(args) = call_args(base, "unnest") {
+        let Some(array) = args.first() else { return };
+        match field.as_str() {
+            "x" => Some(base.clone()),
+            "n" => parsed(&format!(
+                "unnest(range(1, CAST(cardinality({array}) AS BIGINT) + 1))"
+            )),
+            _ => None,
+        }
+    } else {
+        let names_keys = match base {
+            Expr::Identifier(i) => i.value.eq_ignore_ascii_case("keys"),
+            Expr::CompoundIdentifier(parts) => parts
+                .last()
+                .is_some_and(|p| p.value.eq_ignore_ascii_case("keys")),
+            _ => false,
+        };
+        (names_keys && field == "x").then(|| base.clone())
+    };
+    if let Some(r) = replacement {
+        *e = r;
     }
 }
 
 /// Apply the rewrites to `stmt`.
 pub fn rewrite(stmt: &mut Statement) {
     let _ = visit_expressions_mut(stmt, |e| {
+        pg_expandarray(e);
+        generate_subscripts(e);
         unnest_of_null_array(e);
         missing_class_column(e);
         array_subquery(e);
@@ -417,6 +523,33 @@ mod tests {
         let mut stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parse");
         rewrite(&mut stmts[0]);
         stmts[0].to_string()
+    }
+
+    #[test]
+    fn pgjdbc_primary_key_lookup_unnests_its_expanded_arrays() {
+        let sql = "SELECT result.COLUMN_NAME, result.KEY_SEQ FROM (SELECT a.attname AS COLUMN_NAME, \
+            (information_schema._pg_expandarray(i.indkey)).n AS KEY_SEQ, \
+            information_schema._pg_expandarray(i.indkey) AS KEYS, a.attnum AS A_ATTNUM \
+            FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_index i ON (a.attrelid = i.indrelid)) result \
+            where result.A_ATTNUM = (result.KEYS).x";
+        let out = rewritten(sql);
+        assert!(
+            out.contains("unnest(range(1, CAST(cardinality(i.indkey) AS BIGINT) + 1)) AS KEY_SEQ"),
+            "{out}"
+        );
+        assert!(out.contains("unnest(i.indkey) AS KEYS"), "{out}");
+        assert!(out.contains("result.A_ATTNUM = result.KEYS"), "{out}");
+    }
+
+    #[test]
+    fn generate_subscripts_becomes_unnested_positions() {
+        let out = rewritten(
+            "SELECT unnest(i.indkey) AS attnum, generate_subscripts(i.indkey, 1) AS ord FROM pg_catalog.pg_index i",
+        );
+        assert!(
+            out.contains("unnest(range(1, CAST(cardinality(i.indkey) AS BIGINT) + 1)) AS ord"),
+            "{out}"
+        );
     }
 
     #[test]
