@@ -13,6 +13,7 @@
 //! or `timestamp`, `text`, `float8` or `float4`, `int8`/`int4`/`int2`, `bool`); a value
 //! that is not is `22P03`, and rows are counted instead of lines in errors.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use pgwire::api::ClientInfo;
@@ -295,7 +296,7 @@ impl CopyIn {
                         parse_timestamp(&v).ok_or_else(|| bad("timestamp with time zone", &v))?,
                     );
                 }
-                (Target::Tag(i), Some(v)) => tags[*i] = v,
+                (Target::Tag(i), Some(v)) => tags[*i] = v.into_owned(),
                 (Target::Field(..), None) => {}
                 (Target::Field(i, t), Some(v)) => {
                     fields[*i] = Some(match t {
@@ -308,7 +309,7 @@ impl CopyIn {
                         FieldType::Boolean => {
                             FieldValue::Boolean(parse_bool(&v).ok_or_else(|| bad("boolean", &v))?)
                         }
-                        FieldType::Text => FieldValue::Text(v),
+                        FieldType::Text => FieldValue::Text(v.into_owned()),
                         FieldType::Timestamp => FieldValue::Timestamp(
                             parse_timestamp(&v)
                                 .ok_or_else(|| bad("timestamp with time zone", &v))?,
@@ -616,16 +617,16 @@ pub async fn write(
 }
 
 /// The fields of a text-format line: split at the delimiter, the NULL string recognised
-/// before backslash escapes are undone.
-fn split_text(line: &str, o: &CopyOptions) -> Vec<Option<String>> {
+/// before backslash escapes are undone. Values without escapes are borrowed.
+fn split_text<'a>(line: &'a str, o: &CopyOptions) -> Vec<Option<Cow<'a, str>>> {
     line.split(o.delimiter)
         .map(|raw| (raw != o.null).then(|| unescape_text(raw)))
         .collect()
 }
 
-fn unescape_text(raw: &str) -> String {
+fn unescape_text(raw: &str) -> Cow<'_, str> {
     if !raw.contains('\\') {
-        return raw.to_string();
+        return Cow::Borrowed(raw);
     }
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars().peekable();
@@ -669,13 +670,21 @@ fn unescape_text(raw: &str) -> String {
             None => {}
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// The fields of a CSV record: quoted values may hold the delimiter, line breaks and
-/// (escaped) quotes; an unquoted value equal to the NULL string is NULL.
-fn split_csv(line: &str, o: &CopyOptions) -> Vec<Option<String>> {
-    let field = |value: String, quoted: bool| (quoted || value != o.null).then_some(value);
+/// (escaped) quotes; an unquoted value equal to the NULL string is NULL. A line without
+/// quotes (the usual case) is split without copying its values.
+fn split_csv<'a>(line: &'a str, o: &CopyOptions) -> Vec<Option<Cow<'a, str>>> {
+    if !line.contains(o.quote) {
+        return line
+            .split(o.delimiter)
+            .map(|v| (v != o.null).then_some(Cow::Borrowed(v)))
+            .collect();
+    }
+    let field =
+        |value: String, quoted: bool| (quoted || value != o.null).then_some(Cow::Owned(value));
     let mut out = Vec::new();
     let mut value = String::new();
     let mut quoted = false;
@@ -712,11 +721,17 @@ fn split_csv(line: &str, o: &CopyOptions) -> Vec<Option<String>> {
 
 fn parse_float(v: &str) -> Option<f64> {
     let t = v.trim();
+    // Numbers first, without the lower-casing the names need.
+    if let Ok(f) = t.parse::<f64>()
+        && f.is_finite()
+    {
+        return Some(f);
+    }
     match t.to_ascii_lowercase().as_str() {
         "infinity" | "+infinity" | "inf" | "+inf" => Some(f64::INFINITY),
         "-infinity" | "-inf" => Some(f64::NEG_INFINITY),
         "nan" => Some(f64::NAN),
-        _ => t.parse().ok().filter(|f: &f64| f.is_finite()),
+        _ => None,
     }
 }
 
@@ -740,6 +755,11 @@ fn parse_bool(v: &str) -> Option<bool> {
 /// offset the time is UTC. Microseconds since the epoch.
 pub fn parse_timestamp(v: &str) -> Option<i64> {
     let t = v.trim();
+    fast_timestamp(t.as_bytes()).or_else(|| parse_general(t))
+}
+
+/// [`parse_timestamp`] for every form it takes (chrono's format parsers).
+fn parse_general(t: &str) -> Option<i64> {
     let (date, rest) = t.split_at(t.find([' ', 'T', 't']).unwrap_or(t.len()));
     let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
     let rest = rest.trim_start_matches([' ', 'T', 't']);
@@ -775,6 +795,70 @@ pub fn parse_timestamp(v: &str) -> Option<i64> {
     };
     let local = date.and_time(time).and_utc().timestamp_micros();
     local.checked_sub(offset_secs * 1_000_000)
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]` (or `T` between), optionally followed by `Z`, `+HH`,
+/// `+HH:MM` or `+HHMM` — what exports and PostgreSQL itself print — read without
+/// parsing a format; anything else (or an invalid date) is left to the general parser.
+fn fast_timestamp(b: &[u8]) -> Option<i64> {
+    let digits = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(r)?;
+        let mut v = 0i64;
+        for &c in part {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + i64::from(c - b'0');
+        }
+        Some(v)
+    };
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b' ' | b'T') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)?;
+    let mut pos = 19;
+    let mut micros = 0i64;
+    if b.get(pos) == Some(&b'.') {
+        pos += 1;
+        let start = pos;
+        while pos < b.len() && b[pos].is_ascii_digit() {
+            pos += 1;
+        }
+        let n = pos - start;
+        if n == 0 || n > 6 {
+            return None; // more than microseconds: the general parser rounds
+        }
+        micros = digits(start..pos)? * 10i64.pow((6 - n) as u32);
+    }
+    let offset = match b.get(pos) {
+        None => 0,
+        Some(b'Z' | b'z') if pos + 1 == b.len() => 0,
+        Some(&sign @ (b'+' | b'-')) => {
+            let rest = &b[pos + 1..];
+            let (h, m) = match rest.len() {
+                2 => (digits(pos + 1..pos + 3)?, 0),
+                4 => (digits(pos + 1..pos + 3)?, digits(pos + 3..pos + 5)?),
+                5 if rest[2] == b':' => (digits(pos + 1..pos + 3)?, digits(pos + 4..pos + 6)?),
+                _ => return None,
+            };
+            let secs = h * 3600 + m * 60;
+            if sign == b'-' { -secs } else { secs }
+        }
+        _ => return None,
+    };
+    let days = date
+        .signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?)
+        .num_days();
+    let local = ((days * 24 + hour) * 60 + minute) * 60 + second;
+    (local - offset).checked_mul(1_000_000)?.checked_add(micros)
 }
 
 #[cfg(test)]
@@ -816,7 +900,7 @@ mod tests {
                 Some("m1".into()),
                 Some("a,b".into()),
                 None,
-                Some(String::new()),
+                Some("".into()),
                 Some("say \"hi\"".into())
             ]
         );
@@ -834,9 +918,24 @@ mod tests {
             ("2026-03-01", t0),
             ("2026-03-01 00:00:00.5+00", t0 + 500_000),
             ("2026-03-01 00:01", t0 + 60_000_000),
+            ("2026-03-01 00:00:00.123456", t0 + 123_456),
+            ("2026-03-01T01:00:00+0100", t0),
+            ("1969-12-31 23:59:59-00", -1_000_000),
         ] {
             assert_eq!(parse_timestamp(text), Some(want), "{text}");
         }
+        // The fast path agrees with the general parser wherever it answers.
+        for text in [
+            "2026-03-01 08:00:00+08",
+            "2024-02-29 23:59:59.5-05:30",
+            "2000-01-01T00:00:00Z",
+            "1900-06-15 12:00:00",
+        ] {
+            let fast = super::fast_timestamp(text.as_bytes());
+            assert!(fast.is_some(), "{text}");
+            assert_eq!(fast, parse_general(text), "{text}");
+        }
+        assert_eq!(super::fast_timestamp(b"2026-02-30 00:00:00"), None);
         assert_eq!(parse_timestamp("yesterday"), None);
         assert_eq!(parse_timestamp("2026-13-01 00:00:00"), None);
     }
