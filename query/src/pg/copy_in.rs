@@ -215,6 +215,12 @@ impl CopyIn {
             return data.iter().position(|b| *b == b'\n');
         }
         let (quote, escape) = (self.options.quote as u8, self.options.escape as u8);
+        // Usually the line holds no quote at all: its end is the first line break.
+        let newline = data.iter().position(|b| *b == b'\n');
+        let upto = newline.unwrap_or(data.len());
+        if !data[..upto].contains(&quote) {
+            return newline;
+        }
         let mut in_quotes = false;
         let mut i = 0;
         while i < data.len() {
@@ -257,9 +263,10 @@ impl CopyIn {
             CopyFormat::Csv => split_csv(line, &self.options),
             _ => split_text(line, &self.options),
         };
+        let line_no = s.line;
         let context = |column: Option<&str>| match column {
-            Some(c) => format!("COPY {}, line {}, column {c}", self.def.name, s.line),
-            None => format!("COPY {}, line {}", self.def.name, s.line),
+            Some(c) => format!("COPY {}, line {line_no}, column {c}", self.def.name),
+            None => format!("COPY {}, line {line_no}", self.def.name),
         };
         if values.len() < self.targets.len() {
             let missing = &self.targets[values.len()].0;
@@ -321,16 +328,19 @@ impl CopyIn {
         let Some(ts) = ts else {
             return Err(user_error(sqlstate::INTERNAL_ERROR, "COPY row without ts"));
         };
-        self.push_row(
-            s,
-            ValidRow { ts, tags, fields },
-            &context(Some(wattdb_storage::TS_COLUMN)),
-        )
+        self.push_row(s, ValidRow { ts, tags, fields }, || {
+            context(Some(wattdb_storage::TS_COLUMN))
+        })
     }
 
     /// Keep a parsed row: refused if its month has expired or the COPY outgrows the
     /// write buffer. `context` names the row for errors.
-    fn push_row(&self, s: &mut InState, row: ValidRow, context: &str) -> Result<(), PgWireError> {
+    fn push_row(
+        &self,
+        s: &mut InState,
+        row: ValidRow,
+        context: impl Fn() -> String,
+    ) -> Result<(), PgWireError> {
         let ValidRow { ts, tags, fields } = row;
         if self.def.is_expired(ts) {
             let e = wattdb_storage::Error::Expired {
@@ -339,7 +349,7 @@ impl CopyIn {
             };
             return Err(user_error(
                 sqlstate::for_storage(&e),
-                format!("{e} ({context})"),
+                format!("{e} ({})", context()),
             ));
         }
         s.bytes += 48
@@ -357,7 +367,9 @@ impl CopyIn {
                 format!(
                     "COPY {} is larger than the write buffer ({} bytes) at {context}: a COPY \
                      is kept whole until it ends, so split the data into several COPYs",
-                    self.def.name, self.limit_bytes
+                    self.def.name,
+                    self.limit_bytes,
+                    context = context()
                 ),
             ));
         }
@@ -563,11 +575,9 @@ impl CopyIn {
         let Some(ts) = ts else {
             return Err(user_error(sqlstate::INTERNAL_ERROR, "COPY row without ts"));
         };
-        self.push_row(
-            s,
-            ValidRow { ts, tags, fields },
-            &context(Some(wattdb_storage::TS_COLUMN)),
-        )
+        self.push_row(s, ValidRow { ts, tags, fields }, || {
+            context(Some(wattdb_storage::TS_COLUMN))
+        })
     }
 }
 
