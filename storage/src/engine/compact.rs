@@ -112,14 +112,7 @@ impl Storage {
         let path = file_path(&def.name, month, &new_file_id());
         // Every DELETE logged so far is applied to the inputs it concerns; the merged
         // file records that, so reads stop re-applying them.
-        let tombstones = self
-            .inner
-            .buffer
-            .lock()
-            .tombstones
-            .get(&def.id)
-            .cloned()
-            .unwrap_or_default();
+        let tombstones = self.tombstones_of(def.id);
         let deletes_applied = tombstones
             .iter()
             .map(|t| t.seq)

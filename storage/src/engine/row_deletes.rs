@@ -72,20 +72,27 @@ impl Storage {
         Ok(seq)
     }
 
+    /// The DELETEs of a table logged so far (those of the catalog and those since).
+    pub(crate) fn tombstones_of(
+        &self,
+        table: crate::model::TableId,
+    ) -> Vec<std::sync::Arc<crate::model::Tombstone>> {
+        self.inner
+            .buffer
+            .lock()
+            .tombstones
+            .get(&table)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Months of `table` with files that DELETEs logged after them still apply to
     /// (compaction rewrites them, after which reads need not filter).
     pub fn months_with_deletes_due(&self, table: &str) -> Vec<crate::model::Month> {
         let Some(def) = self.shared_table(table) else {
             return Vec::new();
         };
-        let tombstones = self
-            .inner
-            .buffer
-            .lock()
-            .tombstones
-            .get(&def.id)
-            .cloned()
-            .unwrap_or_default();
+        let tombstones = self.tombstones_of(def.id);
         if tombstones.is_empty() {
             return Vec::new();
         }
