@@ -309,6 +309,16 @@ async fn unsupported_deletes_are_refused_and_delete_nothing() {
         assert!(message.contains(words), "{sql}: {message}");
     }
     assert_eq!(contents(&c).await.len(), 2, "a refused DELETE deleted rows");
+    // A table alias (PostgreSQL takes it; DataFusion alone would not).
+    assert_eq!(
+        c.execute(
+            "DELETE FROM d AS x WHERE x.meter = 'nobody' AND x.ts > $1",
+            &[&at(OCT)]
+        )
+        .await
+        .unwrap(),
+        0
+    );
     // Contradictions and EXPLAIN delete nothing.
     assert_eq!(
         c.execute(

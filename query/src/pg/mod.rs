@@ -11,6 +11,7 @@ pub mod column_names;
 pub mod copy;
 pub mod copy_in;
 pub mod cursors;
+pub mod delete_alias;
 pub mod fast_insert;
 pub mod hooks;
 pub mod params;

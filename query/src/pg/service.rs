@@ -44,8 +44,8 @@ use super::settings::SessionSettings;
 use super::sqlstate::{self, user_error};
 use super::user_statements::Chunk;
 use super::{
-    catalog_rewrite, column_names, copy, params, permissions, session_functions, set_show,
-    time_zone, transactions, user_statements,
+    catalog_rewrite, column_names, copy, delete_alias, params, permissions, session_functions,
+    set_show, time_zone, transactions, user_statements,
 };
 use crate::users::Users;
 
@@ -330,6 +330,7 @@ impl SqlService {
         let mut results = Vec::with_capacity(statements.len());
         'statements: for mut statement in statements {
             catalog_rewrite::rewrite(&mut statement);
+            delete_alias::rewrite(&mut statement);
             let mut statement = self.parser.sql.rewrite(statement);
             column_names::name_columns(&mut statement);
             if let Some(response) = transactions::respond(client, &statement) {
@@ -653,6 +654,7 @@ impl QueryParser for SqlParser {
         }
         let mut statement = statements.remove(0);
         catalog_rewrite::rewrite(&mut statement);
+        delete_alias::rewrite(&mut statement);
         let mut statement = self.sql.rewrite(statement);
         column_names::name_columns(&mut statement);
         let text = statement.to_string();
