@@ -345,19 +345,12 @@ impl RollupMaintainer {
             }
         });
         // Marked buckets left without raw rows (a DELETE took them): their rollup rows go.
-        let produced: std::collections::HashSet<(&Vec<String>, i64)> =
-            rows.iter().map(|r| (&r.series, r.start)).collect();
-        let expired = |b: i64| {
-            spec.source
-                .is_month_expired(wattdb_storage::Month::of_micros(b))
-        };
-        let emptied: Vec<(Vec<String>, i64)> = work
-            .iter()
-            .flat_map(|(series, w)| w.buckets.iter().map(move |b| (series, *b)))
-            .filter(|(series, b)| !produced.contains(&(*series, *b)) && !expired(*b))
-            .map(|(series, b)| (series.clone(), b))
-            .collect();
-        drop(produced);
+        let emptied = left_empty(
+            spec,
+            work.iter()
+                .flat_map(|(series, w)| w.buckets.iter().map(move |b| (series, *b))),
+            &rows,
+        );
         let mut written = self.write(spec, base, &rows).await?;
         written += self.remove(spec, base, &emptied).await?;
         if counters {
@@ -425,19 +418,13 @@ impl RollupMaintainer {
             let rows = compose(spec, level.interval, &finer, |series, bucket| {
                 wanted.get(series).is_some_and(|b| b.contains(&bucket))
             });
-            let produced: std::collections::HashSet<(&Vec<String>, i64)> =
-                rows.iter().map(|r| (&r.series, r.start)).collect();
-            let expired = |b: i64| {
-                spec.source
-                    .is_month_expired(wattdb_storage::Month::of_micros(b))
-            };
-            let emptied: Vec<(Vec<String>, i64)> = wanted
-                .iter()
-                .flat_map(|(series, b)| b.iter().map(move |b| (series, *b)))
-                .filter(|(series, b)| !produced.contains(&(*series, *b)) && !expired(*b))
-                .map(|(series, b)| (series.clone(), b))
-                .collect();
-            drop(produced);
+            let emptied = left_empty(
+                spec,
+                wanted
+                    .iter()
+                    .flat_map(|(series, b)| b.iter().map(move |b| (series, *b))),
+                &rows,
+            );
             written += self.write(spec, level, &rows).await?;
             written += self.remove(spec, level, &emptied).await?;
         }
@@ -711,6 +698,26 @@ impl RollupMaintainer {
         );
         Ok(written)
     }
+}
+
+/// Of the `wanted` (series, bucket start), those `rows` has no row for — their source
+/// rows are gone — outside months whose raw rows expired (those rollups are kept).
+fn left_empty<'a>(
+    spec: &RollupSpec,
+    wanted: impl Iterator<Item = (&'a Vec<String>, i64)>,
+    rows: &[BucketRow],
+) -> Vec<(Vec<String>, i64)> {
+    let produced: std::collections::HashSet<(&Vec<String>, i64)> =
+        rows.iter().map(|r| (&r.series, r.start)).collect();
+    wanted
+        .filter(|(series, b)| {
+            !produced.contains(&(*series, *b))
+                && !spec
+                    .source
+                    .is_month_expired(wattdb_storage::Month::of_micros(*b))
+        })
+        .map(|(series, b)| (series.clone(), b))
+        .collect()
 }
 
 /// Predicates covering exactly `buckets` (series, start) of `interval`: one per series

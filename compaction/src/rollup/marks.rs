@@ -371,14 +371,7 @@ impl DurableObserver for DirtyMarks {
         for (seq, record) in records {
             if record.is_delete() {
                 // Marks of the writes before it first, then the delete's.
-                if !found.is_empty() {
-                    self.mark_pending(std::mem::take(&mut found).into_iter().map(
-                        |(table, series, bucket)| {
-                            let propagate = matches!(specs.get(&table), Some(Some((_, true))));
-                            (table, series, bucket, propagate)
-                        },
-                    ));
-                }
+                self.mark_found(&specs, std::mem::take(&mut found));
                 let resolved = self
                     .catalog
                     .get()
@@ -405,6 +398,18 @@ impl DurableObserver for DirtyMarks {
                 }
             }
         }
+        self.mark_found(&specs, found);
+    }
+}
+
+impl DirtyMarks {
+    /// Mark the (table, series, bucket) found in durable writes; they propagate for
+    /// tables with counters.
+    fn mark_found(
+        &self,
+        specs: &HashMap<TableId, Option<(BucketCache, bool)>>,
+        found: Vec<(TableId, &[String], i64)>,
+    ) {
         if found.is_empty() {
             return;
         }

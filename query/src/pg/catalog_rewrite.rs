@@ -442,11 +442,17 @@ fn generate_subscripts(e: &mut Expr) {
         return;
     };
     let Some(array) = args.first() else { return };
-    if let Some(x) = parsed(&format!(
-        "unnest(range(1, CAST(cardinality({array}) AS BIGINT) + 1))"
-    )) {
+    if let Some(x) = unnested_subscripts(array) {
         *e = x;
     }
+}
+
+/// `unnest(range(1, cardinality(a) + 1))`: the positions of `a`'s elements as a
+/// set-returning column.
+fn unnested_subscripts(array: &Expr) -> Option<Expr> {
+    parsed(&format!(
+        "unnest(range(1, CAST(cardinality({array}) AS BIGINT) + 1))"
+    ))
 }
 
 /// pgjdbc's key lookups (`getPrimaryKeys`) expand `int2vector`s with
@@ -477,9 +483,7 @@ fn pg_expandarray(e: &mut Expr) {
         let Some(array) = args.first() else { return };
         match field.as_str() {
             "x" => Some(base.clone()),
-            "n" => parsed(&format!(
-                "unnest(range(1, CAST(cardinality({array}) AS BIGINT) + 1))"
-            )),
+            "n" => unnested_subscripts(array),
             _ => None,
         }
     } else {

@@ -105,11 +105,7 @@ impl Builder<'_> {
                     .column(&list.expr)
                     .ok_or_else(|| format!("{SUPPORTED}; got {e}"))?;
                 self.tag_column(&column, e)?;
-                let values = list
-                    .list
-                    .iter()
-                    .map(|v| self.constant(v).and_then(|v| text(&v, e)))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let values = self.texts(&list.list, e)?;
                 self.pred.tags.push(TagCondition {
                     tag: column,
                     values,
@@ -168,12 +164,7 @@ impl Builder<'_> {
                     let c = self
                         .column(&list.expr)
                         .ok_or_else(|| format!("{SUPPORTED}; got {e}"))?;
-                    let v = list
-                        .list
-                        .iter()
-                        .map(|v| self.constant(v).and_then(|v| text(&v, e)))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    (c, v)
+                    (c, self.texts(&list.list, e)?)
                 }
                 _ => {
                     return Err(format!(
@@ -253,6 +244,13 @@ impl Builder<'_> {
             negated,
         });
         Ok(())
+    }
+
+    /// The text values of an `IN` list (of the conjunct `e`, for messages).
+    fn texts(&self, list: &[Expr], e: &Expr) -> Result<Vec<String>, String> {
+        list.iter()
+            .map(|v| self.constant(v).and_then(|v| text(&v, e)))
+            .collect()
     }
 
     /// The column an expression names, if it is a plain column.

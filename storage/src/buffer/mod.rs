@@ -261,17 +261,11 @@ impl WriteBuffer {
         if ours == self.catalog.tombstone_count() {
             return Vec::new();
         }
-        let committed: std::collections::HashSet<(TableId, WalSeq)> = self
-            .catalog
-            .tombstones()
-            .into_iter()
-            .map(|t| (t.table_id, t.seq))
-            .collect();
         state
             .tombstones
             .values()
             .flatten()
-            .filter(|t| !committed.contains(&(t.table_id, t.seq)))
+            .filter(|t| !self.catalog.has_tombstone(t.table_id, t.seq))
             .map(|t| (**t).clone())
             .collect()
     }

@@ -217,13 +217,6 @@ impl CatalogState {
             .max()
             .unwrap_or(WalSeq(0))
     }
-
-    /// The tombstones of a table, oldest first.
-    pub fn tombstones_of(&self, table: TableId) -> impl Iterator<Item = &Tombstone> {
-        self.tombstones
-            .range((table, WalSeq(0))..=(table, WalSeq(u64::MAX)))
-            .map(|(_, t)| t)
-    }
 }
 
 /// Durable backing of the catalog. Kept behind a trait so sled can be swapped.
@@ -336,6 +329,11 @@ impl Catalog {
     /// How many `DELETE`s are recorded.
     pub fn tombstone_count(&self) -> usize {
         self.read().tombstones.len()
+    }
+
+    /// Is the `DELETE` logged at `seq` for `table` recorded?
+    pub fn has_tombstone(&self, table: TableId, seq: WalSeq) -> bool {
+        self.read().tombstones.contains_key(&(table, seq))
     }
 
     /// Every recorded `DELETE`, oldest first per table.

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use crate::error::{Error, Result};
 use crate::model::TableDef;
 use crate::model::schema::TS_COLUMN;
-use crate::read::{ScanRequest, plan_scan};
+use crate::read::{ScanRequest, ordered_stream};
 
 use super::Storage;
 
@@ -126,11 +126,7 @@ impl Storage {
             small_files: None,
             ..Default::default()
         };
-        let session = &self.inner.read_session;
-        let plan = plan_scan(&session.state(), &snapshot, &request).map_err(Error::read(table))?;
-        let mut stream = plan
-            .execute(0, session.task_ctx())
-            .map_err(Error::read(table))?;
+        let mut stream = ordered_stream(&self.inner.read_session, &snapshot, &request)?;
         let mut batches = Vec::new();
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(Error::read(table))?;

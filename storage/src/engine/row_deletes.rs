@@ -9,7 +9,7 @@ use futures::StreamExt;
 use crate::catalog::CatalogOp;
 use crate::error::{Error, Result};
 use crate::model::{DeletePredicate, TableDef};
-use crate::read::{ScanRequest, plan_scan};
+use crate::read::{ScanRequest, ordered_stream};
 use crate::wal::{WalRecord, WalSeq};
 
 use super::Storage;
@@ -202,11 +202,7 @@ impl Storage {
             small_files: None,
             ..Default::default()
         };
-        let session = &self.inner.read_session;
-        let plan = plan_scan(&session.state(), &snapshot, &request).map_err(Error::read(table))?;
-        let mut stream = plan
-            .execute(0, session.task_ctx())
-            .map_err(Error::read(table))?;
+        let mut stream = ordered_stream(&self.inner.read_session, &snapshot, &request)?;
         let schema = def
             .arrow_schema()
             .project(&key)

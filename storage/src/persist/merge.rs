@@ -20,7 +20,7 @@ use crate::catalog::FileMeta;
 use crate::engine::TableSnapshot;
 use crate::error::{Error, Result};
 use crate::model::TableDef;
-use crate::read::{ScanRequest, plan_scan};
+use crate::read::{ScanRequest, ordered_stream};
 
 /// What the merge wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,11 +58,7 @@ pub async fn merge_files(
         ..Default::default()
     };
     let written = async {
-        let plan =
-            plan_scan(&session.state(), &snapshot, &request).map_err(Error::read(&def.name))?;
-        let mut stream = plan
-            .execute(0, session.task_ctx())
-            .map_err(Error::read(&def.name))?;
+        let mut stream = ordered_stream(session, &snapshot, &request)?;
         let mut rows = 0u64;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(Error::read(&def.name))?;

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::model::{FieldValue, Month, TableDef, TableId, ValidRow};
 use crate::wal::{DurableObserver, WalRecord, WalSeq};
 
-use super::{ScanRequest, plan_scan};
+use super::ScanRequest;
 
 #[derive(Debug, Clone)]
 struct LastRow {
@@ -229,10 +229,7 @@ async fn build(
         small_files: None,
         ..Default::default()
     };
-    let plan = plan_scan(&session.state(), snapshot, &request).map_err(Error::read(table))?;
-    let mut stream = plan
-        .execute(0, session.task_ctx())
-        .map_err(Error::read(table))?;
+    let mut stream = super::ordered_stream(session, snapshot, &request)?;
     let n_tags = def.tags.len();
     let mut rows = Rows::new();
     while let Some(batch) = stream.next().await {

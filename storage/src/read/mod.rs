@@ -19,7 +19,7 @@ pub mod time_range;
 pub use exec::{LastWriteWinsExec, MergeSource};
 pub use last_values::LastValues;
 pub use merge::{LastWriteWins, MergeInput, MergeShape, merge_stream};
-pub use plan::{STORE_URL, ScanRequest, plan_scan};
+pub use plan::{STORE_URL, ScanRequest, ordered_stream, plan_scan};
 pub use rollup_view::{RollupLayout, RollupLevel, RollupView, Unsettled};
 pub use runtime::{DEFAULT_QUERY_MEMORY, internal_runtime, query_runtime};
 pub use small_files::SmallFileCache;

@@ -124,6 +124,21 @@ struct Planner<'a> {
     limit: Option<usize>,
 }
 
+/// Background reads (rollups, compaction, deletes, the last-value cache): `request`
+/// (which must be `ordered`, one partition) planned over `snapshot` and run in `session`,
+/// as one stream sorted by (tags, ts); errors name the table.
+pub fn ordered_stream(
+    session: &datafusion::prelude::SessionContext,
+    snapshot: &TableSnapshot,
+    request: &ScanRequest,
+) -> crate::error::Result<datafusion::execution::SendableRecordBatchStream> {
+    let table = snapshot.def.name.as_str();
+    debug_assert!(request.ordered, "an ordered scan is one partition");
+    let plan = plan_scan(&session.state(), snapshot, request).map_err(crate::Error::read(table))?;
+    plan.execute(0, session.task_ctx())
+        .map_err(crate::Error::read(table))
+}
+
 pub fn plan_scan(
     state: &dyn Session,
     snapshot: &TableSnapshot,
