@@ -430,6 +430,168 @@ async fn a_bad_line_fails_the_whole_copy_and_names_it() {
     assert_eq!(count(&c).await, before);
 }
 
+/// Cut `data` into pieces of `size` bytes (not at line ends), as a client may send it.
+fn pieces(data: &str, size: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let mut at = size.min(rest.len());
+        while !rest.is_char_boundary(at) {
+            at += 1;
+        }
+        let (a, b) = rest.split_at(at);
+        out.push(a);
+        rest = b;
+    }
+    out
+}
+
+/// A COPY of several MiB is parsed in blocks, several at a time: the rows still land in
+/// the order of the data (the later of two writes of a key wins across blocks), quoted
+/// line breaks that straddle a block's cut stay in their value, an error deep in the data
+/// names its line and keeps nothing, and `\.` ends the data wherever it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_many_blocks_keeps_order_lines_and_all_or_nothing() {
+    let (_server, c) = server_with_readings().await;
+    c.batch_execute(
+        "CREATE TABLE g (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, kwh DOUBLE PRECISION, \
+         note TEXT, PRIMARY KEY (pid, ts))",
+    )
+    .await
+    .unwrap();
+    const ROWS: u64 = 80_000;
+    const KEYS: u64 = 40_000;
+    let key = |i: u64| (format!("m{:03}", i % 200), (i % KEYS) / 200);
+    let note = |i: u64| match i % 7 {
+        0 => format!("line\nbreak, \"q\" {i}"),
+        3 => String::new(),
+        _ => format!("n{i}"),
+    };
+    // Data row `bad` (if any) has a value that is not a number.
+    let csv_with = |bad: Option<u64>| {
+        let mut csv = String::from("pid,ts,kwh,note\n");
+        for i in 0..ROWS {
+            let (pid, minute) = key(i);
+            let ts = chrono_text(T0 + 60 * minute);
+            let kwh = if bad == Some(i) {
+                "x1".to_string()
+            } else {
+                (i as f64 * 0.25).to_string()
+            };
+            csv.push_str(&format!("{pid},{ts},{kwh},{}\n", csv_quote(&note(i))));
+        }
+        csv
+    };
+    let csv = csv_with(None);
+    assert!(csv.len() > 3 << 20, "{} bytes: several blocks", csv.len());
+    let sql = "COPY g (pid, ts, kwh, note) FROM STDIN (FORMAT csv, HEADER)";
+    let n = copy_in(&c, sql, &pieces(&csv, 7_919)).await.unwrap();
+    assert_eq!(n, ROWS);
+    // Each key was written by rows i and i + KEYS: the later one is kept.
+    let mut want: Vec<(String, u64, f64, String)> = (KEYS..ROWS)
+        .map(|i| {
+            let (pid, minute) = key(i);
+            (pid, minute, i as f64 * 0.25, note(i))
+        })
+        .collect();
+    want.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let got: Vec<(String, u64, f64, String)> = c
+        .query(
+            "SELECT pid, CAST((extract(epoch FROM ts) - $1) / 60 AS BIGINT), kwh, note \
+             FROM g ORDER BY pid, ts",
+            &[&(T0 as f64)],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let minute: i64 = r.get(1);
+            (r.get(0), minute as u64, r.get(2), r.get(3))
+        })
+        .collect();
+    assert_eq!(got.len(), want.len());
+    assert!(
+        got == want,
+        "first difference: {:?}",
+        got.iter().zip(&want).find(|(a, b)| a != b)
+    );
+    let before: i64 = c
+        .query_one("SELECT count(*) FROM g", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    // A bad value on data row 70,000 (line 70,001 with the header), blocks after good
+    // ones: an error naming the line, nothing kept.
+    let bad = csv_with(Some(70_000));
+    c.batch_execute("TRUNCATE g").await.unwrap();
+    let e = copy_in(&c, sql, &pieces(&bad, 65_536))
+        .await
+        .expect_err("a bad value");
+    assert_eq!(sqlstate(&e), "22P02", "{e}");
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_default();
+    assert!(message.contains("line 70002, column kwh"), "{message}");
+    let left: i64 = c
+        .query_one("SELECT count(*) FROM g", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "nothing kept after TRUNCATE and a failed COPY");
+    assert!(before > 0);
+
+    // Text format, `\.` on line 50,001: the 50,000 rows before it, nothing after.
+    let mut text = String::new();
+    for i in 0..ROWS {
+        if i == 50_000 {
+            text.push_str("\\.\n");
+        }
+        let (pid, minute) = key(i);
+        let ts = chrono_text(T0 + 60 * minute + 7);
+        text.push_str(&format!("{pid}\t{ts}\t{i}\n"));
+    }
+    let n = copy_in(
+        &c,
+        "COPY g (pid, ts, kwh) FROM STDIN",
+        &pieces(&text, 100_003),
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 50_000);
+    let (rows, sum): (i64, f64) = {
+        let r = c
+            .query_one("SELECT count(*), sum(kwh) FROM g", &[])
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    // Keys of rows 0..40,000 once, 40,000..50,000 overwrite the first 10,000.
+    assert_eq!(rows, KEYS as i64);
+    let want_sum: f64 = (10_000..50_000u64).map(|i| i as f64).sum();
+    assert_eq!(sum, want_sum);
+}
+
+/// `2026-03-01 00:00:00+00`-style text of a Unix time in seconds.
+fn chrono_text(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Days from 2026-03-01 (T0) within March–April 2026 only.
+    let day = days - T0 / 86_400;
+    let (month, dom) = if day < 31 {
+        (3, day + 1)
+    } else {
+        (4, day - 30)
+    };
+    format!(
+        "2026-{month:02}-{dom:02} {:02}:{:02}:{:02}+00",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_copy_from_round_trips_and_refuses_bad_values() {
     use tokio_postgres::binary_copy::BinaryCopyInWriter;

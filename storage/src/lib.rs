@@ -33,8 +33,8 @@ pub mod wal;
 pub use catalog::{ArchivedPartition, FileMeta, RuleEntry};
 pub use engine::{
     BufferedPartition, CatalogReader, CompactReport, ExpireReport, ExtensionView, FlushReport,
-    PartitionInfo, PendingWrite, SeriesSet, Storage, StorageConfig, StorageHooks, TableSnapshot,
-    WalReleaseGuard, WriteMode, WriteOutcome, recover_catalog, validate_row,
+    PartitionInfo, PendingWrite, PreparedWrite, SeriesSet, Storage, StorageConfig, StorageHooks,
+    TableSnapshot, WalReleaseGuard, WriteMode, WriteOutcome, recover_catalog, validate_row,
 };
 pub use error::{Error, Result};
 pub use metrics::StorageMetrics;

@@ -563,7 +563,7 @@ impl CopyHandler for SqlService {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         if let Some(copy) = CopyInSlot::of(client).get() {
-            copy.feed(&copy_data.data);
+            copy.feed(&copy_data.data).await;
         }
         Ok(())
     }
@@ -581,8 +581,19 @@ impl CopyHandler for SqlService {
             ));
         };
         let result = async {
-            let (def, rows) = copy?.finish()?;
-            copy_in::write(&self.storage, &def, rows).await
+            let copy = copy?;
+            let ended = std::time::Instant::now();
+            let finished = copy.finish().await?;
+            let parsed = ended.elapsed();
+            let rows = copy_in::write(&self.storage, finished).await?;
+            tracing::debug!(
+                table = %copy.table(),
+                rows,
+                parse_tail_ms = parsed.as_millis() as u64,
+                write_ms = (ended.elapsed() - parsed).as_millis() as u64,
+                "COPY FROM ended"
+            );
+            Ok(rows)
         }
         .await;
         match result {

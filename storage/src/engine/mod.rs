@@ -36,7 +36,7 @@ use crate::metrics::StorageMetrics;
 use crate::model::schema::FieldDef;
 use crate::model::{TableDef, ValidRow, WriteBatch};
 use crate::object_store_url::{ObjectStoreLocation, ObjectStoreTimeouts};
-use crate::wal::{DurableObserver, Wal, WalConfig, WalRecord, WalSeq};
+use crate::wal::{DurableObserver, EncodedRecord, Wal, WalConfig, WalRecord, WalSeq};
 
 pub use archive::RestoreReport;
 pub use compact::CompactReport;
@@ -134,6 +134,20 @@ pub enum WriteMode {
 /// A submitted write whose WAL record may not be durable yet (see [`Storage::submit`]).
 /// Rows rejected by validation are known at once; nothing may be acknowledged before
 /// [`PendingWrite::durable`] returns `Ok`.
+/// Valid rows of one table with their WAL record encoded, not yet queued
+/// ([`Storage::prepare_valid`]).
+pub struct PreparedWrite {
+    encoded: Option<EncodedRecord>,
+    written: usize,
+}
+
+impl PreparedWrite {
+    /// The number of rows it writes.
+    pub fn rows(&self) -> usize {
+        self.written
+    }
+}
+
 #[must_use = "a submitted write is not durable until `durable()` resolves"]
 pub struct PendingWrite {
     /// The queued WAL record and the counters to credit once it is durable; None when
@@ -555,24 +569,38 @@ impl Storage {
     /// appended, so rows aligned to it stay valid if the table grows meanwhile (and are
     /// ignored, like any write, if it is dropped).
     pub async fn submit_valid(&self, def: &TableDef, rows: Vec<ValidRow>) -> Result<PendingWrite> {
+        self.submit_prepared(self.prepare_valid(def, rows)?).await
+    }
+
+    /// The costly half of [`Storage::submit_valid`], without waiting for anything: check
+    /// the table may be written and encode the WAL record. Callers with much to write
+    /// (COPY) prepare on several threads, then submit in order.
+    pub fn prepare_valid(&self, def: &TableDef, rows: Vec<ValidRow>) -> Result<PreparedWrite> {
         if def.is_rollup() {
             return Err(Error::ReadOnlyTable {
                 table: def.name.clone(),
             });
         }
-        self.enqueue_valid(def, rows).await
+        Self::encode_valid(def, rows)
     }
 
-    /// Wait for room in the buffer and queue the WAL record of already valid rows.
-    pub(crate) async fn enqueue_valid(
-        &self,
-        def: &TableDef,
-        rows: Vec<ValidRow>,
-    ) -> Result<PendingWrite> {
-        if rows.is_empty() {
-            return Ok(PendingWrite::nothing(Vec::new()));
-        }
+    fn encode_valid(def: &TableDef, rows: Vec<ValidRow>) -> Result<PreparedWrite> {
         let written = rows.len();
+        let encoded = if rows.is_empty() {
+            None
+        } else {
+            Some(EncodedRecord::new(WalRecord::write(def.id, rows))?)
+        };
+        Ok(PreparedWrite { encoded, written })
+    }
+
+    /// Wait for room in the buffer and queue a prepared write; writes submitted one after
+    /// another are logged in that order.
+    pub async fn submit_prepared(&self, prepared: PreparedWrite) -> Result<PendingWrite> {
+        let PreparedWrite { encoded, written } = prepared;
+        let Some(encoded) = encoded else {
+            return Ok(PendingWrite::nothing(Vec::new()));
+        };
         let buffer = &self.inner.buffer;
         if buffer.used_bytes() >= buffer.budget_bytes() {
             let waited = std::time::Instant::now();
@@ -582,12 +610,21 @@ impl Storage {
                 waited.elapsed(),
             );
         }
-        let durable = self.inner.wal.enqueue(WalRecord::write(def.id, rows))?;
+        let durable = self.inner.wal.enqueue_encoded(encoded)?;
         Ok(PendingWrite {
             durable: Some((durable, self.inner.metrics.clone())),
             written,
             rejected: Vec::new(),
         })
+    }
+
+    /// Wait for room in the buffer and queue the WAL record of already valid rows.
+    pub(crate) async fn enqueue_valid(
+        &self,
+        def: &TableDef,
+        rows: Vec<ValidRow>,
+    ) -> Result<PendingWrite> {
+        self.submit_prepared(Self::encode_valid(def, rows)?).await
     }
 
     /// What the configuration gives a new table of this name.

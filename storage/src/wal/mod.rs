@@ -12,4 +12,4 @@ pub mod segment;
 mod writer;
 
 pub use record::{WalRecord, WalSeq};
-pub use writer::{Durable, DurableObserver, Wal, WalConfig};
+pub use writer::{Durable, DurableObserver, EncodedRecord, Wal, WalConfig};

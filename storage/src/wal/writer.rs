@@ -68,6 +68,26 @@ enum Command {
     },
 }
 
+/// A record with its encoded bytes, ready to be queued: encoding is the costly part of
+/// queueing a large record, and this lets it run off the caller's path.
+pub struct EncodedRecord {
+    payload: Vec<u8>,
+    record: WalRecord,
+}
+
+impl EncodedRecord {
+    pub fn new(record: WalRecord) -> Result<EncodedRecord> {
+        Ok(EncodedRecord {
+            payload: record.encode()?,
+            record,
+        })
+    }
+
+    pub fn record(&self) -> &WalRecord {
+        &self.record
+    }
+}
+
 /// Handle to the WAL writer thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Wal {
@@ -158,7 +178,12 @@ impl Wal {
     /// in the order they were enqueued; the returned future resolves once this one is
     /// fsynced and the observer has seen it.
     pub fn enqueue(&self, record: WalRecord) -> Result<Durable> {
-        let payload = record.encode()?;
+        self.enqueue_encoded(EncodedRecord::new(record)?)
+    }
+
+    /// [`Wal::enqueue`] for a record encoded beforehand (e.g. on another thread).
+    pub fn enqueue_encoded(&self, encoded: EncodedRecord) -> Result<Durable> {
+        let EncodedRecord { payload, record } = encoded;
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Append {
