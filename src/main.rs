@@ -6,6 +6,7 @@ mod config;
 mod device_auth;
 mod http;
 mod tls;
+mod wal_admin;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,6 +51,30 @@ enum Command {
         #[arg(long, env = "WATTDB_DATA_DIR")]
         data_dir: PathBuf,
     },
+    /// Look at or rescue the write-ahead log of a stopped server.
+    Wal {
+        #[command(subcommand)]
+        command: WalCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WalCommand {
+    /// List each WAL segment: intact records, damage and where it is. Changes nothing;
+    /// exits with 1 if the server would not start on the WAL.
+    Inspect {
+        #[arg(long, env = "WATTDB_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Copy every intact record of the WAL — those after damage too — into new segments
+    /// in a new folder, to replace the damaged WAL with.
+    Salvage {
+        #[arg(long, env = "WATTDB_DATA_DIR")]
+        data_dir: PathBuf,
+        /// A folder that does not exist yet (or is empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 /// Query planning recurses deeply on some catalog queries real clients send; give every
@@ -71,6 +96,15 @@ fn main() -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     match cli.command {
+        Command::Wal { command } => match command {
+            WalCommand::Inspect { data_dir } => {
+                if !wal_admin::inspect(&data_dir)? {
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
+            WalCommand::Salvage { data_dir, to } => wal_admin::salvage(&data_dir, &to),
+        },
         Command::Serve(args) => {
             let settings = Settings::resolve(*args)?;
             runtime.block_on(serve(settings))

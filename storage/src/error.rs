@@ -69,6 +69,18 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error(
+        "WAL segment {path} is damaged at byte {offset}: {reason}. wattdb does not start \
+         rather than lose acknowledged writes; with the server stopped, `wattdb wal inspect \
+         --data-dir <dir>` lists what is intact and `wattdb wal salvage --data-dir <dir> --to \
+         <new folder>` copies every intact record out (README: \"A damaged WAL\")"
+    )]
+    WalDamaged {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+
     #[error("WAL writer has stopped; the server is shutting down or the disk failed")]
     WalClosed,
 

@@ -8,6 +8,7 @@
 //! record framing. Segments are deleted once everything in them has been persisted.
 
 pub mod record;
+pub mod salvage;
 pub mod segment;
 mod writer;
 

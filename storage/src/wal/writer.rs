@@ -124,23 +124,24 @@ impl Wal {
             last_seq: None,
         };
         let mut closed = Vec::new();
-        for (first_seq, path) in segments {
-            let contents = read_segment(&path)?;
+        let count = segments.len();
+        for (i, (first_seq, path)) in segments.into_iter().enumerate() {
+            let contents = read_segment(&path, first_seq, i + 1 == count)?;
             if contents.truncated_at.is_some() {
                 report.truncated_segments += 1;
             }
-            for (seq, body) in contents.records {
-                match WalRecord::decode_version(&body, contents.version) {
-                    Ok(record) => {
-                        observer.on_durable(seq, &record);
-                        report.records += 1;
-                        report.last_seq = Some(seq);
+            for r in contents.records {
+                // Intact but not readable: acknowledged all the same, so never skipped.
+                let record = WalRecord::decode_version(&r.body, contents.version).map_err(|e| {
+                    Error::WalDamaged {
+                        path: path.clone(),
+                        offset: r.offset,
+                        reason: format!("record seq {} does not decode ({e})", r.seq.0),
                     }
-                    Err(e) => tracing::warn!(
-                        segment = %path.display(), seq = seq.0, error = %e,
-                        "skipping undecodable WAL record"
-                    ),
-                }
+                })?;
+                observer.on_durable(r.seq, &record);
+                report.records += 1;
+                report.last_seq = Some(r.seq);
             }
             closed.push((first_seq, path));
         }
