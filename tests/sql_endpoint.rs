@@ -240,6 +240,31 @@ async fn psql_lists_and_describes_tables() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("electric"), "{stdout}");
+    // Like PostgreSQL: relations outside the search path only when asked for by schema
+    // (psql's tab completion offers unqualified names by the same test).
+    assert!(!stdout.contains("partitions"), "{stdout}");
+    let out = server.psql("\\dt system.*");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("partitions"), "{stdout}");
+    let completion = "SELECT c.relname, NULL::pg_catalog.text FROM pg_catalog.pg_class c \
+        WHERE c.relkind IN ('r', 'p') AND (c.relname) LIKE '%' \
+        AND pg_catalog.pg_table_is_visible(c.oid) AND c.relnamespace <> \
+        (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'pg_catalog') \
+        UNION ALL SELECT NULL::pg_catalog.text, n.nspname FROM pg_catalog.pg_namespace n \
+        WHERE n.nspname LIKE '%' AND n.nspname NOT LIKE E'pg\\\\_%' LIMIT 1000";
+    let mut offered: Vec<String> = c
+        .query(completion, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.get::<_, Option<String>>(0)
+                .or(r.get::<_, Option<String>>(1))
+                .unwrap_or_default()
+        })
+        .collect();
+    offered.sort();
+    assert_eq!(offered, ["electric", "public", "rejected", "system"]);
     let out = server.psql("\\d electric");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

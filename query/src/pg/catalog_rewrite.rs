@@ -295,10 +295,28 @@ impl VisitorMut for Filters {
         if let Some(filter) = &mut select.selection {
             let _ = visit_expressions_mut(filter, |e| {
                 aggregate_scalar_subquery(e);
+                table_is_visible(e);
                 ControlFlow::<()>::Continue(())
             });
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// `pg_table_is_visible(oid)` in a filter (psql's `\dt`, `\d`, its tab completion) is
+/// true only for relations in the schemas of the default search path, `public` and
+/// `pg_catalog`, so that unqualified names are offered only where they resolve; the
+/// emulation answers true for every relation, `system.*` ones too.
+fn table_is_visible(e: &mut Expr) {
+    if let Some(args) = call_args(e, "pg_table_is_visible")
+        && let [oid] = args.as_slice()
+        && let Some(x) = parsed(&format!(
+            "({oid} IN (SELECT visible_c.oid FROM pg_catalog.pg_class visible_c \
+             JOIN pg_catalog.pg_namespace visible_n ON visible_c.relnamespace = visible_n.oid \
+             WHERE visible_n.nspname IN ('public', 'pg_catalog')))"
+        ))
+    {
+        *e = x;
     }
 }
 
@@ -543,6 +561,19 @@ mod tests {
         );
         assert!(out.contains("unnest(i.indkey) AS KEYS"), "{out}");
         assert!(out.contains("result.A_ATTNUM = result.KEYS"), "{out}");
+    }
+
+    #[test]
+    fn table_visibility_in_a_filter_asks_for_the_search_path_schemas() {
+        let out = rewritten(
+            "SELECT c.relname FROM pg_catalog.pg_class c WHERE c.relname LIKE 'e%' \
+             AND pg_catalog.pg_table_is_visible(c.oid)",
+        );
+        assert!(
+            out.contains("c.oid IN (SELECT visible_c.oid FROM pg_catalog.pg_class visible_c")
+                && out.contains("visible_n.nspname IN ('public', 'pg_catalog')"),
+            "{out}"
+        );
     }
 
     #[test]
