@@ -265,6 +265,18 @@ async fn psql_lists_and_describes_tables() {
         .collect();
     offered.sort();
     assert_eq!(offered, ["electric", "public", "rejected", "system"]);
+    // `SET ti<TAB>`: the settable parameters from pg_settings.
+    let set_completion = "SELECT pg_catalog.lower(name) FROM pg_catalog.pg_settings \
+        WHERE context IN ('user', 'superuser') \
+        AND pg_catalog.lower(name) LIKE pg_catalog.lower('ti%') LIMIT 1000";
+    let offered: Vec<String> = c
+        .query(set_completion, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(offered, ["timezone"]);
     let out = server.psql("\\d electric");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

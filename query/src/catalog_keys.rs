@@ -9,7 +9,8 @@
 //! assigned inside that crate, so they are read from its `pg_class` at scan time; the
 //! index and constraint OIDs are derived from them. `pg_get_indexdef` and
 //! `pg_get_constraintdef` answer from what the scans saw ([`KeyDefinitions`]). This
-//! module only adds rows; it must not change the crate's own.
+//! module only adds rows; it must not change the crate's own. (The wrapper also serves
+//! `pg_settings` from [`crate::catalog_settings`].)
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -104,6 +105,9 @@ impl SchemaProvider for KeyedPgCatalog {
             return Ok(None);
         };
         let kind = match name {
+            "pg_settings" => {
+                return crate::catalog_settings::settings_table(table.schema()).map(Some);
+            }
             "pg_class" => Kind::Class,
             "pg_index" => Kind::Index,
             "pg_constraint" => Kind::Constraint,

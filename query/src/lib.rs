@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod catalog_keys;
+pub mod catalog_settings;
 pub mod ddl;
 pub mod functions;
 pub mod pg;

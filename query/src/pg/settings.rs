@@ -127,6 +127,25 @@ pub fn startup_parameters() -> Vec<(&'static str, String)> {
         .collect()
 }
 
+/// A parameter as `pg_settings` lists it.
+pub struct CatalogSetting {
+    pub name: &'static str,
+    pub default: String,
+    pub settable: bool,
+}
+
+/// Every parameter wattdb knows, for `pg_settings`.
+pub fn catalog_settings() -> Vec<CatalogSetting> {
+    KNOWN
+        .iter()
+        .map(|k| CatalogSetting {
+            name: k.name,
+            default: default_of(k),
+            settable: k.settable,
+        })
+        .collect()
+}
+
 fn default_of(k: &Known) -> String {
     if k.name == "server_version" {
         server_version()
