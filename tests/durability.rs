@@ -26,18 +26,7 @@ async fn torn_wal_tail_is_truncated_and_the_server_starts() {
         .unwrap();
     server.kill9();
     // Append garbage to the newest WAL segment, as a crash mid-write would leave.
-    let wal = server.data_path().join("wal");
-    let mut segs: Vec<_> = std::fs::read_dir(&wal)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    segs.sort();
-    let last = segs
-        .iter()
-        .rev()
-        .find(|p| std::fs::metadata(p).unwrap().len() > 12)
-        .unwrap()
-        .clone();
+    let last = newest_segment(&server);
     let mut data = std::fs::read(&last).unwrap();
     data.extend_from_slice(&[0x40, 0, 0, 0, 1, 2, 3, 4, 9, 9]);
     std::fs::write(&last, data).unwrap();

@@ -10,6 +10,8 @@
 pub mod record;
 pub mod salvage;
 pub mod segment;
+#[cfg(test)]
+mod test_records;
 mod writer;
 
 pub use record::{WalRecord, WalSeq};

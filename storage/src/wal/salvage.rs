@@ -148,31 +148,12 @@ pub fn salvage(dir: &Path, to: &Path) -> Result<SalvageReport> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use super::*;
-    use crate::model::{TableId, ValidRow};
     use crate::wal::segment::HEADER_LEN;
-    use crate::wal::{DurableObserver, Wal, WalConfig};
-
-    #[derive(Default)]
-    struct Collect(Mutex<Vec<(u64, i64)>>);
-    impl DurableObserver for Collect {
-        fn on_durable(&self, seq: WalSeq, record: &WalRecord) {
-            self.0.lock().unwrap().push((seq.0, record.rows[0].ts));
-        }
-    }
-
-    fn rec(ts: i64) -> WalRecord {
-        WalRecord::write(
-            TableId(1),
-            vec![ValidRow {
-                ts,
-                tags: vec!["p1".into()],
-                fields: vec![None],
-            }],
-        )
-    }
+    use crate::wal::test_records::{Collect, rec};
+    use crate::wal::{Wal, WalConfig};
 
     /// A segment of records `seqs` (ts = seq × 10), and where each frame starts.
     fn segment(dir: &Path, seqs: std::ops::RangeInclusive<u64>) -> (PathBuf, Vec<usize>) {

@@ -387,29 +387,8 @@ impl WriterThread {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use super::*;
-    use crate::model::{TableId, ValidRow};
-
-    #[derive(Default)]
-    struct Collect(Mutex<Vec<(u64, i64)>>);
-    impl DurableObserver for Collect {
-        fn on_durable(&self, seq: WalSeq, record: &WalRecord) {
-            self.0.lock().unwrap().push((seq.0, record.rows[0].ts));
-        }
-    }
-
-    fn rec(ts: i64) -> WalRecord {
-        WalRecord::write(
-            TableId(1),
-            vec![ValidRow {
-                ts,
-                tags: vec!["p1".into()],
-                fields: vec![None],
-            }],
-        )
-    }
+    use crate::wal::test_records::{Collect, rec};
 
     #[tokio::test]
     async fn append_replay_release() {

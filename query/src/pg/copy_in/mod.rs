@@ -543,6 +543,20 @@ fn null_key(column: &str, context: &str) -> PgWireError {
     )
 }
 
+/// PostgreSQL's default options of a format, for the parsers' unit tests.
+#[cfg(test)]
+fn test_options(format: CopyFormat) -> CopyOptions {
+    let csv = format == CopyFormat::Csv;
+    CopyOptions {
+        format,
+        header: false,
+        delimiter: if csv { ',' } else { '\t' },
+        null: if csv { String::new() } else { "\\N".into() },
+        quote: '"',
+        escape: '"',
+    }
+}
+
 /// Write the rows of a finished COPY, in the order of its data; returns once they are
 /// durable.
 pub async fn write(storage: &Storage, finished: Finished) -> Result<usize, PgWireError> {

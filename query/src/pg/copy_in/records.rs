@@ -65,19 +65,8 @@ pub(super) fn block_end(o: &CopyOptions, data: &[u8], want: usize) -> Option<(us
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pg::copy_in::test_options as opts;
     use proptest::prelude::*;
-
-    fn opts(format: CopyFormat) -> CopyOptions {
-        let csv = format == CopyFormat::Csv;
-        CopyOptions {
-            format,
-            header: false,
-            delimiter: if csv { ',' } else { '\t' },
-            null: if csv { String::new() } else { "\\N".into() },
-            quote: '"',
-            escape: '"',
-        }
-    }
 
     /// A CSV record of values that may hold quotes, delimiters and line breaks.
     fn csv_record(values: &[String]) -> String {

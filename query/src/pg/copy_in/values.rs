@@ -254,18 +254,7 @@ fn fast_timestamp(b: &[u8]) -> Option<i64> {
 mod tests {
     use super::*;
     use crate::pg::copy::CopyFormat;
-
-    fn opts(format: CopyFormat) -> CopyOptions {
-        let csv = format == CopyFormat::Csv;
-        CopyOptions {
-            format,
-            header: false,
-            delimiter: if csv { ',' } else { '\t' },
-            null: if csv { String::new() } else { "\\N".into() },
-            quote: '"',
-            escape: '"',
-        }
-    }
+    use crate::pg::copy_in::test_options as opts;
 
     #[test]
     fn text_lines_unescape_and_know_null() {
