@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use super::record::{WalRecord, WalSeq};
 use super::segment::{
     FORMAT_VERSION, SegmentEnd, SegmentRecord, SegmentWriter, list_segments, parse_segment,
+    read_bytes,
 };
 
 /// What one segment holds.
@@ -42,20 +43,13 @@ impl SegmentReport {
     }
 }
 
-fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::WalIo {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 /// Every segment of the WAL in `dir`, oldest first. Reads only.
 pub fn inspect(dir: &Path) -> Result<Vec<SegmentReport>> {
     let segments = list_segments(dir)?;
     let count = segments.len();
     let mut reports = Vec::with_capacity(count);
     for (i, (first_seq, path)) in segments.into_iter().enumerate() {
-        let data = read(&path)?;
+        let data = read_bytes(&path)?;
         let parsed = parse_segment(&data, first_seq);
         let version = parsed.version.unwrap_or(FORMAT_VERSION);
         let all: Vec<&SegmentRecord> = parsed.records.iter().chain(&parsed.beyond).collect();
@@ -109,7 +103,7 @@ pub fn salvage(dir: &Path, to: &Path) -> Result<SalvageReport> {
     let mut report = SalvageReport::default();
     let mut last = 0u64;
     for (first_seq, path) in list_segments(dir)? {
-        let data = read(&path)?;
+        let data = read_bytes(&path)?;
         let parsed = parse_segment(&data, first_seq);
         let version = parsed.version.unwrap_or(FORMAT_VERSION);
         let mut writer: Option<SegmentWriter> = None;

@@ -16,7 +16,7 @@
 //! `wattdb wal salvage` ([`super::salvage`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -66,6 +66,14 @@ pub struct SegmentContents {
     pub truncated_at: Option<(u64, String)>,
 }
 
+/// A segment file's bytes.
+pub(super) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::WalIo {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Read every record of the segment `path` (named by `first_seq`). Only the `newest`
 /// segment may end torn; it is then cut back to its intact prefix. Any other damage is
 /// [`Error::WalDamaged`] and the file is not touched.
@@ -74,10 +82,7 @@ pub fn read_segment(path: &Path, first_seq: WalSeq, newest: bool) -> Result<Segm
         path: path.to_path_buf(),
         source,
     };
-    let mut data = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut data))
-        .map_err(io_err)?;
+    let data = read_bytes(path)?;
     let parsed = parse_segment(&data, first_seq);
     let damaged = |offset, reason| Error::WalDamaged {
         path: path.to_path_buf(),

@@ -254,13 +254,16 @@ impl CopyIn {
                 s.parsing.push_back(tokio::task::spawn_blocking(move || {
                     copy.parse_block(&block, first_line)
                 }));
-                while s.parsing.len() > self.parallel && s.error.is_none() {
-                    self.collect_next(&mut s).await;
-                }
+                self.bound_parsing(&mut s).await;
             }
         }
+        self.bound_parsing(&mut s).await;
+    }
+
+    /// Wait for the oldest blocks until no more than one per core are being parsed.
+    async fn bound_parsing(&self, s: &mut InState) {
         while s.parsing.len() > self.parallel && s.error.is_none() {
-            self.collect_next(&mut s).await;
+            self.collect_next(s).await;
         }
     }
 
@@ -315,7 +318,7 @@ impl CopyIn {
             write: self
                 .storage
                 .prepare_valid(&self.def, parsed.rows)
-                .map_err(|e| user_error(sqlstate::for_storage(&e), e.to_string()))?,
+                .map_err(storage_error)?,
             bytes: parsed.bytes,
             position,
             ended: parsed.ended,
@@ -557,11 +560,13 @@ fn test_options(format: CopyFormat) -> CopyOptions {
     }
 }
 
+fn storage_error(e: wattdb_storage::Error) -> PgWireError {
+    user_error(sqlstate::for_storage(&e), e.to_string())
+}
+
 /// Write the rows of a finished COPY, in the order of its data; returns once they are
 /// durable.
 pub async fn write(storage: &Storage, finished: Finished) -> Result<usize, PgWireError> {
-    let storage_error =
-        |e: wattdb_storage::Error| user_error(sqlstate::for_storage(&e), e.to_string());
     let mut pending = Vec::with_capacity(finished.writes.len());
     for write in finished.writes {
         pending.push(
