@@ -156,9 +156,19 @@ export WATTDB_TEST_S3_PID_FILE="$SVC/weed.pid"
 export WATTDB_TEST_S3_START="$SVC/weed-start.sh"
 export WATTDB_REQUIRE_S3=1
 
+# tests/disk_full.rs mounts a small tmpfs as the data directory; that needs root (CI runs
+# as root), elsewhere it is skipped.
+if [ "$(id -u)" = 0 ]; then
+  export WATTDB_REQUIRE_TMPFS=1
+fi
+
+# The failpoints (fault injection, see storage/src/failpoints.rs) are compiled into the
+# test build only.
+FEATURES=(--features wattdb-storage/failpoints)
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets "${FEATURES[@]}" -- -D warnings
 echo "== cargo test"
-cargo test --workspace --all-targets
+cargo test --workspace --all-targets "${FEATURES[@]}"

@@ -70,6 +70,24 @@ pub enum Error {
     },
 
     #[error(
+        "disk full: no space to write the WAL ({path}: {source}); writes are refused until \
+         space is freed and resume by themselves then, nothing acknowledged is lost, reads \
+         keep working"
+    )]
+    DiskFull {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(
+        "the WAL stopped taking writes after {path} could not be cut back to its last \
+         durable record ({reason}); nothing acknowledged is lost, but wattdb must be \
+         restarted before it accepts writes again (reads keep working)"
+    )]
+    WalHalted { path: PathBuf, reason: String },
+
+    #[error(
         "WAL segment {path} is damaged at byte {offset}: {reason}. wattdb does not start \
          rather than lose acknowledged writes; with the server stopped, `wattdb wal inspect \
          --data-dir <dir>` lists what is intact and `wattdb wal salvage --data-dir <dir> --to \
@@ -142,6 +160,41 @@ pub enum Error {
 }
 
 impl Error {
+    /// An I/O error on a WAL file: [`Error::DiskFull`] when the disk (or quota) is full,
+    /// [`Error::WalIo`] otherwise.
+    pub(crate) fn wal_io(path: &std::path::Path, source: std::io::Error) -> Self {
+        let path = path.to_path_buf();
+        if is_disk_full(&source) {
+            Error::DiskFull { path, source }
+        } else {
+            Error::WalIo { path, source }
+        }
+    }
+
+    /// The same error again, for every writer of a failed WAL group (I/O errors are not
+    /// `Clone`; the kind and the message are kept).
+    pub(crate) fn for_each_writer(&self) -> Self {
+        let again = |s: &std::io::Error| std::io::Error::new(s.kind(), s.to_string());
+        match self {
+            Error::DiskFull { path, source } => Error::DiskFull {
+                path: path.clone(),
+                source: again(source),
+            },
+            Error::WalIo { path, source } => Error::WalIo {
+                path: path.clone(),
+                source: again(source),
+            },
+            Error::WalHalted { path, reason } => Error::WalHalted {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
+            other => Error::WalIo {
+                path: PathBuf::from("<wal>"),
+                source: std::io::Error::other(other.to_string()),
+            },
+        }
+    }
+
     pub(crate) fn arrow(
         context: impl Into<String>,
     ) -> impl FnOnce(arrow::error::ArrowError) -> Self {
@@ -194,4 +247,12 @@ impl From<tokio::task::JoinError> for Error {
     fn from(e: tokio::task::JoinError) -> Self {
         Error::Task(e.to_string())
     }
+}
+
+/// ENOSPC or EDQUOT: the write may succeed once space is freed.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }

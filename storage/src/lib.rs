@@ -23,6 +23,7 @@ pub mod buffer;
 pub mod catalog;
 pub mod engine;
 pub mod error;
+pub mod failpoints;
 pub mod metrics;
 pub mod model;
 pub mod object_store_url;

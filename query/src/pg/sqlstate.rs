@@ -26,6 +26,7 @@ pub const WRONG_OBJECT_TYPE: &str = "42809";
 pub const UNDEFINED_OBJECT: &str = "42704";
 pub const STATEMENT_TOO_COMPLEX: &str = "54001";
 pub const OUT_OF_MEMORY: &str = "53200";
+pub const DISK_FULL: &str = "53100";
 pub const IO_ERROR: &str = "58030";
 pub const OBJECT_NOT_IN_PREREQUISITE_STATE: &str = "55000";
 pub const CANNOT_CONNECT_NOW: &str = "57P03";
@@ -67,6 +68,8 @@ pub fn for_storage(e: &wattdb_storage::Error) -> &'static str {
         E::InvalidRow { .. } => INVALID_PARAMETER_VALUE,
         E::InvalidDelete { .. } => FEATURE_NOT_SUPPORTED,
         E::WalClosed | E::ShuttingDown => CANNOT_CONNECT_NOW,
+        E::DiskFull { .. } => DISK_FULL,
+        E::WalHalted { .. } => IO_ERROR,
         E::WalIo { .. } | E::Io { .. } | E::ObjectStore { .. } | E::Parquet { .. } => IO_ERROR,
         _ => INTERNAL_ERROR,
     }

@@ -7,6 +7,7 @@
 //! On-disk layout: `<dir>/<first-seq, 20 digits>.wal` segment files; see [`segment`] for the
 //! record framing. Segments are deleted once everything in them has been persisted.
 
+mod group_commit;
 pub mod record;
 pub mod salvage;
 pub mod segment;

@@ -333,67 +333,100 @@ pub struct SegmentWriter {
     pub records: u64,
 }
 
+/// The error a WAL failpoint returns (see [`crate::failpoints`]).
+#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+fn injected(path: &Path, arg: Option<String>) -> Error {
+    Error::wal_io(path, crate::failpoints::io_error(arg))
+}
+
 impl SegmentWriter {
+    /// Create and fsync a new segment holding only the header. A file that could not be
+    /// completed (e.g. the disk is full) is removed again: a half-written header left
+    /// behind a later segment would read as damage.
     pub fn create(dir: &Path, first_seq: WalSeq) -> Result<Self> {
         let path = segment_path(dir, first_seq);
-        let io_err = |source| Error::WalIo {
-            path: path.clone(),
-            source,
-        };
+        fail::fail_point!("wal-create", |arg| Err(injected(&path, arg)));
         let file = OpenOptions::new()
             .create(true)
             .truncate(true)
             .write(true)
             .open(&path)
-            .map_err(io_err)?;
-        let mut file = BufWriter::with_capacity(1 << 20, file);
-        file.write_all(MAGIC).map_err(io_err)?;
-        file.write_all(&FORMAT_VERSION.to_le_bytes())
-            .map_err(io_err)?;
-        file.flush().map_err(io_err)?;
-        file.get_ref().sync_all().map_err(io_err)?;
+            .map_err(|source| Error::wal_io(&path, source))?;
+        let header = || -> std::io::Result<File> {
+            let mut file = file;
+            file.write_all(MAGIC)?;
+            file.write_all(&FORMAT_VERSION.to_le_bytes())?;
+            file.sync_all()?;
+            Ok(file)
+        };
+        let file = match header() {
+            Ok(file) => file,
+            Err(source) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(Error::wal_io(&path, source));
+            }
+        };
         // Make the new directory entry durable too.
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
         Ok(SegmentWriter {
             path,
-            file,
+            file: BufWriter::with_capacity(1 << 20, file),
             bytes: HEADER_LEN,
             first_seq,
             records: 0,
         })
     }
 
+    /// Buffer one record; it is written and made durable by [`SegmentWriter::sync`].
     pub fn append(&mut self, seq: WalSeq, payload: &[u8]) -> Result<()> {
+        fail::fail_point!("wal-append", |arg| Err(injected(&self.path, arg)));
         let len = (payload.len() + 8) as u32;
         let mut hasher = crc32fast::Hasher::new();
         let seq_bytes = seq.0.to_le_bytes();
         hasher.update(&seq_bytes);
         hasher.update(payload);
         let crc = hasher.finalize();
-        let path = &self.path;
-        let io_err = |source| Error::WalIo {
-            path: path.clone(),
-            source,
+        let mut write = || -> std::io::Result<()> {
+            self.file.write_all(&len.to_le_bytes())?;
+            self.file.write_all(&crc.to_le_bytes())?;
+            self.file.write_all(&seq_bytes)?;
+            self.file.write_all(payload)
         };
-        self.file.write_all(&len.to_le_bytes()).map_err(io_err)?;
-        self.file.write_all(&crc.to_le_bytes()).map_err(io_err)?;
-        self.file.write_all(&seq_bytes).map_err(io_err)?;
-        self.file.write_all(payload).map_err(io_err)?;
+        write().map_err(|source| Error::wal_io(&self.path, source))?;
         self.bytes += 8 + len as u64;
         self.records += 1;
         Ok(())
     }
 
+    /// Write out what is buffered and fsync it.
     pub fn sync(&mut self) -> Result<()> {
-        let path = &self.path;
-        let io_err = |source| Error::WalIo {
-            path: path.clone(),
-            source,
-        };
-        self.file.flush().map_err(io_err)?;
-        self.file.get_ref().sync_data().map_err(io_err)
+        self.file
+            .flush()
+            .map_err(|source| Error::wal_io(&self.path, source))?;
+        // After the write, before the fsync: the bytes are in the file when it fails.
+        fail::fail_point!("wal-fsync", |arg| Err(injected(&self.path, arg)));
+        self.file
+            .get_ref()
+            .sync_data()
+            .map_err(|source| Error::wal_io(&self.path, source))
+    }
+
+    /// Give the segment up after a failed write or fsync: whatever was buffered is
+    /// dropped unwritten and the file is cut back to `keep_len` (the end of the last
+    /// record known to be durable) and fsynced, so nothing of the failed group — a
+    /// partial frame, or frames the kernel may not have kept — stays behind for replay.
+    /// No byte is ever written to the file again.
+    pub fn abandon(self, keep_len: u64) -> Result<PathBuf> {
+        let SegmentWriter { path, file, .. } = self;
+        // `into_parts` hands the buffer back instead of flushing it on drop.
+        let (file, _unwritten) = file.into_parts();
+        fail::fail_point!("wal-abandon", |arg| Err(injected(&path, arg)));
+        file.set_len(keep_len)
+            .and_then(|()| file.sync_all())
+            .map_err(|source| Error::wal_io(&path, source))?;
+        Ok(path)
     }
 
     pub fn bytes(&self) -> u64 {

@@ -1,4 +1,5 @@
-//! The WAL writer thread: group commit, rotation, release, and replay at open.
+//! The WAL's handle: replay at open, then queueing records for the writer thread
+//! ([`super::group_commit`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use tokio::sync::oneshot;
 use crate::error::{Error, Result};
 use crate::metrics::StorageMetrics;
 
+use super::group_commit::{Command, Queued, WriterThread};
 use super::record::{WalRecord, WalSeq};
 use super::segment::{SegmentWriter, list_segments, read_segment};
 
@@ -24,13 +26,6 @@ pub trait DurableObserver: Send + Sync + 'static {
             self.on_durable(*seq, record);
         }
     }
-}
-
-/// The observer of a closed WAL.
-struct Detached;
-
-impl DurableObserver for Detached {
-    fn on_durable(&self, _: WalSeq, _: &WalRecord) {}
 }
 
 #[derive(Debug, Clone)]
@@ -50,22 +45,6 @@ impl WalConfig {
             max_group_bytes: 16 * 1024 * 1024,
         }
     }
-}
-
-enum Command {
-    Append {
-        payload: Vec<u8>,
-        record: WalRecord,
-        reply: oneshot::Sender<Result<WalSeq>>,
-    },
-    /// Delete segments holding only records below `keep_from` (None: nothing is needed).
-    Release {
-        keep_from: Option<WalSeq>,
-        reply: oneshot::Sender<Result<usize>>,
-    },
-    Shutdown {
-        reply: oneshot::Sender<()>,
-    },
 }
 
 /// A record with its encoded bytes, ready to be queued: encoding is the costly part of
@@ -131,6 +110,19 @@ impl Wal {
                 report.truncated_segments += 1;
             }
             for r in contents.records {
+                // Numbers only go up: a record at or below one already replayed is not
+                // from this WAL's history (e.g. left behind a failed write).
+                if report.last_seq.is_some_and(|last| r.seq <= last) {
+                    return Err(Error::WalDamaged {
+                        path: path.clone(),
+                        offset: r.offset,
+                        reason: format!(
+                            "record seq {} is not above seq {} of the segment before",
+                            r.seq.0,
+                            report.last_seq.map_or(0, |s| s.0)
+                        ),
+                    });
+                }
                 // Intact but not readable: acknowledged all the same, so never skipped.
                 let record = WalRecord::decode_version(&r.body, contents.version).map_err(|e| {
                     Error::WalDamaged {
@@ -156,9 +148,10 @@ impl Wal {
             config,
             observer,
             metrics,
-            active,
+            active: Some(active),
             closed,
             next_seq: next,
+            halted: None,
         };
         std::thread::Builder::new()
             .name("wattdb-wal".into())
@@ -187,11 +180,11 @@ impl Wal {
         let EncodedRecord { payload, record } = encoded;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Append {
+            .send(Command::Append(Queued {
                 payload,
                 record,
                 reply,
-            })
+            }))
             .map_err(|_| Error::WalClosed)?;
         Ok(Durable(rx))
     }
@@ -228,160 +221,6 @@ impl std::future::Future for Durable {
         std::pin::Pin::new(&mut self.0)
             .poll(cx)
             .map(|r| r.map_err(|_| Error::WalClosed).and_then(|r| r))
-    }
-}
-
-struct WriterThread {
-    config: WalConfig,
-    observer: Arc<dyn DurableObserver>,
-    metrics: Arc<StorageMetrics>,
-    active: SegmentWriter,
-    closed: Vec<(WalSeq, PathBuf)>,
-    next_seq: u64,
-}
-
-struct Pending {
-    seq: WalSeq,
-    record: WalRecord,
-    reply: oneshot::Sender<Result<WalSeq>>,
-}
-
-impl WriterThread {
-    fn run(&mut self, rx: mpsc::Receiver<Command>) {
-        let mut shutdown_reply = None;
-        while shutdown_reply.is_none() {
-            let Ok(first) = rx.recv() else { break };
-            let mut group = Vec::new();
-            let mut group_bytes = 0usize;
-            let mut others = Vec::new();
-            let mut cmd = Some(first);
-            while let Some(c) = cmd.take() {
-                match c {
-                    Command::Append {
-                        payload,
-                        record,
-                        reply,
-                    } => {
-                        group_bytes += payload.len();
-                        group.push((payload, record, reply));
-                    }
-                    Command::Shutdown { reply } => {
-                        shutdown_reply = Some(reply);
-                        break;
-                    }
-                    other => others.push(other),
-                }
-                if group_bytes >= self.config.max_group_bytes {
-                    break;
-                }
-                cmd = rx.try_recv().ok();
-            }
-            if !group.is_empty() {
-                self.commit_group(group);
-            }
-            for c in others {
-                if let Command::Release { keep_from, reply } = c {
-                    let _ = reply.send(self.release(keep_from));
-                }
-            }
-        }
-        let _ = self.active.sync();
-        // Let go of the observers (and whatever they hold open) before the owner hears
-        // that the WAL is closed.
-        self.observer = Arc::new(Detached);
-        if let Some(reply) = shutdown_reply {
-            let _ = reply.send(());
-        }
-    }
-
-    fn commit_group(&mut self, group: Vec<(Vec<u8>, WalRecord, oneshot::Sender<Result<WalSeq>>)>) {
-        let started = std::time::Instant::now();
-        let bytes_before = self.active.bytes();
-        let mut written = Vec::with_capacity(group.len());
-        let mut failure = None;
-        for (payload, record, reply) in group {
-            if failure.is_some() {
-                let _ = reply.send(Err(Error::WalClosed));
-                continue;
-            }
-            let seq = WalSeq(self.next_seq);
-            match self.active.append(seq, &payload) {
-                Ok(()) => {
-                    self.next_seq += 1;
-                    written.push(Pending { seq, record, reply });
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "WAL append failed");
-                    let _ = reply.send(Err(e));
-                    failure = Some(());
-                }
-            }
-        }
-        if let Err(e) = self.active.sync() {
-            // Nothing in this group is known to be durable: acknowledge none of it.
-            tracing::error!(error = %e, "WAL fsync failed; rejecting the pending group");
-            let msg = e.to_string();
-            for p in written {
-                let _ = p.reply.send(Err(Error::WalIo {
-                    path: self.active.path().to_path_buf(),
-                    source: std::io::Error::other(msg.clone()),
-                }));
-            }
-            return;
-        }
-        StorageMetrics::add_duration(&self.metrics.wal_fsync_micros, started.elapsed());
-        StorageMetrics::add(&self.metrics.wal_fsyncs, 1);
-        StorageMetrics::add(&self.metrics.wal_records, written.len() as u64);
-        StorageMetrics::add(
-            &self.metrics.wal_bytes,
-            self.active.bytes().saturating_sub(bytes_before),
-        );
-        let group: Vec<(WalSeq, &WalRecord)> = written.iter().map(|p| (p.seq, &p.record)).collect();
-        self.observer.on_durable_group(&group);
-        for p in written {
-            let _ = p.reply.send(Ok(p.seq));
-        }
-        if self.active.bytes() >= self.config.segment_bytes
-            && let Err(e) = self.rotate()
-        {
-            tracing::error!(error = %e, "WAL segment rotation failed");
-        }
-    }
-
-    fn rotate(&mut self) -> Result<()> {
-        let new = SegmentWriter::create(&self.config.dir, WalSeq(self.next_seq))?;
-        let old = std::mem::replace(&mut self.active, new);
-        self.closed.push((old.first_seq, old.path().to_path_buf()));
-        Ok(())
-    }
-
-    fn release(&mut self, keep_from: Option<WalSeq>) -> Result<usize> {
-        if keep_from.is_none() && self.active.records > 0 {
-            self.rotate()?;
-        }
-        // A closed segment can go when the segment after it starts at or below keep_from.
-        let mut starts: Vec<WalSeq> = self.closed.iter().map(|(s, _)| *s).collect();
-        starts.push(self.active.first_seq);
-        let mut deleted = 0;
-        let mut keep = Vec::new();
-        for (i, (first, path)) in std::mem::take(&mut self.closed).into_iter().enumerate() {
-            let next_start = starts[i + 1];
-            let removable = keep_from.is_none_or(|k| next_start <= k);
-            if removable {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => deleted += 1,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => deleted += 1,
-                    Err(source) => {
-                        keep.push((first, path.clone()));
-                        return Err(Error::WalIo { path, source });
-                    }
-                }
-            } else {
-                keep.push((first, path));
-            }
-        }
-        self.closed = keep;
-        Ok(deleted)
     }
 }
 

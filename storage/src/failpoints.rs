@@ -1,0 +1,30 @@
+//! Fault injection for tests. With the `failpoints` feature, `fail::fail_point!` sites on
+//! the storage layer's I/O can be made to fail, from a test (`fail::cfg`) or, for the
+//! server binary, from the `FAILPOINTS` environment variable (`name=action;...`, see the
+//! `fail` crate). Without the feature every site compiles to nothing.
+//!
+//! | failpoint        | where                                            |
+//! |------------------|--------------------------------------------------|
+//! | `wal-create`     | creating a WAL segment                           |
+//! | `wal-append`     | buffering a WAL record                           |
+//! | `wal-fsync`      | writing and fsyncing a WAL group                 |
+//! | `wal-abandon`    | cutting a failed segment back to its durable end |
+//!
+//! A site's action `return` fails with an I/O error (EIO); `return(enospc)` fails as a
+//! full disk does (ENOSPC).
+
+/// The I/O error a failpoint returns: ENOSPC for `return(enospc)`, EIO otherwise.
+#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+pub(crate) fn io_error(arg: Option<String>) -> std::io::Error {
+    const ENOSPC: i32 = 28;
+    const EIO: i32 = 5;
+    match arg.as_deref() {
+        Some("enospc") => std::io::Error::from_raw_os_error(ENOSPC),
+        _ => std::io::Error::from_raw_os_error(EIO),
+    }
+}
+
+/// True when this build has failpoints (the `failpoints` feature).
+pub fn enabled() -> bool {
+    cfg!(feature = "failpoints")
+}
