@@ -61,6 +61,11 @@ fn metrics_text(storage: &Storage, ingest: &IngestMetrics, rollups: &RollupMaint
         parts.iter().map(|p| p.buffered_bytes as u64).sum(),
     );
     gauge(
+        "wattdb_wal_queued_bytes",
+        "Memory held by writes waiting for the WAL's group commit (part of the buffer budget).",
+        storage.wal_queued_bytes() as u64,
+    );
+    gauge(
         "wattdb_rollup_pending_marks",
         "(series, bucket) rollup marks waiting to be recomputed.",
         rollups.pending_marks() as u64,

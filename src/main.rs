@@ -88,6 +88,8 @@ fn main() -> Result<()> {
         )
         .with_target(false)
         .init();
+    // Test builds only (feature wattdb-storage/failpoints): failpoints from FAILPOINTS.
+    wattdb_storage::failpoints::configure_from_env();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

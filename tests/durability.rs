@@ -75,6 +75,50 @@ async fn dropped_table_does_not_come_back_after_kill_9() {
     );
 }
 
+/// A write that becomes durable while the persister releases WAL segments — after it
+/// chose what to keep, before it deleted the rest — survives kill -9. (When the buffer
+/// had just been emptied, the release used to take the newest segment too, with the new
+/// write in it.) A failpoint holds the release for 3 s; needs the test build's failpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_acknowledged_while_wal_segments_are_released_survives_kill_9() {
+    if !wattdb_storage::failpoints::enabled() {
+        eprintln!("skipping: needs --features wattdb-storage/failpoints (as scripts/test.sh)");
+        return;
+    }
+    let mut server = Server::new();
+    server.envs.push((
+        "FAILPOINTS".into(),
+        "wal-release-after-keep-from=1*sleep(3000)".into(),
+    ));
+    server.spawn();
+    let c = server.client().await;
+    c.batch_execute(CREATE_M).await.unwrap();
+    c.batch_execute("INSERT INTO m VALUES ('2026-11-01T00:00:00Z', 'a', 1.0)")
+        .await
+        .unwrap();
+    // flush() persists row a, empties the buffer and stops in the release.
+    let flusher = server.client().await;
+    let flush = tokio::spawn(async move { flusher.batch_execute("SELECT flush()").await });
+    while common::file_count(&server).await == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    c.batch_execute("INSERT INTO m VALUES ('2026-11-02T00:00:00Z', 'b', 2.0)")
+        .await
+        .unwrap();
+    assert!(!flush.is_finished(), "the release was not held up");
+    flush.await.unwrap().unwrap();
+    server.kill9();
+    server.spawn();
+    let rows = read_all(&server).await;
+    assert_eq!(rows.get(&("a".to_string(), 1_793_491_200)), Some(&1.0));
+    assert_eq!(
+        rows.get(&("b".to_string(), 1_793_577_600)),
+        Some(&2.0),
+        "the write acknowledged during the release is lost"
+    );
+}
+
 /// The newest WAL segment written by this server (the one with records).
 fn newest_segment(server: &Server) -> std::path::PathBuf {
     let wal = server.data_path().join("wal");

@@ -9,6 +9,10 @@
 //! | `wal-append`     | buffering a WAL record                           |
 //! | `wal-fsync`      | writing and fsyncing a WAL group                 |
 //! | `wal-abandon`    | cutting a failed segment back to its durable end |
+//! | `wal-release-after-keep-from` | between choosing which WAL segments to keep and deleting the rest |
+//! | `catalog-commit` | writing a catalog change (sled)                  |
+//! | `catalog-sync`   | making catalog changes durable (sled flush)      |
+//! | `marks-log-write`| appending to / rewriting the rollup marks log (wattdb-compaction) |
 //!
 //! A site's action `return` fails with an I/O error (EIO); `return(enospc)` fails as a
 //! full disk does (ENOSPC).
@@ -21,6 +25,17 @@ pub(crate) fn io_error(arg: Option<String>) -> std::io::Error {
     match arg.as_deref() {
         Some("enospc") => std::io::Error::from_raw_os_error(ENOSPC),
         _ => std::io::Error::from_raw_os_error(EIO),
+    }
+}
+
+/// Configure failpoints from the `FAILPOINTS` environment variable (`name=action;...`)
+/// for the life of the process; nothing without the feature. Panics on a malformed
+/// value, as `fail` does: only tests set it.
+pub fn configure_from_env() {
+    #[cfg(feature = "failpoints")]
+    if std::env::var_os("FAILPOINTS").is_some() {
+        std::mem::forget(fail::FailScenario::setup());
+        tracing::warn!(failpoints = ?fail::list(), "failpoints configured (test build)");
     }
 }
 

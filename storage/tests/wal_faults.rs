@@ -199,3 +199,85 @@ async fn random_write_fsync_and_create_failures_keep_exactly_the_acknowledged_re
     );
     scenario.teardown();
 }
+
+/// Writes queued behind a stalled fsync hold memory: they count against the buffer's
+/// budget, so writers wait once it is used up instead of queueing without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_waiting_for_a_stalled_fsync_count_against_the_buffer_budget() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use wattdb_storage::{FieldValue, Row, Storage, StorageConfig, WriteBatch, WriteMode};
+
+    let scenario = FailScenario::setup();
+    let batch = |i: i64| WriteBatch {
+        table: "m".into(),
+        rows: (0..50)
+            .map(|j| Row {
+                ts: 1_793_491_200_000_000 + (i * 50 + j) * 1_000_000,
+                tags: vec![("pid".into(), format!("p{}", j % 5))],
+                fields: vec![("v".into(), FieldValue::Float((i * 50 + j) as f64))],
+            })
+            .collect(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let budget = 256 * 1024;
+    let mut cfg = StorageConfig::new(dir.path());
+    cfg.buffer_budget_bytes = budget;
+    cfg.persist_max_age = Duration::from_secs(3600);
+    let storage = Storage::open(cfg).await.unwrap();
+    storage
+        .write(batch(0), WriteMode::AllOrNothing, true)
+        .await
+        .unwrap();
+
+    fail::cfg("wal-fsync", "pause").unwrap();
+    let submitted = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (storage, submitted) = (storage.clone(), submitted.clone());
+        tokio::spawn(async move {
+            let mut pending = Vec::new();
+            for i in 1..=2000 {
+                let p = storage
+                    .submit(batch(i), WriteMode::AllOrNothing, true)
+                    .await
+                    .unwrap();
+                submitted.fetch_add(1, Ordering::SeqCst);
+                pending.push(p);
+            }
+            for p in pending {
+                p.durable().await.unwrap();
+            }
+        })
+    };
+    // Until the writer stops getting through.
+    let mut last = usize::MAX;
+    let mut peak = 0;
+    for _ in 0..500 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        peak = peak.max(storage.wal_queued_bytes());
+        let now = submitted.load(Ordering::SeqCst);
+        if now == last && now > 0 {
+            break;
+        }
+        last = now;
+    }
+    let one_write = 2 * 50 * 64; // a generous upper bound of one batch's charge
+    assert!(
+        peak <= budget + one_write,
+        "{peak} bytes queued behind the fsync, budget {budget}"
+    );
+    assert!(
+        submitted.load(Ordering::SeqCst) < 2000,
+        "the writer never waited"
+    );
+    fail::remove("wal-fsync");
+    writer.await.unwrap();
+    let rows: u64 = storage
+        .partitions()
+        .iter()
+        .map(|p| p.buffered_rows as u64 + p.file_rows)
+        .sum();
+    assert_eq!(rows, 2001 * 50);
+    storage.shutdown().await.unwrap();
+    scenario.teardown();
+}

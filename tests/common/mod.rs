@@ -80,6 +80,8 @@ pub struct Server {
     /// `--archive-store` URL, when the test wants an archive.
     pub archive_store: Option<String>,
     pub extra_args: Vec<String>,
+    /// Environment variables for the server process (e.g. `FAILPOINTS`).
+    pub envs: Vec<(String, String)>,
     pub password: Option<String>,
     child: Option<Child>,
     _tmp: Option<tempfile::TempDir>,
@@ -97,6 +99,7 @@ impl Server {
             s3: None,
             archive_store: None,
             extra_args: vec![],
+            envs: vec![],
             password: None,
             child: None,
             _tmp: Some(tmp),
@@ -143,6 +146,7 @@ impl Server {
             .arg("--mqtt-listen")
             .arg(format!("127.0.0.1:{}", self.mqtt_port))
             .args(&self.extra_args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env_remove("WATTDB_PASSWORD")
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log));

@@ -148,7 +148,8 @@ async fn connect(addr: &str, id: &str) -> Result<(TcpStream, BytesMut)> {
 }
 
 /// Publish every payload at QoS 1 with up to `inflight` unacknowledged (one message per
-/// `interval` when rate-limited); returns the number of readings acknowledged.
+/// `interval` when rate-limited); returns the number of readings acknowledged and each
+/// message's time from being written to the socket to its PUBACK, in µs.
 async fn publish_all(
     mut stream: TcpStream,
     mut buf: BytesMut,
@@ -156,13 +157,14 @@ async fn publish_all(
     msgs: Vec<(Bytes, usize)>,
     inflight: usize,
     interval: Option<Duration>,
-) -> Result<usize> {
+) -> Result<(usize, Vec<u32>)> {
     let mut out = BytesMut::with_capacity(256 * 1024);
+    let mut latencies = Vec::with_capacity(msgs.len());
     let mut sizes = std::collections::VecDeque::with_capacity(inflight);
     let (mut next, mut acked_readings, mut pkid) = (0usize, 0usize, 0u16);
     let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut encode = |next: &mut usize, out: &mut BytesMut| -> Result<usize> {
+    let mut encode = |next: &mut usize, out: &mut BytesMut| -> Result<(usize, Instant)> {
         pkid = if pkid == u16::MAX { 1 } else { pkid + 1 };
         let (payload, n) = &msgs[*next];
         let mut p = Publish::from_bytes(&topic, QoS::AtLeastOnce, payload.clone());
@@ -171,7 +173,7 @@ async fn publish_all(
             .write(out, 1 << 24)
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         *next += 1;
-        Ok(*n)
+        Ok((*n, Instant::now()))
     };
     while next < msgs.len() || !sizes.is_empty() {
         if interval.is_none() {
@@ -192,7 +194,12 @@ async fn publish_all(
                 loop {
                     match Packet::read(&mut buf, 1 << 20) {
                         // Acknowledgements come in publish order.
-                        Ok(Packet::PubAck(_)) => acked_readings += sizes.pop_front().unwrap_or(0),
+                        Ok(Packet::PubAck(_)) => {
+                            if let Some((n, sent)) = sizes.pop_front() {
+                                acked_readings += n;
+                                latencies.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                            }
+                        }
                         Ok(_) => {}
                         Err(CodecError::InsufficientBytes(_)) => break,
                         Err(e) => bail!("{e:?}"),
@@ -202,7 +209,25 @@ async fn publish_all(
             _ = ticker.tick(), if can_send => sizes.push_back(encode(&mut next, &mut out)?),
         }
     }
-    Ok(acked_readings)
+    Ok((acked_readings, latencies))
+}
+
+/// p50, p90, p99, p99.9 and max of `lat` (µs), as text in ms.
+fn latency_summary(lat: &mut [u32]) -> String {
+    if lat.is_empty() {
+        return "no acknowledgements".into();
+    }
+    lat.sort_unstable();
+    let at = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+    format!(
+        "p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms ({} messages)",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(0.999),
+        at(1.0),
+        lat.len()
+    )
 }
 
 async fn run_mqtt(args: &Args) -> Result<()> {
@@ -241,8 +266,11 @@ async fn run_mqtt(args: &Args) -> Result<()> {
         )));
     }
     let mut acked = 0;
+    let mut latencies = Vec::new();
     for t in tasks {
-        acked += t.await??;
+        let (n, lat) = t.await??;
+        acked += n;
+        latencies.extend(lat);
     }
     let secs = start.elapsed().as_secs_f64();
     let values = acked * FIELDS.len();
@@ -255,6 +283,10 @@ async fn run_mqtt(args: &Args) -> Result<()> {
         messages as f64 / secs,
         acked as f64 / secs,
         values as f64 / secs
+    );
+    println!(
+        "wattdb: publish-to-PUBACK latency {}",
+        latency_summary(&mut latencies)
     );
     // Memory while ingesting, before the verification query below (a count(*) over
     // millions of buffered rows deduplicates them all, which needs memory of its own).

@@ -156,8 +156,13 @@ impl RollupMaintainer {
                 Ok(n) => {
                     report.tables += 1;
                     report.buckets_written += n;
-                    if let Err(e) = self.marks.done(table) {
-                        tracing::warn!(error = %e, "could not clear finished rollup marks");
+                    let marks = self.marks.clone();
+                    match tokio::task::spawn_blocking(move || marks.done(table)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "could not clear finished rollup marks")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "clearing rollup marks failed"),
                     }
                 }
                 Err(e) => {

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono_tz::Tz;
@@ -17,7 +17,7 @@ use wattdb_storage::read::{RollupLayout, RollupLevel, RollupView, Unsettled};
 use wattdb_storage::wal::{DurableObserver, WalRecord, WalSeq};
 use wattdb_storage::{CatalogReader, DeletePredicate, TableDef, TableId, WalReleaseGuard};
 
-use super::marks_log::MarksLog;
+use super::marks_log::{LoggedMark, MarksLog};
 use super::spec::RollupSpec;
 use wattdb_storage::BucketCache;
 
@@ -55,6 +55,17 @@ struct State {
     rescans: Vec<DeleteRescan>,
 }
 
+impl State {
+    fn any_durable(&self) -> bool {
+        [&self.pending, &self.in_flight].iter().any(|m| {
+            m.values()
+                .flat_map(|t| t.values())
+                .flat_map(|b| b.values())
+                .any(|i| i.durable)
+        })
+    }
+}
+
 fn merge_into(target: &mut TableMarks, series: &[String], bucket: i64, info: MarkInfo) {
     let buckets = match target.get_mut(series) {
         Some(b) => b,
@@ -74,9 +85,14 @@ fn merge_into(target: &mut TableMarks, series: &[String], bucket: i64, info: Mar
 }
 
 pub struct DirtyMarks {
+    /// Taken by the WAL thread for every group commit: never held across file I/O.
     state: Mutex<State>,
-    /// Locked after `state`, never before.
+    /// Locked before `state`, never after: writing and emptying the log (fsyncs) happen
+    /// under this lock alone.
     log: Mutex<MarksLog>,
+    /// A log write failed: marks flagged durable for it may not be in the file, so the
+    /// next write rewrites the log with every outstanding mark.
+    log_suspect: AtomicBool,
     dir: std::path::PathBuf,
     catalog: std::sync::OnceLock<CatalogReader>,
     tz: Tz,
@@ -111,6 +127,7 @@ impl DirtyMarks {
         Ok(Arc::new(DirtyMarks {
             state: Mutex::new(state),
             log: Mutex::new(log),
+            log_suspect: AtomicBool::new(false),
             dir: dir.to_path_buf(),
             catalog: std::sync::OnceLock::new(),
             tz,
@@ -186,21 +203,26 @@ impl DirtyMarks {
     }
 
     /// The table's in-flight marks are recomputed and written: forget them. When no
-    /// durable mark is outstanding any more, empty the log.
+    /// durable mark is outstanding any more, empty the log (an fsync: call it where
+    /// blocking is fine).
     pub fn done(&self, table: TableId) -> std::io::Result<()> {
-        let mut state = self.lock();
-        state.in_flight.remove(&table);
-        // Still under the lock: a reader that saw these marks sees the epoch move.
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        let any_durable = [&state.pending, &state.in_flight].iter().any(|m| {
-            m.values()
-                .flat_map(|t| t.values())
-                .flat_map(|b| b.values())
-                .any(|i| i.durable)
-        });
-        if !any_durable {
-            self.log.lock().unwrap_or_else(|p| p.into_inner()).clear()?;
+        {
+            let mut state = self.lock();
+            state.in_flight.remove(&table);
+            // Still under the lock: a reader that saw these marks sees the epoch move.
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            if state.any_durable() {
+                return Ok(());
+            }
         }
+        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        // Marks can only become durable under the log lock, which is held now: checked
+        // again, the answer holds until the log is empty.
+        if self.lock().any_durable() {
+            return Ok(());
+        }
+        log.clear()?;
+        self.log_suspect.store(false, Ordering::SeqCst);
         Ok(())
     }
 
@@ -421,57 +443,64 @@ impl DirtyMarks {
 }
 
 impl WalReleaseGuard for DirtyMarks {
-    /// Log every mark not yet durable, pending or in flight (fsynced).
+    /// Log every mark not yet durable, pending or in flight (fsynced). The marks are
+    /// collected and flagged under the state lock, which is let go before the file is
+    /// written: the WAL thread, which takes it for every group, never waits for the fsync.
     fn before_wal_release(&self) -> wattdb_storage::Result<()> {
-        // The state lock is held until the marks are logged and flagged: nothing can
-        // take, finish or add marks in between.
-        let mut state = self.lock();
-        if !state.rescans.is_empty() {
-            // Their buckets are known only once found; until then the WAL keeps the
-            // delete, so a restart queues the search again.
-            return Err(wattdb_storage::Error::Task(
-                "a DELETE's rollup buckets are not marked yet".into(),
-            ));
-        }
+        // One release at a time, and the log is not emptied meanwhile (see `done`).
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
-        let rewrite = log.needs_rewrite();
-        let mut batch: Vec<(TableId, &[String], i64, bool)> = Vec::new();
-        for marks in [&state.pending, &state.in_flight] {
-            for (table, series_marks) in marks {
-                for (series, buckets) in series_marks {
-                    for (bucket, info) in buckets {
-                        if rewrite || !info.durable {
-                            batch.push((*table, series.as_slice(), *bucket, info.propagate));
+        let rewrite = log.needs_rewrite() || self.log_suspect.load(Ordering::SeqCst);
+        let batch: Vec<LoggedMark> = {
+            let mut state = self.lock();
+            if !state.rescans.is_empty() {
+                // Their buckets are known only once found; until then the WAL keeps the
+                // delete, so a restart queues the search again.
+                return Err(wattdb_storage::Error::Task(
+                    "a DELETE's rollup buckets are not marked yet".into(),
+                ));
+            }
+            let State {
+                pending, in_flight, ..
+            } = &mut *state;
+            let mut batch = Vec::new();
+            for marks in [pending, in_flight] {
+                for (table, series_marks) in marks.iter_mut() {
+                    for (series, buckets) in series_marks.iter_mut() {
+                        for (bucket, info) in buckets.iter_mut() {
+                            if rewrite || !info.durable {
+                                batch.push((*table, series.clone(), *bucket, info.propagate));
+                            }
+                            info.durable = true;
                         }
                     }
                 }
             }
-        }
+            batch
+        };
         if batch.is_empty() && !rewrite {
             return Ok(());
         }
-        let io = |source| wattdb_storage::Error::Io {
-            path: self.dir.clone(),
-            source,
-        };
-        if rewrite {
-            log.rewrite(&batch).map_err(io)?;
+        let refs: Vec<(TableId, &[String], i64, bool)> = batch
+            .iter()
+            .map(|(t, series, b, p)| (*t, series.as_slice(), *b, *p))
+            .collect();
+        let written = if rewrite {
+            log.rewrite(&refs)
         } else {
-            log.append(&batch).map_err(io)?;
-        }
-        drop(batch);
-        let State {
-            pending, in_flight, ..
-        } = &mut *state;
-        for marks in [pending, in_flight] {
-            for info in marks
-                .values_mut()
-                .flat_map(|t| t.values_mut())
-                .flat_map(|b| b.values_mut())
-            {
-                info.durable = true;
+            log.append(&refs)
+        };
+        match written {
+            Ok(()) => {
+                self.log_suspect.store(false, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(source) => {
+                self.log_suspect.store(true, Ordering::SeqCst);
+                Err(wattdb_storage::Error::Io {
+                    path: self.dir.clone(),
+                    source,
+                })
             }
         }
-        Ok(())
     }
 }

@@ -146,6 +146,7 @@ impl MarksLog {
             return Ok(());
         }
         let rec = encode(marks);
+        fail::fail_point!("marks-log-write", |_| Err(io::Error::from_raw_os_error(5)));
         self.file.write_all(&rec)?;
         self.file.sync_data()?;
         self.bytes += rec.len() as u64;
@@ -164,6 +165,7 @@ impl MarksLog {
         } else {
             encode(marks)
         };
+        fail::fail_point!("marks-log-write", |_| Err(io::Error::from_raw_os_error(5)));
         {
             let mut f = File::create(&tmp)?;
             f.write_all(&rec)?;

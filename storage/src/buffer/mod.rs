@@ -8,6 +8,7 @@
 //! catalog, so a reader holding the buffer lock sees each row either buffered or in a file.
 
 mod partition;
+mod queue_charge;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,6 +20,8 @@ use crate::model::{Month, TableId, Tombstone};
 use crate::wal::{DurableObserver, WalRecord, WalSeq};
 
 pub use partition::{Chunk, Partition};
+pub use queue_charge::QueueCharge;
+use queue_charge::QueuedBytes;
 
 #[derive(Debug, Default)]
 pub struct BufferState {
@@ -27,6 +30,8 @@ pub struct BufferState {
     /// since (committed to the catalog before their WAL segment is released). Kept with
     /// the buffer so a snapshot sees a delete and the buffered rows it removed together.
     pub tombstones: BTreeMap<TableId, Vec<Arc<Tombstone>>>,
+    /// The highest WAL sequence handed to the buffer (replay included).
+    pub last_seq: Option<WalSeq>,
 }
 
 impl BufferState {
@@ -38,14 +43,31 @@ impl BufferState {
     pub fn min_seq(&self) -> Option<WalSeq> {
         self.partitions.values().filter_map(|p| p.min_seq()).min()
     }
+
+    /// The lowest WAL sequence that may still be needed: the oldest one only in the
+    /// buffer, else the one after the last the buffer was handed — a record being handed
+    /// over right now, or queued behind it, is above that. Never "nothing": a write can
+    /// become durable at any moment.
+    pub fn keep_wal_from(&self) -> WalSeq {
+        self.min_seq()
+            .or(self.last_seq.map(|s| WalSeq(s.0 + 1)))
+            .unwrap_or(WalSeq(0))
+    }
+
+    fn handed(&mut self, seq: WalSeq) {
+        self.last_seq = Some(self.last_seq.map_or(seq, |s| s.max(seq)));
+    }
 }
 
 pub struct WriteBuffer {
     state: Mutex<BufferState>,
     catalog: Arc<Catalog>,
     budget_bytes: usize,
-    /// Woken when buffered bytes go down (after a persist) or the budget is raised.
-    room: tokio::sync::Notify,
+    /// Woken when buffered bytes go down (after a persist), queued WAL records are done
+    /// or the budget is raised.
+    room: Arc<tokio::sync::Notify>,
+    /// WAL records queued for group commit (see [`queue_charge`]).
+    queued: Arc<QueuedBytes>,
     /// Woken when the buffer wants a persist now (over budget).
     persist_wanted: tokio::sync::Notify,
     replaying: AtomicBool,
@@ -109,11 +131,13 @@ impl WriteBuffer {
                 .or_default()
                 .push(Arc::new(t));
         }
+        let room = Arc::new(tokio::sync::Notify::new());
         Arc::new(WriteBuffer {
             state: Mutex::new(state),
             catalog,
             budget_bytes,
-            room: tokio::sync::Notify::new(),
+            queued: QueuedBytes::new(room.clone()),
+            room,
             persist_wanted: tokio::sync::Notify::new(),
             replaying: AtomicBool::new(false),
             persist_reserved: AtomicUsize::new(0),
@@ -154,9 +178,23 @@ impl WriteBuffer {
         }
     }
 
-    /// Bytes counted against the budget: buffered rows and the persister's reservation.
+    /// Bytes counted against the budget: buffered rows, the persister's reservation and
+    /// WAL records waiting for group commit.
     pub fn used_bytes(&self) -> usize {
-        self.buffered_bytes.load(Ordering::Acquire) + self.persist_reserved.load(Ordering::SeqCst)
+        self.buffered_bytes.load(Ordering::Acquire)
+            + self.persist_reserved.load(Ordering::SeqCst)
+            + self.queued.get()
+    }
+
+    /// Count `bytes` of a record about to be queued for the WAL against the budget, until
+    /// the returned charge is dropped.
+    pub fn charge_queued(&self, bytes: usize) -> QueueCharge {
+        self.queued.charge(bytes)
+    }
+
+    /// Bytes of WAL records waiting for group commit.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.get()
     }
 
     /// Wait until the buffer is under its budget (backpressure). Never drops data: the
@@ -224,6 +262,7 @@ impl WriteBuffer {
             predicates: record.delete.clone(),
         });
         let mut state = self.lock();
+        state.handed(seq);
         let mut removed = 0;
         for ((t, month), p) in state.partitions.iter_mut() {
             if *t != record.table_id {
@@ -361,6 +400,9 @@ impl WriteBuffer {
             }
         }
         let mut state = self.lock();
+        if let Some((last, _)) = records.last() {
+            state.handed(*last);
+        }
         for ((table_id, month), chunk) in chunks {
             state
                 .partitions

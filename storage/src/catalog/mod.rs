@@ -222,7 +222,10 @@ impl CatalogState {
 /// Durable backing of the catalog. Kept behind a trait so sled can be swapped.
 pub trait CatalogStore: Send + Sync {
     fn load(&self) -> Result<CatalogState>;
-    fn commit(&self, ops: &[CatalogOp]) -> Result<()>;
+    /// Apply `ops` atomically; durable only after [`CatalogStore::sync`].
+    fn write(&self, ops: &[CatalogOp]) -> Result<()>;
+    /// Make everything written so far durable (fsync).
+    fn sync(&self) -> Result<()>;
 }
 
 pub struct Catalog {
@@ -351,12 +354,39 @@ impl Catalog {
         &self,
         check: impl FnOnce(&CatalogState) -> Result<Vec<CatalogOp>>,
     ) -> Result<Vec<CatalogOp>> {
+        self.commit_inner(check, true)
+    }
+
+    /// [`Catalog::commit_checked`] without the fsync: the change is visible at once and
+    /// durable after the next [`Catalog::sync`] (or any synced commit). For a caller
+    /// holding a lock others wait for, which syncs once it let go; it must not depend on
+    /// the change being durable (e.g. release WAL segments) before that.
+    pub fn commit_checked_unsynced(
+        &self,
+        check: impl FnOnce(&CatalogState) -> Result<Vec<CatalogOp>>,
+    ) -> Result<Vec<CatalogOp>> {
+        self.commit_inner(check, false)
+    }
+
+    /// Make every commit so far durable.
+    pub fn sync(&self) -> Result<()> {
+        self.store.sync()
+    }
+
+    fn commit_inner(
+        &self,
+        check: impl FnOnce(&CatalogState) -> Result<Vec<CatalogOp>>,
+        sync: bool,
+    ) -> Result<Vec<CatalogOp>> {
         let _guard = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         let ops = check(&self.read())?;
         if ops.is_empty() {
             return Ok(ops);
         }
-        self.store.commit(&ops)?;
+        self.store.write(&ops)?;
+        if sync {
+            self.store.sync()?;
+        }
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         for op in &ops {
             state.apply(op);

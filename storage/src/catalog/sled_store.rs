@@ -176,7 +176,10 @@ impl CatalogStore for SledCatalogStore {
         Ok(state)
     }
 
-    fn commit(&self, ops: &[CatalogOp]) -> Result<()> {
+    fn write(&self, ops: &[CatalogOp]) -> Result<()> {
+        fail::fail_point!("catalog-commit", |_| Err(Error::Task(
+            "injected catalog commit failure".into()
+        )));
         // Encode outside the transaction so encoding errors are plain errors.
         enum Put {
             Table(Vec<u8>, Vec<u8>),
@@ -317,6 +320,13 @@ impl CatalogStore for SledCatalogStore {
                 TransactionError::Storage(e) => Error::Catalog(e),
                 TransactionError::Abort(()) => Error::Task("catalog transaction aborted".into()),
             })?;
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<()> {
+        fail::fail_point!("catalog-sync", |_| Err(Error::Task(
+            "injected catalog fsync failure".into()
+        )));
         self.db.flush()?;
         Ok(())
     }

@@ -361,6 +361,11 @@ impl Storage {
         Ok(storage)
     }
 
+    /// Bytes of writes waiting for the WAL's group commit (counted in the buffer budget).
+    pub fn wal_queued_bytes(&self) -> usize {
+        self.inner.buffer.queued_bytes()
+    }
+
     pub fn metrics(&self) -> &StorageMetrics {
         &self.inner.metrics
     }
@@ -610,7 +615,14 @@ impl Storage {
                 waited.elapsed(),
             );
         }
-        let durable = self.inner.wal.enqueue_encoded(encoded)?;
+        // Until the WAL thread is done with it the record holds about twice its encoded
+        // size (the bytes and the decoded rows): counted against the buffer's budget, so
+        // writes arriving faster than the disk syncs wait here instead of piling up.
+        let charge = buffer.charge_queued(2 * encoded.len());
+        let durable = self
+            .inner
+            .wal
+            .enqueue_charged(encoded, Some(Box::new(charge)))?;
         Ok(PendingWrite {
             durable: Some((durable, self.inner.metrics.clone())),
             written,
@@ -736,7 +748,23 @@ impl Storage {
             tracing::warn!(error = %e, "keeping WAL segments: DELETEs are not in the catalog yet");
             return;
         }
-        let keep_from = self.inner.buffer.lock().min_seq();
+        // Every file registered so far must be durable in the catalog before the WAL
+        // segments holding its rows go.
+        let catalog = self.inner.catalog.clone();
+        match tokio::task::spawn_blocking(move || catalog.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "keeping WAL segments: the catalog is not durable");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "keeping WAL segments: catalog sync failed");
+                return;
+            }
+        }
+        let keep_from = self.inner.buffer.lock().keep_wal_from();
+        // Tests hold the release here while writes arrive.
+        fail::fail_point!("wal-release-after-keep-from");
         for guard in &self.inner.release_guards {
             let guard = guard.clone();
             let ok = tokio::task::spawn_blocking(move || guard.before_wal_release()).await;
@@ -752,7 +780,7 @@ impl Storage {
                 }
             }
         }
-        match self.inner.wal.release(keep_from).await {
+        match self.inner.wal.release(Some(keep_from)).await {
             Ok(n) if n > 0 => tracing::debug!(segments = n, "released WAL segments"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not release WAL segments"),

@@ -127,10 +127,11 @@ pub(super) async fn persist_round(
     };
     drop(chunks);
     // Register the file and drop the frozen rows in one critical section of the buffer
-    // lock, so a concurrent snapshot sees them in exactly one place.
+    // lock, so a concurrent snapshot sees them in exactly one place. The WAL thread
+    // takes that lock for every group commit, so the catalog's fsync comes after it.
     let registered = {
         let mut state = inner.buffer.lock();
-        let ops = inner.catalog.commit_checked(|cat| {
+        let ops = inner.catalog.commit_checked_unsynced(|cat| {
             if cat.tables.values().any(|t| t.id == table_id) {
                 Ok(vec![CatalogOp::AddFile(meta.clone())])
             } else {
@@ -155,6 +156,9 @@ pub(super) async fn persist_round(
         }
     };
     drop(reservation);
+    // Durable before the rows' WAL segments may go (release_wal syncs again first).
+    let catalog = inner.catalog.clone();
+    tokio::task::spawn_blocking(move || catalog.sync()).await??;
     if !registered {
         // Table dropped meanwhile: the file is garbage.
         let _ = object_store::ObjectStoreExt::delete(

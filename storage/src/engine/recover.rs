@@ -62,7 +62,9 @@ pub async fn recover_catalog(data_dir: &Path, location: &ObjectStoreLocation) ->
                 .cloned()
                 .map(CatalogOp::AddPendingDelete),
         );
-        crate::catalog::CatalogStore::commit(&store, &ops)
+        use crate::catalog::CatalogStore;
+        store.write(&ops)?;
+        store.sync()
     })
     .await??;
     Ok(manifest)

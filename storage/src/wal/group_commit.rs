@@ -42,6 +42,9 @@ pub(super) struct Queued {
     pub payload: Vec<u8>,
     pub record: WalRecord,
     pub reply: oneshot::Sender<Result<WalSeq>>,
+    /// Whatever accounts for the memory the record holds (the buffer's budget): dropped
+    /// with the record, after the observer has it or it was refused.
+    pub _charge: Option<Box<dyn Send>>,
 }
 
 /// The observer of a closed WAL.
@@ -197,7 +200,9 @@ impl WriterThread {
     }
 
     fn release(&mut self, keep_from: Option<WalSeq>) -> Result<usize> {
-        if keep_from.is_none() && self.active.as_ref().is_some_and(|a| a.records > 0) {
+        // The active segment goes too when every record in it is below keep_from.
+        let all_below = keep_from.is_none_or(|k| self.next_seq <= k.0);
+        if all_below && self.active.as_ref().is_some_and(|a| a.records > 0) {
             self.rotate()?;
         }
         // A closed segment can go when the segment after it starts at or below keep_from.

@@ -65,6 +65,15 @@ impl EncodedRecord {
     pub fn record(&self) -> &WalRecord {
         &self.record
     }
+
+    /// Encoded size in bytes.
+    pub fn len(&self) -> usize {
+        self.payload.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.payload.is_empty()
+    }
 }
 
 /// Handle to the WAL writer thread. Cheap to clone.
@@ -177,6 +186,16 @@ impl Wal {
 
     /// [`Wal::enqueue`] for a record encoded beforehand (e.g. on another thread).
     pub fn enqueue_encoded(&self, encoded: EncodedRecord) -> Result<Durable> {
+        self.enqueue_charged(encoded, None)
+    }
+
+    /// [`Wal::enqueue_encoded`] with a charge for the memory the record holds (e.g. a
+    /// [`crate::buffer::QueueCharge`]), dropped once the WAL thread is done with it.
+    pub fn enqueue_charged(
+        &self,
+        encoded: EncodedRecord,
+        charge: Option<Box<dyn Send>>,
+    ) -> Result<Durable> {
         let EncodedRecord { payload, record } = encoded;
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -184,13 +203,16 @@ impl Wal {
                 payload,
                 record,
                 reply,
+                _charge: charge,
             }))
             .map_err(|_| Error::WalClosed)?;
         Ok(Durable(rx))
     }
 
-    /// Delete segments whose records are all below `keep_from` (all of them but the
-    /// active one when `None`). Returns the number of segments deleted.
+    /// Delete segments whose records are all below `keep_from` — the active one too when
+    /// every record in it is (the next write starts a new segment). `None` deletes every
+    /// segment: only for a caller that knows no write is in flight. Returns the number of
+    /// segments deleted.
     pub async fn release(&self, keep_from: Option<WalSeq>) -> Result<usize> {
         let (reply, rx) = oneshot::channel();
         self.tx
