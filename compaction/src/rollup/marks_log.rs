@@ -3,9 +3,13 @@
 //! correctness (a stale mark only makes a bucket be recomputed once more), so the file
 //! is emptied when no durable mark is outstanding and rewritten when it grows large.
 //!
-//! Record: `len: u32 LE | crc32(payload): u32 LE | payload`; payload: repeated
+//! Header: `b"WATTMRK\0" | format version u32 LE` (= 1). Then records:
+//! `len: u32 LE | crc32(payload): u32 LE | payload`; payload: repeated
 //! `table: u64 | bucket: i64 | propagate: u8 | tags: u16 | (len: u32 | utf-8)*` (LE).
-//! A torn or corrupt tail (crash mid-append) is cut off at open.
+//! A torn or corrupt tail (crash mid-append) is cut off at open. A file without the
+//! header is format 0 (the same records, from before the header existed): read, then
+//! rewritten with the header. A newer version, or a file that is neither, stops the open
+//! (see `storage/FORMATS.md`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -14,6 +18,48 @@ use std::path::{Path, PathBuf};
 use wattdb_storage::TableId;
 
 const FILE: &str = "marks.log";
+pub const MAGIC: &[u8; 8] = b"WATTMRK\0";
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 12;
+
+fn header() -> Vec<u8> {
+    let mut h = MAGIC.to_vec();
+    h.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h
+}
+
+fn invalid(path: &Path, reason: String) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("rollup marks log {}: {reason}", path.display()),
+    )
+}
+
+/// Where the records start, after checking the header: `Ok(None)` for a format-0 file.
+fn records_start(path: &Path, data: &[u8]) -> io::Result<Option<usize>> {
+    if data.starts_with(MAGIC) {
+        let version = data
+            .get(8..HEADER_LEN)
+            .and_then(|v| v.try_into().ok())
+            .map(u32::from_le_bytes);
+        return match version {
+            Some(FORMAT_VERSION) => Ok(Some(HEADER_LEN)),
+            // Created, crashed before the version was written: no records yet.
+            None => Ok(Some(data.len())),
+            Some(v) => Err(invalid(
+                path,
+                format!(
+                    "format version {v} is newer than this build's {FORMAT_VERSION} (written by a newer wattdb)"
+                ),
+            )),
+        };
+    }
+    // A header cut short at creation.
+    if data.len() < HEADER_LEN && MAGIC.starts_with(data) {
+        return Ok(Some(data.len()));
+    }
+    Ok(None)
+}
 /// Rewrite the file with only the outstanding marks once it is this large.
 const REWRITE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -119,25 +165,46 @@ impl MarksLog {
             .open(&path)?;
         let mut data = Vec::new();
         file.read_to_end(&mut data)?;
-        let (marks, valid) = decode_all(&data);
-        if valid < data.len() {
-            tracing::warn!(
-                file = %path.display(),
-                cut = data.len() - valid,
-                "rollup marks log had a torn or corrupt tail; truncated"
-            );
-            file.set_len(valid as u64)?;
-            file.sync_all()?;
+        let start = records_start(&path, &data)?;
+        let from = start.unwrap_or(0);
+        let (marks, valid) = decode_all(&data[from.min(data.len())..]);
+        let valid = from.min(data.len()) + valid;
+        if start.is_none() && valid == 0 && !data.is_empty() {
+            return Err(invalid(
+                &path,
+                "neither a marks log header nor marks (a foreign file?); move it away".into(),
+            ));
         }
-        file.seek(SeekFrom::End(0))?;
-        Ok((
-            MarksLog {
-                dir: dir.to_path_buf(),
-                file,
-                bytes: valid as u64,
-            },
-            marks,
-        ))
+        let mut log = MarksLog {
+            dir: dir.to_path_buf(),
+            file,
+            bytes: (valid - from.min(valid)) as u64,
+        };
+        match start {
+            // Format 0, or no complete header: write it in the current format.
+            None => log.rewrite_owned(&marks)?,
+            Some(from) if from < HEADER_LEN => log.rewrite_owned(&marks)?,
+            Some(_) if valid < data.len() => {
+                tracing::warn!(
+                    file = %path.display(),
+                    cut = data.len() - valid,
+                    "rollup marks log had a torn or corrupt tail; truncated"
+                );
+                log.file.set_len(valid as u64)?;
+                log.file.sync_all()?;
+            }
+            Some(_) => {}
+        }
+        log.file.seek(SeekFrom::End(0))?;
+        Ok((log, marks))
+    }
+
+    fn rewrite_owned(&mut self, marks: &[LoggedMark]) -> io::Result<()> {
+        let refs: Vec<(TableId, &[String], i64, bool)> = marks
+            .iter()
+            .map(|(t, s, b, p)| (*t, s.as_slice(), *b, *p))
+            .collect();
+        self.rewrite(&refs)
     }
 
     /// Append marks durably.
@@ -168,6 +235,7 @@ impl MarksLog {
         fail::fail_point!("marks-log-write", |_| Err(io::Error::from_raw_os_error(5)));
         {
             let mut f = File::create(&tmp)?;
+            f.write_all(&header())?;
             f.write_all(&rec)?;
             f.sync_all()?;
         }
@@ -186,7 +254,7 @@ impl MarksLog {
         if self.bytes == 0 {
             return Ok(());
         }
-        self.file.set_len(0)?;
+        self.file.set_len(HEADER_LEN as u64)?;
         self.file.sync_all()?;
         self.bytes = 0;
         Ok(())
@@ -196,6 +264,56 @@ impl MarksLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes of a log holding one mark: pinned, so a change of the encoding needs a
+    /// new format version (storage/FORMATS.md).
+    #[test]
+    fn encoding_is_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = MarksLog::open(dir.path()).unwrap();
+        let series = vec!["m1".to_string()];
+        log.append(&[(TableId(3), &series, 900, true)]).unwrap();
+        let data = std::fs::read(dir.path().join(FILE)).unwrap();
+        let mut want = b"WATTMRK\0".to_vec();
+        want.extend([1, 0, 0, 0]); // version 1
+        want.extend([25, 0, 0, 0]); // payload length
+        let payload: Vec<u8> = [
+            &3u64.to_le_bytes()[..],   // table
+            &900i64.to_le_bytes()[..], // bucket
+            &[1],                      // propagate
+            &1u16.to_le_bytes()[..],   // one tag
+            &2u32.to_le_bytes()[..],
+            b"m1",
+        ]
+        .concat();
+        want.extend(crc32fast::hash(&payload).to_le_bytes());
+        want.extend(payload);
+        assert_eq!(data, want);
+    }
+
+    #[test]
+    fn a_log_without_header_is_read_and_rewritten_a_newer_or_foreign_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let series = vec!["m1".to_string()];
+        // Format 0: records only.
+        std::fs::write(&path, encode(&[(TableId(3), &series, 900, true)])).unwrap();
+        let (_, marks) = MarksLog::open(dir.path()).unwrap();
+        assert_eq!(marks, vec![(TableId(3), series.clone(), 900, true)]);
+        assert!(std::fs::read(&path).unwrap().starts_with(MAGIC));
+        assert_eq!(MarksLog::open(dir.path()).unwrap().1.len(), 1);
+
+        let mut newer = MAGIC.to_vec();
+        newer.extend(2u32.to_le_bytes());
+        std::fs::write(&path, &newer).unwrap();
+        let err = MarksLog::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("format version 2"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), newer, "left as it was");
+
+        std::fs::write(&path, b"something else entirely").unwrap();
+        let err = MarksLog::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("foreign"), "{err}");
+    }
 
     #[test]
     fn round_trip_torn_tail_rewrite_and_clear() {

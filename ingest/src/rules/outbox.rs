@@ -68,6 +68,44 @@ impl Notification {
     }
 }
 
+/// Version of the outbox entries' JSON (`{"v": 1, …}`); entries without `v` are version
+/// 0, which has the same fields (storage/FORMATS.md).
+pub const ENTRY_FORMAT_VERSION: u64 = 1;
+
+#[derive(Serialize)]
+struct Versioned<'a> {
+    v: u64,
+    #[serde(flatten)]
+    entry: &'a Notification,
+}
+
+fn encode_entry(n: &Notification) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&Versioned {
+        v: ENTRY_FORMAT_VERSION,
+        entry: n,
+    })
+}
+
+/// An entry, or why not: `Err(Some(v))` for a newer version this build does not read.
+fn decode_entry(value: &[u8]) -> Result<Notification, (Option<u64>, String)> {
+    #[derive(Deserialize)]
+    struct Version {
+        #[serde(default)]
+        v: u64,
+    }
+    let version = serde_json::from_slice::<Version>(value).map_err(|e| (None, e.to_string()))?;
+    if version.v > ENTRY_FORMAT_VERSION {
+        return Err((
+            Some(version.v),
+            format!(
+                "format version {} is newer than this build's {ENTRY_FORMAT_VERSION} (written by a newer wattdb)",
+                version.v
+            ),
+        ));
+    }
+    serde_json::from_slice(value).map_err(|e| (None, e.to_string()))
+}
+
 pub struct Outbox {
     db: sled::Db,
     /// (next attempt, key) of every pending entry.
@@ -88,9 +126,16 @@ impl Outbox {
         let mut pending = BTreeSet::new();
         for kv in db.iter() {
             let (key, value) = kv.map_err(|e| io(&path, e))?;
-            let n: Notification = match serde_json::from_slice(&value) {
+            let n: Notification = match decode_entry(&value) {
                 Ok(n) => n,
-                Err(e) => {
+                // Written by a newer wattdb: sending or dropping it could both be wrong.
+                Err((Some(_), reason)) => {
+                    return Err(io(
+                        &path,
+                        format!("entry {}: {reason}", String::from_utf8_lossy(&key)),
+                    ));
+                }
+                Err((None, e)) => {
                     // Never sendable; left in place for inspection, as before.
                     tracing::error!(entry = %String::from_utf8_lossy(&key), error = %e,
                         "undecodable notification outbox entry");
@@ -113,7 +158,7 @@ impl Outbox {
 
     fn get(&self, key: &[u8]) -> Option<Notification> {
         let value = self.db.get(key).ok()??;
-        serde_json::from_slice(&value).ok()
+        decode_entry(&value).ok()
     }
 
     fn err(&self, e: impl std::fmt::Display) -> RuleError {
@@ -139,7 +184,7 @@ impl Outbox {
                     next_attempt_ms: now_ms,
                     sent_ms: None,
                 };
-                let value = serde_json::to_vec(&n).map_err(|e| self.err(e))?;
+                let value = encode_entry(&n).map_err(|e| self.err(e))?;
                 let prior = self
                     .db
                     .compare_and_swap(n.key(), None as Option<&[u8]>, Some(value))
@@ -161,7 +206,7 @@ impl Outbox {
         self.db
             .iter()
             .filter_map(|kv| kv.ok())
-            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .filter_map(|(_, v)| decode_entry(&v).ok())
             .collect()
     }
 
@@ -185,11 +230,10 @@ impl Outbox {
     /// Store changed entries durably (blocks on an fsync: call from blocking code).
     pub fn update(&self, entries: &[Notification]) -> Result<(), RuleError> {
         for n in entries {
-            let value = serde_json::to_vec(n).map_err(|e| self.err(e))?;
+            let value = encode_entry(n).map_err(|e| self.err(e))?;
             let prior = self.db.insert(n.key(), value).map_err(|e| self.err(e))?;
             let mut pending = self.pending();
-            if let Some(prior) = prior.and_then(|v| serde_json::from_slice::<Notification>(&v).ok())
-            {
+            if let Some(prior) = prior.and_then(|v| decode_entry(&v).ok()) {
                 pending.remove(&(prior.next_attempt_ms, n.key()));
             }
             if n.status == "pending" {
@@ -229,6 +273,47 @@ mod tests {
             event_id: id.into(),
             channels: channels.iter().map(|c| c.to_string()).collect(),
         }
+    }
+
+    /// The JSON of an entry is pinned: changing it needs a new format version
+    /// (storage/FORMATS.md).
+    #[test]
+    fn entry_encoding_is_pinned() {
+        let n = Notification {
+            event: event("e1", &["ops"]),
+            channel: "ops".into(),
+            status: "pending".into(),
+            attempts: 2,
+            last_error: Some("HTTP 500".into()),
+            created_ms: 10,
+            next_attempt_ms: 20,
+            sent_ms: None,
+        };
+        let json: serde_json::Value = serde_json::from_slice(&encode_entry(&n).unwrap()).unwrap();
+        let want = serde_json::json!({
+            "v": 1,
+            "event": {"ts": 1, "alarm": "hot", "tags": ["a"], "series": "pid=a",
+                      "state": "firing", "severity": "major", "value": 1.0, "message": "m",
+                      "event_id": "e1", "channels": ["ops"]},
+            "channel": "ops", "status": "pending", "attempts": 2, "last_error": "HTTP 500",
+            "created_ms": 10, "next_attempt_ms": 20, "sent_ms": null
+        });
+        assert_eq!(json, want);
+        // Version 0 (no "v") reads the same; a newer version stops the open.
+        let mut v0 = want.clone();
+        v0.as_object_mut().unwrap().remove("v");
+        assert_eq!(decode_entry(&serde_json::to_vec(&v0).unwrap()).unwrap(), n);
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path().join(OUTBOX_DIR)).unwrap();
+            let mut v2 = want;
+            v2["v"] = 2.into();
+            db.insert(n.key(), serde_json::to_vec(&v2).unwrap())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let err = Outbox::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("format version 2"), "{err}");
     }
 
     /// `due` answers from the pending index: after enqueues, failures with backoff,

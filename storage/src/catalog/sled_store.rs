@@ -95,16 +95,26 @@ fn encode<T: Serialize>(entry: &T) -> Result<Vec<u8>> {
 
 fn decode<T: for<'de> Deserialize<'de>>(key: &[u8], bytes: &[u8]) -> Result<T> {
     let key = String::from_utf8_lossy(key).to_string();
-    let v: Versioned<T> = serde_json::from_slice(bytes).map_err(|e| Error::CatalogDecode {
+    let unreadable = |e: serde_json::Error| Error::CatalogDecode {
         key: key.clone(),
         reason: e.to_string(),
-    })?;
-    if v.v != ENTRY_FORMAT_VERSION {
+    };
+    // The version first: a newer entry may not have the fields this build expects.
+    #[derive(Deserialize)]
+    struct Version {
+        v: u32,
+    }
+    let version: Version = serde_json::from_slice(bytes).map_err(unreadable)?;
+    if version.v != ENTRY_FORMAT_VERSION {
         return Err(Error::CatalogDecode {
-            key,
-            reason: format!("unsupported entry format version {}", v.v),
+            key: key.clone(),
+            reason: format!(
+                "entry format version {} is not this build's {ENTRY_FORMAT_VERSION} (written by another wattdb version?)",
+                version.v
+            ),
         });
     }
+    let v: Versioned<T> = serde_json::from_slice(bytes).map_err(unreadable)?;
     Ok(v.entry)
 }
 
@@ -339,6 +349,56 @@ mod tests {
     use crate::model::FieldType;
     use crate::model::schema::FieldDef;
     use crate::wal::WalSeq;
+
+    /// The JSON of catalog entries is pinned: changing it needs a new entry format
+    /// version (storage/FORMATS.md). A newer version is refused with the key named.
+    #[test]
+    fn entry_encoding_is_pinned() {
+        let def = TableDef::new(
+            TableId(3),
+            "electric",
+            vec!["pid".into()],
+            vec![FieldDef {
+                name: "ua".into(),
+                field_type: FieldType::Float,
+            }],
+        )
+        .unwrap();
+        let file = FileMeta {
+            table_id: TableId(3),
+            month: Month::parse("2026-11").unwrap(),
+            path: "electric/month=2026-11/0001.parquet".into(),
+            min_ts: 10,
+            max_ts: 20,
+            rows: 2,
+            bytes: 900,
+            max_seq: WalSeq(7),
+            created_at_ms: 1,
+            deletes_applied: WalSeq(0),
+        };
+        let json = |bytes: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
+        assert_eq!(
+            json(encode(&def).unwrap()),
+            serde_json::json!({"v": 1, "id": 3, "name": "electric", "tags": ["pid"],
+                "fields": [{"name": "ua", "type": "float"}]})
+        );
+        assert_eq!(
+            json(encode(&file).unwrap()),
+            serde_json::json!({"v": 1, "table_id": 3, "month": "2026-11",
+                "path": "electric/month=2026-11/0001.parquet", "min_ts": 10, "max_ts": 20,
+                "rows": 2, "bytes": 900, "max_seq": 7, "created_at_ms": 1})
+        );
+        let back: FileMeta = decode(b"k", &encode(&file).unwrap()).unwrap();
+        assert_eq!(back, file);
+        let newer = br#"{"v": 2}"#;
+        let err = decode::<FileMeta>(b"3/x.parquet", newer)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("3/x.parquet") && err.contains("version 2"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn commits_survive_reopen_and_ids_are_not_reused() {

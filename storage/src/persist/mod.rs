@@ -36,6 +36,26 @@ pub const TABLE_DEF_KEY: &str = "wattdb.table";
 pub const FILE_FORMAT_KEY: &str = "wattdb.file_format_version";
 pub const FILE_FORMAT_VERSION: &str = "1";
 
+/// Refuse a file whose footer says it follows newer conventions than this build's
+/// (a file without the key is taken as version 1, the first).
+pub fn check_file_format(
+    meta: &parquet::file::metadata::FileMetaData,
+    path: &str,
+) -> std::result::Result<(), String> {
+    let version = meta
+        .key_value_metadata()
+        .into_iter()
+        .flatten()
+        .find(|kv| kv.key == FILE_FORMAT_KEY)
+        .and_then(|kv| kv.value.as_deref());
+    match version {
+        None | Some(FILE_FORMAT_VERSION) => Ok(()),
+        Some(v) => Err(format!(
+            "{path}: wattdb file format version {v}, this build reads {FILE_FORMAT_VERSION} (written by a newer wattdb?)"
+        )),
+    }
+}
+
 pub fn file_path(table: &str, month: Month, file_id: &str) -> String {
     format!("{table}/month={month}/{file_id}.parquet")
 }
@@ -165,6 +185,36 @@ mod tests {
     use crate::model::{FieldType, FieldValue, TableId, ValidRow};
 
     #[test]
+    fn a_newer_file_format_is_refused() {
+        use parquet::arrow::ArrowWriter;
+        use parquet::file::properties::WriterProperties;
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("x", arrow::datatypes::DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(arrow::array::Int64Array::from(vec![1]))],
+        )
+        .unwrap();
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                FILE_FORMAT_KEY.to_string(),
+                "2".to_string(),
+            )]))
+            .build();
+        let mut data = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut data, schema, Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let reader = SerializedFileReader::new(Bytes::from(data)).unwrap();
+        let err = check_file_format(reader.metadata().file_metadata(), "t/x.parquet").unwrap_err();
+        assert!(
+            err.contains("t/x.parquet") && err.contains("version 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn files_are_sorted_deduplicated_and_self_describing() {
         let def = TableDef::new(
             TableId(7),
@@ -203,6 +253,20 @@ mod tests {
         );
         let back: TableDef = serde_json::from_str(&kv[TABLE_DEF_KEY]).unwrap();
         assert_eq!(back, def);
+        // wattdb's footer keys are pinned (storage/FORMATS.md): exactly these two (beside
+        // the Arrow writer's own ARROW:schema).
+        let mut keys: Vec<&str> = kv
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "ARROW:schema")
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys, [FILE_FORMAT_KEY, TABLE_DEF_KEY]);
+        assert_eq!(
+            (TABLE_DEF_KEY, FILE_FORMAT_KEY),
+            ("wattdb.table", "wattdb.file_format_version")
+        );
+        assert!(check_file_format(meta, "x").is_ok());
         assert_eq!(meta.num_rows(), 2);
         let rg = reader.metadata().row_group(0);
         assert_eq!(rg.sorting_columns().map(|s| s.len()), Some(2));

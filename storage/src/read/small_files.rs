@@ -175,8 +175,10 @@ async fn read_whole(store: Arc<dyn ObjectStore>, path: &str) -> Result<Vec<Recor
         .bytes()
         .await
         .map_err(|e| e.to_string())?;
-    ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .and_then(|b| b.build())
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| e.to_string())?;
+    crate::persist::check_file_format(builder.metadata().file_metadata(), path)?;
+    builder
+        .build()
         .map_err(|e| e.to_string())?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())
