@@ -3,20 +3,10 @@
 
 use std::time::Duration;
 
-use wattdb_storage::{FieldValue, Row, Storage, StorageConfig, WriteBatch, WriteMode};
+use wattdb_storage::{Storage, StorageConfig, WriteMode};
 
-fn batch(i: i64) -> WriteBatch {
-    WriteBatch {
-        table: "m".into(),
-        rows: (0..50)
-            .map(|j| Row {
-                ts: 1_793_491_200_000_000 + (i * 50 + j) * 1_000_000,
-                tags: vec![("pid".into(), format!("p{}", j % 5))],
-                fields: vec![("v".into(), FieldValue::Float((i * 50 + j) as f64))],
-            })
-            .collect(),
-    }
-}
+mod common;
+use common::batch;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writers_wait_for_persistence_and_nothing_is_lost() {

@@ -5,6 +5,8 @@
 
 #![cfg(feature = "failpoints")]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -204,21 +206,12 @@ async fn random_write_fsync_and_create_failures_keep_exactly_the_acknowledged_re
 /// budget, so writers wait once it is used up instead of queueing without bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_waiting_for_a_stalled_fsync_count_against_the_buffer_budget() {
+    use common::batch;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
-    use wattdb_storage::{FieldValue, Row, Storage, StorageConfig, WriteBatch, WriteMode};
+    use wattdb_storage::{Storage, StorageConfig, WriteMode};
 
     let scenario = FailScenario::setup();
-    let batch = |i: i64| WriteBatch {
-        table: "m".into(),
-        rows: (0..50)
-            .map(|j| Row {
-                ts: 1_793_491_200_000_000 + (i * 50 + j) * 1_000_000,
-                tags: vec![("pid".into(), format!("p{}", j % 5))],
-                fields: vec![("v".into(), FieldValue::Float((i * 50 + j) as f64))],
-            })
-            .collect(),
-    };
     let dir = tempfile::tempdir().unwrap();
     let budget = 256 * 1024;
     let mut cfg = StorageConfig::new(dir.path());

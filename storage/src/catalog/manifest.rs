@@ -105,39 +105,19 @@ impl Manifest {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_samples;
     use super::*;
-    use crate::model::schema::FieldDef;
-    use crate::model::{FieldType, Month, TableId};
-    use crate::wal::WalSeq;
+    use crate::model::TableId;
 
     fn sample() -> Manifest {
-        let def = TableDef::new(
-            TableId(3),
-            "electric",
-            vec!["pid".into()],
-            vec![FieldDef {
-                name: "ua".into(),
-                field_type: FieldType::Float,
-            }],
-        )
-        .unwrap();
         let mut state = CatalogState {
             next_table_id: 4,
             ..Default::default()
         };
-        state.apply(&super::super::CatalogOp::PutTable(def));
-        state.apply(&super::super::CatalogOp::AddFile(FileMeta {
-            table_id: TableId(3),
-            month: Month::parse("2026-11").unwrap(),
-            path: "electric/month=2026-11/0001.parquet".into(),
-            min_ts: 10,
-            max_ts: 20,
-            rows: 2,
-            bytes: 900,
-            max_seq: WalSeq(7),
-            created_at_ms: 1,
-            deletes_applied: crate::wal::WalSeq(0),
-        }));
+        state.apply(&super::super::CatalogOp::PutTable(test_samples::electric()));
+        state.apply(&super::super::CatalogOp::AddFile(
+            test_samples::electric_file(),
+        ));
         Manifest::from_state(&state, 1_700_000_000_000)
     }
 

@@ -7,6 +7,8 @@
 
 pub mod manifest;
 pub mod sled_store;
+#[cfg(test)]
+mod test_samples;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};

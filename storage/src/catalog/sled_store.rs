@@ -354,28 +354,8 @@ mod tests {
     /// version (storage/FORMATS.md). A newer version is refused with the key named.
     #[test]
     fn entry_encoding_is_pinned() {
-        let def = TableDef::new(
-            TableId(3),
-            "electric",
-            vec!["pid".into()],
-            vec![FieldDef {
-                name: "ua".into(),
-                field_type: FieldType::Float,
-            }],
-        )
-        .unwrap();
-        let file = FileMeta {
-            table_id: TableId(3),
-            month: Month::parse("2026-11").unwrap(),
-            path: "electric/month=2026-11/0001.parquet".into(),
-            min_ts: 10,
-            max_ts: 20,
-            rows: 2,
-            bytes: 900,
-            max_seq: WalSeq(7),
-            created_at_ms: 1,
-            deletes_applied: WalSeq(0),
-        };
+        let def = crate::catalog::test_samples::electric();
+        let file = crate::catalog::test_samples::electric_file();
         let json = |bytes: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
         assert_eq!(
             json(encode(&def).unwrap()),

@@ -751,33 +751,16 @@ impl Storage {
         // Every file registered so far must be durable in the catalog before the WAL
         // segments holding its rows go.
         let catalog = self.inner.catalog.clone();
-        match tokio::task::spawn_blocking(move || catalog.sync()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "keeping WAL segments: the catalog is not durable");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "keeping WAL segments: catalog sync failed");
-                return;
-            }
+        if !durable_before_release("the catalog", move || catalog.sync()).await {
+            return;
         }
         let keep_from = self.inner.buffer.lock().keep_wal_from();
         // Tests hold the release here while writes arrive.
         fail::fail_point!("wal-release-after-keep-from");
         for guard in &self.inner.release_guards {
             let guard = guard.clone();
-            let ok = tokio::task::spawn_blocking(move || guard.before_wal_release()).await;
-            match ok {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "keeping WAL segments: derived state is not durable yet");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "keeping WAL segments: release guard failed");
-                    return;
-                }
+            if !durable_before_release("derived state", move || guard.before_wal_release()).await {
+                return;
             }
         }
         match self.inner.wal.release(Some(keep_from)).await {
@@ -789,5 +772,24 @@ impl Storage {
 
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
+    }
+}
+
+/// Run a blocking step that must succeed before WAL segments may be deleted; false (with
+/// a warning naming `what`) when it did not.
+async fn durable_before_release(
+    what: &str,
+    step: impl FnOnce() -> Result<()> + Send + 'static,
+) -> bool {
+    match tokio::task::spawn_blocking(step).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "keeping WAL segments: {what} is not durable yet");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "keeping WAL segments: making {what} durable failed");
+            false
+        }
     }
 }
