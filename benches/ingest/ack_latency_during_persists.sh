@@ -6,6 +6,10 @@
 #
 #   benches/ingest/ack_latency_during_persists.sh ./wattdb-old ./wattdb-new
 #   RATE=20000 READINGS=600000 ROUNDS=2 benches/ingest/ack_latency_during_persists.sh ...
+#
+# A slow disk, simulated: with binaries built with `--features wattdb-storage/failpoints`,
+# SLOW_SYNC_MS=30 makes every catalog fsync (sled flush) take 30 ms longer
+# (FAILPOINTS=catalog-sync=sleep(30) in the server's environment).
 set -euo pipefail
 TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/wattdb-target}"
 LOAD="$TARGET/release/mqtt_load"
@@ -17,7 +21,9 @@ ROUNDS="${ROUNDS:-2}"
 run() {
   local bin=$1 data
   data=$(mktemp -d "${TMPDIR:-/var/tmp}/wattdb-acklat.XXXXXX")
-  "$bin" serve --data-dir "$data/d" --pg-listen 127.0.0.1:35433 \
+  local envs=()
+  if [ -n "${SLOW_SYNC_MS:-}" ]; then envs=("FAILPOINTS=catalog-sync=sleep($SLOW_SYNC_MS)"); fi
+  env "${envs[@]}" "$bin" serve --data-dir "$data/d" --pg-listen 127.0.0.1:35433 \
     --mqtt-listen 127.0.0.1:31883 --http-listen 127.0.0.1:38080 \
     --persist-partition-bytes 4194304 > "$data/server.log" 2>&1 &
   local pid=$!

@@ -13,7 +13,13 @@
 //! | `catalog-commit` | writing a catalog change (sled)                  |
 //! | `catalog-sync`   | making catalog changes durable (sled flush)      |
 //! | `marks-log-write`| appending to / rewriting the rollup marks log (wattdb-compaction) |
+//! | `persist-upload` | writing a `.parquet` object (persist, compaction, archive) |
+//! | `manifest-write` | writing the catalog manifest to the object store |
+//! | `object-put`     | writing any other object                         |
+//! | `object-delete`  | deleting an object                               |
 //!
+//! The last four are consulted by [`crate::faulty_store`], which wraps every object
+//! store the server opens in a build with the feature.
 //! A site's action `return` fails with an I/O error (EIO); `return(enospc)` fails as a
 //! full disk does (ENOSPC).
 

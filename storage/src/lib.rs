@@ -24,6 +24,8 @@ pub mod catalog;
 pub mod engine;
 pub mod error;
 pub mod failpoints;
+#[cfg(feature = "failpoints")]
+pub mod faulty_store;
 pub mod metrics;
 pub mod model;
 pub mod object_store_url;

@@ -72,6 +72,13 @@ impl ObjectStoreLocation {
     /// [`ObjectStoreLocation::open`] with request timeouts (S3 only; a local folder has
     /// none).
     pub fn open_with(&self, timeouts: ObjectStoreTimeouts) -> Result<Arc<dyn ObjectStore>> {
+        let store = self.open_unwrapped(timeouts)?;
+        #[cfg(feature = "failpoints")]
+        let store = crate::faulty_store::wrap(store);
+        Ok(store)
+    }
+
+    fn open_unwrapped(&self, timeouts: ObjectStoreTimeouts) -> Result<Arc<dyn ObjectStore>> {
         match self {
             ObjectStoreLocation::Local(path) => {
                 std::fs::create_dir_all(path).map_err(|source| Error::Io {

@@ -85,6 +85,12 @@ impl Delivery {
 
     /// Start sending what is due now on every channel that has nothing in flight.
     pub async fn round(self: &Arc<Self>) {
+        // Which channels have sends in flight, taken *before* reading what is due: a
+        // send that ends between the two stores its entries as sent first and then
+        // leaves `busy`, so a channel missing from this set has no send whose results
+        // the read below could miss (read in the other order, an entry just sent was
+        // still pending in `due` and went out twice).
+        let in_flight: HashSet<String> = self.lock_busy().clone();
         let due = self.runtime.outbox().due(now_ms());
         if due.is_empty() {
             return;
@@ -113,7 +119,7 @@ impl Delivery {
                 self.store(failed).await;
                 continue;
             };
-            if !self.lock_busy().insert(name.clone()) {
+            if in_flight.contains(&name) || !self.lock_busy().insert(name.clone()) {
                 continue; // its earlier sends are still going
             }
             let slots = self.slots(&def);

@@ -69,16 +69,19 @@ async fn copy_object(
                 source: e,
             })?;
         }
-        sink.shutdown().await.map_err(|e| Error::Io {
-            path: path.into(),
-            source: e,
-        })
+        Ok(())
     }
     .await;
     if copied.is_err() {
         let _ = sink.abort().await;
+        return copied;
     }
-    copied
+    // Not aborted when it fails: object_store's BufWriter panics on an abort after its
+    // shutdown began (see `merge_files`); nothing appears at the path either way.
+    sink.shutdown().await.map_err(|e| Error::Io {
+        path: path.into(),
+        source: e,
+    })
 }
 
 impl Storage {

@@ -68,23 +68,28 @@ pub async fn merge_files(
                 .await
                 .map_err(parquet_error(out_path))?;
         }
-        writer.finish().await.map_err(parquet_error(out_path))?;
         Ok::<_, Error>(rows)
     }
     .await;
-    match written {
-        Ok(rows) => Ok(MergedFile {
-            rows,
-            bytes: writer.bytes_written() as u64,
-        }),
+    let rows = match written {
+        Ok(rows) => rows,
         Err(e) => {
             let mut sink = writer.into_inner();
             if let Err(abort) = sink.abort().await {
                 tracing::warn!(path = %out_path, error = %abort, "aborting a failed merge upload");
             }
-            Err(e)
+            return Err(e);
         }
-    }
+    };
+    // A failed finish cannot be aborted: the writer has begun its shutdown, and
+    // object_store's BufWriter panics on an abort after that. Nothing is visible at
+    // `out_path` either way (an upload is atomic); the parts of an incomplete S3
+    // multipart upload are left to the bucket's lifecycle rule.
+    writer.finish().await.map_err(parquet_error(out_path))?;
+    Ok(MergedFile {
+        rows,
+        bytes: writer.bytes_written() as u64,
+    })
 }
 
 fn parquet_error(path: &str) -> impl Fn(parquet::errors::ParquetError) -> Error + '_ {
