@@ -11,7 +11,7 @@ use datafusion::sql::sqlparser::ast::{
 use wattdb_storage::Storage;
 
 /// The admin functions this crate serves itself; an [`AdminExtension`] declares its own.
-pub const BUILT_IN_FUNCTIONS: &[&str] = &["flush"];
+pub const BUILT_IN_FUNCTIONS: &[&str] = &["flush", "set_fulltext"];
 
 /// An admin call's failure: SQLSTATE and message.
 #[derive(Debug, Clone)]
@@ -113,6 +113,9 @@ pub async fn run(
             "persisted {} file(s), {} row(s), {} byte(s)",
             r.files, r.rows, r.bytes
         ));
+    }
+    if call.name == "set_fulltext" {
+        return crate::fulltext_admin::set_fulltext(storage, &call.args).await;
     }
     if let Some(ext) = extension
         && let Some(result) = ext.call(call).await

@@ -194,9 +194,14 @@ pub async fn create_table(storage: &Storage, ct: &CreateTable) -> Result<String,
     }
     // Tags in primary-key order: that is the series sort order in files.
     tags.sort_by_key(|t| pk.iter().position(|c| c == t));
+    let fulltext =
+        crate::table_options::fulltext_columns(&name, &ct.table_options, &fields, &tags)?;
     storage
         .create_table(&name, tags, fields, ct.if_not_exists)
         .await?;
+    for (column, analyzer) in fulltext {
+        storage.set_fulltext(&name, &column, Some(analyzer)).await?;
+    }
     Ok("CREATE TABLE".into())
 }
 

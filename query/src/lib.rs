@@ -12,12 +12,14 @@ pub mod admin;
 pub mod catalog_keys;
 pub mod catalog_settings;
 pub mod ddl;
+pub mod fulltext_admin;
 pub mod functions;
 pub mod pg;
 pub mod provider;
 pub mod schema_provider;
 pub mod session;
 pub mod system_tables;
+pub mod table_options;
 pub mod users;
 
 pub use session::build_session;

@@ -1,5 +1,5 @@
 //! `system.tables`, `system.partitions`, `system.files`, `system.rollups`,
-//! `system.compactions`, `system.archive`: the storage state as tables, built fresh on every query;
+//! `system.compactions`, `system.archive`, `system.fulltext`: the storage state as tables, built fresh on every query;
 //! and the views other subsystems register with storage (`system.alarms`, `system.alarm_state`).
 
 use std::sync::Arc;
@@ -19,6 +19,7 @@ pub const NAMES: &[&str] = &[
     "rollups",
     "compactions",
     "archive",
+    "fulltext",
 ];
 
 fn mem(fields: Vec<Field>, cols: Vec<ArrayRef>) -> DfResult<Option<Arc<dyn TableProvider>>> {
@@ -56,6 +57,25 @@ fn ints(v: Vec<i64>) -> ArrayRef {
 
 pub fn build(storage: &Storage, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
     match name {
+        "fulltext" => {
+            let columns: Vec<(String, String, String)> = storage
+                .tables()
+                .iter()
+                .flat_map(|t| {
+                    t.fulltext
+                        .iter()
+                        .map(|(c, a)| (t.name.clone(), c.clone(), a.name().to_string()))
+                })
+                .collect();
+            mem(
+                vec![text("table_name"), text("column_name"), text("analyzer")],
+                vec![
+                    strings(columns.iter().map(|c| c.0.clone()).collect()),
+                    strings(columns.iter().map(|c| c.1.clone()).collect()),
+                    strings(columns.iter().map(|c| c.2.clone()).collect()),
+                ],
+            )
+        }
         "tables" => {
             let tables = storage.tables();
             let parts = storage.partitions();

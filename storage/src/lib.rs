@@ -26,6 +26,7 @@ pub mod error;
 pub mod failpoints;
 #[cfg(feature = "failpoints")]
 pub mod faulty_store;
+pub mod fulltext;
 pub mod metrics;
 pub mod model;
 pub mod object_store_url;

@@ -7,6 +7,7 @@
 mod date_trunc_utc;
 mod first_last;
 mod json_build_object;
+mod matches;
 mod pg_compat;
 mod time_bucket;
 
@@ -21,6 +22,7 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(
         json_build_object::JsonBuildObject::new(),
     ));
+    ctx.register_udf(ScalarUDF::new_from_impl(matches::Matches::new()));
     for udf in pg_compat::udfs() {
         ctx.register_udf(udf);
     }

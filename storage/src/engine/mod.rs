@@ -9,6 +9,7 @@ mod compact;
 mod deletes;
 mod derived;
 mod extension_views;
+mod fulltext;
 mod hooks;
 mod persister;
 mod put_table;

@@ -138,6 +138,9 @@ pub struct TableDef {
     /// (ms since the epoch) until which retention leaves it alone.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub restored: std::collections::BTreeMap<super::Month, i64>,
+    /// Text fields searchable with `matches()`, each with its analyzer.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub fulltext: std::collections::BTreeMap<String, crate::fulltext::Analyzer>,
 }
 
 impl TableDef {
@@ -153,6 +156,7 @@ impl TableDef {
             retention: None,
             expired_before: None,
             restored: Default::default(),
+            fulltext: Default::default(),
         }
         .validated()
     }
@@ -175,6 +179,32 @@ impl TableDef {
                     table: name.into(),
                     reason: format!("column \"{col}\" is defined twice (or is named ts)"),
                 });
+            }
+        }
+        for col in self.fulltext.keys() {
+            match self.fields.iter().find(|f| &f.name == col) {
+                Some(f) if f.field_type == FieldType::Text => {}
+                Some(f) => {
+                    return Err(Error::InvalidTableDef {
+                        table: name.into(),
+                        reason: format!(
+                            "column \"{col}\" is {}; full-text search needs a text column",
+                            f.field_type.sql_name()
+                        ),
+                    });
+                }
+                None => {
+                    return Err(Error::InvalidTableDef {
+                        table: name.into(),
+                        reason: if self.tags.contains(col) {
+                            format!(
+                                "column \"{col}\" is part of the key; full-text search is for text fields"
+                            )
+                        } else {
+                            format!("column \"{col}\" does not exist")
+                        },
+                    });
+                }
             }
         }
         Ok(self)
@@ -224,7 +254,18 @@ impl TableDef {
             cols.push(Field::new(tag, DataType::Utf8, false));
         }
         for f in &self.fields {
-            cols.push(Field::new(&f.name, f.field_type.arrow_type(), true));
+            let field = Field::new(&f.name, f.field_type.arrow_type(), true);
+            cols.push(match self.fulltext.get(&f.name) {
+                // The analyzer travels with the column, to `matches()`.
+                Some(a) => field.with_metadata(
+                    [(
+                        crate::fulltext::ANALYZER_METADATA_KEY.to_string(),
+                        a.name().to_string(),
+                    )]
+                    .into(),
+                ),
+                None => field,
+            });
         }
         Arc::new(Schema::new(cols))
     }

@@ -1,0 +1,335 @@
+//! Full-text search through the PostgreSQL endpoint: `CREATE TABLE … WITH (fulltext =
+//! 'msg')`, `set_fulltext`, and `matches(msg, '…')` combined with other predicates, over
+//! buffered rows, persisted files in two months, overwrites of the same key, a graceful
+//! restart and kill -9. Messages are built from parts chosen by the row number, so which
+//! rows a query must return follows from that rule (computed here, not by wattdb).
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{Server, sqlstate};
+
+const CREATE: &str = "CREATE TABLE device_log (ts TIMESTAMPTZ NOT NULL, device TEXT NOT NULL, \
+    level TEXT, msg TEXT, code BIGINT, PRIMARY KEY (device, ts)) WITH (fulltext = 'msg')";
+/// 2026-10-31T12:00:00Z: rows span the end of October and the start of November.
+const T0: i64 = 1_793_448_000;
+const ROWS: i64 = 600;
+
+/// The message of row `i`, and the facts about it the queries ask for.
+struct Msg {
+    text: String,
+    offline: bool,
+    timeout: bool,
+    gateway: i64,
+    tripped: bool,
+    reset: bool,
+}
+
+fn message(i: i64) -> Msg {
+    let offline = i % 5 == 0;
+    let timeout = i % 3 == 0;
+    let gateway = i % 10;
+    let tripped = i % 7 == 0;
+    let reset = i % 7 == 1;
+    let mut parts = vec![format!("网关{gateway}")];
+    if timeout {
+        parts.push("通讯超时".into());
+    }
+    if offline {
+        parts.push("设备离线".into());
+    }
+    if tripped {
+        parts.push("Breaker tripped on feeder 3".into());
+    }
+    if reset {
+        parts.push("breaker reset".into());
+    }
+    parts.push(format!("序号{i}"));
+    Msg {
+        text: parts.join("，"),
+        offline,
+        timeout,
+        gateway,
+        tripped,
+        reset,
+    }
+}
+
+/// The message row `i` was overwritten with: its gateway moves on by 5, nothing else
+/// is said.
+fn overwrite(i: i64) -> Msg {
+    let gateway = (i + 5) % 10;
+    Msg {
+        text: format!("恢复正常，网关{gateway}"),
+        offline: false,
+        timeout: false,
+        gateway,
+        tripped: false,
+        reset: false,
+    }
+}
+
+/// The message row `i` holds.
+fn expected(i: i64, overwritten: &BTreeSet<i64>) -> Msg {
+    if overwritten.contains(&i) {
+        overwrite(i)
+    } else {
+        message(i)
+    }
+}
+
+async fn insert_rows(
+    c: &tokio_postgres::Client,
+    rows: impl Iterator<Item = i64>,
+    text: impl Fn(i64) -> Msg,
+) {
+    let values: Vec<String> = rows
+        .map(|i| {
+            let level = if i % 2 == 0 { "warn" } else { "error" };
+            format!(
+                "(to_timestamp({}), 'dev{}', '{level}', '{}', {i})",
+                T0 + i * 300,
+                i % 4,
+                text(i).text
+            )
+        })
+        .collect();
+    c.batch_execute(&format!(
+        "INSERT INTO device_log VALUES {}",
+        values.join(", ")
+    ))
+    .await
+    .unwrap();
+}
+
+async fn codes(c: &tokio_postgres::Client, where_: &str) -> BTreeSet<i64> {
+    c.query(&format!("SELECT code FROM device_log WHERE {where_}"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("{where_}: {e:?}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Every query against the rule that built the messages.
+async fn check(c: &tokio_postgres::Client, overwritten: &BTreeSet<i64>, when: &str) {
+    type Rule = fn(i64, &Msg) -> bool;
+    let cases: Vec<(&str, Rule)> = vec![
+        ("matches(msg, '通讯超时')", |_, m| m.timeout),
+        ("matches(msg, '超时')", |_, m| m.timeout),
+        ("matches(msg, '通讯超时 AND 网关7')", |_, m| {
+            m.timeout && m.gateway == 7
+        }),
+        ("matches(msg, '通讯超时 网关7')", |_, m| {
+            m.timeout && m.gateway == 7
+        }),
+        (
+            "matches(msg, '设备离线 OR \"breaker tripped\"')",
+            |_, m| m.offline || m.tripped,
+        ),
+        ("matches(msg, 'breaker -tripped')", |_, m| m.reset),
+        ("matches(msg, 'BREAKER')", |_, m| m.tripped || m.reset),
+        ("matches(msg, 'NOT 通讯超时')", |_, m| !m.timeout),
+        (
+            "matches(msg, '(设备离线 OR 通讯超时) AND NOT 网关0')",
+            |_, m| (m.offline || m.timeout) && m.gateway != 0,
+        ),
+        ("matches(msg, 'feed*')", |_, m| m.tripped),
+        (
+            "matches(msg, '通讯超时') AND level = 'warn' AND device = 'dev2'",
+            |i, m| m.timeout && i % 2 == 0 && i % 4 == 2,
+        ),
+        (
+            "matches(msg, '设备离线') AND ts >= '2026-11-01T00:00:00Z'",
+            |i, m| m.offline && T0 + i * 300 >= 1_793_491_200,
+        ),
+        ("NOT matches(msg, '网关3')", |_, m| m.gateway != 3),
+    ];
+    for (where_, rule) in cases {
+        let want: BTreeSet<i64> = (0..ROWS)
+            .filter(|&i| rule(i, &expected(i, overwritten)))
+            .collect();
+        let got = codes(c, where_).await;
+        assert_eq!(
+            got,
+            want,
+            "{when}: {where_}: {} rows, want {} (extra {:?}, missing {:?})",
+            got.len(),
+            want.len(),
+            got.difference(&want).take(5).collect::<Vec<_>>(),
+            want.difference(&got).take(5).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matches_over_buffer_files_overwrites_and_restarts() {
+    let mut server = Server::new().start();
+    let c = server.client().await;
+    c.batch_execute(CREATE).await.unwrap();
+    let mut overwritten = BTreeSet::new();
+    // Half persisted (two months), half buffered.
+    insert_rows(&c, 0..ROWS / 2, message).await;
+    c.batch_execute("SELECT flush()").await.unwrap();
+    insert_rows(&c, ROWS / 2..ROWS, message).await;
+    check(&c, &overwritten, "buffer and files").await;
+
+    // Overwrite some keys, persisted and buffered ones: the old text must not be found
+    // any more, the new one must.
+    let rewrite: Vec<i64> = (0..ROWS).filter(|i| i % 11 == 0).collect();
+    insert_rows(&c, rewrite.iter().copied(), overwrite).await;
+    overwritten.extend(rewrite);
+    check(&c, &overwritten, "after overwrites").await;
+    c.batch_execute("SELECT flush()").await.unwrap();
+    check(&c, &overwritten, "after a second flush").await;
+
+    drop(c);
+    server.kill9();
+    server.spawn();
+    let c = server.client().await;
+    check(&c, &overwritten, "after kill -9").await;
+
+    // A parameter as the query; NULL text is not a match.
+    c.batch_execute(
+        "INSERT INTO device_log (ts, device, code) VALUES ('2026-11-05T00:00:00Z', 'dev9', 9999)",
+    )
+    .await
+    .unwrap();
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM device_log WHERE matches(msg, $1)",
+            &[&"通讯超时"],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let want = (0..ROWS)
+        .filter(|&i| expected(i, &overwritten).timeout)
+        .count() as i64;
+    assert_eq!(n, want);
+    let null: Option<bool> = c
+        .query_one(
+            "SELECT matches(msg, '通讯超时') FROM device_log WHERE code = 9999",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(null, None, "matches() over NULL text is NULL");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyzers_set_fulltext_and_errors() {
+    let server = Server::new().start();
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE codes (ts TIMESTAMPTZ NOT NULL, device TEXT NOT NULL, note TEXT, \
+         n BIGINT, PRIMARY KEY (device, ts))",
+    )
+    .await
+    .unwrap();
+    c.batch_execute(
+        "INSERT INTO codes VALUES ('2026-11-01T00:00:00Z', 'a', 'ERR-0x1F on SN12345', 1), \
+         ('2026-11-01T00:01:00Z', 'a', 'err-0x1f on sn12345', 2), \
+         ('2026-11-01T00:02:00Z', 'a', 'E17 breaker', 3)",
+    )
+    .await
+    .unwrap();
+    let ns = |sql: &'static str| {
+        let c = &c;
+        async move {
+            c.query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, i64>(0))
+                .collect::<Vec<_>>()
+        }
+    };
+    // Not declared: the default analyzer (lower-cases).
+    assert_eq!(
+        ns("SELECT n FROM codes WHERE matches(note, 'sn12345') ORDER BY n").await,
+        [1, 2]
+    );
+    // raw: exact tokens, case kept.
+    c.simple_query("SELECT set_fulltext('codes', 'note', '{\"analyzer\": \"raw\"}')")
+        .await
+        .unwrap();
+    assert_eq!(
+        ns("SELECT n FROM codes WHERE matches(note, 'ERR-0x1F') ORDER BY n").await,
+        [1]
+    );
+    assert_eq!(
+        ns("SELECT n FROM codes WHERE matches(note, 'sn12345') ORDER BY n").await,
+        [2]
+    );
+    // standard: words of letters and digits, lower-cased.
+    c.simple_query("SELECT set_fulltext('codes', 'note', '{\"analyzer\": \"standard\"}')")
+        .await
+        .unwrap();
+    assert_eq!(
+        ns("SELECT n FROM codes WHERE matches(note, '0x1f') ORDER BY n").await,
+        [1, 2]
+    );
+    let listed = c
+        .query(
+            "SELECT table_name, column_name, analyzer FROM system.fulltext ORDER BY table_name",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].get::<_, String>(1), "note");
+    assert_eq!(listed[0].get::<_, String>(2), "standard");
+    c.simple_query("SELECT set_fulltext('codes', 'note', 'none')")
+        .await
+        .unwrap();
+    assert!(
+        c.query("SELECT * FROM system.fulltext", &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    for (sql, code) in [
+        (
+            "SELECT n FROM codes WHERE matches(note, '(breaker')",
+            "22023",
+        ),
+        ("SELECT n FROM codes WHERE matches(note, '')", "22023"),
+        ("SELECT n FROM codes WHERE matches(note, note)", "22023"),
+        ("SELECT set_fulltext('codes', 'n')", "42P16"),
+        ("SELECT set_fulltext('codes', 'device')", "42P16"),
+        ("SELECT set_fulltext('nope', 'note')", "42P01"),
+        (
+            "SELECT set_fulltext('codes', 'note', '{\"analyzer\": \"x\"}')",
+            "22023",
+        ),
+        (
+            "CREATE TABLE t1 (ts TIMESTAMPTZ NOT NULL, msg TEXT) WITH (fulltext = 'nope')",
+            "42703",
+        ),
+        (
+            "CREATE TABLE t2 (ts TIMESTAMPTZ NOT NULL, v BIGINT) WITH (fulltext = 'v')",
+            "42804",
+        ),
+        (
+            "CREATE TABLE t3 (ts TIMESTAMPTZ NOT NULL, msg TEXT) WITH (compression = 'zstd')",
+            "22023",
+        ),
+    ] {
+        let err = c.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&err), code, "{sql}: {err:?}");
+    }
+    // The refused CREATE TABLEs created nothing.
+    assert!(c.simple_query("SELECT * FROM t1").await.is_err());
+    let e = c
+        .simple_query("SELECT n FROM codes WHERE matches(note, '\"open')")
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{e:?}").contains("closing quote"),
+        "the error says what is wrong: {e:?}"
+    );
+}
