@@ -291,6 +291,20 @@ async fn analyzers_set_fulltext_and_errors() {
             .unwrap()
             .is_empty()
     );
+    // CREATE TABLE IF NOT EXISTS on the existing table changes nothing about it.
+    c.batch_execute(
+        "CREATE TABLE IF NOT EXISTS codes (ts TIMESTAMPTZ NOT NULL, device TEXT NOT NULL, \
+         note TEXT, n BIGINT, PRIMARY KEY (device, ts)) WITH (fulltext = 'note')",
+    )
+    .await
+    .unwrap();
+    assert!(
+        c.query("SELECT * FROM system.fulltext", &[])
+            .await
+            .unwrap()
+            .is_empty(),
+        "IF NOT EXISTS made an existing column full-text"
+    );
 
     for (sql, code) in [
         (

@@ -197,11 +197,8 @@ pub async fn create_table(storage: &Storage, ct: &CreateTable) -> Result<String,
     let fulltext =
         crate::table_options::fulltext_columns(&name, &ct.table_options, &fields, &tags)?;
     storage
-        .create_table(&name, tags, fields, ct.if_not_exists)
+        .create_table_with_fulltext(&name, tags, fields, fulltext, ct.if_not_exists)
         .await?;
-    for (column, analyzer) in fulltext {
-        storage.set_fulltext(&name, &column, Some(analyzer)).await?;
-    }
     Ok("CREATE TABLE".into())
 }
 

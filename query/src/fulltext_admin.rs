@@ -30,11 +30,7 @@ fn analyzer_option(options: Option<&str>) -> Result<Option<Analyzer>, AdminError
     for (k, v) in map {
         match (k.as_str(), v) {
             ("analyzer", serde_json::Value::String(name)) => {
-                analyzer = Analyzer::parse(&name).ok_or_else(|| {
-                    bad(format!(
-                        "unknown analyzer \"{name}\" (chinese, standard or raw)"
-                    ))
-                })?;
+                analyzer = Analyzer::named(&name).map_err(bad)?;
             }
             ("analyzer", other) => {
                 return Err(bad(format!("analyzer must be a string, not {other}")));

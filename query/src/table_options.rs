@@ -70,11 +70,7 @@ pub fn fulltext_columns(
             }
             "fulltext_analyzer" => {
                 let name = text_value("fulltext_analyzer", value)?;
-                analyzer = Analyzer::parse(&name).ok_or_else(|| {
-                    invalid(format!(
-                        "unknown analyzer \"{name}\" (chinese, standard or raw)"
-                    ))
-                })?;
+                analyzer = Analyzer::named(&name).map_err(invalid)?;
             }
             other => {
                 return Err(invalid(format!(

@@ -1,14 +1,10 @@
 //! An object store that fails on demand (test builds only, the `failpoints` feature): it
 //! wraps the real store and consults a failpoint before each write and delete, so a test
 //! can make Parquet uploads, manifest writes and object deletes fail at random while the
-//! rest of the server runs unchanged. Reads and listings pass straight through.
-//!
-//! | failpoint        | fails                                                      |
-//! |------------------|------------------------------------------------------------|
-//! | `persist-upload` | writing a `.parquet` object (persist, compaction, archive), before it starts or at its last step |
-//! | `manifest-write` | writing the catalog manifest                               |
-//! | `object-put`     | writing any other object                                   |
-//! | `object-delete`  | deleting an object (before the store is asked)             |
+//! rest of the server runs unchanged. Reads and listings pass straight through. The
+//! failpoints (`persist-upload`, `manifest-write`, `object-put`, `object-delete`) are
+//! listed with the others in [`crate::failpoints`]; an upload can fail before it starts
+//! or at its last step, a delete before the store is asked.
 
 use std::fmt;
 use std::ops::Range;

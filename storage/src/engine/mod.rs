@@ -434,13 +434,32 @@ impl Storage {
         fields: Vec<FieldDef>,
         if_not_exists: bool,
     ) -> Result<(TableDef, bool)> {
+        self.create_table_with_fulltext(name, tags, fields, Default::default(), if_not_exists)
+            .await
+    }
+
+    /// [`Storage::create_table`] with text fields searchable by `matches()` from the
+    /// start: part of the one catalog change that creates the table (an existing table
+    /// is left as it is under `if_not_exists`).
+    pub async fn create_table_with_fulltext(
+        &self,
+        name: &str,
+        tags: Vec<String>,
+        fields: Vec<FieldDef>,
+        fulltext: std::collections::BTreeMap<String, crate::fulltext::Analyzer>,
+        if_not_exists: bool,
+    ) -> Result<(TableDef, bool)> {
         let catalog = self.inner.catalog.clone();
         let name2 = name.to_string();
         let configured = self.configured(name);
         let (def, created) = tokio::task::spawn_blocking(move || {
             catalog.create_table(
                 &name2,
-                |id| Ok(configured.apply(TableDef::new(id, &name2, tags, fields)?)),
+                |id| {
+                    let mut def = TableDef::new(id, &name2, tags, fields)?;
+                    def.fulltext = fulltext;
+                    Ok(configured.apply(def.validated()?))
+                },
                 if_not_exists,
             )
         })

@@ -59,6 +59,12 @@ impl Analyzer {
             .find(|a| a.name().eq_ignore_ascii_case(name.trim()))
     }
 
+    /// [`Analyzer::parse`], with the message a user gets for an unknown name.
+    pub fn named(name: &str) -> Result<Analyzer, String> {
+        Analyzer::parse(name)
+            .ok_or_else(|| format!("unknown analyzer \"{name}\" (chinese, standard or raw)"))
+    }
+
     /// The tantivy analyzer for stored values.
     pub fn for_values(self) -> TextAnalyzer {
         match self {
