@@ -347,3 +347,207 @@ async fn analyzers_set_fulltext_and_errors() {
         "the error says what is wrong: {e:?}"
     );
 }
+
+/// The value of a counter in the server's `/metrics`.
+fn metric(server: &Server, name: &str) -> f64 {
+    let (_, body) = common::http_get(server.http_port, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
+}
+
+/// (files, files indexed, index bytes) of `device_log.msg` in `system.fulltext`.
+async fn index_progress(c: &tokio_postgres::Client) -> (i64, i64, i64) {
+    let r = c
+        .query_one(
+            "SELECT files, files_indexed, index_bytes FROM system.fulltext \
+             WHERE table_name = 'device_log' AND column_name = 'msg'",
+            &[],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2))
+}
+
+/// Wait until every file of `device_log` has an index of `msg` (the background builder).
+async fn all_indexed(c: &tokio_postgres::Client, what: &str) {
+    for _ in 0..600 {
+        let (files, indexed, _) = index_progress(c).await;
+        if files > 0 && files == indexed {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{what}: indexes not built: {:?}", index_progress(c).await);
+}
+
+/// The index objects of the table in the store.
+async fn index_objects(server: &Server) -> Vec<String> {
+    server
+        .object_paths()
+        .await
+        .into_iter()
+        .filter(|p| p.starts_with("device_log/") && p.ends_with(".fts"))
+        .collect()
+}
+
+/// Indexes are built at persist, by compaction and afterwards (`set_fulltext` on a table
+/// with data); scans use them (files without a match are not read); a damaged or deleted
+/// index object is noticed, answered around and built again; kill -9 while indexes are
+/// being built loses nothing. Every answer is checked against the generating rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexes_are_built_used_and_rebuilt() {
+    let mut server = Server::new();
+    // Compacted files go at once (no grace period); no background compaction.
+    let config = server.data_dir.with_extension("toml");
+    std::fs::write(
+        &config,
+        "compaction_min_files = 1000\ncompaction_grace_secs = 0\n",
+    )
+    .unwrap();
+    server.extra_args = vec!["--config".into(), config.display().to_string()];
+    server.spawn();
+    let c = server.client().await;
+    // Declared afterwards: the files written before get their indexes in the background.
+    c.batch_execute(&CREATE.replace(" WITH (fulltext = 'msg')", ""))
+        .await
+        .unwrap();
+    let none = BTreeSet::new();
+    for part in 0..4 {
+        insert_rows(&c, (part * ROWS / 4)..((part + 1) * ROWS / 4), message).await;
+        c.batch_execute("SELECT flush()").await.unwrap();
+    }
+    c.simple_query("SELECT set_fulltext('device_log', 'msg')")
+        .await
+        .unwrap();
+    all_indexed(&c, "after set_fulltext").await;
+    let (files, _, bytes) = index_progress(&c).await;
+    assert!(files >= 5, "four flushes over two months: {files} files");
+    assert!(bytes > 0);
+    assert_eq!(index_objects(&server).await.len() as i64, files);
+    let listed = c
+        .query(
+            "SELECT indexed_columns, index_bytes FROM system.files WHERE table_name = 'device_log'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .iter()
+            .all(|r| r.get::<_, String>(0) == "msg" && r.get::<_, i64>(1) > 0)
+    );
+
+    let searches = metric(&server, "wattdb_fulltext_index_searches_total");
+    check(&c, &none, "indexes built after set_fulltext").await;
+    assert!(metric(&server, "wattdb_fulltext_index_searches_total") > searches);
+    // A word no row has: every file is skipped without being read.
+    let skipped = metric(&server, "wattdb_fulltext_files_skipped_total");
+    assert!(codes(&c, "matches(msg, '变压器')").await.is_empty());
+    assert_eq!(
+        metric(&server, "wattdb_fulltext_files_skipped_total") - skipped,
+        files as f64
+    );
+
+    // New files get their index when they are written; overwrites of indexed rows.
+    let rewrite: Vec<i64> = (0..ROWS).filter(|i| i % 13 == 0).collect();
+    insert_rows(&c, rewrite.iter().copied(), overwrite).await;
+    let overwritten: BTreeSet<i64> = rewrite.into_iter().collect();
+    check(&c, &overwritten, "overwrites buffered").await;
+    c.batch_execute("SELECT flush()").await.unwrap();
+    let (files, indexed, _) = index_progress(&c).await;
+    assert_eq!(
+        files, indexed,
+        "a persisted file is indexed as it is written"
+    );
+    check(&c, &overwritten, "overwrites persisted, files overlap").await;
+
+    // Damage one index object and delete another in the bucket while the server is
+    // down, and drop its local copies so they are read from the store again. Answers
+    // stay exact; both are built again.
+    drop(c);
+    server.stop();
+    let objects = index_objects(&server).await;
+    let store = server.data_path().join("objects");
+    std::fs::write(store.join(&objects[0]), b"not an index").unwrap();
+    std::fs::remove_file(store.join(&objects[1])).unwrap();
+    std::fs::remove_dir_all(server.data_path().join("fulltext/cache")).unwrap();
+    server.spawn();
+    let c = server.client().await;
+    check(&c, &overwritten, "with a damaged and a missing index").await;
+    assert!(metric(&server, "wattdb_fulltext_index_failures_total") >= 2.0);
+    let mut rebuilt = false;
+    for _ in 0..600 {
+        let now = index_objects(&server).await;
+        if !now.contains(&objects[0]) && !now.contains(&objects[1]) && now.len() == objects.len() {
+            rebuilt = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(rebuilt, "the damaged and missing indexes are built again");
+    let failures = metric(&server, "wattdb_fulltext_index_failures_total");
+    check(&c, &overwritten, "after the rebuild").await;
+    assert_eq!(
+        metric(&server, "wattdb_fulltext_index_failures_total"),
+        failures
+    );
+
+    // Compaction merges the files of each month; the merged files are indexed as they
+    // are written.
+    c.simple_query("SELECT compact('device_log')")
+        .await
+        .unwrap();
+    let (files, indexed, _) = index_progress(&c).await;
+    assert_eq!((files, indexed), (2, 2), "one indexed file per month");
+    check(&c, &overwritten, "after compaction").await;
+
+    // Dropping the table deletes its index objects with its files.
+    c.batch_execute("DROP TABLE device_log").await.unwrap();
+    let mut left = index_objects(&server).await;
+    for _ in 0..600 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        left = index_objects(&server).await;
+    }
+    assert!(
+        left.is_empty(),
+        "index objects left after DROP TABLE: {left:?}"
+    );
+
+    // Another analyzer for a table with data: every index is built again, and the
+    // server is killed (-9) while that goes on.
+    c.batch_execute(CREATE).await.unwrap();
+    for part in 0..3 {
+        insert_rows(&c, (part * ROWS / 3)..((part + 1) * ROWS / 3), message).await;
+        c.batch_execute("SELECT flush()").await.unwrap();
+    }
+    all_indexed(&c, "indexed as persisted").await;
+    c.simple_query("SELECT set_fulltext('device_log', 'msg', '{\"analyzer\": \"standard\"}')")
+        .await
+        .unwrap();
+    drop(c);
+    server.kill9();
+    server.spawn();
+    let c = server.client().await;
+    all_indexed(&c, "after kill -9 during a rebuild").await;
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM device_log WHERE matches(msg, 'breaker')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let want = (0..ROWS)
+        .filter(|&i| {
+            let m = message(i);
+            m.tripped || m.reset
+        })
+        .count() as i64;
+    assert_eq!(n, want, "standard analyzer after kill -9");
+    let (_, _, standard_bytes) = index_progress(&c).await;
+    assert!(standard_bytes > 0);
+}

@@ -58,21 +58,28 @@ fn ints(v: Vec<i64>) -> ArrayRef {
 pub fn build(storage: &Storage, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
     match name {
         "fulltext" => {
-            let columns: Vec<(String, String, String)> = storage
-                .tables()
-                .iter()
-                .flat_map(|t| {
-                    t.fulltext
-                        .iter()
-                        .map(|(c, a)| (t.name.clone(), c.clone(), a.name().to_string()))
-                })
-                .collect();
+            let columns = storage.fulltext_columns();
             mem(
-                vec![text("table_name"), text("column_name"), text("analyzer")],
                 vec![
-                    strings(columns.iter().map(|c| c.0.clone()).collect()),
-                    strings(columns.iter().map(|c| c.1.clone()).collect()),
-                    strings(columns.iter().map(|c| c.2.clone()).collect()),
+                    text("table_name"),
+                    text("column_name"),
+                    text("analyzer"),
+                    int("files"),
+                    int("files_indexed"),
+                    int("index_bytes"),
+                ],
+                vec![
+                    strings(columns.iter().map(|c| c.table.clone()).collect()),
+                    strings(columns.iter().map(|c| c.column.clone()).collect()),
+                    strings(
+                        columns
+                            .iter()
+                            .map(|c| c.analyzer.name().to_string())
+                            .collect(),
+                    ),
+                    ints(columns.iter().map(|c| c.files as i64).collect()),
+                    ints(columns.iter().map(|c| c.files_indexed as i64).collect()),
+                    ints(columns.iter().map(|c| c.index_bytes as i64).collect()),
                 ],
             )
         }
@@ -91,6 +98,7 @@ pub fn build(storage: &Storage, name: &str) -> DfResult<Option<Arc<dyn TableProv
                     int("files"),
                     int("rows_in_files"),
                     int("bytes_in_files"),
+                    int("index_bytes"),
                     int("buffered_rows"),
                     text("kind"),
                     text("retention"),
@@ -175,6 +183,7 @@ pub fn build(storage: &Storage, name: &str) -> DfResult<Option<Arc<dyn TableProv
                     ints(parts.iter().map(|p| p.files as i64).collect()),
                     ints(parts.iter().map(|p| p.file_rows as i64).collect()),
                     ints(parts.iter().map(|p| p.file_bytes as i64).collect()),
+                    ints(parts.iter().map(|p| p.index_bytes as i64).collect()),
                     ints(parts.iter().map(|p| p.buffered_rows as i64).collect()),
                     ints(parts.iter().map(|p| p.buffered_bytes as i64).collect()),
                 ],
@@ -195,6 +204,8 @@ pub fn build(storage: &Storage, name: &str) -> DfResult<Option<Arc<dyn TableProv
                     int("rows"),
                     int("bytes"),
                     ts("created_at"),
+                    text("indexed_columns"),
+                    int("index_bytes"),
                 ],
                 vec![
                     strings(files.iter().map(|(t, _)| t.clone()).collect()),
@@ -205,6 +216,22 @@ pub fn build(storage: &Storage, name: &str) -> DfResult<Option<Arc<dyn TableProv
                     ints(files.iter().map(|(_, f)| f.rows as i64).collect()),
                     ints(files.iter().map(|(_, f)| f.bytes as i64).collect()),
                     tsa(files.iter().map(|(_, f)| f.created_at_ms * 1000).collect()),
+                    strings(
+                        files
+                            .iter()
+                            .map(|(_, f)| {
+                                let cols: Vec<&str> =
+                                    f.fulltext.iter().map(|i| i.column.as_str()).collect();
+                                cols.join(", ")
+                            })
+                            .collect(),
+                    ),
+                    ints(
+                        files
+                            .iter()
+                            .map(|(_, f)| f.fulltext.iter().map(|i| i.bytes as i64).sum())
+                            .collect(),
+                    ),
                 ],
             )
         }

@@ -152,6 +152,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error(transparent)]
+    FullText(#[from] crate::fulltext::index::IndexError),
+
     #[error("storage is shutting down")]
     ShuttingDown,
 

@@ -21,6 +21,14 @@ pub struct StorageMetrics {
     pub persisted_files: AtomicU64,
     pub persisted_bytes: AtomicU64,
     pub persist_failures: AtomicU64,
+    /// Full-text index lookups by scans (one per file and filter), those that found the
+    /// index missing or damaged (the file was read whole), and files skipped for
+    /// having no matching row.
+    pub text_index_searches: AtomicU64,
+    pub text_index_failures: AtomicU64,
+    pub text_index_files_skipped: AtomicU64,
+    /// Full-text indexes built (at persist, compaction, or by the index builder).
+    pub text_indexes_built: AtomicU64,
 }
 
 impl StorageMetrics {
@@ -95,6 +103,30 @@ impl StorageMetrics {
                 "Partition persists that failed and will be retried.",
                 "counter",
                 get(&self.persist_failures),
+            ),
+            (
+                "wattdb_fulltext_index_searches_total",
+                "Full-text index lookups by scans (one per file and matches() filter).",
+                "counter",
+                get(&self.text_index_searches),
+            ),
+            (
+                "wattdb_fulltext_index_failures_total",
+                "Full-text indexes found missing or damaged by a scan (the file was read whole).",
+                "counter",
+                get(&self.text_index_failures),
+            ),
+            (
+                "wattdb_fulltext_files_skipped_total",
+                "Files a scan did not read because their full-text index had no matching row.",
+                "counter",
+                get(&self.text_index_files_skipped),
+            ),
+            (
+                "wattdb_fulltext_indexes_built_total",
+                "Full-text indexes built (at persist, at compaction, or afterwards).",
+                "counter",
+                get(&self.text_indexes_built),
             ),
         ]
     }

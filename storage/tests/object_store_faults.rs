@@ -115,6 +115,7 @@ async fn merge_input(store: &Arc<dyn ObjectStore>) -> (TableDef, FileMeta) {
         max_seq: WalSeq(1),
         created_at_ms: 0,
         deletes_applied: WalSeq(0),
+        fulltext: Vec::new(),
     };
     (def, meta)
 }
@@ -135,14 +136,31 @@ async fn a_merge_whose_upload_fails_at_the_end_is_an_error_not_a_panic() {
     );
     let out = "m/month=1970-01/merged.parquet";
     fail::cfg("persist-upload", "return").unwrap();
-    let merged = merge_files(&session, &store, &def, &[input], &[], out).await;
+    let merged = merge_files(
+        &session,
+        &store,
+        &def,
+        &[input],
+        &[],
+        out,
+        &std::env::temp_dir(),
+    )
+    .await;
     fail::remove("persist-upload");
     assert!(merged.is_err(), "the failed upload is reported");
     assert!(!exists(&store, &Path::from(out)).await);
     // And with the fault gone the same merge goes through.
     let (def, input) = merge_input(&store).await;
-    let merged = merge_files(&session, &store, &def, &[input], &[], out)
-        .await
-        .unwrap();
+    let merged = merge_files(
+        &session,
+        &store,
+        &def,
+        &[input],
+        &[],
+        out,
+        &std::env::temp_dir(),
+    )
+    .await
+    .unwrap();
     assert_eq!(merged.rows, 100);
 }

@@ -111,6 +111,8 @@ impl TableProvider for WattTable {
         if snapshot.def.fields.len() != self.def.fields.len() {
             snapshot.def = self.def.clone();
         }
+        // `matches()` filters are looked up in the files' full-text indexes first.
+        let text_hits = self.storage.0.text_hits(&snapshot, filters).await;
         // The read path itself (pruning, grouping, the streaming merge) is storage's.
         let request = ScanRequest {
             projection: projection.cloned(),
@@ -118,6 +120,7 @@ impl TableProvider for WattTable {
             limit,
             ordered: false,
             small_files: Some(self.storage.0.small_files().clone()),
+            text_hits,
         };
         plan_scan(state, &snapshot, &request)
     }

@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use crate::fulltext::file_indexes::TextIndexObject;
 use crate::model::{Month, TableDef, TableId, Tombstone};
 use crate::wal::WalSeq;
 
@@ -42,6 +43,27 @@ pub struct FileMeta {
     /// wrote it after them); 0 for a persisted file (see [`Tombstone::applies_to`]).
     #[serde(default, skip_serializing_if = "WalSeq::is_zero")]
     pub deletes_applied: WalSeq,
+    /// Full-text indexes of the file's columns, stored beside it (absent: none built).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fulltext: Vec<TextIndexObject>,
+}
+
+impl FileMeta {
+    /// Every object of the file in its store: the Parquet file, then its indexes.
+    pub fn objects(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.path.as_str()).chain(self.fulltext.iter().map(|i| i.path.as_str()))
+    }
+
+    /// The file's index of `column`, if it has one built with `analyzer`.
+    pub fn text_index(
+        &self,
+        column: &str,
+        analyzer: crate::fulltext::Analyzer,
+    ) -> Option<&TextIndexObject> {
+        self.fulltext
+            .iter()
+            .find(|i| i.column == column && i.analyzer == analyzer)
+    }
 }
 
 /// Name of the manifest beside an archived month's files.
@@ -79,7 +101,11 @@ impl ArchivedPartition {
 
     /// Every object of the partition in the archive, its manifest last.
     pub fn archive_paths(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.files.iter().map(|f| f.path.clone()).collect();
+        let mut out: Vec<String> = self
+            .files
+            .iter()
+            .flat_map(|f| f.objects().map(str::to_string))
+            .collect();
         out.push(self.manifest_path());
         out
     }
@@ -133,6 +159,9 @@ pub enum CatalogOp {
     },
     AddFile(FileMeta),
     RemoveFile(FileMeta),
+    /// Replace the entry of a listed file (same path) with this one: its full-text
+    /// indexes changed.
+    UpdateFile(FileMeta),
     /// Record (or replace) the archive copy of a month.
     PutArchived(ArchivedPartition),
     /// Objects to delete (see [`PendingDelete`]).
@@ -181,6 +210,15 @@ impl CatalogState {
                 self.tombstones.retain(|(t, _), _| *t != def.id);
             }
             CatalogOp::AddFile(f) => self.files.entry(f.table_id).or_default().push(f.clone()),
+            CatalogOp::UpdateFile(f) => {
+                if let Some(cur) = self
+                    .files
+                    .get_mut(&f.table_id)
+                    .and_then(|files| files.iter_mut().find(|x| x.path == f.path))
+                {
+                    *cur = f.clone();
+                }
+            }
             CatalogOp::RemoveFile(f) => {
                 if let Some(files) = self.files.get_mut(&f.table_id) {
                     files.retain(|x| x.path != f.path);

@@ -224,7 +224,9 @@ impl CatalogStore for SledCatalogStore {
                 CatalogOp::AddTombstone(t) => {
                     puts.push(Put::Tombstone(tombstone_key(t.table_id, t.seq), encode(t)?))
                 }
-                CatalogOp::AddFile(f) => puts.push(Put::File(file_key(f), encode(f)?)),
+                CatalogOp::AddFile(f) | CatalogOp::UpdateFile(f) => {
+                    puts.push(Put::File(file_key(f), encode(f)?))
+                }
                 CatalogOp::RemoveFile(f) => puts.push(Put::DelFile(file_key(f))),
                 CatalogOp::PutArchived(a) => {
                     puts.push(Put::Archived(archived_key(a.table_id, a.month), encode(a)?))
@@ -370,6 +372,24 @@ mod tests {
         );
         let back: FileMeta = decode(b"k", &encode(&file).unwrap()).unwrap();
         assert_eq!(back, file);
+        // A file with a full-text index lists it (an optional field of version 1).
+        let mut indexed = file.clone();
+        indexed.fulltext.push(crate::catalog::TextIndexObject {
+            column: "msg".into(),
+            analyzer: crate::fulltext::Analyzer::Chinese,
+            path: "electric/month=2026-11/0001.3.0002.fts".into(),
+            bytes: 77,
+        });
+        assert_eq!(
+            json(encode(&indexed).unwrap()),
+            serde_json::json!({"v": 1, "table_id": 3, "month": "2026-11",
+                "path": "electric/month=2026-11/0001.parquet", "min_ts": 10, "max_ts": 20,
+                "rows": 2, "bytes": 900, "max_seq": 7, "created_at_ms": 1,
+                "fulltext": [{"column": "msg", "analyzer": "chinese",
+                    "path": "electric/month=2026-11/0001.3.0002.fts", "bytes": 77}]})
+        );
+        let back: FileMeta = decode(b"k", &encode(&indexed).unwrap()).unwrap();
+        assert_eq!(back, indexed);
         let newer = br#"{"v": 2}"#;
         let err = decode::<FileMeta>(b"3/x.parquet", newer)
             .unwrap_err()
@@ -409,6 +429,7 @@ mod tests {
                 max_seq: WalSeq(5),
                 created_at_ms: 0,
                 deletes_applied: WalSeq(0),
+                fulltext: Vec::new(),
             })])
             .unwrap();
             assert!(cat.create_table("m", mk, false).is_err());

@@ -33,5 +33,6 @@ pub fn electric_file() -> FileMeta {
         max_seq: WalSeq(7),
         created_at_ms: 1,
         deletes_applied: WalSeq(0),
+        fulltext: Vec::new(),
     }
 }

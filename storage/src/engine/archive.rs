@@ -84,6 +84,24 @@ async fn copy_object(
     })
 }
 
+/// Copy the full-text indexes of `f` along with it; an index that cannot be copied is
+/// left behind (logged): the file is read without it, and it is built again.
+async fn copy_indexes(
+    from: &Arc<dyn ObjectStore>,
+    to: &Arc<dyn ObjectStore>,
+    f: &FileMeta,
+) -> Vec<crate::catalog::TextIndexObject> {
+    let mut copied = Vec::with_capacity(f.fulltext.len());
+    for ix in &f.fulltext {
+        match copy_object(from, to, &ix.path, ix.bytes).await {
+            Ok(()) => copied.push(ix.clone()),
+            Err(e) => tracing::warn!(file = %f.path, index = %ix.path, error = %e,
+                "full-text index not copied; the file goes without it"),
+        }
+    }
+    copied
+}
+
 impl Storage {
     /// Every archived month partition, with the table's current definition (for its
     /// name and restore state); partitions of dropped tables are not listed.
@@ -106,11 +124,12 @@ impl Storage {
         &self,
         def: &TableDef,
         month: Month,
-        files: Vec<FileMeta>,
+        mut files: Vec<FileMeta>,
     ) -> Result<ArchivedPartition> {
         let archive = self.inner.archive.as_ref().ok_or(Error::NoArchive)?;
-        for f in &files {
+        for f in &mut files {
             copy_object(&self.inner.store, archive, &f.path, f.bytes).await?;
+            f.fulltext = copy_indexes(&self.inner.store, archive, f).await;
         }
         let partition = ArchivedPartition {
             table_id: def.id,
@@ -164,13 +183,15 @@ impl Storage {
             });
         };
         let already_restored = def.restored.contains_key(&month);
+        let mut files = entry.files.clone();
         if !already_restored {
-            for f in &entry.files {
+            for f in &mut files {
                 copy_object(&archive, &self.inner.store, &f.path, f.bytes).await?;
+                f.fulltext = copy_indexes(&archive, &self.inner.store, f).await;
             }
         }
         let catalog = self.inner.catalog.clone();
-        let (name, files) = (def.name.clone(), entry.files.clone());
+        let name = def.name.clone();
         tokio::task::spawn_blocking(move || {
             catalog.commit_checked(|state| {
                 let cur = state
@@ -186,7 +207,11 @@ impl Storage {
                     for f in files {
                         // The expired copy may still wait for its delete (S3 was away):
                         // it is the restored file now, so it must stay.
-                        ops.extend(keep_listed(state, ObjectPlace::Store, f.path.clone()));
+                        ops.extend(
+                            f.objects().filter_map(|p| {
+                                keep_listed(state, ObjectPlace::Store, p.to_string())
+                            }),
+                        );
                         if !listed.is_some_and(|l| l.iter().any(|x| x.path == f.path)) {
                             ops.push(CatalogOp::AddFile(f));
                         }

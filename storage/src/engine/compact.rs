@@ -134,9 +134,14 @@ impl Storage {
             &old,
             &tombstones,
             &path,
+            &self.inner.config.fulltext_scratch_dir(),
         )
         .await?;
         let (rows, bytes) = (merged.rows, merged.bytes);
+        crate::metrics::StorageMetrics::add(
+            &self.inner.metrics.text_indexes_built,
+            merged.fulltext.len() as u64,
+        );
         let file = FileMeta {
             table_id: def.id,
             month,
@@ -157,6 +162,7 @@ impl Storage {
                 .max()
                 .unwrap_or_default()
                 .max(deletes_applied),
+            fulltext: merged.fulltext,
         };
         let catalog = self.inner.catalog.clone();
         let (old2, file2) = (old.clone(), file.clone());
@@ -174,7 +180,7 @@ impl Storage {
                 ops.push(CatalogOp::AddFile(file2));
                 ops.extend(pending_deletes(
                     ObjectPlace::Store,
-                    old2.iter().map(|f| f.path.as_str()),
+                    old2.iter().flat_map(|f| f.objects()),
                     grace,
                     "compacted",
                 ));
@@ -187,7 +193,7 @@ impl Storage {
             let catalog = self.inner.catalog.clone();
             let ops = pending_deletes(
                 ObjectPlace::Store,
-                [path.as_str()],
+                file.objects(),
                 Duration::ZERO,
                 "superseded merge",
             );

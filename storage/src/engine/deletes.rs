@@ -94,6 +94,7 @@ impl Storage {
             match store.delete(&ObjectPath::from(d.path.as_str())).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {
                     self.inner.small_files.forget(&d.path);
+                    self.inner.text_indexes.forget(&d.path);
                     done.push(key)
                 }
                 Err(e) => {

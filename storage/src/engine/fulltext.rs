@@ -35,5 +35,33 @@ impl Storage {
             def.validated()
         })
         .await
+        .inspect(|_| self.inner.text_index_state.wake())
+    }
+}
+
+impl Storage {
+    /// What the full-text indexes of `snapshot`'s files say about the `matches()`
+    /// filters among `filters` (`None` when there is none an index could answer).
+    pub async fn text_hits(
+        &self,
+        snapshot: &crate::engine::TableSnapshot,
+        filters: &[datafusion::logical_expr::Expr],
+    ) -> Option<std::sync::Arc<crate::read::TextHits>> {
+        let range = crate::read::TimeRange::from_filters(filters);
+        let hits = crate::read::text_hits::text_hits(
+            &self.inner.store,
+            &self.inner.text_indexes,
+            &self.inner.metrics,
+            snapshot,
+            filters,
+            |f| range.overlaps(f.min_ts, f.max_ts),
+        )
+        .await?;
+        if !hits.unusable.is_empty() {
+            self.inner
+                .text_index_state
+                .report_damaged(hits.unusable.iter().cloned());
+        }
+        Some(std::sync::Arc::new(hits))
     }
 }

@@ -18,6 +18,7 @@ mod recover;
 mod retention;
 mod row_deletes;
 mod rules;
+mod text_index_builder;
 mod validate;
 mod views;
 
@@ -105,6 +106,17 @@ impl StorageConfig {
 
     pub fn wal_dir(&self) -> PathBuf {
         self.data_dir.join("wal")
+    }
+
+    /// Where full-text indexes are built before they are uploaded (emptied at start).
+    pub fn fulltext_scratch_dir(&self) -> PathBuf {
+        self.data_dir.join("fulltext").join("build")
+    }
+
+    /// Where full-text indexes read from the object store are unpacked (a cache: any
+    /// of it may be deleted while the server is stopped).
+    pub fn fulltext_cache_dir(&self) -> PathBuf {
+        self.data_dir.join("fulltext").join("cache")
     }
 }
 
@@ -230,6 +242,11 @@ pub(crate) struct Inner {
     last_values: Arc<crate::read::LastValues>,
     rollup_view: Option<Arc<dyn crate::read::RollupView>>,
     small_files: Arc<crate::read::SmallFileCache>,
+    /// Full-text indexes unpacked on local disk, and open.
+    text_indexes: crate::fulltext::index_cache::IndexCache,
+    /// What the background index builder is to build, and its task.
+    text_index_state: text_index_builder::TextIndexState,
+    index_builder: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// `system` views of other subsystems, by name.
     extension_views: std::sync::RwLock<std::collections::BTreeMap<String, Arc<dyn ExtensionView>>>,
 }
@@ -258,6 +275,16 @@ impl Storage {
             path: config.data_dir.clone(),
             source,
         })?;
+        // Indexes a crash left half-built are of no use.
+        let scratch = config.fulltext_scratch_dir();
+        if let Err(source) = std::fs::remove_dir_all(&scratch)
+            && source.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(Error::Io {
+                path: scratch,
+                source,
+            });
+        }
         let store = config
             .object_store
             .open_with(config.object_store_timeouts)?;
@@ -326,6 +353,8 @@ impl Storage {
             datafusion::prelude::SessionConfig::new(),
             crate::read::internal_runtime(&runtime),
         );
+        let text_indexes =
+            crate::fulltext::index_cache::IndexCache::new(config.fulltext_cache_dir());
         let storage = Storage {
             inner: Arc::new(Inner {
                 config,
@@ -347,6 +376,9 @@ impl Storage {
                 read_session,
                 last_values,
                 rollup_view,
+                text_indexes,
+                text_index_state: Default::default(),
+                index_builder: std::sync::Mutex::new(None),
                 small_files: Arc::new(crate::read::SmallFileCache::new(
                     crate::read::small_files::DEFAULT_BUDGET_BYTES,
                 )),
@@ -357,6 +389,12 @@ impl Storage {
         *storage
             .inner
             .persister
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        let handle = tokio::spawn(text_index_builder::run(storage.clone()));
+        *storage
+            .inner
+            .index_builder
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(storage)
@@ -500,7 +538,7 @@ impl Storage {
                         .collect();
                     ops.extend(deletes::pending_deletes(
                         ObjectPlace::Store,
-                        files.iter().map(|f| f.path.as_str()),
+                        files.iter().flat_map(|f| f.objects()),
                         Duration::ZERO,
                         "dropped",
                     ));
@@ -724,6 +762,17 @@ impl Storage {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(h) = handle {
+            let _ = h.await;
+        }
+        // An index being built is dropped; it is built again after the restart.
+        let builder = self
+            .inner
+            .index_builder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = builder {
+            h.abort();
             let _ = h.await;
         }
         let res = self.flush().await;

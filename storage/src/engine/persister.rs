@@ -122,10 +122,22 @@ pub(super) async fn persist_round(
     };
     let frozen_bytes = chunks.iter().map(|c| c.bytes).sum();
     let reservation = inner.buffer.reserve_for_persist(frozen_bytes);
-    let Some(meta) = persist_chunks(&inner.store, def, month, &chunks).await? else {
+    let Some(meta) = persist_chunks(
+        &inner.store,
+        def,
+        month,
+        &chunks,
+        &inner.config.fulltext_scratch_dir(),
+    )
+    .await?
+    else {
         return Ok(false);
     };
     drop(chunks);
+    crate::metrics::StorageMetrics::add(
+        &inner.metrics.text_indexes_built,
+        meta.fulltext.len() as u64,
+    );
     // Register the file and drop the frozen rows in one critical section of the buffer
     // lock, so a concurrent snapshot sees them in exactly one place. The WAL thread
     // takes that lock for every group commit, so the catalog's fsync comes after it.

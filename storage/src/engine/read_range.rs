@@ -124,6 +124,7 @@ impl Storage {
             filters,
             ordered: true,
             small_files: None,
+            text_hits: None,
             ..Default::default()
         };
         let mut stream = ordered_stream(&self.inner.read_session, &snapshot, &request)?;

@@ -113,7 +113,7 @@ impl Storage {
                     .collect();
                 let mut ops = pending_deletes(
                     ObjectPlace::Store,
-                    files.iter().map(|f| f.path.as_str()),
+                    files.iter().flat_map(|f| f.objects()),
                     Duration::ZERO,
                     "expired",
                 );

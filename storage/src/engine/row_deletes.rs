@@ -200,6 +200,7 @@ impl Storage {
             filters: vec![filter],
             ordered: true,
             small_files: None,
+            text_hits: None,
             ..Default::default()
         };
         let mut stream = ordered_stream(&self.inner.read_session, &snapshot, &request)?;

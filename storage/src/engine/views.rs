@@ -44,11 +44,51 @@ pub struct PartitionInfo {
     pub files: usize,
     pub file_rows: u64,
     pub file_bytes: u64,
+    /// Bytes of the files' full-text indexes.
+    pub index_bytes: u64,
     pub buffered_rows: usize,
     pub buffered_bytes: usize,
 }
 
+/// How far the indexes of one full-text column are built (`system.fulltext`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FullTextColumnInfo {
+    pub table: String,
+    pub column: String,
+    pub analyzer: crate::fulltext::Analyzer,
+    /// Files of the table, and those with an index of the column built with `analyzer`.
+    pub files: usize,
+    pub files_indexed: usize,
+    pub index_bytes: u64,
+}
+
 impl Storage {
+    /// Every full-text column, with its indexes' progress.
+    pub fn fulltext_columns(&self) -> Vec<FullTextColumnInfo> {
+        let mut out = Vec::new();
+        for t in self.inner.catalog.tables() {
+            if t.fulltext.is_empty() {
+                continue;
+            }
+            let files = self.inner.catalog.files(t.id);
+            for (column, analyzer) in &t.fulltext {
+                let built: Vec<u64> = files
+                    .iter()
+                    .filter_map(|f| f.text_index(column, *analyzer).map(|i| i.bytes))
+                    .collect();
+                out.push(FullTextColumnInfo {
+                    table: t.name.clone(),
+                    column: column.clone(),
+                    analyzer: *analyzer,
+                    files: files.len(),
+                    files_indexed: built.len(),
+                    index_bytes: built.iter().sum(),
+                });
+            }
+        }
+        out
+    }
+
     pub fn files(&self) -> Vec<(String, FileMeta)> {
         let tables = self.inner.catalog.tables();
         let mut out: Vec<(String, FileMeta)> = self
@@ -87,6 +127,7 @@ impl Storage {
                     files: 0,
                     file_rows: 0,
                     file_bytes: 0,
+                    index_bytes: 0,
                     buffered_rows: 0,
                     buffered_bytes: 0,
                 })
@@ -97,6 +138,7 @@ impl Storage {
                 p.files += 1;
                 p.file_rows += f.rows;
                 p.file_bytes += f.bytes;
+                p.index_bytes += f.fulltext.iter().map(|i| i.bytes).sum::<u64>();
             }
         }
         for ((tid, month), part) in state.partitions.iter().filter(|(_, p)| !p.is_empty()) {

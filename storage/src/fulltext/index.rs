@@ -74,27 +74,68 @@ pub fn build<'a>(
     analyzer: Analyzer,
     values: impl Iterator<Item = (u64, Option<&'a str>)>,
 ) -> Result<(), IndexError> {
-    let (schema, text, row) = schema(analyzer);
-    let index = Index::create_in_dir(dir, schema).map_err(tantivy_err(dir))?;
-    register(&index, analyzer);
-    let mut writer: IndexWriter<TantivyDocument> = index
-        .writer_with_num_threads(1, WRITER_BYTES)
-        .map_err(tantivy_err(dir))?;
+    let mut builder = IndexBuilder::create(dir, analyzer)?;
     for (r, v) in values {
-        let Some(v) = v else { continue };
-        let mut doc = TantivyDocument::default();
-        doc.add_text(text, v);
-        doc.add_u64(row, r);
-        writer.add_document(doc).map_err(tantivy_err(dir))?;
+        if let Some(v) = v {
+            builder.add(r, v)?;
+        }
     }
-    writer.commit().map_err(tantivy_err(dir))?;
-    writer.wait_merging_threads().map_err(tantivy_err(dir))?;
-    Ok(())
+    builder.finish()
+}
+
+/// An index being built in a local folder, one value at a time (tantivy tokenizes on its
+/// own thread and flushes segments within its memory budget, so a file of any size can
+/// be indexed as it streams by).
+pub struct IndexBuilder {
+    writer: IndexWriter<TantivyDocument>,
+    text: Field,
+    row: Field,
+    dir: PathBuf,
+}
+
+impl IndexBuilder {
+    /// Start an index in the empty folder `dir`.
+    pub fn create(dir: &Path, analyzer: Analyzer) -> Result<IndexBuilder, IndexError> {
+        let (schema, text, row) = schema(analyzer);
+        let index = Index::create_in_dir(dir, schema).map_err(tantivy_err(dir))?;
+        register(&index, analyzer);
+        let writer = index
+            .writer_with_num_threads(1, WRITER_BYTES)
+            .map_err(tantivy_err(dir))?;
+        Ok(IndexBuilder {
+            writer,
+            text,
+            row,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Index `value` as row `row` of the file.
+    pub fn add(&mut self, row: u64, value: &str) -> Result<(), IndexError> {
+        let mut doc = TantivyDocument::default();
+        doc.add_text(self.text, value);
+        doc.add_u64(self.row, row);
+        self.writer
+            .add_document(doc)
+            .map_err(tantivy_err(&self.dir))?;
+        Ok(())
+    }
+
+    /// Commit what was added and wait for tantivy's merges: the folder then holds the
+    /// whole index (see [`pack`]).
+    pub fn finish(mut self) -> Result<(), IndexError> {
+        let dir = self.dir.clone();
+        self.writer.commit().map_err(tantivy_err(&dir))?;
+        self.writer
+            .wait_merging_threads()
+            .map_err(tantivy_err(&dir))?;
+        Ok(())
+    }
 }
 
 /// An index opened for searching.
 pub struct FileIndex {
-    index: Index,
+    reader: tantivy::IndexReader,
     text: Field,
     dir: PathBuf,
 }
@@ -105,8 +146,14 @@ impl FileIndex {
         let index = Index::open_in_dir(dir).map_err(tantivy_err(dir))?;
         register(&index, analyzer);
         let text = index.schema().get_field(TEXT).map_err(tantivy_err(dir))?;
+        // The folder never changes once built: no reloading.
+        let reader = index
+            .reader_builder()
+            .reload_policy(tantivy::ReloadPolicy::Manual)
+            .try_into()
+            .map_err(tantivy_err(dir))?;
         Ok(FileIndex {
-            index,
+            reader,
             text,
             dir: dir.to_path_buf(),
         })
@@ -117,8 +164,7 @@ impl FileIndex {
     /// row lists (tantivy 0.27's exclusion of a phrase that has run out of documents
     /// trips its own debug assertion, found by the property test below).
     pub fn search(&self, query: &Compiled) -> Result<Vec<u64>, IndexError> {
-        let reader = self.index.reader().map_err(tantivy_err(&self.dir))?;
-        let searcher = reader.searcher();
+        let searcher = self.reader.searcher();
         let mut all = None;
         self.rows(&searcher, query, &mut all)
             .map_err(tantivy_err(&self.dir))
@@ -182,7 +228,8 @@ impl FileIndex {
     }
 }
 
-fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
+/// The rows in both ascending lists.
+pub fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
     let (mut i, mut j, mut out) = (0, 0, Vec::new());
     while i < a.len() && j < b.len() {
         match a[i].cmp(&b[j]) {
@@ -507,6 +554,32 @@ mod tests {
                 prop_assert_eq!(&got, &want, "{} with {}", q, analyzer);
             }
         }
+    }
+
+    /// The container's bytes are pinned (storage/FORMATS.md): changing them needs a new
+    /// pack version.
+    #[test]
+    fn pack_encoding_is_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.idx"), b"xy").unwrap();
+        std::fs::write(dir.path().join("a.json"), b"").unwrap();
+        std::fs::write(dir.path().join(".tantivy-writer.lock"), b"ignored").unwrap();
+        let packed = pack(dir.path()).unwrap();
+        let mut want: Vec<u8> = b"WATTFTS\0".to_vec();
+        want.extend([1, 0, 0, 0, 2, 0, 0, 0]); // version 1, two files (sorted by name)
+        want.extend([6, 0, 0, 0]);
+        want.extend(b"a.json");
+        want.extend([0; 8]);
+        want.extend([5, 0, 0, 0]);
+        want.extend(b"b.idx");
+        want.extend([2, 0, 0, 0, 0, 0, 0, 0]);
+        want.extend(b"xy");
+        let crc = crc32fast::hash(&want);
+        want.extend(crc.to_le_bytes());
+        assert_eq!(packed, want);
+        let out = tempfile::tempdir().unwrap();
+        unpack(&packed, out.path(), "x").unwrap();
+        assert_eq!(std::fs::read(out.path().join("b.idx")).unwrap(), b"xy");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 
 pub mod analyzer;
 pub mod compiled;
+pub mod file_indexes;
 pub mod index;
+pub mod index_cache;
 pub mod query_syntax;
 
 pub use analyzer::Analyzer;

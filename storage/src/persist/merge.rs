@@ -6,6 +6,7 @@
 //! of the inputs; the output is encoded and uploaded in parts. Of rows with equal keys
 //! the one from the newest input wins (inputs are ranked by `max_seq`).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
@@ -19,20 +20,24 @@ use super::writer_properties;
 use crate::catalog::FileMeta;
 use crate::engine::TableSnapshot;
 use crate::error::{Error, Result};
+use crate::fulltext::file_indexes::{FileIndexer, IndexerTask, TextIndexObject};
 use crate::model::TableDef;
 use crate::read::{ScanRequest, ordered_stream};
 
 /// What the merge wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MergedFile {
     pub rows: u64,
     pub bytes: u64,
+    /// The full-text indexes built beside it (see [`super::persist_chunks`]).
+    pub fulltext: Vec<TextIndexObject>,
 }
 
 /// Merge `inputs` into a new file at `out_path`, reading them through `session` (whose
 /// runtime knows the store under [`crate::read::STORE_URL`]), with the rows `tombstones`
 /// remove from each input left out. On error the partial upload is aborted and nothing
-/// is left at `out_path`.
+/// is left at `out_path`. The full-text indexes of the new file are built (in folders
+/// under `scratch`) as its rows go by, and stored beside it.
 pub async fn merge_files(
     session: &SessionContext,
     store: &Arc<dyn ObjectStore>,
@@ -40,6 +45,7 @@ pub async fn merge_files(
     inputs: &[FileMeta],
     tombstones: &[Arc<crate::model::Tombstone>],
     out_path: &str,
+    scratch: &Path,
 ) -> Result<MergedFile> {
     let props = writer_properties(def, out_path)?;
     let schema = def.arrow_schema();
@@ -55,7 +61,16 @@ pub async fn merge_files(
     let request = ScanRequest {
         ordered: true,
         small_files: None,
+        text_hits: None,
         ..Default::default()
+    };
+    let mut indexer = match FileIndexer::new(def, out_path, scratch) {
+        Ok(ix) => ix.map(IndexerTask::spawn),
+        Err(e) => {
+            tracing::warn!(file = %out_path, error = %e,
+                "could not start the file's full-text index; it is read without one");
+            None
+        }
     };
     let written = async {
         let mut stream = ordered_stream(session, &snapshot, &request)?;
@@ -63,6 +78,9 @@ pub async fn merge_files(
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(Error::read(&def.name))?;
             rows += batch.num_rows() as u64;
+            if let Some(ix) = &mut indexer {
+                ix.add(&batch).await;
+            }
             writer
                 .write(&batch)
                 .await
@@ -86,9 +104,21 @@ pub async fn merge_files(
     // `out_path` either way (an upload is atomic); the parts of an incomplete S3
     // multipart upload are left to the bucket's lifecycle rule.
     writer.finish().await.map_err(parquet_error(out_path))?;
+    let indexes = match indexer {
+        Some(ix) => ix.finish().await.map_or_else(
+            |e| {
+                tracing::warn!(file = %out_path, error = %e,
+                    "could not build the file's full-text index; it is read without one");
+                None
+            },
+            Some,
+        ),
+        None => None,
+    };
     Ok(MergedFile {
         rows,
         bytes: writer.bytes_written() as u64,
+        fulltext: super::upload_indexes(store, out_path, indexes).await,
     })
 }
 
@@ -187,6 +217,7 @@ mod tests {
                 max_seq: crate::wal::WalSeq(n as u64),
                 created_at_ms: 0,
                 deletes_applied: crate::wal::WalSeq(0),
+                fulltext: Vec::new(),
             });
         }
         let out = "m/month=1970-01/merged.parquet";
@@ -195,9 +226,17 @@ mod tests {
             &url::Url::parse(crate::read::STORE_URL).unwrap(),
             store.clone(),
         );
-        let merged = merge_files(&session, &store, &def, &files, &[], out)
-            .await
-            .unwrap();
+        let merged = merge_files(
+            &session,
+            &store,
+            &def,
+            &files,
+            &[],
+            out,
+            &std::env::temp_dir(),
+        )
+        .await
+        .unwrap();
         assert_eq!(merged.rows, oracle.len() as u64);
 
         let data: Bytes = store

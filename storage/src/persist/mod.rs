@@ -5,6 +5,7 @@
 
 mod merge;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
@@ -21,6 +22,7 @@ use crate::batch::{adapt_to_schema, sort_dedup_batches};
 use crate::buffer::Chunk;
 use crate::catalog::FileMeta;
 use crate::error::{Error, Result};
+use crate::fulltext::file_indexes::{FileIndexer, PackedIndexes, TextIndexObject};
 use crate::model::schema::TS_COLUMN;
 use crate::model::{Month, TableDef};
 use crate::wal::WalSeq;
@@ -131,13 +133,17 @@ pub fn encode_parquet(def: &TableDef, batch: &RecordBatch, path: &str) -> Result
     Ok(out)
 }
 
-/// Write the frozen chunks of one partition as a Parquet file. Returns `None` when there
-/// is nothing to write.
+/// Write the frozen chunks of one partition as a Parquet file, with the full-text
+/// indexes of its columns beside it (built in folders under `scratch`). Returns `None`
+/// when there is nothing to write. An index that cannot be built or stored is logged
+/// and left out (the file is then read whole, and the index built again later); the
+/// file itself is never held back for it.
 pub async fn persist_chunks(
     store: &Arc<dyn ObjectStore>,
     def: &TableDef,
     month: Month,
     chunks: &[Chunk],
+    scratch: &Path,
 ) -> Result<Option<FileMeta>> {
     if chunks.is_empty() {
         return Ok(None);
@@ -147,11 +153,12 @@ pub async fn persist_chunks(
     let max_ts = chunks.iter().map(|c| c.max_ts).max().unwrap_or(0);
     let path = file_path(&def.name, month, &new_file_id());
     let batches: Vec<RecordBatch> = chunks.iter().map(|c| c.batch.clone()).collect();
-    let (def2, path2) = (def.clone(), path.clone());
-    let (rows, data) = tokio::task::spawn_blocking(move || -> Result<(usize, Vec<u8>)> {
+    let (def2, path2, scratch) = (def.clone(), path.clone(), scratch.to_path_buf());
+    let (rows, data, indexes) = tokio::task::spawn_blocking(move || -> Result<_> {
         let merged = merge_chunks(&def2, &batches)?;
         let data = encode_parquet(&def2, &merged, &path2)?;
-        Ok((merged.num_rows(), data))
+        let indexes = index_batch(&def2, &path2, &merged, &scratch);
+        Ok((merged.num_rows(), data, indexes))
     })
     .await??;
     let bytes = data.len() as u64;
@@ -162,6 +169,7 @@ pub async fn persist_chunks(
         )
         .await
         .map_err(Error::object_store(&path))?;
+    let fulltext = upload_indexes(store, &path, indexes).await;
     Ok(Some(FileMeta {
         table_id: def.id,
         month,
@@ -173,7 +181,47 @@ pub async fn persist_chunks(
         max_seq,
         created_at_ms: chrono::Utc::now().timestamp_millis(),
         deletes_applied: WalSeq(0),
+        fulltext,
     }))
+}
+
+/// The full-text indexes of the file `path` holding `batch` (none when the table has no
+/// full-text column, or when building failed: logged).
+fn index_batch(
+    def: &TableDef,
+    path: &str,
+    batch: &RecordBatch,
+    scratch: &Path,
+) -> Option<PackedIndexes> {
+    let built = (|| -> Result<Option<PackedIndexes>> {
+        let Some(mut indexer) = FileIndexer::new(def, path, scratch)? else {
+            return Ok(None);
+        };
+        indexer.add_batch(batch)?;
+        Ok(Some(indexer.finish()?))
+    })();
+    built.unwrap_or_else(|e| {
+        tracing::warn!(file = %path, error = %e,
+            "could not build the file's full-text index; it is read without one");
+        None
+    })
+}
+
+/// Store the indexes of `path`; what the catalog lists (nothing when the upload failed:
+/// logged).
+pub(crate) async fn upload_indexes(
+    store: &Arc<dyn ObjectStore>,
+    path: &str,
+    indexes: Option<PackedIndexes>,
+) -> Vec<TextIndexObject> {
+    let Some(indexes) = indexes else {
+        return Vec::new();
+    };
+    indexes.upload(store).await.unwrap_or_else(|e| {
+        tracing::warn!(file = %path, error = %e,
+            "could not store the file's full-text index; it is read without one");
+        Vec::new()
+    })
 }
 
 #[cfg(test)]

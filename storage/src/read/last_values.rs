@@ -227,6 +227,7 @@ async fn build(
     let request = ScanRequest {
         ordered: true,
         small_files: None,
+        text_hits: None,
         ..Default::default()
     };
     let mut stream = super::ordered_stream(session, snapshot, &request)?;

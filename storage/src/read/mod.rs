@@ -14,6 +14,8 @@ mod plan;
 pub mod rollup_view;
 mod runtime;
 pub mod small_files;
+pub mod stored_rows;
+pub mod text_hits;
 pub mod time_range;
 
 pub use exec::{LastWriteWinsExec, MergeSource};
@@ -23,4 +25,5 @@ pub use plan::{STORE_URL, ScanRequest, ordered_stream, plan_scan};
 pub use rollup_view::{RollupLayout, RollupLevel, RollupView, Unsettled};
 pub use runtime::{DEFAULT_QUERY_MEMORY, internal_runtime, query_runtime};
 pub use small_files::SmallFileCache;
+pub use text_hits::TextHits;
 pub use time_range::TimeRange;

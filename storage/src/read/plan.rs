@@ -42,6 +42,7 @@ use super::buffer_source::BufferSource;
 use super::exec::{LastWriteWinsExec, MergeSource};
 use super::merge::MergeShape;
 use super::small_files::SmallFileCache;
+use super::text_hits::{TextHits, row_selection};
 use super::time_range::TimeRange;
 use crate::catalog::FileMeta;
 use crate::engine::{BufferedPartition, TableSnapshot};
@@ -64,6 +65,9 @@ pub struct ScanRequest {
     pub ordered: bool,
     /// Decoded small files to read from memory (and to fill in the background).
     pub small_files: Option<Arc<SmallFileCache>>,
+    /// The rows of files that can match the `matches()` filters, from their full-text
+    /// indexes (see [`super::text_hits`]); unordered scans read only those.
+    pub text_hits: Option<Arc<TextHits>>,
 }
 
 /// An in-memory scan of the cached files (if any), and the files still to read.
@@ -122,6 +126,7 @@ struct Planner<'a> {
     all_filter: Option<Arc<dyn PhysicalExpr>>,
     key_filter: Option<Arc<dyn PhysicalExpr>>,
     limit: Option<usize>,
+    text_hits: Option<&'a TextHits>,
 }
 
 /// Background reads (rollups, compaction, deletes, the last-value cache): `request`
@@ -186,6 +191,7 @@ pub fn plan_scan(
         out_columns,
         merge_columns,
         limit: req.limit,
+        text_hits: req.text_hits.as_deref(),
     };
 
     let range = TimeRange::from_filters(&req.filters);
@@ -210,6 +216,11 @@ pub fn plan_scan(
     let mut plain_files = Vec::new();
     let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
     for group in overlap_groups(sources) {
+        // No source can hold a matching row: the newest version of every key is in
+        // one of them, so the group has nothing to give.
+        if !planner.group_can_match(&group) {
+            continue;
+        }
         match group.as_slice() {
             [Source::File(f)] => plain_files.push(*f),
             _ => {
@@ -255,6 +266,39 @@ pub fn plan_scan(
 }
 
 impl Planner<'_> {
+    /// Whether any source of `group` may hold a row the full-text filters accept
+    /// (buffered rows are not indexed: they may).
+    fn group_can_match(&self, group: &[Source<'_>]) -> bool {
+        let Some(hits) = self.text_hits else {
+            return true;
+        };
+        group.iter().any(|s| match s {
+            Source::File(f) => hits.can_match(f),
+            Source::Buffer(_) => true,
+        })
+    }
+
+    /// `f` to read whole, or only the rows its full-text index found (a file that
+    /// overlaps nothing: no other version of its keys can be anywhere else).
+    fn selected_file(&self, f: &FileMeta) -> PartitionedFile {
+        let file = PartitionedFile::new(f.path.clone(), f.bytes);
+        match self.text_hits.and_then(|h| h.rows_of(f)) {
+            Some(rows) => file.with_extension(
+                datafusion::datasource::physical_plan::parquet::ParquetRowSelection::new(
+                    row_selection(rows, f.rows),
+                ),
+            ),
+            None => file,
+        }
+    }
+
+    /// Whether some of `files` are read in part (their row counts then say nothing
+    /// exact about the scan).
+    fn any_selected(&self, files: &[&FileMeta]) -> bool {
+        self.text_hits
+            .is_some_and(|h| files.iter().any(|f| h.rows_of(f).is_some()))
+    }
+
     /// The tombstones that apply to `f`, oldest first.
     fn deletes_for(&self, f: &FileMeta) -> Vec<&Tombstone> {
         self.tombstones
@@ -286,12 +330,7 @@ impl Planner<'_> {
         files: &[&FileMeta],
         tombstones: &[&Tombstone],
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let groups = self.spread(
-            files
-                .iter()
-                .map(|f| PartitionedFile::new(f.path.clone(), f.bytes))
-                .collect(),
-        );
+        let groups = self.spread(files.iter().map(|f| self.selected_file(f)).collect());
         let mut columns = self.merge_columns.clone();
         for c in &self.out_columns {
             if !columns.contains(c) {
@@ -442,19 +481,15 @@ impl Planner<'_> {
 
     /// Files that overlap nothing: one Parquet scan, spread over the target partitions.
     fn plain_files(&self, files: &[&FileMeta]) -> Result<Arc<dyn ExecutionPlan>> {
-        let groups = self.spread(
-            files
-                .iter()
-                .map(|f| PartitionedFile::new(f.path.clone(), f.bytes))
-                .collect(),
-        );
+        let groups = self.spread(files.iter().map(|f| self.selected_file(f)).collect());
+        let statistics = (!self.any_selected(files)).then(|| self.exact_statistics(files));
         self.parquet(
             groups,
             &self.out_columns,
             self.all_filter.as_ref(),
             self.limit,
             false,
-            Some(self.exact_statistics(files)),
+            statistics,
         )
     }
 
@@ -589,6 +624,7 @@ mod tests {
             max_seq: WalSeq(n as u64),
             created_at_ms: 0,
             deletes_applied: WalSeq(0),
+            fulltext: Vec::new(),
         }
     }
 

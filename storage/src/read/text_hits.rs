@@ -1,0 +1,252 @@
+//! Full-text filters answered from the files' indexes before a scan is planned.
+//!
+//! A scan's `matches(column, 'query')` filters (top-level conjuncts, constant query, a
+//! full-text column) are looked up in the index of each file that has one built with
+//! the column's analyzer. The result is, per file, the rows that can match (ascending);
+//! the plan reads only those, and a file with none is not read at all. Rows of files
+//! without a usable index, and the buffer, are read and filtered as before. DataFusion
+//! still applies `matches()` on top of the scan, so an index only has to find every
+//! matching row (which the property tests in `fulltext::index` check), never exactly.
+//!
+//! Only files that overlap nothing may be cut to their matching rows: inside a merge a
+//! key's older version could match where its newest does not. A merge group is still
+//! skipped whole when none of its sources can match (see [`TextHits::group_can_match`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Expr;
+use futures::StreamExt;
+use object_store::ObjectStore;
+
+use crate::catalog::FileMeta;
+use crate::engine::TableSnapshot;
+use crate::fulltext::index_cache::IndexCache;
+use crate::fulltext::{Analyzer, FullTextQuery};
+use crate::metrics::StorageMetrics;
+use crate::model::TableDef;
+
+/// Name of the SQL function whose filters indexes answer (see the query crate).
+pub const MATCHES_FUNCTION: &str = "matches";
+
+/// Index lookups at a time per scan.
+const CONCURRENT_LOOKUPS: usize = 8;
+
+/// What the indexes said about a scan's files.
+#[derive(Debug, Default)]
+pub struct TextHits {
+    /// Rows that can match, ascending, by file path; a file not listed is read whole.
+    files: HashMap<String, Arc<Vec<u64>>>,
+    /// Index objects that could not be used (missing, damaged).
+    pub unusable: Vec<String>,
+}
+
+impl TextHits {
+    /// The rows of `file` that can match (`None`: read it whole).
+    pub fn rows_of(&self, file: &FileMeta) -> Option<&Arc<Vec<u64>>> {
+        self.files.get(&file.path)
+    }
+
+    /// Whether `file` may hold a matching row.
+    pub fn can_match(&self, file: &FileMeta) -> bool {
+        self.rows_of(file).is_none_or(|r| !r.is_empty())
+    }
+}
+
+/// A `matches()` filter on a full-text column.
+struct TextFilter {
+    column: String,
+    query: FullTextQuery,
+}
+
+/// The `matches(column, 'query')` filters among `filters` that an index could answer.
+fn text_filters(def: &TableDef, filters: &[Expr]) -> Vec<TextFilter> {
+    filters
+        .iter()
+        .filter_map(|e| {
+            let Expr::ScalarFunction(f) = e else {
+                return None;
+            };
+            if f.name() != MATCHES_FUNCTION {
+                return None;
+            }
+            let [Expr::Column(c), Expr::Literal(q, _)] = f.args.as_slice() else {
+                return None;
+            };
+            let q = match q {
+                ScalarValue::Utf8(Some(q))
+                | ScalarValue::LargeUtf8(Some(q))
+                | ScalarValue::Utf8View(Some(q)) => q,
+                _ => return None,
+            };
+            let analyzer: Analyzer = *def.fulltext.get(&c.name)?;
+            // A query that does not compile is refused by matches() itself.
+            let query = FullTextQuery::new(q, analyzer).ok()?;
+            Some(TextFilter {
+                column: c.name.clone(),
+                query,
+            })
+        })
+        .collect()
+}
+
+/// Look the full-text filters among `filters` up in the indexes of `snapshot`'s files
+/// within `in_range` (`None` when there is no such filter). An index that cannot be
+/// read is logged and counted, and its file read whole.
+pub async fn text_hits(
+    store: &Arc<dyn ObjectStore>,
+    cache: &IndexCache,
+    metrics: &StorageMetrics,
+    snapshot: &TableSnapshot,
+    filters: &[Expr],
+    in_range: impl Fn(&FileMeta) -> bool,
+) -> Option<TextHits> {
+    let wanted = text_filters(&snapshot.def, filters);
+    if wanted.is_empty() {
+        return None;
+    }
+    // Owned inputs: the lookups run inside `async_trait` futures, where closures over
+    // borrowed items trip the compiler's higher-ranked lifetime checks.
+    let mut files: Vec<FileMeta> = Vec::new();
+    for f in &snapshot.files {
+        if in_range(f) && !f.fulltext.is_empty() {
+            files.push(f.clone());
+        }
+    }
+    let wanted = Arc::new(wanted);
+    let lookups = files.into_iter().map(|f| {
+        let wanted = wanted.clone();
+        async move { file_rows(store, cache, metrics, &f, &wanted).await }
+    });
+    let found: Vec<FileLookup> = futures::stream::iter(lookups)
+        .buffer_unordered(CONCURRENT_LOOKUPS)
+        .collect()
+        .await;
+    let mut files = HashMap::new();
+    let mut unusable = Vec::new();
+    for f in found {
+        unusable.extend(f.unusable);
+        if let Some(rows) = f.rows {
+            files.insert(f.path, Arc::new(rows));
+        }
+    }
+    let skipped = files.values().filter(|r| r.is_empty()).count();
+    StorageMetrics::add(&metrics.text_index_files_skipped, skipped as u64);
+    Some(TextHits { files, unusable })
+}
+
+/// What the indexes of one file said.
+struct FileLookup {
+    path: String,
+    /// The rows every filter with a usable index accepts (`None`: no usable index, read
+    /// the file whole).
+    rows: Option<Vec<u64>>,
+    unusable: Vec<String>,
+}
+
+async fn file_rows(
+    store: &Arc<dyn ObjectStore>,
+    cache: &IndexCache,
+    metrics: &StorageMetrics,
+    file: &FileMeta,
+    filters: &[TextFilter],
+) -> FileLookup {
+    let mut unusable = Vec::new();
+    let mut acc: Option<Vec<u64>> = None;
+    for f in filters {
+        let Some(obj) = file.text_index(&f.column, f.query.analyzer) else {
+            continue;
+        };
+        StorageMetrics::add(&metrics.text_index_searches, 1);
+        let searched = match cache.get(store, obj).await {
+            Ok(index) => {
+                let root = f.query.root.clone();
+                tokio::task::spawn_blocking(move || index.search(&root))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let rows = match searched {
+            Ok(rows) => rows,
+            Err(e) => {
+                StorageMetrics::add(&metrics.text_index_failures, 1);
+                tracing::warn!(file = %file.path, index = %obj.path, error = %e,
+                    "full-text index unusable; the file is read without it");
+                cache.forget(&obj.path);
+                unusable.push(obj.path.clone());
+                continue;
+            }
+        };
+        acc = Some(match acc {
+            None => rows,
+            Some(a) => crate::fulltext::index::intersect(&a, &rows),
+        });
+        if acc.as_ref().is_some_and(Vec::is_empty) {
+            break;
+        }
+    }
+    FileLookup {
+        path: file.path.clone(),
+        rows: acc,
+        unusable,
+    }
+}
+
+/// A file-level selection of `rows` (ascending) out of `total`.
+pub fn row_selection(rows: &[u64], total: u64) -> parquet::arrow::arrow_reader::RowSelection {
+    use parquet::arrow::arrow_reader::RowSelector;
+    let mut selectors = Vec::new();
+    let mut at = 0u64;
+    let mut i = 0;
+    while i < rows.len() {
+        let start = rows[i].min(total);
+        let mut end = start;
+        while i < rows.len() && rows[i] == end && end < total {
+            end += 1;
+            i += 1;
+        }
+        if end == start {
+            // A row beyond the file (not expected): ignore the rest.
+            break;
+        }
+        if start > at {
+            selectors.push(RowSelector::skip((start - at) as usize));
+        }
+        selectors.push(RowSelector::select((end - start) as usize));
+        at = end;
+    }
+    if at < total {
+        selectors.push(RowSelector::skip((total - at) as usize));
+    }
+    selectors.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selections_cover_the_file_and_pick_the_rows() {
+        let sel = row_selection(&[0, 1, 2, 7, 9], 12);
+        let picked: Vec<usize> = {
+            let mut out = Vec::new();
+            let mut at = 0;
+            for s in sel.iter() {
+                if !s.skip {
+                    out.extend(at..at + s.row_count);
+                }
+                at += s.row_count;
+            }
+            assert_eq!(at, 12, "the selection spans the whole file");
+            out
+        };
+        assert_eq!(picked, [0, 1, 2, 7, 9]);
+        let none = row_selection(&[], 5);
+        assert_eq!(none.row_count(), 0);
+        let all = row_selection(&[0, 1, 2], 3);
+        assert_eq!(all.row_count(), 3);
+    }
+}
