@@ -171,6 +171,35 @@ async fn wecom_dingtalk_and_webhook_get_each_transition() {
         ids.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
         vec!["firing", "resolved"]
     );
+    // alarm_events.message (and rejected.payload) are full-text from the start.
+    let declared: Vec<(String, String)> = c
+        .query(
+            "SELECT table_name, column_name FROM system.fulltext ORDER BY table_name",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        declared,
+        [
+            ("alarm_events".to_string(), "message".to_string()),
+            ("rejected".to_string(), "payload".to_string())
+        ]
+    );
+    let found: Vec<String> = c
+        .query(
+            "SELECT state FROM alarm_events WHERE matches(message, 'hot AND resolved')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(found, ["resolved"]);
 
     // WeCom: a text message with the event's message and id.
     for (r, (state, id)) in receiver.received("/cgi-bin/webhook/send").iter().zip(&ids) {

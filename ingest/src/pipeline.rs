@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use std::sync::Arc;
 
+use wattdb_storage::fulltext::Analyzer;
 use wattdb_storage::{
     FieldDef, FieldType, FieldValue, PendingWrite, Row, Storage, WriteBatch, WriteMode,
 };
@@ -58,7 +59,8 @@ pub struct Ingestor {
 }
 
 impl Ingestor {
-    /// Creates the `rejected` table if it does not exist.
+    /// Creates the `rejected` table if it does not exist, its `payload` searchable with
+    /// `matches()` (an existing table is left as it is).
     pub async fn new(
         storage: Storage,
         config: IngestConfig,
@@ -68,10 +70,11 @@ impl Ingestor {
             field_type: FieldType::Text,
         };
         storage
-            .create_table(
+            .create_table_with_fulltext(
                 REJECTED_TABLE,
                 vec!["id".into()],
                 vec![text("topic"), text("payload"), text("error")],
+                [("payload".to_string(), Analyzer::default())].into(),
                 true,
             )
             .await?;

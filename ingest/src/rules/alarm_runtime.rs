@@ -26,8 +26,8 @@ use wattdb_algorithms::alarm::{AlarmState, Observation, SeriesAlarm, Transition}
 use wattdb_algorithms::appliance::{Output as ApplianceOutput, SeriesDetector};
 use wattdb_storage::wal::{DurableObserver, WalRecord, WalSeq};
 use wattdb_storage::{
-    CatalogReader, FieldValue, Row, Storage, TableDef, TableId, WalReleaseGuard, WriteBatch,
-    WriteMode,
+    CatalogReader, FieldDef, FieldType, FieldValue, Row, Storage, TableDef, TableId,
+    WalReleaseGuard, WriteBatch, WriteMode,
 };
 
 use super::alarm_rule::{AlarmDef, CompiledAlarm};
@@ -250,6 +250,35 @@ fn message(
         }
     }
     out
+}
+
+/// `alarm_events` as its first write would create it, with `message` searchable by
+/// `matches()` (created once, by the first transition; an existing table — also one
+/// whose `message` was set otherwise with `set_fulltext` — is left as it is).
+async fn create_events_table(storage: &Storage) -> Result<(), RuleError> {
+    if storage.table(EVENTS_TABLE).is_some() {
+        return Ok(());
+    }
+    let field = |name: &str, field_type| FieldDef {
+        name: name.into(),
+        field_type,
+    };
+    storage
+        .create_table_with_fulltext(
+            EVENTS_TABLE,
+            vec!["alarm".into(), "series".into()],
+            vec![
+                field("state", FieldType::Text),
+                field("severity", FieldType::Text),
+                field("message", FieldType::Text),
+                field("event_id", FieldType::Text),
+                field("value", FieldType::Float),
+            ],
+            [("message".to_string(), Default::default())].into(),
+            true,
+        )
+        .await?;
+    Ok(())
 }
 
 impl AlarmRuntime {
@@ -905,6 +934,7 @@ impl AlarmRuntime {
         if events.is_empty() {
             return Ok(appliance_rows);
         }
+        create_events_table(storage).await?;
         let rows = events
             .iter()
             .map(|e| {
