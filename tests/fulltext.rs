@@ -432,6 +432,16 @@ async fn indexes_are_built_used_and_rebuilt() {
     assert!(files >= 5, "four flushes over two months: {files} files");
     assert!(bytes > 0);
     assert_eq!(index_objects(&server).await.len() as i64, files);
+    let in_partitions: i64 = c
+        .query_one(
+            "SELECT CAST(sum(index_bytes) AS BIGINT) FROM system.partitions \
+             WHERE table_name = 'device_log'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(in_partitions, bytes);
     let listed = c
         .query(
             "SELECT indexed_columns, index_bytes FROM system.files WHERE table_name = 'device_log'",
