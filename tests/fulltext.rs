@@ -542,11 +542,42 @@ async fn indexes_are_built_used_and_rebuilt() {
         c.batch_execute("SELECT flush()").await.unwrap();
     }
     all_indexed(&c, "indexed as persisted").await;
+    // With the test build's failpoints each index build is held 3 s before it finishes,
+    // and the kill waits until one is under way (its scratch folder exists).
+    let held = wattdb_storage::failpoints::enabled();
+    if held {
+        drop(c);
+        server.stop();
+        server.envs = vec![("FAILPOINTS".into(), "text-index-build=sleep(3000)".into())];
+        server.spawn();
+    }
+    let c = server.client().await;
     c.simple_query("SELECT set_fulltext('device_log', 'msg', '{\"analyzer\": \"standard\"}')")
         .await
         .unwrap();
     drop(c);
+    if held {
+        let scratch = server.data_dir.join("fulltext").join("build");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let building = std::fs::read_dir(&scratch)
+                .map(|d| {
+                    d.flatten()
+                        .any(|e| e.file_name().to_string_lossy().starts_with("build-"))
+                })
+                .unwrap_or(false);
+            if building {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no index build started after set_fulltext"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
     server.kill9();
+    server.envs.clear();
     server.spawn();
     let c = server.client().await;
     all_indexed(&c, "after kill -9 during a rebuild").await;
@@ -565,6 +596,21 @@ async fn indexes_are_built_used_and_rebuilt() {
         })
         .count() as i64;
     assert_eq!(n, want, "standard analyzer after kill -9");
-    let (_, _, standard_bytes) = index_progress(&c).await;
+    let (files, _, standard_bytes) = index_progress(&c).await;
     assert!(standard_bytes > 0);
+    // Neither the interrupted build nor the replaced chinese indexes stay behind (the
+    // replaced ones are deleted after the grace period, 0 here).
+    let mut objects = index_objects(&server).await;
+    for _ in 0..600 {
+        if objects.len() as i64 == files {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        objects = index_objects(&server).await;
+    }
+    assert_eq!(
+        objects.len() as i64,
+        files,
+        "index objects after kill -9: {objects:?}"
+    );
 }

@@ -13,7 +13,8 @@ the files as persisted and again after compaction, times (best of N):
   common      matches(msg, '通讯超时')   about 12% of the rows
 
 as count(*) and as the rows themselves (selective ones), on wattdb with matches(), wattdb
-with LIKE '%…%', and DuckDB with LIKE over the table's Parquet files. Every answer is
+with LIKE '%…%', and DuckDB with LIKE over the table's Parquet files; and the 20 most
+relevant rows for a common query (score(), ORDER BY relevance). Every answer is
 checked against the count the generator planted. Prints index size against Parquet size.
 
   logs.py --dsn "host=127.0.0.1 port=25433 user=wattdb dbname=wattdb" --objects DIR/data/objects
@@ -148,6 +149,15 @@ def run_queries(a, w, d, state):
             print(f"{label:18} rows   {len(rows):>9} rows {'ok' if ok else 'DIFFERENT'}"
                   f"  matches {tm * 1e3:8.1f} ms   LIKE {tl * 1e3:8.1f} ms (x{tl / tm:6.1f})"
                   f"   DuckDB LIKE {td * 1e3:8.1f} ms (x{td / tm:6.1f})")
+
+
+    q = ("SELECT ts, device, msg, score(msg, '通讯超时 OR 网关7') AS s FROM device_log "
+         "WHERE matches(msg, '通讯超时 OR 网关7') ORDER BY s DESC, ts LIMIT 20")
+    top = w.execute(q).fetchall()
+    ok = len(top) == 20 and all(a[3] >= b[3] for a, b in zip(top, top[1:]))
+    tq = best(lambda: w.execute(q).fetchall(), a.reps)
+    print(f"{'ranked top 20':18} score() ORDER BY relevance {'ok' if ok else 'NOT ORDERED'}"
+          f"  {tq * 1e3:8.1f} ms")
 
 
 def duck_over(w, objects):

@@ -73,7 +73,7 @@ pub fn build_session(storage: &Storage, users: Arc<Users>) -> DfResult<Arc<Sessi
     catalog.register_schema("public", Arc::new(UserTables::new(storage.clone())))?;
     catalog.register_schema("system", Arc::new(SystemTables::new(storage.clone())))?;
     ctx.register_catalog(DATABASE, Arc::new(catalog));
-    crate::functions::register(&ctx);
+    crate::functions::register(&ctx, storage.clone());
     ctx.add_analyzer_rule(Arc::new(crate::provider::DistinctOnLastValues::new(
         storage.clone(),
     )));

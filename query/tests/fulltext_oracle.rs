@@ -311,3 +311,353 @@ proptest! {
         run_case(ops, queries)?;
     }
 }
+
+/// BM25 written out again here, from the textbook definition, over counts made by brute
+/// force: what `score()` must return for a value, given every value in the indexed files.
+struct Bm25Oracle {
+    docs: f64,
+    avg_len: f64,
+    doc_freq: BTreeMap<String, f64>,
+}
+
+fn cut(text: &str) -> Vec<String> {
+    let mut a = Analyzer::Chinese.for_values();
+    wattdb_storage::fulltext::analyzer::tokens(&mut a, text)
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect()
+}
+
+impl Bm25Oracle {
+    fn over(indexed: &[String]) -> Bm25Oracle {
+        let mut doc_freq = BTreeMap::new();
+        let mut tokens = 0usize;
+        for v in indexed {
+            let t = cut(v);
+            tokens += t.len();
+            let distinct: std::collections::BTreeSet<String> = t.into_iter().collect();
+            for t in distinct {
+                *doc_freq.entry(t).or_insert(0.0) += 1.0;
+            }
+        }
+        Bm25Oracle {
+            docs: indexed.len() as f64,
+            avg_len: tokens as f64 / indexed.len() as f64,
+            doc_freq,
+        }
+    }
+
+    /// The score of `text` for the words `any` (OR) when it has none of `none`.
+    fn score(&self, text: &str, any: &[&str], none: &[&str]) -> f64 {
+        let t = cut(text);
+        if none.iter().any(|w| t.iter().any(|x| x == w)) {
+            return 0.0;
+        }
+        let len = t.len() as f64;
+        any.iter()
+            .map(|w| {
+                let tf = t.iter().filter(|x| x == w).count() as f64;
+                if tf == 0.0 {
+                    return 0.0;
+                }
+                let df = self.doc_freq.get(*w).copied().unwrap_or(0.0);
+                let idf = (1.0 + (self.docs - df + 0.5) / (df + 0.5)).ln();
+                idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len / self.avg_len))
+            })
+            .sum()
+    }
+}
+
+async fn scores(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<(Key, f64)> {
+    let batches = ctx
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut out = Vec::new();
+    for b in batches {
+        let pid = b.column(0).as_string::<i32>();
+        let ts = b.column(1).as_primitive::<TimestampMicrosecondType>();
+        let s = b.column(2).as_primitive::<arrow::datatypes::Float64Type>();
+        for i in 0..b.num_rows() {
+            out.push(((pid.value(i).to_string(), ts.value(i)), s.value(i)));
+        }
+    }
+    out
+}
+
+/// `score()` equals BM25 computed by brute force over every value in the indexed files
+/// (buffered rows scored with those counts), before and after a compaction drops the
+/// overwritten versions; `ORDER BY score() DESC LIMIT` ranks accordingly.
+#[test]
+fn score_is_bm25_over_the_indexed_values() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        // Each query word must be one token, so that the oracle's OR of words is the query.
+        for w in ["breaker", "gateway", "告警", "reset", "e17"] {
+            assert_eq!(cut(w), [w], "{w} is one token");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = StorageConfig::new(dir.path());
+        cfg.persist_max_age = Duration::from_secs(3600);
+        let storage = Storage::open(cfg).await.unwrap();
+        storage
+            .create_table_with_fulltext(
+                "t",
+                vec!["pid".into()],
+                vec![wattdb_storage::FieldDef {
+                    name: "msg".into(),
+                    field_type: wattdb_storage::FieldType::Text,
+                }],
+                [("msg".to_string(), Analyzer::Chinese)].into(),
+                false,
+            )
+            .await
+            .unwrap();
+        let ctx = wattdb_query::build_session(
+            &storage,
+            wattdb_query::users::Users::load(storage.clone(), None),
+        )
+        .unwrap();
+        // Current rows, and every value written to a file (overwritten ones included).
+        let mut current: BTreeMap<Key, String> = BTreeMap::new();
+        let mut indexed: Vec<String> = Vec::new();
+        // Deterministic text from a small generator.
+        let mut seed = 7u64;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for round in 0..4 {
+            let mut rows = Vec::new();
+            for _ in 0..40 {
+                let pid = format!("p{}", next(3));
+                let ts = ts_of(next(40) as i64);
+                let words = 1 + next(6);
+                let text = (0..words)
+                    .map(|_| WORDS[next(WORDS.len() as u64) as usize])
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                rows.push(((pid, ts), text));
+            }
+            let batch = rows
+                .iter()
+                .map(|((pid, ts), text)| Row {
+                    ts: *ts,
+                    tags: vec![("pid".into(), pid.clone())],
+                    fields: vec![("msg".to_string(), FieldValue::Text(text.clone()))],
+                })
+                .collect();
+            storage
+                .write(
+                    WriteBatch {
+                        table: "t".into(),
+                        rows: batch,
+                    },
+                    WriteMode::AllOrNothing,
+                    false,
+                )
+                .await
+                .unwrap();
+            // Within one batch the last row of a key wins.
+            let batch_rows: BTreeMap<Key, String> = rows.into_iter().collect();
+            // The last round stays in the buffer.
+            if round < 3 {
+                storage.flush().await.unwrap();
+                indexed.extend(batch_rows.values().cloned());
+            }
+            current.extend(batch_rows);
+        }
+        let queries: [(&str, &[&str], &[&str]); 3] = [
+            ("breaker", &["breaker"], &[]),
+            ("告警 OR gateway OR e17", &["告警", "gateway", "e17"], &[]),
+            (
+                "(breaker OR reset) AND NOT 告警",
+                &["breaker", "reset"],
+                &["告警"],
+            ),
+        ];
+        for phase in ["files and buffer", "compacted"] {
+            if phase == "compacted" {
+                storage.flush().await.unwrap();
+                for p in storage.partitions().into_iter().filter(|p| p.table == "t") {
+                    storage
+                        .compact_month("t", p.month, Duration::ZERO)
+                        .await
+                        .unwrap();
+                }
+                // Compaction rewrote every month: the files now hold exactly the rows.
+                indexed = current.values().cloned().collect();
+            }
+            let oracle = Bm25Oracle::over(&indexed);
+            for (q, any, none) in queries {
+                let got = scores(
+                    &ctx,
+                    &format!("SELECT pid, ts, score(msg, '{q}') FROM t ORDER BY pid, ts"),
+                )
+                .await;
+                assert_eq!(got.len(), current.len(), "{phase}: {q}");
+                let mut want_top: Vec<(Key, f64)> = Vec::new();
+                for ((key, s), (want_key, text)) in got.iter().zip(&current) {
+                    assert_eq!(key, want_key);
+                    let want = oracle.score(text, any, none);
+                    assert!(
+                        (s - want).abs() <= 1e-9 * want.abs().max(1.0),
+                        "{phase}: {q} on {text:?}: {s} vs {want}"
+                    );
+                    if want > 0.0 {
+                        want_top.push((key.clone(), want));
+                    }
+                }
+                assert!(!want_top.is_empty(), "{phase}: {q} matches something");
+                // Relevance order, ties by key.
+                want_top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                let top = scores(
+                    &ctx,
+                    &format!(
+                        "SELECT pid, ts, score(msg, '{q}') AS s FROM t WHERE matches(msg, '{q}') \
+                         ORDER BY s DESC, pid, ts LIMIT 5"
+                    ),
+                )
+                .await;
+                let top_keys: Vec<&Key> = top.iter().map(|(k, _)| k).collect();
+                let want_keys: Vec<&Key> = want_top.iter().take(5).map(|(k, _)| k).collect();
+                // Scores within 1e-9 of each other may swap; compare the scores themselves.
+                for ((k, s), (wk, ws)) in top.iter().zip(want_top.iter().take(5)) {
+                    assert!(
+                        (s - ws).abs() <= 1e-9 * ws.max(1.0),
+                        "{phase}: {q}: {k:?} {s} vs {wk:?} {ws}"
+                    );
+                }
+                assert_eq!(top_keys.len(), want_keys.len(), "{phase}: {q}");
+            }
+        }
+        // ORDER BY the function itself (not a selected column), and a non-full-text column.
+        let n = ctx
+            .sql("SELECT pid FROM t ORDER BY score(msg, 'breaker') DESC LIMIT 3")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>();
+        assert_eq!(n, 3);
+        let err = ctx
+            .sql("SELECT score(msg, '(') FROM t")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("full-text query"), "{err}");
+        storage.shutdown().await.unwrap();
+    });
+}
+
+/// Bytes a plan's Parquet scans read (DataFusion's `bytes_scanned`), over the whole tree.
+fn bytes_scanned(plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> usize {
+    let own = plan
+        .metrics()
+        .and_then(|m| m.sum_by_name("bytes_scanned"))
+        .map(|v| v.as_usize())
+        .unwrap_or(0);
+    own + plan
+        .children()
+        .into_iter()
+        .map(bytes_scanned)
+        .sum::<usize>()
+}
+
+/// A selective `matches()` reads the pages that hold its rows, not the file: with the
+/// index's row selection and the page index, a one-row hit in a 200,000-row file costs
+/// a small fraction of the file's bytes.
+#[test]
+fn a_selective_match_reads_only_its_pages() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = StorageConfig::new(dir.path());
+        cfg.persist_max_age = Duration::from_secs(3600);
+        let storage = Storage::open(cfg).await.unwrap();
+        storage
+            .create_table_with_fulltext(
+                "t",
+                vec!["pid".into()],
+                vec![wattdb_storage::FieldDef {
+                    name: "msg".into(),
+                    field_type: wattdb_storage::FieldType::Text,
+                }],
+                [("msg".to_string(), Analyzer::Chinese)].into(),
+                false,
+            )
+            .await
+            .unwrap();
+        const ROWS: i64 = 200_000;
+        const HIT: i64 = 123_457;
+        let rows = (0..ROWS)
+            .map(|i| Row {
+                ts: BASE + 86_400_000_000 + i * 1_000_000,
+                tags: vec![("pid".into(), format!("p{}", i % 7))],
+                fields: vec![(
+                    "msg".to_string(),
+                    FieldValue::Text(if i == HIT {
+                        "接地故障 on feeder 9".to_string()
+                    } else {
+                        format!("heartbeat ok seq={i} rssi=-{}dBm", (i * 7919) % 97)
+                    }),
+                )],
+            })
+            .collect();
+        storage
+            .write(
+                WriteBatch {
+                    table: "t".into(),
+                    rows,
+                },
+                WriteMode::AllOrNothing,
+                false,
+            )
+            .await
+            .unwrap();
+        storage.flush().await.unwrap();
+        let files = storage.snapshot("t").unwrap().files;
+        assert_eq!(files.len(), 1, "one file");
+        let file_bytes = files[0].bytes as usize;
+        let ctx = wattdb_query::build_session(
+            &storage,
+            wattdb_query::users::Users::load(storage.clone(), None),
+        )
+        .unwrap();
+        let df = ctx
+            .sql("SELECT pid, ts, msg FROM t WHERE matches(msg, '接地故障')")
+            .await
+            .unwrap();
+        let plan = df.create_physical_plan().await.unwrap();
+        let batches = datafusion::physical_plan::collect(plan.clone(), ctx.task_ctx())
+            .await
+            .unwrap();
+        let found: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(found, 1);
+        let read = bytes_scanned(&plan);
+        assert!(read > 0, "the scan read something");
+        assert!(
+            read * 5 < file_bytes,
+            "one matching row read {read} bytes of a {file_bytes}-byte file"
+        );
+        storage.shutdown().await.unwrap();
+    });
+}

@@ -12,6 +12,7 @@
 //! | `wal-release-after-keep-from` | between choosing which WAL segments to keep and deleting the rest |
 //! | `catalog-commit` | writing a catalog change (sled)                  |
 //! | `catalog-sync`   | making catalog changes durable (sled flush)      |
+//! | `text-index-build` | finishing a full-text index (persist, compaction, background build) |
 //! | `marks-log-write`| appending to / rewriting the rollup marks log (wattdb-compaction) |
 //! | `persist-upload` | writing a `.parquet` object (persist, compaction, archive) |
 //! | `manifest-write` | writing the catalog manifest to the object store |

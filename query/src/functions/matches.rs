@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, BooleanBuilder, StringArray, StringViewArray};
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
@@ -38,24 +38,54 @@ impl Matches {
     }
 }
 
-fn invalid(message: String) -> DataFusionError {
+pub(super) fn invalid(message: String) -> DataFusionError {
     DataFusionError::External(Box::new(user_error(INVALID_PARAMETER_VALUE, message)))
 }
 
-/// The query text of a constant argument.
-fn query_text(arg: &ColumnarValue) -> Result<Option<String>> {
+/// The query text of a constant argument of `function`.
+pub(super) fn query_text(function: &str, arg: &ColumnarValue) -> Result<Option<String>> {
     match arg {
         ColumnarValue::Scalar(
             ScalarValue::Utf8(s) | ScalarValue::Utf8View(s) | ScalarValue::LargeUtf8(s),
         ) => Ok(s.clone()),
         ColumnarValue::Scalar(other) => Err(invalid(format!(
-            "matches(): the query must be text, not {}",
+            "{function}(): the query must be text, not {}",
             other.data_type()
         ))),
-        ColumnarValue::Array(_) => Err(invalid(
-            "matches(): the query must be a constant (a literal or a parameter), not a column"
-                .into(),
-        )),
+        ColumnarValue::Array(_) => Err(invalid(format!(
+            "{function}(): the query must be a constant (a literal or a parameter), not a column"
+        ))),
+    }
+}
+
+/// The analyzer of a column argument: the one its field names, else the default.
+pub(super) fn column_analyzer(function: &str, field: Option<&FieldRef>) -> Result<Analyzer> {
+    match field.and_then(|f| f.metadata().get(ANALYZER_METADATA_KEY)) {
+        Some(name) => Analyzer::parse(name).ok_or_else(|| {
+            invalid(format!(
+                "{function}(): the column's analyzer \"{name}\" is unknown"
+            ))
+        }),
+        None => Ok(Analyzer::default()),
+    }
+}
+
+/// The values of a text array, or an error naming `function`.
+pub(super) fn text_values<'a>(function: &str, array: &'a ArrayRef) -> Result<Vec<Option<&'a str>>> {
+    if let Some(a) = array.as_any().downcast_ref::<StringArray>() {
+        Ok(a.iter().collect())
+    } else if let Some(a) = array.as_any().downcast_ref::<StringViewArray>() {
+        Ok(a.iter().collect())
+    } else if let Some(a) = array
+        .as_any()
+        .downcast_ref::<arrow::array::LargeStringArray>()
+    {
+        Ok(a.iter().collect())
+    } else {
+        Err(invalid(format!(
+            "{function}(): the first argument must be text, not {}",
+            array.data_type()
+        )))
     }
 }
 
@@ -93,41 +123,17 @@ impl ScalarUDFImpl for Matches {
                     .into(),
             ));
         };
-        let Some(text) = query_text(query)? else {
+        let Some(text) = query_text("matches", query)? else {
             return Ok(ColumnarValue::Scalar(ScalarValue::Boolean(None)));
         };
-        let analyzer = match args
-            .arg_fields
-            .first()
-            .and_then(|f| f.metadata().get(ANALYZER_METADATA_KEY))
-        {
-            Some(name) => Analyzer::parse(name).ok_or_else(|| {
-                invalid(format!(
-                    "matches(): the column's analyzer \"{name}\" is unknown"
-                ))
-            })?,
-            None => Analyzer::default(),
-        };
+        let analyzer = column_analyzer("matches", args.arg_fields.first())?;
         let query = FullTextQuery::new(&text, analyzer).map_err(|e| invalid(e.to_string()))?;
         let array: ArrayRef = match values {
             ColumnarValue::Array(a) => a.clone(),
             ColumnarValue::Scalar(s) => s.to_array_of_size(1)?,
         };
-        let result = if let Some(a) = array.as_any().downcast_ref::<StringArray>() {
-            evaluate(a.iter(), a.len(), &query)
-        } else if let Some(a) = array.as_any().downcast_ref::<StringViewArray>() {
-            evaluate(a.iter(), a.len(), &query)
-        } else if let Some(a) = array
-            .as_any()
-            .downcast_ref::<arrow::array::LargeStringArray>()
-        {
-            evaluate(a.iter(), a.len(), &query)
-        } else {
-            return Err(invalid(format!(
-                "matches(): the first argument must be text, not {}",
-                array.data_type()
-            )));
-        };
+        let values_of = text_values("matches", &array)?;
+        let result = evaluate(values_of.into_iter(), array.len(), &query);
         Ok(match values {
             ColumnarValue::Scalar(_) => {
                 ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?)

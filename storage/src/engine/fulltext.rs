@@ -1,8 +1,11 @@
-//! Declaring full-text columns on a table.
+//! Declaring full-text columns on a table; what their indexes say about a scan's
+//! `matches()` filters and about term weights for `score()`.
 
 use super::Storage;
+use crate::catalog::TextIndexObject;
 use crate::error::{Error, Result};
-use crate::fulltext::Analyzer;
+use crate::fulltext::{Analyzer, CorpusStats};
+use crate::metrics::StorageMetrics;
 use crate::model::TableDef;
 
 impl Storage {
@@ -63,5 +66,56 @@ impl Storage {
                 .report_damaged(hits.unusable.iter().cloned());
         }
         Some(std::sync::Arc::new(hits))
+    }
+}
+
+impl Storage {
+    /// The indexes of `table`'s files for `column` built with `analyzer` (every month):
+    /// the corpus `score()` weighs terms by.
+    pub fn text_index_objects(
+        &self,
+        table: &str,
+        column: &str,
+        analyzer: Analyzer,
+    ) -> Result<Vec<TextIndexObject>> {
+        let snapshot = self.snapshot(table)?;
+        Ok(snapshot
+            .files
+            .iter()
+            .filter_map(|f| f.text_index(column, analyzer).cloned())
+            .collect())
+    }
+
+    /// BM25 counts for `terms` summed over `indexes` (see [`Self::text_index_objects`]).
+    /// An index that cannot be read is left out, logged, and reported for rebuilding.
+    pub async fn corpus_stats(&self, indexes: &[TextIndexObject], terms: &[String]) -> CorpusStats {
+        let mut total = CorpusStats::default();
+        let mut unusable = Vec::new();
+        for obj in indexes {
+            let counted = match self.inner.text_indexes.get(&self.inner.store, obj).await {
+                Ok(index) => {
+                    let terms = terms.to_vec();
+                    tokio::task::spawn_blocking(move || index.stats(&terms))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()))
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            match counted {
+                Ok(s) => total.add(&s),
+                Err(e) => {
+                    StorageMetrics::add(&self.inner.metrics.text_index_failures, 1);
+                    tracing::warn!(index = %obj.path, error = %e,
+                        "full-text index unusable; score() leaves its counts out");
+                    self.inner.text_indexes.forget(&obj.path);
+                    unusable.push(obj.path.clone());
+                }
+            }
+        }
+        if !unusable.is_empty() {
+            self.inner.text_index_state.report_damaged(unusable);
+        }
+        total
     }
 }

@@ -126,6 +126,16 @@ impl Matcher<'_> {
         let t = tokens(&mut self.values, value);
         eval(&self.query.root, &t)
     }
+
+    /// Relevance of `value` (0 when it does not match; see [`super::relevance`]).
+    pub fn score(&mut self, value: &str, stats: &super::relevance::CorpusStats) -> f64 {
+        let t = tokens(&mut self.values, value);
+        if eval(&self.query.root, &t) {
+            super::relevance::score(&self.query.root, &t, stats)
+        } else {
+            0.0
+        }
+    }
 }
 
 fn eval(q: &Compiled, value: &[(usize, String)]) -> bool {

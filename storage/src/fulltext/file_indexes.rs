@@ -168,6 +168,10 @@ impl FileIndexer {
     pub fn finish(self) -> Result<PackedIndexes> {
         let mut out = Vec::with_capacity(self.columns.len());
         for c in self.columns {
+            fail::fail_point!("text-index-build", |arg| Err(Error::Io {
+                path: c.dir.path().to_path_buf(),
+                source: crate::failpoints::io_error(arg),
+            }));
             c.builder.finish()?;
             let packed = pack(c.dir.path())?;
             out.push((

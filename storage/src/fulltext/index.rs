@@ -170,6 +170,30 @@ impl FileIndex {
             .map_err(tantivy_err(&self.dir))
     }
 
+    /// This index's counts for BM25: values, tokens, and values containing each of
+    /// `terms`.
+    pub fn stats(&self, terms: &[String]) -> Result<super::CorpusStats, IndexError> {
+        let searcher = self.reader.searcher();
+        let err = tantivy_err(&self.dir);
+        let mut stats = super::CorpusStats {
+            docs: searcher.num_docs(),
+            ..Default::default()
+        };
+        for segment in searcher.segment_readers() {
+            stats.tokens += segment
+                .inverted_index(self.text)
+                .map_err(&err)?
+                .total_num_tokens();
+        }
+        for t in terms {
+            let df = searcher
+                .doc_freq(&Term::from_field_text(self.text, t))
+                .map_err(&err)?;
+            stats.doc_freq.insert(t.clone(), df);
+        }
+        Ok(stats)
+    }
+
     fn rows(
         &self,
         searcher: &tantivy::Searcher,
@@ -472,6 +496,42 @@ mod tests {
         unpack(&packed, tmp2.path(), "test").unwrap();
         let idx = FileIndex::open(tmp2.path(), analyzer).unwrap();
         (tmp2, idx)
+    }
+
+    #[test]
+    fn stats_count_what_the_analyzer_cuts() {
+        use crate::fulltext::analyzer::tokens;
+        for analyzer in [Analyzer::Chinese, Analyzer::Standard, Analyzer::Raw] {
+            let values: Vec<Option<String>> = [
+                Some("通讯超时 网关7，通讯超时"),
+                None,
+                Some("Breaker tripped on feeder 3"),
+                Some("网关7 通讯正常 breaker"),
+                Some("SN12345"),
+            ]
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect();
+            let (_dir, idx) = built(&values, analyzer);
+            let mut cut = analyzer.for_values();
+            let mut want = crate::fulltext::CorpusStats::default();
+            let mut terms = std::collections::BTreeSet::new();
+            for v in values.iter().flatten() {
+                let t = tokens(&mut cut, v);
+                want.docs += 1;
+                want.tokens += t.len() as u64;
+                let distinct: std::collections::BTreeSet<String> =
+                    t.into_iter().map(|(_, t)| t).collect();
+                for t in distinct {
+                    *want.doc_freq.entry(t.clone()).or_default() += 1;
+                    terms.insert(t);
+                }
+            }
+            terms.insert("absent".into());
+            want.doc_freq.insert("absent".into(), 0);
+            let terms: Vec<String> = terms.into_iter().collect();
+            assert_eq!(idx.stats(&terms).unwrap(), want, "{analyzer}");
+        }
     }
 
     const WORDS: &[&str] = &[

@@ -9,6 +9,7 @@ pub mod file_indexes;
 pub mod index;
 pub mod index_cache;
 pub mod query_syntax;
+pub mod relevance;
 
 pub use analyzer::Analyzer;
 
@@ -16,3 +17,9 @@ pub use analyzer::Analyzer;
 /// carries it, so `matches()` knows how to cut the column's values).
 pub const ANALYZER_METADATA_KEY: &str = "wattdb.fulltext";
 pub use compiled::{Compiled, FullTextQuery, Matcher, QueryError};
+pub use relevance::CorpusStats;
+
+/// Arrow field metadata naming the table and column a full-text column is (for
+/// `score()`, which takes its corpus statistics from that column's indexes).
+pub const TABLE_METADATA_KEY: &str = "wattdb.fulltext.table";
+pub const COLUMN_METADATA_KEY: &str = "wattdb.fulltext.column";

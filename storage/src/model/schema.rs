@@ -256,12 +256,23 @@ impl TableDef {
         for f in &self.fields {
             let field = Field::new(&f.name, f.field_type.arrow_type(), true);
             cols.push(match self.fulltext.get(&f.name) {
-                // The analyzer travels with the column, to `matches()`.
+                // The analyzer travels with the column, to `matches()`, and the table,
+                // to `score()`.
                 Some(a) => field.with_metadata(
-                    [(
-                        crate::fulltext::ANALYZER_METADATA_KEY.to_string(),
-                        a.name().to_string(),
-                    )]
+                    [
+                        (
+                            crate::fulltext::ANALYZER_METADATA_KEY.to_string(),
+                            a.name().to_string(),
+                        ),
+                        (
+                            crate::fulltext::TABLE_METADATA_KEY.to_string(),
+                            self.name.clone(),
+                        ),
+                        (
+                            crate::fulltext::COLUMN_METADATA_KEY.to_string(),
+                            f.name.clone(),
+                        ),
+                    ]
                     .into(),
                 ),
                 None => field,

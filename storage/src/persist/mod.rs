@@ -77,9 +77,12 @@ pub fn merge_chunks(def: &TableDef, batches: &[RecordBatch]) -> Result<RecordBat
     sort_dedup_batches(&schema, &adapted, def.key_len())
 }
 
+/// Data page size of a full-text column (the default for other columns is 1 MiB).
+pub const FULLTEXT_PAGE_BYTES: usize = 64 * 1024;
+
 /// How wattdb writes Parquet: zstd, `ts` delta-encoded, dictionaries for tags and fields,
-/// page statistics, row groups
-/// of [`ROW_GROUP_ROWS`], the sort order and the table definition in the footer.
+/// page statistics, row groups of [`ROW_GROUP_ROWS`], full-text columns in pages of
+/// [`FULLTEXT_PAGE_BYTES`], the sort order and the table definition in the footer.
 pub fn writer_properties(def: &TableDef, path: &str) -> Result<WriterProperties> {
     let def_json = serde_json::to_string(def).map_err(|e| Error::Manifest {
         path: path.into(),
@@ -102,7 +105,17 @@ pub fn writer_properties(def: &TableDef, path: &str) -> Result<WriterProperties>
         path: path.to_string(),
         source,
     })?;
-    Ok(WriterProperties::builder()
+    let mut props = WriterProperties::builder();
+    // A full-text column is read at the rows its index found, page by page (see
+    // `read::selected_pages`): small pages keep a selective query from decompressing a
+    // megabyte of text per hit.
+    for column in def.fulltext.keys() {
+        props = props.set_column_data_page_size_limit(
+            ColumnPath::from(column.as_str()),
+            FULLTEXT_PAGE_BYTES,
+        );
+    }
+    Ok(props
         .set_compression(Compression::ZSTD(zstd))
         .set_dictionary_enabled(true)
         // Within a series `ts` rises in (nearly) equal steps: deltas pack it to a few

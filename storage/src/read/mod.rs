@@ -13,6 +13,7 @@ pub mod merge_memory;
 mod plan;
 pub mod rollup_view;
 mod runtime;
+mod selected_pages;
 pub mod small_files;
 pub mod stored_rows;
 pub mod text_hits;

@@ -390,7 +390,9 @@ impl Planner<'_> {
                     .cache_manager
                     .get_file_metadata_cache(),
             );
-            source = source.with_parquet_file_reader_factory(Arc::new(readers));
+            source = source.with_parquet_file_reader_factory(Arc::new(
+                super::selected_pages::SelectedPageReaders::new(readers),
+            ));
         }
         if let Some(p) = predicate {
             source = source.with_predicate(p.clone());
