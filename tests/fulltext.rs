@@ -1,8 +1,9 @@
 //! Full-text search through the PostgreSQL endpoint: `CREATE TABLE … WITH (fulltext =
-//! 'msg')`, `set_fulltext`, and `matches(msg, '…')` combined with other predicates, over
-//! buffered rows, persisted files in two months, overwrites of the same key, a graceful
-//! restart and kill -9. Messages are built from parts chosen by the row number, so which
-//! rows a query must return follows from that rule (computed here, not by wattdb).
+//! 'msg')`, `set_fulltext`, `matches(msg, '…')` combined with other predicates and
+//! `score(msg, '…')` ranking, over buffered rows, persisted files in two months,
+//! overwrites of the same key, a graceful restart and kill -9. Messages are built from
+//! parts chosen by the row number, so which rows a query must return follows from that
+//! rule (computed here, not by wattdb).
 
 mod common;
 
@@ -145,6 +146,10 @@ async fn check(c: &tokio_postgres::Client, overwritten: &BTreeSet<i64>, when: &s
             |i, m| m.offline && T0 + i * 300 >= 1_793_491_200,
         ),
         ("NOT matches(msg, '网关3')", |_, m| m.gateway != 3),
+        // score() is positive exactly where the query matches.
+        ("score(msg, '通讯超时 OR breaker') > 0", |_, m| {
+            m.timeout || m.tripped || m.reset
+        }),
     ];
     for (where_, rule) in cases {
         let want: BTreeSet<i64> = (0..ROWS)
@@ -161,6 +166,28 @@ async fn check(c: &tokio_postgres::Client, overwritten: &BTreeSet<i64>, when: &s
             want.difference(&got).take(5).collect::<Vec<_>>()
         );
     }
+    // Ranked by relevance: the rows with 'breaker', most relevant first.
+    let ranked = c
+        .query(
+            "SELECT code, score(msg, 'breaker') FROM device_log WHERE matches(msg, 'breaker') \
+             ORDER BY score(msg, 'breaker') DESC, code LIMIT 10",
+            &[],
+        )
+        .await
+        .unwrap();
+    let want = (0..ROWS)
+        .filter(|&i| {
+            let m = expected(i, overwritten);
+            m.tripped || m.reset
+        })
+        .count()
+        .min(10);
+    assert_eq!(ranked.len(), want, "{when}: ranked rows");
+    let scores: Vec<f64> = ranked.iter().map(|r| r.get(1)).collect();
+    assert!(
+        scores.iter().all(|s| *s > 0.0) && scores.windows(2).all(|w| w[0] >= w[1]),
+        "{when}: scores not in descending order: {scores:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

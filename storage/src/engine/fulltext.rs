@@ -6,6 +6,10 @@ use crate::catalog::TextIndexObject;
 use crate::error::{Error, Result};
 use crate::fulltext::{Analyzer, CorpusStats};
 use crate::metrics::StorageMetrics;
+use futures::StreamExt;
+
+/// Index statistics gathered at a time for `score()`.
+const CONCURRENT_STATS: usize = 8;
 use crate::model::TableDef;
 
 impl Storage {
@@ -89,19 +93,37 @@ impl Storage {
     /// BM25 counts for `terms` summed over `indexes` (see [`Self::text_index_objects`]).
     /// An index that cannot be read is left out, logged, and reported for rebuilding.
     pub async fn corpus_stats(&self, indexes: &[TextIndexObject], terms: &[String]) -> CorpusStats {
-        let mut total = CorpusStats::default();
-        let mut unusable = Vec::new();
-        for obj in indexes {
-            let counted = match self.inner.text_indexes.get(&self.inner.store, obj).await {
-                Ok(index) => {
-                    let terms = terms.to_vec();
-                    tokio::task::spawn_blocking(move || index.stats(&terms))
+        // Several indexes at a time: the first score() of a query may have to fetch
+        // every index of the column from the object store.
+        // Owned inputs: this runs inside `async_trait` futures, where closures over
+        // borrowed items trip the compiler's higher-ranked lifetime checks.
+        let lookups = indexes.iter().cloned().map(|obj| {
+            let storage = self.clone();
+            let terms = terms.to_vec();
+            async move {
+                let counted = match storage
+                    .inner
+                    .text_indexes
+                    .get(&storage.inner.store, &obj)
+                    .await
+                {
+                    Ok(index) => tokio::task::spawn_blocking(move || index.stats(&terms))
                         .await
                         .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()))
-                }
-                Err(e) => Err(e.to_string()),
-            };
+                        .and_then(|r| r.map_err(|e| e.to_string())),
+                    Err(e) => Err(e.to_string()),
+                };
+                (obj, counted)
+            }
+        });
+        let counts: Vec<(TextIndexObject, std::result::Result<CorpusStats, String>)> =
+            futures::stream::iter(lookups)
+                .buffer_unordered(CONCURRENT_STATS)
+                .collect()
+                .await;
+        let mut total = CorpusStats::default();
+        let mut unusable = Vec::new();
+        for (obj, counted) in counts {
             match counted {
                 Ok(s) => total.add(&s),
                 Err(e) => {
