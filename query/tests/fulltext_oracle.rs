@@ -168,35 +168,48 @@ async fn check(
     Ok(())
 }
 
-fn run_case(ops: Vec<Op>, queries: Vec<String>) -> Result<(), TestCaseError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// A two-worker runtime, as the server has.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
-    rt.block_on(async move {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = StorageConfig::new(dir.path());
-        cfg.persist_max_age = Duration::from_secs(3600);
-        let storage = Storage::open(cfg).await.unwrap();
-        storage
-            .create_table_with_fulltext(
-                "t",
-                vec!["pid".into()],
-                vec![wattdb_storage::FieldDef {
-                    name: "msg".into(),
-                    field_type: wattdb_storage::FieldType::Text,
-                }],
-                [("msg".to_string(), Analyzer::Chinese)].into(),
-                false,
-            )
-            .await
-            .unwrap();
-        let ctx = wattdb_query::build_session(
-            &storage,
-            wattdb_query::users::Users::load(storage.clone(), None),
+        .unwrap()
+}
+
+/// Storage in `dir` with table `t` (tag `pid`, full-text `msg`, chinese) and a SQL
+/// session over it.
+async fn table_t(
+    dir: &std::path::Path,
+) -> (Storage, std::sync::Arc<datafusion::prelude::SessionContext>) {
+    let mut cfg = StorageConfig::new(dir);
+    cfg.persist_max_age = Duration::from_secs(3600);
+    let storage = Storage::open(cfg).await.unwrap();
+    storage
+        .create_table_with_fulltext(
+            "t",
+            vec!["pid".into()],
+            vec![wattdb_storage::FieldDef {
+                name: "msg".into(),
+                field_type: wattdb_storage::FieldType::Text,
+            }],
+            [("msg".to_string(), Analyzer::Chinese)].into(),
+            false,
         )
+        .await
         .unwrap();
+    let ctx = wattdb_query::build_session(
+        &storage,
+        wattdb_query::users::Users::load(storage.clone(), None),
+    )
+    .unwrap();
+    (storage, ctx)
+}
+
+fn run_case(ops: Vec<Op>, queries: Vec<String>) -> Result<(), TestCaseError> {
+    runtime().block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let (storage, ctx) = table_t(dir.path()).await;
         let mut oracle: BTreeMap<Key, Option<String>> = BTreeMap::new();
         let mut expired = false;
         let november = Month::parse("2026-11").unwrap();
@@ -393,38 +406,13 @@ async fn scores(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<(Ke
 /// overwritten versions; `ORDER BY score() DESC LIMIT` ranks accordingly.
 #[test]
 fn score_is_bm25_over_the_indexed_values() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    runtime().block_on(async move {
         // Each query word must be one token, so that the oracle's OR of words is the query.
         for w in ["breaker", "gateway", "告警", "reset", "e17"] {
             assert_eq!(cut(w), [w], "{w} is one token");
         }
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = StorageConfig::new(dir.path());
-        cfg.persist_max_age = Duration::from_secs(3600);
-        let storage = Storage::open(cfg).await.unwrap();
-        storage
-            .create_table_with_fulltext(
-                "t",
-                vec!["pid".into()],
-                vec![wattdb_storage::FieldDef {
-                    name: "msg".into(),
-                    field_type: wattdb_storage::FieldType::Text,
-                }],
-                [("msg".to_string(), Analyzer::Chinese)].into(),
-                false,
-            )
-            .await
-            .unwrap();
-        let ctx = wattdb_query::build_session(
-            &storage,
-            wattdb_query::users::Users::load(storage.clone(), None),
-        )
-        .unwrap();
+        let (storage, ctx) = table_t(dir.path()).await;
         // Current rows, and every value written to a file (overwritten ones included).
         let mut current: BTreeMap<Key, String> = BTreeMap::new();
         let mut indexed: Vec<String> = Vec::new();
@@ -583,29 +571,9 @@ fn bytes_scanned(plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionP
 /// a small fraction of the file's bytes.
 #[test]
 fn a_selective_match_reads_only_its_pages() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    runtime().block_on(async move {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = StorageConfig::new(dir.path());
-        cfg.persist_max_age = Duration::from_secs(3600);
-        let storage = Storage::open(cfg).await.unwrap();
-        storage
-            .create_table_with_fulltext(
-                "t",
-                vec!["pid".into()],
-                vec![wattdb_storage::FieldDef {
-                    name: "msg".into(),
-                    field_type: wattdb_storage::FieldType::Text,
-                }],
-                [("msg".to_string(), Analyzer::Chinese)].into(),
-                false,
-            )
-            .await
-            .unwrap();
+        let (storage, ctx) = table_t(dir.path()).await;
         const ROWS: i64 = 200_000;
         const HIT: i64 = 123_457;
         let rows = (0..ROWS)
@@ -637,11 +605,6 @@ fn a_selective_match_reads_only_its_pages() {
         let files = storage.snapshot("t").unwrap().files;
         assert_eq!(files.len(), 1, "one file");
         let file_bytes = files[0].bytes as usize;
-        let ctx = wattdb_query::build_session(
-            &storage,
-            wattdb_query::users::Users::load(storage.clone(), None),
-        )
-        .unwrap();
         let df = ctx
             .sql("SELECT pid, ts, msg FROM t WHERE matches(msg, '接地故障')")
             .await

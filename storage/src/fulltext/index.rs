@@ -48,7 +48,10 @@ fn schema(analyzer: Analyzer) -> (Schema, Field, Field) {
         TextOptions::default().set_indexing_options(
             TextFieldIndexing::default()
                 .set_tokenizer(analyzer.index_tokenizer_name())
-                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+                // Length norms serve tantivy's own scoring, which is not used (score()
+                // cuts the value itself): a byte per value saved.
+                .set_fieldnorms(false),
         ),
     );
     let row = b.add_u64_field(ROW, FAST);

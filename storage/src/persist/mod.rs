@@ -81,8 +81,9 @@ pub fn merge_chunks(def: &TableDef, batches: &[RecordBatch]) -> Result<RecordBat
 pub const FULLTEXT_PAGE_BYTES: usize = 64 * 1024;
 
 /// How wattdb writes Parquet: zstd, `ts` delta-encoded, dictionaries for tags and fields,
-/// page statistics, row groups of [`ROW_GROUP_ROWS`], full-text columns in pages of
-/// [`FULLTEXT_PAGE_BYTES`], the sort order and the table definition in the footer.
+/// page statistics, row groups of [`ROW_GROUP_ROWS`], full-text columns without a
+/// dictionary in pages of [`FULLTEXT_PAGE_BYTES`], the sort order and the table
+/// definition in the footer.
 pub fn writer_properties(def: &TableDef, path: &str) -> Result<WriterProperties> {
     let def_json = serde_json::to_string(def).map_err(|e| Error::Manifest {
         path: path.into(),
@@ -107,9 +108,11 @@ pub fn writer_properties(def: &TableDef, path: &str) -> Result<WriterProperties>
     })?;
     let mut props = WriterProperties::builder();
     // A full-text column is read at the rows its index found, page by page (see
-    // `read::selected_pages`): small pages keep a selective query from decompressing a
-    // megabyte of text per hit.
+    // `read::selected_pages`): small pages, and no dictionary (a hit in a row group
+    // would otherwise fetch and decode its whole dictionary page, a megabyte of mostly
+    // distinct text), keep a selective query from decoding megabytes per hit.
     for column in def.fulltext.keys() {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(column.as_str()), false);
         props = props.set_column_data_page_size_limit(
             ColumnPath::from(column.as_str()),
             FULLTEXT_PAGE_BYTES,
