@@ -206,6 +206,21 @@ async fn table_t(
     (storage, ctx)
 }
 
+/// Write `rows` to table `t`, all or nothing.
+async fn write_t(storage: &Storage, rows: Vec<Row>) {
+    storage
+        .write(
+            WriteBatch {
+                table: "t".into(),
+                rows,
+            },
+            WriteMode::AllOrNothing,
+            false,
+        )
+        .await
+        .unwrap();
+}
+
 fn run_case(ops: Vec<Op>, queries: Vec<String>) -> Result<(), TestCaseError> {
     runtime().block_on(async move {
         let dir = tempfile::tempdir().unwrap();
@@ -241,17 +256,7 @@ fn run_case(ops: Vec<Op>, queries: Vec<String>) -> Result<(), TestCaseError> {
                             )],
                         })
                         .collect();
-                    storage
-                        .write(
-                            WriteBatch {
-                                table: "t".into(),
-                                rows: batch,
-                            },
-                            WriteMode::AllOrNothing,
-                            false,
-                        )
-                        .await
-                        .unwrap();
+                    write_t(&storage, batch).await;
                     // A write replaces the whole row of its key.
                     oracle.extend(rows);
                 }
@@ -444,17 +449,7 @@ fn score_is_bm25_over_the_indexed_values() {
                     fields: vec![("msg".to_string(), FieldValue::Text(text.clone()))],
                 })
                 .collect();
-            storage
-                .write(
-                    WriteBatch {
-                        table: "t".into(),
-                        rows: batch,
-                    },
-                    WriteMode::AllOrNothing,
-                    false,
-                )
-                .await
-                .unwrap();
+            write_t(&storage, batch).await;
             // Within one batch the last row of a key wins.
             let batch_rows: BTreeMap<Key, String> = rows.into_iter().collect();
             // The last round stays in the buffer.
@@ -590,17 +585,7 @@ fn a_selective_match_reads_only_its_pages() {
                 )],
             })
             .collect();
-        storage
-            .write(
-                WriteBatch {
-                    table: "t".into(),
-                    rows,
-                },
-                WriteMode::AllOrNothing,
-                false,
-            )
-            .await
-            .unwrap();
+        write_t(&storage, rows).await;
         storage.flush().await.unwrap();
         let files = storage.snapshot("t").unwrap().files;
         assert_eq!(files.len(), 1, "one file");
