@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use arrow::array::AsArray;
 use arrow::datatypes::TimestampMicrosecondType;
+use arrow::record_batch::RecordBatch;
 use proptest::prelude::*;
 use wattdb_storage::fulltext::{Analyzer, FullTextQuery};
 use wattdb_storage::{
@@ -113,23 +114,27 @@ fn brute_force(oracle: &BTreeMap<Key, Option<String>>, q: &FullTextQuery) -> Vec
         .collect()
 }
 
-async fn keys(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<Key> {
-    let batches = ctx
-        .sql(sql)
+/// The batches `sql` returns.
+async fn run(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<RecordBatch> {
+    ctx.sql(sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .collect()
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut out = Vec::new();
-    for b in batches {
-        let pid = b.column(0).as_string::<i32>();
-        let ts = b.column(1).as_primitive::<TimestampMicrosecondType>();
-        for i in 0..b.num_rows() {
-            out.push((pid.value(i).to_string(), ts.value(i)));
-        }
-    }
-    out
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The keys of a batch whose first columns are `pid, ts`.
+fn batch_keys(b: &RecordBatch) -> Vec<Key> {
+    let pid = b.column(0).as_string::<i32>();
+    let ts = b.column(1).as_primitive::<TimestampMicrosecondType>();
+    (0..b.num_rows())
+        .map(|i| (pid.value(i).to_string(), ts.value(i)))
+        .collect()
+}
+
+async fn keys(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<Key> {
+    run(ctx, sql).await.iter().flat_map(batch_keys).collect()
 }
 
 async fn check(
@@ -387,21 +392,10 @@ impl Bm25Oracle {
 }
 
 async fn scores(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<(Key, f64)> {
-    let batches = ctx
-        .sql(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .collect()
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     let mut out = Vec::new();
-    for b in batches {
-        let pid = b.column(0).as_string::<i32>();
-        let ts = b.column(1).as_primitive::<TimestampMicrosecondType>();
+    for b in run(ctx, sql).await {
         let s = b.column(2).as_primitive::<arrow::datatypes::Float64Type>();
-        for i in 0..b.num_rows() {
-            out.push(((pid.value(i).to_string(), ts.value(i)), s.value(i)));
-        }
+        out.extend(batch_keys(&b).into_iter().zip(s.values().iter().copied()));
     }
     out
 }

@@ -25,17 +25,23 @@ pub struct Matches {
 
 impl Matches {
     pub fn new() -> Self {
-        let text = [DataType::Utf8, DataType::Utf8View, DataType::LargeUtf8];
-        let mut variants = Vec::new();
-        for a in &text {
-            for b in &text {
-                variants.push(TypeSignature::Exact(vec![a.clone(), b.clone()]));
-            }
-        }
         Matches {
-            signature: Signature::one_of(variants, Volatility::Immutable),
+            signature: text_and_query(Volatility::Immutable),
         }
     }
+}
+
+/// `(column, query)`, both in any of Arrow's string types: the arguments of `matches()`
+/// and `score()`.
+pub(super) fn text_and_query(volatility: Volatility) -> Signature {
+    let text = [DataType::Utf8, DataType::Utf8View, DataType::LargeUtf8];
+    let mut variants = Vec::new();
+    for a in &text {
+        for b in &text {
+            variants.push(TypeSignature::Exact(vec![a.clone(), b.clone()]));
+        }
+    }
+    Signature::one_of(variants, volatility)
 }
 
 pub(super) fn invalid(message: String) -> DataFusionError {
@@ -70,8 +76,26 @@ pub(super) fn column_analyzer(function: &str, field: Option<&FieldRef>) -> Resul
     }
 }
 
+/// `f` over the texts of the column argument `values`, its result shaped like `values`
+/// (one value for a scalar).
+pub(super) fn over_texts(
+    function: &str,
+    values: &ColumnarValue,
+    f: impl FnOnce(Vec<Option<&str>>) -> ArrayRef,
+) -> Result<ColumnarValue> {
+    let array: ArrayRef = match values {
+        ColumnarValue::Array(a) => a.clone(),
+        ColumnarValue::Scalar(s) => s.to_array_of_size(1)?,
+    };
+    let result = f(text_values(function, &array)?);
+    Ok(match values {
+        ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?),
+        ColumnarValue::Array(_) => ColumnarValue::Array(result),
+    })
+}
+
 /// The values of a text array, or an error naming `function`.
-pub(super) fn text_values<'a>(function: &str, array: &'a ArrayRef) -> Result<Vec<Option<&'a str>>> {
+fn text_values<'a>(function: &str, array: &'a ArrayRef) -> Result<Vec<Option<&'a str>>> {
     if let Some(a) = array.as_any().downcast_ref::<StringArray>() {
         Ok(a.iter().collect())
     } else if let Some(a) = array.as_any().downcast_ref::<StringViewArray>() {
@@ -128,17 +152,9 @@ impl ScalarUDFImpl for Matches {
         };
         let analyzer = column_analyzer("matches", args.arg_fields.first())?;
         let query = FullTextQuery::new(&text, analyzer).map_err(|e| invalid(e.to_string()))?;
-        let array: ArrayRef = match values {
-            ColumnarValue::Array(a) => a.clone(),
-            ColumnarValue::Scalar(s) => s.to_array_of_size(1)?,
-        };
-        let values_of = text_values("matches", &array)?;
-        let result = evaluate(values_of.into_iter(), array.len(), &query);
-        Ok(match values {
-            ColumnarValue::Scalar(_) => {
-                ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?)
-            }
-            ColumnarValue::Array(_) => ColumnarValue::Array(Arc::new(result)),
+        over_texts("matches", values, |texts| {
+            let len = texts.len();
+            Arc::new(evaluate(texts.into_iter(), len, &query))
         })
     }
 }

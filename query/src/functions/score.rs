@@ -15,13 +15,13 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{ArrayRef, Float64Builder};
+use arrow::array::Float64Builder;
 use arrow::datatypes::{DataType, FieldRef};
 use async_trait::async_trait;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::async_udf::AsyncScalarUDFImpl;
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 use wattdb_storage::Storage;
 use wattdb_storage::fulltext::relevance::scored_terms;
@@ -29,7 +29,7 @@ use wattdb_storage::fulltext::{
     Analyzer, COLUMN_METADATA_KEY, CorpusStats, FullTextQuery, TABLE_METADATA_KEY,
 };
 
-use super::matches::{column_analyzer, invalid, query_text, text_values};
+use super::matches::{column_analyzer, invalid, over_texts, query_text, text_and_query};
 
 /// Statistics kept for this many (table, column, query) at most.
 const REMEMBERED: usize = 256;
@@ -56,16 +56,9 @@ struct Remembered {
 
 impl Score {
     pub fn new(storage: Storage) -> Self {
-        let text = [DataType::Utf8, DataType::Utf8View, DataType::LargeUtf8];
-        let mut variants = Vec::new();
-        for a in &text {
-            for b in &text {
-                variants.push(TypeSignature::Exact(vec![a.clone(), b.clone()]));
-            }
-        }
         Score {
             // Stable: the same row and statistics give the same score.
-            signature: Signature::one_of(variants, Volatility::Stable),
+            signature: text_and_query(Volatility::Stable),
             storage,
             remembered: Mutex::new(HashMap::new()),
         }
@@ -180,21 +173,13 @@ impl AsyncScalarUDFImpl for Score {
         let analyzer = column_analyzer("score", field)?;
         let query = FullTextQuery::new(&text, analyzer).map_err(|e| invalid(e.to_string()))?;
         let stats = self.stats(field, &query).await;
-        let array: ArrayRef = match values {
-            ColumnarValue::Array(a) => a.clone(),
-            ColumnarValue::Scalar(s) => s.to_array_of_size(1)?,
-        };
         let mut matcher = query.matcher();
-        let mut out = Float64Builder::with_capacity(array.len());
-        for v in text_values("score", &array)? {
-            out.append_option(v.map(|v| matcher.score(v, &stats)));
-        }
-        let result = out.finish();
-        Ok(match values {
-            ColumnarValue::Scalar(_) => {
-                ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?)
+        over_texts("score", values, |texts| {
+            let mut out = Float64Builder::with_capacity(texts.len());
+            for v in texts {
+                out.append_option(v.map(|v| matcher.score(v, &stats)));
             }
-            ColumnarValue::Array(_) => ColumnarValue::Array(Arc::new(result)),
+            Arc::new(out.finish())
         })
     }
 }

@@ -5,12 +5,11 @@ use super::Storage;
 use crate::catalog::TextIndexObject;
 use crate::error::{Error, Result};
 use crate::fulltext::{Analyzer, CorpusStats};
-use crate::metrics::StorageMetrics;
+use crate::model::TableDef;
 use futures::StreamExt;
 
 /// Index statistics gathered at a time for `score()`.
 const CONCURRENT_STATS: usize = 8;
-use crate::model::TableDef;
 
 impl Storage {
     /// Make text field `column` of `table` searchable with `matches()` using `analyzer`,
@@ -82,9 +81,16 @@ impl Storage {
         column: &str,
         analyzer: Analyzer,
     ) -> Result<Vec<TextIndexObject>> {
-        let snapshot = self.snapshot(table)?;
-        Ok(snapshot
-            .files
+        // From the catalog alone: the buffer's lock (which a snapshot takes) is the
+        // write path's, and this runs for every batch score() sees.
+        let catalog = &self.inner.catalog;
+        let def = catalog
+            .shared_table(table)
+            .ok_or_else(|| Error::TableNotFound {
+                table: table.into(),
+            })?;
+        Ok(catalog
+            .files(def.id)
             .iter()
             .filter_map(|f| f.text_index(column, analyzer).cloned())
             .collect())
@@ -101,37 +107,31 @@ impl Storage {
             let storage = self.clone();
             let terms = terms.to_vec();
             async move {
-                let counted = match storage
-                    .inner
+                let inner = &storage.inner;
+                let counted = inner
                     .text_indexes
-                    .get(&storage.inner.store, &obj)
-                    .await
-                {
-                    Ok(index) => tokio::task::spawn_blocking(move || index.stats(&terms))
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string())),
-                    Err(e) => Err(e.to_string()),
-                };
+                    .with_index(&inner.store, &obj, move |ix| ix.stats(&terms))
+                    .await;
                 (obj, counted)
             }
         });
-        let counts: Vec<(TextIndexObject, std::result::Result<CorpusStats, String>)> =
-            futures::stream::iter(lookups)
-                .buffer_unordered(CONCURRENT_STATS)
-                .collect()
-                .await;
+        let counts: Vec<(TextIndexObject, Result<CorpusStats>)> = futures::stream::iter(lookups)
+            .buffer_unordered(CONCURRENT_STATS)
+            .collect()
+            .await;
         let mut total = CorpusStats::default();
         let mut unusable = Vec::new();
         for (obj, counted) in counts {
             match counted {
                 Ok(s) => total.add(&s),
                 Err(e) => {
-                    StorageMetrics::add(&self.inner.metrics.text_index_failures, 1);
-                    tracing::warn!(index = %obj.path, error = %e,
-                        "full-text index unusable; score() leaves its counts out");
-                    self.inner.text_indexes.forget(&obj.path);
-                    unusable.push(obj.path.clone());
+                    self.inner.text_indexes.unusable(
+                        &self.inner.metrics,
+                        &obj,
+                        &e,
+                        "score() leaves its counts out",
+                    );
+                    unusable.push(obj.path);
                 }
             }
         }

@@ -138,9 +138,9 @@ impl Matcher<'_> {
     }
 }
 
-fn eval(q: &Compiled, value: &[(usize, String)]) -> bool {
+pub(super) fn eval(q: &Compiled, value: &[(usize, String)]) -> bool {
     match q {
-        Compiled::Phrase(terms) => phrase_at_some_position(terms, value),
+        Compiled::Phrase(terms) => phrase_occurrences(terms, value).next().is_some(),
         Compiled::Prefix(p) => value.iter().any(|(_, t)| t.starts_with(p.as_str())),
         Compiled::And(parts) => parts.iter().all(|p| eval(p, value)),
         Compiled::Or(parts) => parts.iter().any(|p| eval(p, value)),
@@ -148,18 +148,22 @@ fn eval(q: &Compiled, value: &[(usize, String)]) -> bool {
     }
 }
 
-/// Is there a position `p` with every `(offset, token)` of `terms` at `p + offset`?
-fn phrase_at_some_position(terms: &[(usize, String)], value: &[(usize, String)]) -> bool {
-    let Some((first_off, first)) = terms.first() else {
-        return false;
-    };
-    value.iter().any(|(pos, t)| {
-        t == first
+/// The positions `p` of `value` with every `(offset, token)` of `terms` at `p + offset`:
+/// where the phrase occurs.
+pub(super) fn phrase_occurrences<'v>(
+    terms: &'v [(usize, String)],
+    value: &'v [(usize, String)],
+) -> impl Iterator<Item = usize> + 'v {
+    let first = terms.first();
+    value.iter().filter_map(move |(pos, t)| {
+        let (first_off, first) = first?;
+        let found = t == first
             && pos >= first_off
             && terms.iter().all(|(off, term)| {
                 let want = pos - first_off + off;
                 value.iter().any(|(p, t)| *p == want && t == term)
-            })
+            });
+        found.then_some(*pos)
     })
 }
 

@@ -12,6 +12,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use super::file_indexes::TextIndexObject;
 use super::index::{FileIndex, IndexError, unpack};
 use crate::error::{Error, Result};
+use crate::metrics::StorageMetrics;
 
 /// Open indexes kept in memory (each holds a few file handles and maps).
 const OPEN_INDEXES: usize = 512;
@@ -83,6 +84,32 @@ impl IndexCache {
         }
         open.insert(obj.path.clone(), index.clone());
         Ok(index)
+    }
+
+    /// Run `f` over the index `obj` (opened as [`Self::get`] does) on a blocking thread.
+    pub async fn with_index<T: Send + 'static>(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        obj: &TextIndexObject,
+        f: impl FnOnce(&FileIndex) -> std::result::Result<T, IndexError> + Send + 'static,
+    ) -> Result<T> {
+        let index = self.get(store, obj).await?;
+        blocking(move || f(&index)).await
+    }
+
+    /// The index `obj` failed with `error` and is not used: counted, logged (with what
+    /// is done `instead`), and its local copy dropped, so it is fetched again next time.
+    pub fn unusable(
+        &self,
+        metrics: &StorageMetrics,
+        obj: &TextIndexObject,
+        error: &Error,
+        instead: &str,
+    ) {
+        StorageMetrics::add(&metrics.text_index_failures, 1);
+        tracing::warn!(index = %obj.path, error = %error, instead,
+            "full-text index unusable");
+        self.forget(&obj.path);
     }
 
     /// Drop the local copy of the index `path` (its object was deleted or replaced).

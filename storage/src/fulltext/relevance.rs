@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use super::compiled::Compiled;
+use super::compiled::{Compiled, eval, phrase_occurrences};
 
 /// BM25's term-frequency saturation.
 const K1: f64 = 1.2;
@@ -88,15 +88,15 @@ pub(super) fn score(q: &Compiled, value: &[(usize, String)], stats: &CorpusStats
 fn leaf_sum(q: &Compiled, value: &[(usize, String)], stats: &CorpusStats, norm: f64) -> f64 {
     match q {
         Compiled::Phrase(terms) => {
-            let tf = phrase_count(terms, value) as f64;
+            let tf = phrase_occurrences(terms, value).count() as f64;
             if tf == 0.0 {
                 return 0.0;
             }
             let idf: f64 = terms.iter().map(|(_, t)| stats.idf(t)).sum();
             idf * tf * (K1 + 1.0) / (tf + K1 * norm)
         }
-        Compiled::Prefix(p) => {
-            if value.iter().any(|(_, t)| t.starts_with(p.as_str())) {
+        Compiled::Prefix(_) => {
+            if eval(q, value) {
                 1.0
             } else {
                 0.0
@@ -107,24 +107,6 @@ fn leaf_sum(q: &Compiled, value: &[(usize, String)], stats: &CorpusStats, norm: 
         }
         Compiled::Not(_) => 0.0,
     }
-}
-
-/// How many positions `p` have every `(offset, token)` of `terms` at `p + offset`.
-fn phrase_count(terms: &[(usize, String)], value: &[(usize, String)]) -> usize {
-    let Some((first_off, first)) = terms.first() else {
-        return 0;
-    };
-    value
-        .iter()
-        .filter(|(pos, t)| {
-            t == first
-                && pos >= first_off
-                && terms.iter().all(|(off, term)| {
-                    let want = pos - first_off + off;
-                    value.iter().any(|(p, t)| *p == want && t == term)
-                })
-        })
-        .count()
 }
 
 #[cfg(test)]

@@ -159,23 +159,14 @@ async fn file_rows(
             continue;
         };
         StorageMetrics::add(&metrics.text_index_searches, 1);
-        let searched = match cache.get(store, obj).await {
-            Ok(index) => {
-                let root = f.query.root.clone();
-                tokio::task::spawn_blocking(move || index.search(&root))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()))
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        let rows = match searched {
+        let root = f.query.root.clone();
+        let rows = match cache
+            .with_index(store, obj, move |ix| ix.search(&root))
+            .await
+        {
             Ok(rows) => rows,
             Err(e) => {
-                StorageMetrics::add(&metrics.text_index_failures, 1);
-                tracing::warn!(file = %file.path, index = %obj.path, error = %e,
-                    "full-text index unusable; the file is read without it");
-                cache.forget(&obj.path);
+                cache.unusable(metrics, obj, &e, "the file is read without it");
                 unusable.push(obj.path.clone());
                 continue;
             }
