@@ -27,6 +27,9 @@ pub struct StorageMetrics {
     pub text_index_searches: AtomicU64,
     pub text_index_failures: AtomicU64,
     pub text_index_files_skipped: AtomicU64,
+    /// Rows of overlapping files a merge did not read because no version of their key
+    /// can match (see `read::merge_candidates`).
+    pub text_index_merge_rows_skipped: AtomicU64,
     /// Full-text indexes built (at persist, compaction, or by the index builder).
     pub text_indexes_built: AtomicU64,
 }
@@ -121,6 +124,12 @@ impl StorageMetrics {
                 "Files a scan did not read because their full-text index had no matching row.",
                 "counter",
                 get(&self.text_index_files_skipped),
+            ),
+            (
+                "wattdb_fulltext_merge_rows_skipped_total",
+                "Rows of overlapping files a merge did not read because no version of their key matched the full-text index.",
+                "counter",
+                get(&self.text_index_merge_rows_skipped),
             ),
             (
                 "wattdb_fulltext_indexes_built_total",

@@ -112,7 +112,15 @@ impl TableProvider for WattTable {
             snapshot.def = self.def.clone();
         }
         // `matches()` filters are looked up in the files' full-text indexes first.
-        let text_hits = self.storage.0.text_hits(&snapshot, filters).await;
+        let text_hits = self
+            .storage
+            .0
+            .text_hits(
+                &snapshot,
+                filters,
+                Some(state.runtime_env().cache_manager.get_file_metadata_cache()),
+            )
+            .await;
         // The read path itself (pruning, grouping, the streaming merge) is storage's.
         let request = ScanRequest {
             projection: projection.cloned(),

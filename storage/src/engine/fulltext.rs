@@ -48,19 +48,30 @@ impl Storage {
 impl Storage {
     /// What the full-text indexes of `snapshot`'s files say about the `matches()`
     /// filters among `filters` (`None` when there is none an index could answer).
+    /// Overlapping files are narrowed to the keys that can match by reading their key
+    /// columns through `metadata_cache` (the query's footer cache); without it they
+    /// are merged whole.
     pub async fn text_hits(
         &self,
         snapshot: &crate::engine::TableSnapshot,
         filters: &[datafusion::logical_expr::Expr],
+        metadata_cache: Option<
+            std::sync::Arc<datafusion::execution::cache::cache_manager::FileMetadataCache>,
+        >,
     ) -> Option<std::sync::Arc<crate::read::TextHits>> {
-        let range = crate::read::TimeRange::from_filters(filters);
+        let readers =
+            metadata_cache.map(|cache| crate::read::parquet_readers(&self.inner.store, cache));
         let hits = crate::read::text_hits::text_hits(
-            &self.inner.store,
-            &self.inner.text_indexes,
-            &self.inner.metrics,
+            crate::read::LookupContext {
+                store: &self.inner.store,
+                cache: &self.inner.text_indexes,
+                metrics: &self.inner.metrics,
+                readers: readers
+                    .as_ref()
+                    .map(|r| r as &dyn datafusion::datasource::physical_plan::parquet::ParquetFileReaderFactory),
+            },
             snapshot,
             filters,
-            |f| range.overlaps(f.min_ts, f.max_ts),
         )
         .await?;
         if !hits.unusable.is_empty() {

@@ -16,6 +16,7 @@ use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -135,6 +136,35 @@ impl ExecutionPlan for LastWriteWinsExec {
         _children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         Ok(self)
+    }
+
+    /// The metrics of the scans inside (e.g. Parquet's `bytes_scanned`), which are not
+    /// children of this node: EXPLAIN ANALYZE and tests see what a merge read.
+    fn metrics(&self) -> Option<MetricsSet> {
+        let mut seen: Vec<*const ()> = Vec::new();
+        let mut out = MetricsSet::new();
+        let mut todo: Vec<&Arc<dyn ExecutionPlan>> = self
+            .sources
+            .iter()
+            .filter_map(|s| match s {
+                MergeSource::Plan { plan, .. } => Some(plan),
+                MergeSource::Buffer(_) => None,
+            })
+            .collect();
+        while let Some(plan) = todo.pop() {
+            let id = Arc::as_ptr(plan) as *const ();
+            if seen.contains(&id) {
+                continue;
+            }
+            seen.push(id);
+            if let Some(m) = plan.metrics() {
+                for metric in m.iter() {
+                    out.push(metric.clone());
+                }
+            }
+            todo.extend(plan.children());
+        }
+        Some(out)
     }
 
     fn supports_limit_pushdown(&self) -> bool {

@@ -24,9 +24,12 @@ use datafusion::common::stats::Precision;
 use datafusion::common::{DFSchema, Result, ScalarValue, Statistics};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::{
+    CachedParquetFileReaderFactory, ParquetRowSelection,
+};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::utils::conjunction;
@@ -106,6 +109,62 @@ fn overlap_groups<'a>(mut sources: Vec<Source<'a>>) -> Vec<Vec<Source<'a>>> {
         }
     }
     groups
+}
+
+/// The files and buffered partitions of `snapshot` that `range` may need.
+fn sources_in<'a>(snapshot: &'a TableSnapshot, range: &TimeRange) -> Vec<Source<'a>> {
+    snapshot
+        .files
+        .iter()
+        .map(Source::File)
+        .chain(snapshot.buffered.iter().map(Source::Buffer))
+        .filter(|s| {
+            let (min, max) = s.range();
+            range.overlaps(min, max)
+        })
+        .collect()
+}
+
+/// The files of each group of overlapping sources a scan of `range` merges (as
+/// [`plan_scan`] groups them), with whether the group also holds buffered rows.
+pub(crate) fn merged_file_groups<'a>(
+    snapshot: &'a TableSnapshot,
+    range: &TimeRange,
+) -> Vec<(Vec<&'a FileMeta>, bool)> {
+    overlap_groups(sources_in(snapshot, range))
+        .into_iter()
+        .filter(|g| !matches!(g.as_slice(), [Source::File(_)]))
+        .map(|g| {
+            let buffered = g.iter().any(|s| matches!(s, Source::Buffer(_)));
+            let files = g
+                .into_iter()
+                .filter_map(|s| match s {
+                    Source::File(f) => Some(f),
+                    Source::Buffer(_) => None,
+                })
+                .collect();
+            (files, buffered)
+        })
+        .filter(|(files, _): &(Vec<&FileMeta>, bool)| !files.is_empty())
+        .collect()
+}
+
+/// Parquet readers of `store` that keep footers in `metadata_cache` (a runtime's) and
+/// fetch only the pages a row selection needs.
+pub fn parquet_readers(
+    store: &Arc<dyn ObjectStore>,
+    metadata_cache: Arc<FileMetadataCache>,
+) -> super::selected_pages::SelectedPageReaders {
+    super::selected_pages::SelectedPageReaders::new(CachedParquetFileReaderFactory::new(
+        store.clone(),
+        metadata_cache,
+    ))
+}
+
+/// A read of `rows` (ascending) of `f` only.
+fn rows_of_file(f: &FileMeta, rows: &[u64]) -> PartitionedFile {
+    PartitionedFile::new(f.path.clone(), f.bytes)
+        .with_extension(ParquetRowSelection::new(row_selection(rows, f.rows)))
 }
 
 /// Is `e` a filter on key columns only (safe to apply before deduplication)?
@@ -195,16 +254,7 @@ pub fn plan_scan(
     };
 
     let range = TimeRange::from_filters(&req.filters);
-    let sources: Vec<Source> = snapshot
-        .files
-        .iter()
-        .map(Source::File)
-        .chain(snapshot.buffered.iter().map(Source::Buffer))
-        .filter(|s| {
-            let (min, max) = s.range();
-            range.overlaps(min, max)
-        })
-        .collect();
+    let sources = sources_in(snapshot, &range);
 
     if req.ordered {
         if sources.is_empty() {
@@ -281,14 +331,9 @@ impl Planner<'_> {
     /// `f` to read whole, or only the rows its full-text index found (a file that
     /// overlaps nothing: no other version of its keys can be anywhere else).
     fn selected_file(&self, f: &FileMeta) -> PartitionedFile {
-        let file = PartitionedFile::new(f.path.clone(), f.bytes);
         match self.text_hits.and_then(|h| h.rows_of(f)) {
-            Some(rows) => file.with_extension(
-                datafusion::datasource::physical_plan::parquet::ParquetRowSelection::new(
-                    row_selection(rows, f.rows),
-                ),
-            ),
-            None => file,
+            Some(rows) => rows_of_file(f, rows),
+            None => PartitionedFile::new(f.path.clone(), f.bytes),
         }
     }
 
@@ -383,16 +428,13 @@ impl Planner<'_> {
         let mut source = ParquetSource::new(self.schema.clone());
         // (A session without wattdb's store only plans; it could not read anyway.)
         if let Ok(store) = self.store() {
-            let readers = CachedParquetFileReaderFactory::new(
-                store,
+            source = source.with_parquet_file_reader_factory(Arc::new(parquet_readers(
+                &store,
                 self.state
                     .runtime_env()
                     .cache_manager
                     .get_file_metadata_cache(),
-            );
-            source = source.with_parquet_file_reader_factory(Arc::new(
-                super::selected_pages::SelectedPageReaders::new(readers),
-            ));
+            )));
         }
         if let Some(p) = predicate {
             source = source.with_predicate(p.clone());
@@ -537,12 +579,32 @@ impl Planner<'_> {
             }
         }
         files.sort_by_key(|f| f.max_seq);
+        // The full-text indexes may have narrowed the group to the versions of the
+        // keys that can match (see `super::merge_candidates`).
+        let mut reads: Vec<PartitionedFile> = Vec::with_capacity(files.len());
+        match self.text_hits.and_then(|h| h.merge_rows(&files)) {
+            Some(rows) => {
+                let mut kept = Vec::with_capacity(files.len());
+                for (f, rows) in files.iter().zip(rows) {
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    reads.push(rows_of_file(f, &rows));
+                    kept.push(*f);
+                }
+                files = kept;
+            }
+            None => {
+                reads.extend(
+                    files
+                        .iter()
+                        .map(|f| PartitionedFile::new(f.path.clone(), f.bytes)),
+                );
+            }
+        }
         let mut sources = Vec::with_capacity(files.len() + buffers.len());
         if !files.is_empty() {
-            let groups = files
-                .iter()
-                .map(|f| vec![PartitionedFile::new(f.path.clone(), f.bytes)])
-                .collect();
+            let groups = reads.into_iter().map(|f| vec![f]).collect();
             let scan = self.parquet(
                 groups,
                 &self.merge_columns,

@@ -82,3 +82,27 @@ impl AsyncFileReader for WithPageIndex {
         async move { self.0.get_metadata(Some(&options)).await }.boxed()
     }
 }
+
+/// A boxed reader as a type of its own (parquet's stream builder takes a reader by
+/// value, and implements the trait only for boxes that are not `Send`).
+pub struct BoxedReader(pub Box<dyn AsyncFileReader + Send>);
+
+impl AsyncFileReader for BoxedReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        self.0.get_bytes(range)
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        self.0.get_byte_ranges(ranges)
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        self.0.get_metadata(options)
+    }
+}

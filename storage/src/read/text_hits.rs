@@ -8,9 +8,11 @@
 //! still applies `matches()` on top of the scan, so an index only has to find every
 //! matching row (which the property tests in `fulltext::index` check), never exactly.
 //!
-//! Only files that overlap nothing may be cut to their matching rows: inside a merge a
-//! key's older version could match where its newest does not. A merge group is still
-//! skipped whole when none of its sources can match (see [`TextHits::group_can_match`]).
+//! Files that overlap nothing are cut to their matching rows. Inside a merge a key's
+//! older version could match where its newest does not: a group of overlapping files is
+//! instead narrowed to every version of the keys hit in any of its files (see
+//! [`super::merge_candidates`]), or skipped whole when none of its files can match and
+//! it holds no buffered rows.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +22,11 @@ use datafusion::logical_expr::Expr;
 use futures::StreamExt;
 use object_store::ObjectStore;
 
+use datafusion::datasource::physical_plan::parquet::ParquetFileReaderFactory;
+
+use super::merge_candidates::{KeyColumns, narrow_group};
+use super::plan::merged_file_groups;
+use super::time_range::TimeRange;
 use crate::catalog::FileMeta;
 use crate::engine::TableSnapshot;
 use crate::fulltext::index_cache::IndexCache;
@@ -38,6 +45,9 @@ const CONCURRENT_LOOKUPS: usize = 8;
 pub struct TextHits {
     /// Rows that can match, ascending, by file path; a file not listed is read whole.
     files: HashMap<String, Arc<Vec<u64>>>,
+    /// Of groups of overlapping files (paths sorted), the rows of each file holding a
+    /// version of a key that can match, in the order of the paths.
+    merges: HashMap<Vec<String>, Vec<Arc<Vec<u64>>>>,
     /// Index objects that could not be used (missing, damaged).
     pub unusable: Vec<String>,
 }
@@ -46,6 +56,22 @@ impl TextHits {
     /// The rows of `file` that can match (`None`: read it whole).
     pub fn rows_of(&self, file: &FileMeta) -> Option<&Arc<Vec<u64>>> {
         self.files.get(&file.path)
+    }
+
+    /// For a merge of exactly `files`, the rows of each (in `files`' order) holding a
+    /// version of a key that can match (`None`: merge them whole).
+    pub fn merge_rows(&self, files: &[&FileMeta]) -> Option<Vec<Arc<Vec<u64>>>> {
+        let mut paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        paths.sort_unstable();
+        let key: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        let rows = self.merges.get(&key)?;
+        files
+            .iter()
+            .map(|f| {
+                let i = key.binary_search(&f.path).ok()?;
+                rows.get(i).cloned()
+            })
+            .collect()
     }
 
     /// Whether `file` may hold a matching row.
@@ -91,26 +117,40 @@ fn text_filters(def: &TableDef, filters: &[Expr]) -> Vec<TextFilter> {
         .collect()
 }
 
+/// Where [`text_hits`] looks and reads.
+pub struct LookupContext<'a> {
+    pub store: &'a Arc<dyn ObjectStore>,
+    pub cache: &'a IndexCache,
+    pub metrics: &'a StorageMetrics,
+    /// Parquet readers (the query's, sharing its footer cache), for narrowing merges;
+    /// `None`: overlapping files are merged whole.
+    pub readers: Option<&'a dyn ParquetFileReaderFactory>,
+}
+
 /// Look the full-text filters among `filters` up in the indexes of `snapshot`'s files
-/// within `in_range` (`None` when there is no such filter). An index that cannot be
-/// read is logged and counted, and its file read whole.
+/// within the filters' time range (`None` when there is no such filter). An index that
+/// cannot be read is logged and counted, and its file read whole.
 pub async fn text_hits(
-    store: &Arc<dyn ObjectStore>,
-    cache: &IndexCache,
-    metrics: &StorageMetrics,
+    cx: LookupContext<'_>,
     snapshot: &TableSnapshot,
     filters: &[Expr],
-    in_range: impl Fn(&FileMeta) -> bool,
 ) -> Option<TextHits> {
+    let LookupContext {
+        store,
+        cache,
+        metrics,
+        readers,
+    } = cx;
     let wanted = text_filters(&snapshot.def, filters);
     if wanted.is_empty() {
         return None;
     }
+    let range = TimeRange::from_filters(filters);
     // Owned inputs: the lookups run inside `async_trait` futures, where closures over
     // borrowed items trip the compiler's higher-ranked lifetime checks.
     let mut files: Vec<FileMeta> = Vec::new();
     for f in &snapshot.files {
-        if in_range(f) && !f.fulltext.is_empty() {
+        if range.overlaps(f.min_ts, f.max_ts) && !f.fulltext.is_empty() {
             files.push(f.clone());
         }
     }
@@ -133,7 +173,64 @@ pub async fn text_hits(
     }
     let skipped = files.values().filter(|r| r.is_empty()).count();
     StorageMetrics::add(&metrics.text_index_files_skipped, skipped as u64);
-    Some(TextHits { files, unusable })
+    let merges = match readers {
+        Some(readers) => narrow_merges(readers, metrics, snapshot, &range, &files).await,
+        None => HashMap::new(),
+    };
+    Some(TextHits {
+        files,
+        merges,
+        unusable,
+    })
+}
+
+/// For each group of overlapping files the scan will merge whose files were all
+/// searched, the rows to read (see [`super::merge_candidates`]).
+async fn narrow_merges(
+    readers: &dyn ParquetFileReaderFactory,
+    metrics: &StorageMetrics,
+    snapshot: &TableSnapshot,
+    range: &TimeRange,
+    hits: &HashMap<String, Arc<Vec<u64>>>,
+) -> HashMap<Vec<String>, Vec<Arc<Vec<u64>>>> {
+    let mut out = HashMap::new();
+    let keys = match KeyColumns::new(&snapshot.def.arrow_schema(), snapshot.def.key_len()) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!(table = %snapshot.def.name, error = %e, "full-text: merges are read whole");
+            return out;
+        }
+    };
+    for (mut files, buffered) in merged_file_groups(snapshot, range) {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let Some(file_hits) = files
+            .iter()
+            .map(|f| hits.get(&f.path).cloned())
+            .collect::<Option<Vec<_>>>()
+        else {
+            continue;
+        };
+        // Without buffered rows, a group no file can match is skipped anyway.
+        if !buffered && file_hits.iter().all(|h| h.is_empty()) {
+            continue;
+        }
+        match narrow_group(readers, &keys, &files, &file_hits).await {
+            Ok(Some(rows)) => {
+                let read: u64 = rows.iter().map(|r| r.len() as u64).sum();
+                let total: u64 = files.iter().map(|f| f.rows).sum();
+                StorageMetrics::add(
+                    &metrics.text_index_merge_rows_skipped,
+                    total.saturating_sub(read),
+                );
+                out.insert(files.iter().map(|f| f.path.clone()).collect(), rows);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(table = %snapshot.def.name, error = %e, "full-text: merging the group whole");
+            }
+        }
+    }
+    out
 }
 
 /// What the indexes of one file said.
