@@ -16,6 +16,9 @@ as count(*) and as the rows themselves (selective ones), on wattdb with matches(
 with LIKE '%…%', and DuckDB with LIKE over the table's Parquet files; and the 20 most
 relevant rows for a common query (score(), ORDER BY relevance). Every answer is
 checked against the count the generator planted. Prints index size against Parquet size.
+Last, the month being written: a file of overwrites (1% of the keys) and late rows over the
+whole month is added, so every query merges overlapping files (DuckDB, which would count
+every version, is left out there).
 
   logs.py --dsn "host=127.0.0.1 port=25433 user=wattdb dbname=wattdb" --objects DIR/data/objects
 """
@@ -38,6 +41,7 @@ MONTH_START = 1790812800  # 2026-10-01T00:00:00Z
 MONTH_SECONDS = 31 * 86400
 PLANTED = 50
 PLANTED_SN = 20
+LATE = 10
 
 # (weight, template) — the common phrase 通讯超时 appears in the first two (12% together).
 TEMPLATES = [
@@ -62,8 +66,7 @@ def lines(n, seed=17):
     planted phrase and serial number."""
     rnd = random.Random(seed)
     weights = [w for w, _ in TEMPLATES]
-    planted = set(rnd.sample(range(n), PLANTED))
-    planted_sn = set(rnd.sample(sorted(set(range(n)) - planted), PLANTED_SN))
+    planted, planted_sn = planted_rows(rnd, n)
     step = MONTH_SECONDS * 1_000_000 // n  # microseconds between lines
     for i in range(n):
         t = rnd.choices(TEMPLATES, weights)[0][1]
@@ -80,6 +83,38 @@ def lines(n, seed=17):
         level = "error" if "超时" in msg or "error" in msg or "故障" in msg else "info"
         us = MONTH_START * 1_000_000 + i * step
         yield us, f"dev{i % DEVICES:05d}", level, msg
+
+
+def planted_rows(rnd, n):
+    """The rows carrying the planted phrase and the serial number (drawn first)."""
+    planted = set(rnd.sample(range(n), PLANTED))
+    planted_sn = set(rnd.sample(sorted(set(range(n)) - planted), PLANTED_SN))
+    return planted, planted_sn
+
+
+def key_of(i, n):
+    return MONTH_START * 1_000_000 + i * (MONTH_SECONDS * 1_000_000 // n), f"dev{i % DEVICES:05d}"
+
+
+def write_late(w, n):
+    """The month being written: one more file over the whole month, overwriting every
+    100th row with a heartbeat (a few planted rows among them lose the phrase), and
+    LATE new rows between the existing ones carrying it. Returns the new count of the
+    planted phrase."""
+    planted, planted_sn = planted_rows(random.Random(17), n)
+    lost = sorted(planted)[:5]
+    rows = []
+    for i in sorted(set(range(0, n, 100)) - planted - planted_sn) + lost:
+        us, dev = key_of(i, n)
+        rows.append(f"{ts_text(us)}\t{dev}\tinfo\t心跳正常 seq=overwritten{i}\n")
+    for j in range(LATE):
+        us, dev = key_of(j * (n // LATE) + 7, n)
+        rows.append(f"{ts_text(us + 1)}\t{dev}\terror\t接地故障 告警，late line {j}\n")
+    with w.cursor().copy("COPY device_log (ts, device, level, msg) FROM STDIN") as cp:
+        cp.write("".join(rows))
+    w.execute("SELECT flush()")
+    print(f"\nwrote {len(rows)} overwrites and late rows as one file over the whole month")
+    return PLANTED - len(lost) + LATE
 
 
 def ts_text(us):
@@ -118,26 +153,34 @@ def files_of(w, objects, table):
     return [os.path.join(objects, p) for p in listed]
 
 
-def run_queries(a, w, d, state):
+def run_queries(a, w, d, state, planted=PLANTED):
+    """`d` is None when the files overlap: DuckDB over them would count every version."""
     print(f"\n== {state}")
     cases = [
-        ("selective phrase", "接地故障", PLANTED),
+        ("selective phrase", "接地故障", planted),
         ("selective serial", "SN7F3A9C21", PLANTED_SN),
         ("common phrase", "通讯超时", None),
     ]
+
+    def duck(q, n_m):
+        if d is None:
+            return n_m, "   DuckDB n/a (overlapping files)"
+        n_d = d.execute(q).fetchone()[0] if n_m is not None else None
+        td = best(lambda: d.execute(q).fetchall(), a.reps)
+        return n_d, f"   DuckDB LIKE {td * 1e3:8.1f} ms (x{td / tm:6.1f})"
+
     for label, term, want in cases:
         m = f"SELECT count(*) FROM device_log WHERE matches(msg, '{term}')"
         like = f"SELECT count(*) FROM device_log WHERE msg LIKE '%{term}%'"
         n_m = w.execute(m).fetchone()[0]
         n_l = w.execute(like).fetchone()[0]
-        n_d = d.execute(like).fetchone()[0]
-        ok = n_m == n_l == n_d and (want is None or n_m == want)
         tm = best(lambda: w.execute(m).fetchall(), a.reps)
         tl = best(lambda: w.execute(like).fetchall(), a.reps)
-        td = best(lambda: d.execute(like).fetchall(), a.reps)
+        n_d, duck_text = duck(like, n_m)
+        ok = n_m == n_l == n_d and (want is None or n_m == want)
         print(f"{label:18} count  {n_m:>9} rows {'ok' if ok else 'DIFFERENT ' + str((n_m, n_l, n_d))}"
               f"  matches {tm * 1e3:8.1f} ms   LIKE {tl * 1e3:8.1f} ms (x{tl / tm:6.1f})"
-              f"   DuckDB LIKE {td * 1e3:8.1f} ms (x{td / tm:6.1f})")
+              + duck_text)
         if want is not None:
             m = f"SELECT ts, device, msg FROM device_log WHERE matches(msg, '{term}') ORDER BY ts"
             like = f"SELECT ts, device, msg FROM device_log WHERE msg LIKE '%{term}%' ORDER BY ts"
@@ -145,10 +188,10 @@ def run_queries(a, w, d, state):
             ok = len(rows) == want and [r[2] for r in rows] == [r[2] for r in w.execute(like).fetchall()]
             tm = best(lambda: w.execute(m).fetchall(), a.reps)
             tl = best(lambda: w.execute(like).fetchall(), a.reps)
-            td = best(lambda: d.execute(like).fetchall(), a.reps)
+            _, duck_text = duck(like, None)
             print(f"{label:18} rows   {len(rows):>9} rows {'ok' if ok else 'DIFFERENT'}"
                   f"  matches {tm * 1e3:8.1f} ms   LIKE {tl * 1e3:8.1f} ms (x{tl / tm:6.1f})"
-                  f"   DuckDB LIKE {td * 1e3:8.1f} ms (x{td / tm:6.1f})")
+                  + duck_text)
 
 
     q = ("SELECT ts, device, msg, score(msg, '通讯超时 OR 网关7') AS s FROM device_log "
@@ -205,6 +248,9 @@ def main():
     d, files = duck_over(w, a.objects)
     sizes(w, files)
     run_queries(a, w, d, f"after compaction: {len(files)} file(s)")
+    planted = write_late(w, a.rows)
+    files = files_of(w, a.objects, "device_log")
+    run_queries(a, w, None, f"month being written: {len(files)} overlapping files", planted)
 
 
 if __name__ == "__main__":

@@ -87,8 +87,20 @@ impl TableProvider for WattTable {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        // Used for pruning only; DataFusion still applies every filter on top.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // Used for pruning; DataFusion still applies them on top — except the
+        // `matches()` filters the files' full-text indexes answer, which the scan
+        // applies itself (to the rows no index answered: the buffer, merges, files
+        // without a usable index), so that rows an index found are not analyzed again.
+        Ok(filters
+            .iter()
+            .map(|e| {
+                if wattdb_storage::read::text_hits::is_text_filter(&self.def, e) {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
     }
 
     async fn scan(
@@ -129,6 +141,7 @@ impl TableProvider for WattTable {
             ordered: false,
             small_files: Some(self.storage.0.small_files().clone()),
             text_hits,
+            text_filters_exact: true,
         };
         plan_scan(state, &snapshot, &request)
     }

@@ -45,7 +45,7 @@ use super::buffer_source::BufferSource;
 use super::exec::{LastWriteWinsExec, MergeSource};
 use super::merge::MergeShape;
 use super::small_files::SmallFileCache;
-use super::text_hits::{TextHits, row_selection};
+use super::text_hits::{TextHits, is_text_filter, row_selection};
 use super::time_range::TimeRange;
 use crate::catalog::FileMeta;
 use crate::engine::{BufferedPartition, TableSnapshot};
@@ -71,6 +71,10 @@ pub struct ScanRequest {
     /// The rows of files that can match the `matches()` filters, from their full-text
     /// indexes (see [`super::text_hits`]); unordered scans read only those.
     pub text_hits: Option<Arc<TextHits>>,
+    /// The caller told DataFusion that the `matches()` filters an index can answer
+    /// (see [`is_text_filter`]) are applied exactly by this scan: rows read from a file
+    /// whose indexes answered them are their result, every other row read is filtered.
+    pub text_filters_exact: bool,
 }
 
 /// An in-memory scan of the cached files (if any), and the files still to read.
@@ -210,48 +214,11 @@ pub fn plan_scan(
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let def = &snapshot.def;
     let schema = def.arrow_schema();
-    let key_len = def.key_len();
     let out_columns: Vec<usize> = match &req.projection {
         Some(p) => p.clone(),
         None => (0..schema.fields().len()).collect(),
     };
-    let merge_columns: Vec<usize> = (0..key_len)
-        .chain(
-            out_columns
-                .iter()
-                .copied()
-                .filter(|&c| c >= key_len)
-                .collect::<BTreeSet<_>>(),
-        )
-        .collect();
-    let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
-    let physical = |filters: Vec<Expr>| -> Result<Option<Arc<dyn PhysicalExpr>>> {
-        conjunction(filters)
-            .map(|e| state.create_physical_expr(e, &df_schema))
-            .transpose()
-    };
-    let key_names: Vec<&str> = schema.fields()[..key_len]
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect();
-    let planner = Planner {
-        state,
-        tombstones: &snapshot.tombstones,
-        schema: schema.clone(),
-        key_len,
-        all_filter: physical(req.filters.clone())?,
-        key_filter: physical(
-            req.filters
-                .iter()
-                .filter(|e| on_key_columns(e, &key_names))
-                .cloned()
-                .collect(),
-        )?,
-        out_columns,
-        merge_columns,
-        limit: req.limit,
-        text_hits: req.text_hits.as_deref(),
-    };
+    let planner = Planner::new(state, snapshot, req, out_columns.clone(), req.limit)?;
 
     let range = TimeRange::from_filters(&req.filters);
     let sources = sources_in(snapshot, &range);
@@ -263,55 +230,179 @@ pub fn plan_scan(
         return Ok(Arc::new(planner.merge("all", sources)?));
     }
 
-    let mut plain_files = Vec::new();
-    let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-    for group in overlap_groups(sources) {
-        // No source can hold a matching row: the newest version of every key is in
-        // one of them, so the group has nothing to give.
-        if !planner.group_can_match(&group) {
-            continue;
+    let text_filters: Vec<Expr> = if req.text_filters_exact {
+        req.filters
+            .iter()
+            .filter(|e| is_text_filter(def, e))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let Some(text_filter) = conjunction(text_filters) else {
+        let inputs = planner.inputs(overlap_groups(sources), req.small_files.as_ref())?;
+        return planner.union(inputs);
+    };
+    // The caller told DataFusion the `matches()` filters are applied here: files the
+    // indexes answered exactly are read at their rows; everything else (merges, the
+    // buffer, files without a usable index, small files read from memory) is filtered
+    // by `matches()` here, reading the text columns it needs as well.
+    let hits = req.text_hits.as_deref();
+    let (answered, checked): (Vec<_>, Vec<_>) =
+        overlap_groups(sources)
+            .into_iter()
+            .partition(|g| match (g.as_slice(), hits) {
+                ([Source::File(f)], Some(h)) => h.answers_exactly(f),
+                _ => false,
+            });
+    let mut inputs = planner.inputs(answered, None)?;
+    let mut checked_columns = out_columns.clone();
+    for c in text_filter.column_refs() {
+        if let Ok(i) = schema.index_of(&c.name)
+            && !checked_columns.contains(&i)
+        {
+            checked_columns.push(i);
         }
-        match group.as_slice() {
-            [Source::File(f)] => plain_files.push(*f),
-            _ => {
-                let label = match &group[0] {
-                    Source::File(f) => format!("month={}", f.month),
-                    Source::Buffer(b) => format!("month={}", b.month),
-                };
-                inputs.push(Arc::new(planner.merge(&label, group)?));
+    }
+    let checker = Planner::new(state, snapshot, req, checked_columns.clone(), None)?;
+    let checked = checker.inputs(checked, req.small_files.as_ref())?;
+    if !checked.is_empty() {
+        let read = checker.union(checked)?;
+        let read_schema = read.schema();
+        let df_schema = DFSchema::try_from(read_schema.as_ref().clone())?;
+        let predicate = state.create_physical_expr(text_filter, &df_schema)?;
+        let filter: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, read)?);
+        let filtered = filter.with_fetch(req.limit).unwrap_or(filter);
+        let exprs = (0..out_columns.len())
+            .map(|i| {
+                let name = read_schema.field(i).name().clone();
+                let e: Arc<dyn PhysicalExpr> = Arc::new(
+                    datafusion::physical_expr::expressions::Column::new(&name, i),
+                );
+                (e, name)
+            })
+            .collect::<Vec<_>>();
+        inputs.push(Arc::new(ProjectionExec::try_new(exprs, filtered)?));
+    }
+    planner.union(inputs)
+}
+
+impl<'a> Planner<'a> {
+    /// A planner of `req` over `snapshot` returning `out_columns`, at most `limit` rows
+    /// per partition.
+    fn new(
+        state: &'a dyn Session,
+        snapshot: &'a TableSnapshot,
+        req: &'a ScanRequest,
+        out_columns: Vec<usize>,
+        limit: Option<usize>,
+    ) -> Result<Self> {
+        let def = &snapshot.def;
+        let schema = def.arrow_schema();
+        let key_len = def.key_len();
+        let merge_columns: Vec<usize> = (0..key_len)
+            .chain(
+                out_columns
+                    .iter()
+                    .copied()
+                    .filter(|&c| c >= key_len)
+                    .collect::<BTreeSet<_>>(),
+            )
+            .collect();
+        let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+        let physical = |filters: Vec<Expr>| -> Result<Option<Arc<dyn PhysicalExpr>>> {
+            conjunction(filters)
+                .map(|e| state.create_physical_expr(e, &df_schema))
+                .transpose()
+        };
+        let key_names: Vec<&str> = schema.fields()[..key_len]
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        Ok(Planner {
+            state,
+            tombstones: &snapshot.tombstones,
+            schema: schema.clone(),
+            key_len,
+            all_filter: physical(req.filters.clone())?,
+            key_filter: physical(
+                req.filters
+                    .iter()
+                    .filter(|e| on_key_columns(e, &key_names))
+                    .cloned()
+                    .collect(),
+            )?,
+            out_columns,
+            merge_columns,
+            limit,
+            text_hits: req.text_hits.as_deref(),
+        })
+    }
+
+    /// The plans reading `groups` of overlapping sources (an unordered scan): files
+    /// that overlap nothing scanned as they are (from `small_files` if cached), each
+    /// other group merged.
+    fn inputs(
+        &self,
+        groups: Vec<Vec<Source<'_>>>,
+        small_files: Option<&Arc<SmallFileCache>>,
+    ) -> Result<Vec<Arc<dyn ExecutionPlan>>> {
+        let planner = self;
+        let mut plain_files = Vec::new();
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        for group in groups {
+            // No source can hold a matching row: the newest version of every key is in
+            // one of them, so the group has nothing to give.
+            if !planner.group_can_match(&group) {
+                continue;
+            }
+            match group.as_slice() {
+                [Source::File(f)] => plain_files.push(*f),
+                _ => {
+                    let label = match &group[0] {
+                        Source::File(f) => format!("month={}", f.month),
+                        Source::Buffer(b) => format!("month={}", b.month),
+                    };
+                    inputs.push(Arc::new(planner.merge(&label, group)?));
+                }
             }
         }
-    }
-    // Files with DELETEs to apply are read apart, through a filter.
-    let mut deleted_from: Vec<(Vec<&Tombstone>, Vec<&FileMeta>)> = Vec::new();
-    plain_files.retain(|f| {
-        let due = planner.deletes_for(f);
-        if due.is_empty() {
-            return true;
+        // Files with DELETEs to apply are read apart, through a filter.
+        let mut deleted_from: Vec<(Vec<&Tombstone>, Vec<&FileMeta>)> = Vec::new();
+        plain_files.retain(|f| {
+            let due = planner.deletes_for(f);
+            if due.is_empty() {
+                return true;
+            }
+            match deleted_from.iter_mut().find(|(t, _)| *t == due) {
+                Some((_, files)) => files.push(*f),
+                None => deleted_from.push((due, vec![*f])),
+            }
+            false
+        });
+        for (tombstones, files) in deleted_from {
+            inputs.push(planner.files_after_deletes(&files, &tombstones)?);
         }
-        match deleted_from.iter_mut().find(|(t, _)| *t == due) {
-            Some((_, files)) => files.push(*f),
-            None => deleted_from.push((due, vec![*f])),
+        if let Some(cache) = small_files {
+            let (cached, rest) = planner.cached_files(cache, &plain_files)?;
+            if let Some(c) = cached {
+                inputs.push(c);
+            }
+            plain_files = rest;
         }
-        false
-    });
-    for (tombstones, files) in deleted_from {
-        inputs.push(planner.files_after_deletes(&files, &tombstones)?);
-    }
-    if let Some(cache) = &req.small_files {
-        let (cached, rest) = planner.cached_files(cache, &plain_files)?;
-        if let Some(c) = cached {
-            inputs.push(c);
+        if !plain_files.is_empty() {
+            inputs.insert(0, planner.plain_files(&plain_files)?);
         }
-        plain_files = rest;
+        Ok(inputs)
     }
-    if !plain_files.is_empty() {
-        inputs.insert(0, planner.plain_files(&plain_files)?);
-    }
-    match inputs.len() {
-        0 => planner.empty(),
-        1 => Ok(inputs.remove(0)),
-        _ => UnionExec::try_new(inputs),
+
+    /// `inputs` as one plan.
+    fn union(&self, mut inputs: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        match inputs.len() {
+            0 => self.empty(),
+            1 => Ok(inputs.remove(0)),
+            _ => UnionExec::try_new(inputs),
+        }
     }
 }
 

@@ -14,7 +14,7 @@
 //! [`super::merge_candidates`]), or skipped whole when none of its files can match and
 //! it holds no buffered rows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::common::ScalarValue;
@@ -45,6 +45,9 @@ const CONCURRENT_LOOKUPS: usize = 8;
 pub struct TextHits {
     /// Rows that can match, ascending, by file path; a file not listed is read whole.
     files: HashMap<String, Arc<Vec<u64>>>,
+    /// Files whose rows above are exactly those every full-text filter accepts (each
+    /// filter had a usable index: the indexes are exact, see `fulltext::index`).
+    exact: HashSet<String>,
     /// Of groups of overlapping files (paths sorted), the rows of each file holding a
     /// version of a key that can match, in the order of the paths.
     merges: HashMap<Vec<String>, Vec<Arc<Vec<u64>>>>,
@@ -74,6 +77,11 @@ impl TextHits {
             .collect()
     }
 
+    /// Whether `file`'s rows found are exactly the rows all the full-text filters accept.
+    pub fn answers_exactly(&self, file: &FileMeta) -> bool {
+        self.exact.contains(&file.path)
+    }
+
     /// Whether `file` may hold a matching row.
     pub fn can_match(&self, file: &FileMeta) -> bool {
         self.rows_of(file).is_none_or(|r| !r.is_empty())
@@ -86,35 +94,42 @@ struct TextFilter {
     query: FullTextQuery,
 }
 
+/// `e` as a `matches(column, 'query')` filter an index could answer: on a full-text
+/// column of `def`, with a constant query that compiles.
+fn text_filter(def: &TableDef, e: &Expr) -> Option<TextFilter> {
+    let Expr::ScalarFunction(f) = e else {
+        return None;
+    };
+    if f.name() != MATCHES_FUNCTION {
+        return None;
+    }
+    let [Expr::Column(c), Expr::Literal(q, _)] = f.args.as_slice() else {
+        return None;
+    };
+    let q = match q {
+        ScalarValue::Utf8(Some(q))
+        | ScalarValue::LargeUtf8(Some(q))
+        | ScalarValue::Utf8View(Some(q)) => q,
+        _ => return None,
+    };
+    let analyzer: Analyzer = *def.fulltext.get(&c.name)?;
+    // A query that does not compile is refused by matches() itself.
+    let query = FullTextQuery::new(q, analyzer).ok()?;
+    Some(TextFilter {
+        column: c.name.clone(),
+        query,
+    })
+}
+
+/// Whether `e` is a `matches()` filter the indexes of `def`'s files can answer: a scan
+/// can then apply it exactly (see `ScanRequest::text_filters_exact`).
+pub fn is_text_filter(def: &TableDef, e: &Expr) -> bool {
+    text_filter(def, e).is_some()
+}
+
 /// The `matches(column, 'query')` filters among `filters` that an index could answer.
 fn text_filters(def: &TableDef, filters: &[Expr]) -> Vec<TextFilter> {
-    filters
-        .iter()
-        .filter_map(|e| {
-            let Expr::ScalarFunction(f) = e else {
-                return None;
-            };
-            if f.name() != MATCHES_FUNCTION {
-                return None;
-            }
-            let [Expr::Column(c), Expr::Literal(q, _)] = f.args.as_slice() else {
-                return None;
-            };
-            let q = match q {
-                ScalarValue::Utf8(Some(q))
-                | ScalarValue::LargeUtf8(Some(q))
-                | ScalarValue::Utf8View(Some(q)) => q,
-                _ => return None,
-            };
-            let analyzer: Analyzer = *def.fulltext.get(&c.name)?;
-            // A query that does not compile is refused by matches() itself.
-            let query = FullTextQuery::new(q, analyzer).ok()?;
-            Some(TextFilter {
-                column: c.name.clone(),
-                query,
-            })
-        })
-        .collect()
+    filters.iter().filter_map(|e| text_filter(def, e)).collect()
 }
 
 /// Where [`text_hits`] looks and reads.
@@ -164,8 +179,12 @@ pub async fn text_hits(
         .collect()
         .await;
     let mut files = HashMap::new();
+    let mut exact = HashSet::new();
     let mut unusable = Vec::new();
     for f in found {
+        if f.rows.is_some() && f.unusable.is_empty() && f.complete {
+            exact.insert(f.path.clone());
+        }
         unusable.extend(f.unusable);
         if let Some(rows) = f.rows {
             files.insert(f.path, Arc::new(rows));
@@ -179,6 +198,7 @@ pub async fn text_hits(
     };
     Some(TextHits {
         files,
+        exact,
         merges,
         unusable,
     })
@@ -239,6 +259,8 @@ struct FileLookup {
     /// The rows every filter with a usable index accepts (`None`: no usable index, read
     /// the file whole).
     rows: Option<Vec<u64>>,
+    /// Every filter was answered by an index (or an earlier one left no row).
+    complete: bool,
     unusable: Vec<String>,
 }
 
@@ -251,8 +273,10 @@ async fn file_rows(
 ) -> FileLookup {
     let mut unusable = Vec::new();
     let mut acc: Option<Vec<u64>> = None;
+    let mut complete = true;
     for f in filters {
         let Some(obj) = file.text_index(&f.column, f.query.analyzer) else {
+            complete = false;
             continue;
         };
         StorageMetrics::add(&metrics.text_index_searches, 1);
@@ -265,6 +289,7 @@ async fn file_rows(
             Err(e) => {
                 cache.unusable(metrics, obj, &e, "the file is read without it");
                 unusable.push(obj.path.clone());
+                complete = false;
                 continue;
             }
         };
@@ -279,6 +304,7 @@ async fn file_rows(
     FileLookup {
         path: file.path.clone(),
         rows: acc,
+        complete,
         unusable,
     }
 }
