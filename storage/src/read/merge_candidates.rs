@@ -15,11 +15,14 @@
 //! `matches()` is still applied on top of the merge, so candidates whose newest version
 //! does not match are filtered out as before. Finding the candidates' rows takes two
 //! reads of the key columns (tags, ts) only: at the hit rows of each file, which gives
-//! the candidates, and whole, for the rows of each file that hold one. That is cheap
-//! next to the text column the merge no longer reads whole. A group whose files are not
+//! the candidates, and then, in each file, the pages whose statistics (the Parquet
+//! page index) admit a candidate's value in every key column — files are sorted by
+//! (tags, ts), so a few candidates' series are a few pages. That is cheap next to the
+//! text column the merge no longer reads whole. A group whose files are not
 //! all indexed, or whose hits are a large share of its rows, is merged whole.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
+use std::ops::{Bound, Range};
 use std::sync::Arc;
 
 use arrow::array::ArrayRef;
@@ -34,7 +37,9 @@ use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 
 use parquet::file::metadata::PageIndexPolicy;
 
@@ -120,7 +125,7 @@ pub async fn narrow_group(
     let found = futures::stream::iter(owned.clone().into_iter().filter(|(_, h)| !h.is_empty()))
         .map(|(f, h)| async move {
             let mut keys_hit = Vec::with_capacity(h.len());
-            read_keys(readers, keys, &f, Some(&h), |_, k| {
+            read_keys(readers, keys, &f, Which::Rows(&h), |_, k| {
                 keys_hit.push(Box::from(k))
             })
             .await?;
@@ -131,12 +136,14 @@ pub async fn narrow_group(
     while let Some(keys_hit) = found.try_next().await? {
         candidates.extend(keys_hit);
     }
-    // Where each file holds one.
-    let candidates = &candidates;
+    // Where each file holds one: only pages whose statistics admit a candidate's value
+    // in every key column are read.
+    let values = keys.candidate_values(&candidates);
+    let (candidates, values) = (&candidates, &values);
     futures::stream::iter(owned.into_iter().map(|(f, _)| f))
         .map(|f| async move {
             let mut rows = Vec::new();
-            read_keys(readers, keys, &f, None, |row, k| {
+            read_keys(readers, keys, &f, Which::Pages(values), |row, k| {
                 if candidates.contains(k) {
                     rows.push(row);
                 }
@@ -150,13 +157,174 @@ pub async fn narrow_group(
         .map(Some)
 }
 
-/// Calls `each` with the row number and encoded key of `file`'s rows `rows` (all rows
-/// when `None`), in row order.
+/// Which rows of a file [`read_keys`] reads.
+enum Which<'a> {
+    /// These (ascending).
+    Rows(&'a [u64]),
+    /// Those of pages that may hold these values of the key columns (all pages when the
+    /// file has no page index).
+    Pages(&'a [Option<ColumnValues>]),
+}
+
+/// The values of one key column among the candidates, for comparing with page
+/// statistics.
+enum ColumnValues {
+    Bytes(BTreeSet<Vec<u8>>),
+    Int(BTreeSet<i64>),
+}
+
+impl ColumnValues {
+    fn of(array: &ArrayRef) -> Option<ColumnValues> {
+        use arrow::array::AsArray;
+        use arrow::datatypes::DataType;
+        match array.data_type() {
+            DataType::Utf8 => Some(ColumnValues::Bytes(
+                array
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(|v| v.as_bytes().to_vec())
+                    .collect(),
+            )),
+            DataType::Int64 | DataType::Timestamp(_, _) => {
+                let ints = arrow::compute::cast(array, &DataType::Int64).ok()?;
+                Some(ColumnValues::Int(
+                    ints.as_primitive::<arrow::datatypes::Int64Type>()
+                        .iter()
+                        .flatten()
+                        .collect(),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether page `page` of a column with `index` may hold one of these values.
+    fn may_be_in(&self, index: &ColumnIndexMetaData, page: usize) -> bool {
+        match (self, index) {
+            (ColumnValues::Bytes(set), ColumnIndexMetaData::BYTE_ARRAY(ix)) => {
+                match (ix.min_value(page), ix.max_value(page)) {
+                    (Some(min), Some(max)) if min <= max => set
+                        .range::<[u8], _>((Bound::Included(min), Bound::Included(max)))
+                        .next()
+                        .is_some(),
+                    _ => true,
+                }
+            }
+            (ColumnValues::Int(set), ColumnIndexMetaData::INT64(ix)) => {
+                match (ix.min_value(page), ix.max_value(page)) {
+                    (Some(min), Some(max)) if min <= max => set.range(*min..=*max).next().is_some(),
+                    _ => true,
+                }
+            }
+            _ => true,
+        }
+    }
+}
+
+impl KeyColumns {
+    /// Each key column's values among `candidates` (encoded keys).
+    fn candidate_values(&self, candidates: &HashSet<Box<[u8]>>) -> Vec<Option<ColumnValues>> {
+        let parser = self.converter.parser();
+        let rows = candidates.iter().map(|k| parser.parse(k));
+        match self.converter.convert_rows(rows) {
+            Ok(arrays) => arrays.iter().map(ColumnValues::of).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// Of `meta`'s rows, those in pages of every key column (leaf column `leaves[i]` with
+/// `values[i]`) that may hold a candidate value; `None` without a page index.
+fn candidate_pages(
+    meta: &ParquetMetaData,
+    leaves: &[usize],
+    values: &[Option<ColumnValues>],
+) -> Option<RowSelection> {
+    let column_index = meta.column_index()?;
+    let offset_index = meta.offset_index()?;
+    let mut selectors = Vec::new();
+    for (g, group) in meta.row_groups().iter().enumerate() {
+        let rows = group.num_rows().max(0) as u64;
+        let mut keep: Vec<Range<u64>> = std::iter::once(0..rows).collect();
+        for (leaf, values) in leaves.iter().zip(values) {
+            let Some(values) = values else { continue };
+            let (Some(ci), Some(oi)) = (
+                column_index.get(g).and_then(|c| c.get(*leaf)),
+                offset_index.get(g).and_then(|o| o.get(*leaf)),
+            ) else {
+                continue;
+            };
+            let pages = oi.page_locations();
+            let mut column_keep: Vec<Range<u64>> = Vec::new();
+            for (p, page) in pages.iter().enumerate() {
+                if !values.may_be_in(ci, p) {
+                    continue;
+                }
+                let start = page.first_row_index.max(0) as u64;
+                let end = pages
+                    .get(p + 1)
+                    .map_or(rows, |n| n.first_row_index.max(0) as u64);
+                match column_keep.last_mut() {
+                    Some(last) if last.end == start => last.end = end,
+                    _ => column_keep.push(start..end),
+                }
+            }
+            keep = intersect_ranges(&keep, &column_keep);
+        }
+        let mut at = 0;
+        for r in keep {
+            if r.start > at {
+                selectors.push(RowSelector::skip((r.start - at) as usize));
+            }
+            selectors.push(RowSelector::select((r.end - r.start) as usize));
+            at = r.end;
+        }
+        if rows > at {
+            selectors.push(RowSelector::skip((rows - at) as usize));
+        }
+    }
+    Some(selectors.into())
+}
+
+/// The rows in both lists of ascending, disjoint ranges.
+fn intersect_ranges(a: &[Range<u64>], b: &[Range<u64>]) -> Vec<Range<u64>> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        let start = a[i].start.max(b[j].start);
+        let end = a[i].end.min(b[j].end);
+        if start < end {
+            out.push(start..end);
+        }
+        if a[i].end < b[j].end {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
+/// The row numbers a selection picks, in order.
+fn selected_rows(selection: &RowSelection) -> impl Iterator<Item = u64> + Send + use<> {
+    let mut ranges = Vec::new();
+    let mut at = 0u64;
+    for s in selection.iter() {
+        if !s.skip {
+            ranges.push(at..at + s.row_count as u64);
+        }
+        at += s.row_count as u64;
+    }
+    ranges.into_iter().flatten()
+}
+
+/// Calls `each` with the row number and encoded key of the rows of `file` that `which`
+/// says, in row order.
 async fn read_keys(
     readers: &dyn ParquetFileReaderFactory,
     keys: &KeyColumns,
     file: &FileMeta,
-    rows: Option<&Arc<Vec<u64>>>,
+    which: Which<'_>,
     mut each: impl FnMut(u64, &[u8]),
 ) -> Result<(), NarrowError> {
     let failed = |e: Box<dyn std::error::Error + Send + Sync>| NarrowError::Read {
@@ -164,24 +332,24 @@ async fn read_keys(
         source: e,
     };
     let mut partitioned = PartitionedFile::new(file.path.clone(), file.bytes);
-    let selection = rows.map(|r| row_selection(r, file.rows));
-    if let Some(s) = &selection {
-        // (The readers then load the page index: only the selected pages are fetched.)
+    let listed = match which {
+        Which::Rows(r) => Some(row_selection(r, file.rows)),
+        Which::Pages(_) => None,
+    };
+    if let Some(s) = &listed {
         partitioned = partitioned.with_extension(ParquetRowSelection::new(s.clone()));
     }
     let reader = readers
         .create_reader(0, partitioned, None, &ExecutionPlanMetricsSet::new())
         .map_err(|e| failed(e.into()))?;
-    let options = ArrowReaderOptions::new().with_page_index_policy(if selection.is_some() {
-        PageIndexPolicy::Optional
-    } else {
-        PageIndexPolicy::Skip
-    });
+    // The page index: to fetch only the selected pages, or to choose them.
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
     let builder = ParquetRecordBatchStreamBuilder::new_with_options(BoxedReader(reader), options)
         .await
         .map_err(|e| failed(e.into()))?;
     let file_schema = builder.schema().clone();
     let mut roots = Vec::with_capacity(keys.schema.fields().len());
+    let mut leaves = Vec::with_capacity(keys.schema.fields().len());
     for field in keys.schema.fields() {
         let Some((i, _)) = file_schema.column_with_name(field.name()) else {
             return Err(NarrowError::MissingKey {
@@ -190,15 +358,27 @@ async fn read_keys(
             });
         };
         roots.push(i);
+        let descr = builder.parquet_schema();
+        leaves.push(
+            (0..descr.num_columns())
+                .find(|l| descr.column(*l).path().parts() == [field.name().as_str()])
+                .unwrap_or(usize::MAX),
+        );
     }
+    let selection = match which {
+        Which::Rows(_) => listed,
+        Which::Pages(values) => candidate_pages(builder.metadata(), &leaves, values),
+    };
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
     let mut builder = builder.with_projection(mask);
+    let mut numbers: Box<dyn Iterator<Item = u64> + Send> = match &selection {
+        Some(s) => Box::new(selected_rows(s)),
+        None => Box::new(0..file.rows),
+    };
     if let Some(s) = selection {
         builder = builder.with_row_selection(s);
     }
     let mut stream = builder.build().map_err(|e| failed(e.into()))?;
-    let mut selected = rows.map(|r| r.iter().copied());
-    let mut at = 0u64;
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| failed(e.into()))?;
         let columns = key_arrays(keys, &batch).map_err(|e| failed(e.into()))?;
@@ -207,11 +387,9 @@ async fn read_keys(
             .convert_columns(&columns)
             .map_err(|e| failed(e.into()))?;
         for key in encoded.iter() {
-            let row = match &mut selected {
-                Some(it) => it.next().unwrap_or(at),
-                None => at,
+            let Some(row) = numbers.next() else {
+                return Err(failed("more rows than the file holds".into()));
             };
-            at += 1;
             each(row, key.as_ref());
         }
     }
@@ -237,4 +415,26 @@ fn key_arrays(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_intersect_and_selections_number_their_rows() {
+        assert_eq!(
+            intersect_ranges(&[0..10, 20..30], &[5..25, 28..40]),
+            vec![5..10, 20..25, 28..30]
+        );
+        assert_eq!(intersect_ranges(&[0..10, 12..13], &[]), Vec::<Range<u64>>::new());
+        let sel: RowSelection = vec![
+            RowSelector::skip(2),
+            RowSelector::select(3),
+            RowSelector::skip(1),
+            RowSelector::select(1),
+        ]
+        .into();
+        assert_eq!(selected_rows(&sel).collect::<Vec<_>>(), [2, 3, 4, 6]);
+    }
 }
