@@ -1,27 +1,26 @@
-//! Narrowing a merge of overlapping files to the keys a full-text filter can match.
+//! Narrowing a merge of overlapping files to the keys a full-text filter matches.
 //!
 //! Inside a merge, a file cannot simply be read at its index hits: a key's older
 //! version could match where its newest does not, and the merge would return the old
-//! one. What can be read instead is every version of the *candidate keys* — the keys of
-//! the hit rows of the group's files:
+//! one. The keys that can match are the *candidates*, the keys of the hit rows of the
+//! group's files (a key whose newest version matches is a hit in the file holding that
+//! version). For each candidate, every version in the files is located, and the key is
+//! kept when its newest version (the file written last) is a hit and no buffered row
+//! overwrites it. Each file is then read at the rows of the kept keys only: every
+//! version of a kept key is read, so the merge returns its newest, a hit — and since
+//! the indexes are exact, the files' part of the merge needs no `matches()` check. The
+//! buffered rows of the group (their keys' file versions dropped here) are then read
+//! and checked apart, and a key that is no candidate matches in no file: dropping it
+//! loses nothing.
 //!
-//! - a key whose newest version (among the files) matches is a hit in the file that
-//!   holds that version, so it is a candidate, and all of its versions are read: the
-//!   merge picks the newest as before;
-//! - a key that is not a candidate matches in no file, so its newest file version does
-//!   not match and dropping it loses nothing — unless buffered rows hold a newer
-//!   version, and the buffer is read whole.
-//!
-//! `matches()` is still applied on top of the merge, so candidates whose newest version
-//! does not match are filtered out as before. Finding the candidates' rows takes two
-//! reads of the key columns (tags, ts) only: at the hit rows of each file, which gives
-//! the candidates, and then, in each file, the pages whose statistics (the Parquet
-//! page index) admit a candidate's value in every key column — files are sorted by
-//! (tags, ts), so a few candidates' series are a few pages. That is cheap next to the
-//! text column the merge no longer reads whole. A group whose files are not
-//! all indexed, or whose hits are a large share of its rows, is merged whole.
+//! Locating the candidates takes two reads of the key columns (tags, ts) only: at the
+//! hit rows of each file, and then, in each file, the pages whose statistics (the
+//! Parquet page index) admit a candidate's value in every key column — files are
+//! sorted by (tags, ts), so a few candidates' series are a few pages. That is cheap
+//! next to the text column the merge no longer reads whole. A group whose files are
+//! not all indexed, or whose hits are a large share of its rows, is merged whole.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::{Bound, Range};
 use std::sync::Arc;
 
@@ -46,6 +45,7 @@ use parquet::file::metadata::PageIndexPolicy;
 use super::selected_pages::BoxedReader;
 use super::text_hits::row_selection;
 use crate::catalog::FileMeta;
+use crate::engine::BufferedPartition;
 
 /// A group is narrowed only while its hits are at most this share of its rows (1/n):
 /// beyond it, most pages hold a candidate and the extra key reads cost more than they
@@ -68,6 +68,8 @@ pub enum NarrowError {
     },
     #[error("{file} has no key column {column}")]
     MissingKey { file: String, column: String },
+    #[error("reading the keys of buffered rows: {0}")]
+    Buffer(String),
 }
 
 /// The table's key columns and how to compare them.
@@ -92,14 +94,17 @@ impl KeyColumns {
     }
 }
 
-/// Of each of `files` (one overlap group, files with `hits` ascending each), the rows
-/// that hold a version of a key hit in any of them; `None` when the group is better
-/// merged whole.
+/// Of each of `files` (one overlap group, files with `hits` ascending each, and the
+/// group's `buffered` partitions), the rows of the keys whose newest version in the
+/// files is a hit and that no buffered row overwrites; `None` when the group is better
+/// merged whole. A merge of the files at these rows returns exactly the group's
+/// matching rows outside the buffer: each key it reads is returned at a hit.
 pub async fn narrow_group(
     readers: &dyn ParquetFileReaderFactory,
     keys: &KeyColumns,
     files: &[&FileMeta],
     hits: &[Arc<Vec<u64>>],
+    buffered: &[&BufferedPartition],
 ) -> Result<Option<Vec<Arc<Vec<u64>>>>, NarrowError> {
     let total_hits: u64 = hits.iter().map(|h| h.len() as u64).sum();
     let total_rows: u64 = files.iter().map(|f| f.rows).sum();
@@ -109,9 +114,18 @@ pub async fn narrow_group(
     if total_hits.saturating_mul(MAX_HIT_SHARE) > total_rows || total_hits > MAX_CANDIDATES {
         return Ok(None);
     }
-    if let [_] = files {
-        // One file (and buffered rows): each key is in it once, at its hit row.
-        return Ok(Some(hits.to_vec()));
+    // Keys written since: their buffered version is the newest.
+    let mut overwritten: HashSet<Box<[u8]>> = HashSet::new();
+    for b in buffered {
+        for batch in &b.batches {
+            let columns =
+                key_arrays(keys, batch).map_err(|e| NarrowError::Buffer(e.to_string()))?;
+            let encoded = keys
+                .converter
+                .convert_columns(&columns)
+                .map_err(|e| NarrowError::Buffer(e.to_string()))?;
+            overwritten.extend(encoded.iter().map(|k| Box::from(k.as_ref())));
+        }
     }
     // Owned items: these streams run inside `async_trait` futures, where closures over
     // borrowed items trip the compiler's higher-ranked lifetime checks.
@@ -121,40 +135,77 @@ pub async fn narrow_group(
         .zip(hits.iter().cloned())
         .collect();
     // The candidates: the keys at the hit rows.
-    let mut candidates: HashSet<Box<[u8]>> = HashSet::new();
-    let found = futures::stream::iter(owned.clone().into_iter().filter(|(_, h)| !h.is_empty()))
+    let hit_keys: Vec<Vec<(u64, Box<[u8]>)>> = futures::stream::iter(owned.clone())
         .map(|(f, h)| async move {
-            let mut keys_hit = Vec::with_capacity(h.len());
-            read_keys(readers, keys, &f, Which::Rows(&h), |_, k| {
-                keys_hit.push(Box::from(k))
-            })
-            .await?;
-            Ok::<_, NarrowError>(keys_hit)
+            let mut found = Vec::with_capacity(h.len());
+            if !h.is_empty() {
+                read_keys(readers, keys, &f, Which::Rows(&h), |row, k| {
+                    found.push((row, Box::from(k)))
+                })
+                .await?;
+            }
+            Ok::<_, NarrowError>(found)
         })
-        .buffer_unordered(CONCURRENT_READS);
-    futures::pin_mut!(found);
-    while let Some(keys_hit) = found.try_next().await? {
-        candidates.extend(keys_hit);
+        .buffered(CONCURRENT_READS)
+        .try_collect()
+        .await?;
+    if let [only] = hit_keys.as_slice() {
+        // One file (and buffered rows): each key is in it once, at its hit row.
+        let rows = only
+            .iter()
+            .filter(|(_, k)| !overwritten.contains(k))
+            .map(|(row, _)| *row)
+            .collect();
+        return Ok(Some(vec![Arc::new(rows)]));
     }
+    let candidates: HashSet<Box<[u8]>> = hit_keys.into_iter().flatten().map(|(_, k)| k).collect();
     // Where each file holds one: only pages whose statistics admit a candidate's value
     // in every key column are read.
     let values = keys.candidate_values(&candidates);
     let (candidates, values) = (&candidates, &values);
-    futures::stream::iter(owned.into_iter().map(|(f, _)| f))
-        .map(|f| async move {
-            let mut rows = Vec::new();
+    let found: Vec<Vec<(u64, Box<[u8]>)>> = futures::stream::iter(owned.clone())
+        .map(|(f, _)| async move {
+            let mut found = Vec::new();
             read_keys(readers, keys, &f, Which::Pages(values), |row, k| {
                 if candidates.contains(k) {
-                    rows.push(row);
+                    found.push((row, Box::from(k)));
                 }
             })
             .await?;
-            Ok::<_, NarrowError>(Arc::new(rows))
+            Ok::<_, NarrowError>(found)
         })
         .buffered(CONCURRENT_READS)
-        .try_collect::<Vec<_>>()
-        .await
-        .map(Some)
+        .try_collect()
+        .await?;
+    // Each candidate's newest version in the files (the file written last), and
+    // whether it is a hit.
+    let mut newest: HashMap<&[u8], (crate::wal::WalSeq, bool)> = HashMap::new();
+    for ((f, h), found) in owned.iter().zip(&found) {
+        for (row, k) in found {
+            let hit = h.binary_search(row).is_ok();
+            let e = newest.entry(k.as_ref()).or_insert((f.max_seq, hit));
+            if f.max_seq > e.0 {
+                *e = (f.max_seq, hit);
+            }
+        }
+    }
+    Ok(Some(
+        found
+            .iter()
+            .map(|found| {
+                Arc::new(
+                    found
+                        .iter()
+                        .filter(|(_, k)| {
+                            newest.get(k.as_ref()).is_some_and(|(_, hit)| *hit)
+                                && !overwritten.contains(k)
+                        })
+                        .map(|(row, _)| *row)
+                        .collect(),
+                )
+            })
+            .collect(),
+    ))
 }
 
 /// Which rows of a file [`read_keys`] reads.
@@ -427,7 +478,10 @@ mod tests {
             intersect_ranges(&[0..10, 20..30], &[5..25, 28..40]),
             vec![5..10, 20..25, 28..30]
         );
-        assert_eq!(intersect_ranges(&[0..10, 12..13], &[]), Vec::<Range<u64>>::new());
+        assert_eq!(
+            intersect_ranges(&[0..10, 12..13], &[]),
+            Vec::<Range<u64>>::new()
+        );
         let sel: RowSelection = vec![
             RowSelector::skip(2),
             RowSelector::select(3),

@@ -129,27 +129,30 @@ fn sources_in<'a>(snapshot: &'a TableSnapshot, range: &TimeRange) -> Vec<Source<
         .collect()
 }
 
-/// The files of each group of overlapping sources a scan of `range` merges (as
-/// [`plan_scan`] groups them), with whether the group also holds buffered rows.
+/// The files and buffered partitions of a group of overlapping sources.
+pub(crate) type MergedGroup<'a> = (Vec<&'a FileMeta>, Vec<&'a BufferedPartition>);
+
+/// The groups of overlapping sources with files that a scan of `range` merges (as
+/// [`plan_scan`] groups them).
 pub(crate) fn merged_file_groups<'a>(
     snapshot: &'a TableSnapshot,
     range: &TimeRange,
-) -> Vec<(Vec<&'a FileMeta>, bool)> {
+) -> Vec<MergedGroup<'a>> {
     overlap_groups(sources_in(snapshot, range))
         .into_iter()
         .filter(|g| !matches!(g.as_slice(), [Source::File(_)]))
         .map(|g| {
-            let buffered = g.iter().any(|s| matches!(s, Source::Buffer(_)));
-            let files = g
-                .into_iter()
-                .filter_map(|s| match s {
-                    Source::File(f) => Some(f),
-                    Source::Buffer(_) => None,
-                })
-                .collect();
+            let mut files = Vec::new();
+            let mut buffered = Vec::new();
+            for s in g {
+                match s {
+                    Source::File(f) => files.push(f),
+                    Source::Buffer(b) => buffered.push(b),
+                }
+            }
             (files, buffered)
         })
-        .filter(|(files, _): &(Vec<&FileMeta>, bool)| !files.is_empty())
+        .filter(|(files, _)| !files.is_empty())
         .collect()
 }
 
@@ -248,13 +251,41 @@ pub fn plan_scan(
     // buffer, files without a usable index, small files read from memory) is filtered
     // by `matches()` here, reading the text columns it needs as well.
     let hits = req.text_hits.as_deref();
-    let (answered, checked): (Vec<_>, Vec<_>) =
-        overlap_groups(sources)
+    let mut answered = Vec::new();
+    let mut checked = Vec::new();
+    for group in overlap_groups(sources) {
+        let Some(h) = hits else {
+            checked.push(group);
+            continue;
+        };
+        if let [Source::File(f)] = group.as_slice() {
+            if h.answers_exactly(f) {
+                answered.push(group);
+            } else {
+                checked.push(group);
+            }
+            continue;
+        }
+        // A narrowed merge (see `super::merge_candidates`) returns only matching rows
+        // from its files; its buffered rows are read and checked apart (the files'
+        // versions of their keys were left out).
+        let files: Vec<&FileMeta> = group
+            .iter()
+            .filter_map(|s| match s {
+                Source::File(f) => Some(*f),
+                Source::Buffer(_) => None,
+            })
+            .collect();
+        if files.is_empty() || h.merge_rows(&files).is_none() {
+            checked.push(group);
+            continue;
+        }
+        let (in_files, buffered): (Vec<_>, Vec<_>) = group
             .into_iter()
-            .partition(|g| match (g.as_slice(), hits) {
-                ([Source::File(f)], Some(h)) => h.answers_exactly(f),
-                _ => false,
-            });
+            .partition(|s| matches!(s, Source::File(_)));
+        answered.push(in_files);
+        checked.extend(buffered.into_iter().map(|b| vec![b]));
+    }
     let mut inputs = planner.inputs(answered, None)?;
     let mut checked_columns = out_columns.clone();
     for c in text_filter.column_refs() {
@@ -422,7 +453,15 @@ impl Planner<'_> {
     /// `f` to read whole, or only the rows its full-text index found (a file that
     /// overlaps nothing: no other version of its keys can be anywhere else).
     fn selected_file(&self, f: &FileMeta) -> PartitionedFile {
-        match self.text_hits.and_then(|h| h.rows_of(f)) {
+        let Some(hits) = self.text_hits else {
+            return PartitionedFile::new(f.path.clone(), f.bytes);
+        };
+        // A file merged with buffered rows only, whose merge was narrowed and split
+        // from them: the rows of its matching keys the buffer does not overwrite.
+        if let Some(rows) = hits.merge_rows(&[f]).and_then(|r| r.into_iter().next()) {
+            return rows_of_file(f, &rows);
+        }
+        match hits.rows_of(f) {
             Some(rows) => rows_of_file(f, rows),
             None => PartitionedFile::new(f.path.clone(), f.bytes),
         }

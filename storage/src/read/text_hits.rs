@@ -231,10 +231,10 @@ async fn narrow_merges(
             continue;
         };
         // Without buffered rows, a group no file can match is skipped anyway.
-        if !buffered && file_hits.iter().all(|h| h.is_empty()) {
+        if buffered.is_empty() && file_hits.iter().all(|h| h.is_empty()) {
             continue;
         }
-        match narrow_group(readers, &keys, &files, &file_hits).await {
+        match narrow_group(readers, &keys, &files, &file_hits, &buffered).await {
             Ok(Some(rows)) => {
                 let read: u64 = rows.iter().map(|r| r.len() as u64).sum();
                 let total: u64 = files.iter().map(|f| f.rows).sum();
