@@ -728,6 +728,15 @@ fn a_selective_match_over_overlapping_files_reads_only_candidate_keys() {
         )
         .await;
         assert_eq!(found, expected);
+        // The scan applies matches() itself (exactly): a LIMIT above it still counts
+        // matching rows only.
+        let (limited, _) = keys_and_bytes(
+            &ctx,
+            "SELECT pid, ts FROM t WHERE matches(msg, '接地故障') LIMIT 2",
+        )
+        .await;
+        assert_eq!(limited.len(), 2);
+        assert!(limited.iter().all(|k| expected.contains(k)), "{limited:?}");
         assert!(
             read * 5 < file_bytes,
             "three candidate keys read {read} bytes of {file_bytes} bytes of overlapping files"
