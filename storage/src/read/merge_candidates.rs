@@ -42,7 +42,7 @@ use parquet::file::page_index::column_index::ColumnIndexMetaData;
 
 use parquet::file::metadata::PageIndexPolicy;
 
-use super::selected_pages::BoxedReader;
+use super::selected_pages::WithPageIndex;
 use super::text_hits::row_selection;
 use crate::catalog::FileMeta;
 use crate::engine::BufferedPartition;
@@ -395,7 +395,7 @@ async fn read_keys(
         .map_err(|e| failed(e.into()))?;
     // The page index: to fetch only the selected pages, or to choose them.
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-    let builder = ParquetRecordBatchStreamBuilder::new_with_options(BoxedReader(reader), options)
+    let builder = ParquetRecordBatchStreamBuilder::new_with_options(WithPageIndex(reader), options)
         .await
         .map_err(|e| failed(e.into()))?;
     let file_schema = builder.schema().clone();

@@ -56,8 +56,10 @@ impl ParquetFileReaderFactory for SelectedPageReaders {
     }
 }
 
-/// A reader whose footer always comes with the page index (when the file has one).
-struct WithPageIndex(Box<dyn AsyncFileReader + Send>);
+/// A reader whose footer always comes with the page index (when the file has one). (Also
+/// a boxed reader as a type of its own: parquet's stream builder takes a reader by value
+/// and implements the trait only for boxes that are not `Send`.)
+pub struct WithPageIndex(pub Box<dyn AsyncFileReader + Send>);
 
 impl AsyncFileReader for WithPageIndex {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
@@ -80,29 +82,5 @@ impl AsyncFileReader for WithPageIndex {
             .unwrap_or_default()
             .with_page_index_policy(PageIndexPolicy::Optional);
         async move { self.0.get_metadata(Some(&options)).await }.boxed()
-    }
-}
-
-/// A boxed reader as a type of its own (parquet's stream builder takes a reader by
-/// value, and implements the trait only for boxes that are not `Send`).
-pub struct BoxedReader(pub Box<dyn AsyncFileReader + Send>);
-
-impl AsyncFileReader for BoxedReader {
-    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        self.0.get_bytes(range)
-    }
-
-    fn get_byte_ranges(
-        &mut self,
-        ranges: Vec<Range<u64>>,
-    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
-        self.0.get_byte_ranges(ranges)
-    }
-
-    fn get_metadata<'a>(
-        &'a mut self,
-        options: Option<&'a ArrowReaderOptions>,
-    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
-        self.0.get_metadata(options)
     }
 }
