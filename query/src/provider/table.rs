@@ -1,6 +1,7 @@
 //! [`WattTable`]: one wattdb table as a DataFusion [`TableProvider`].
 
 use std::sync::Arc;
+use wattdb_storage::read::text_hits::is_text_filter;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
@@ -94,7 +95,7 @@ impl TableProvider for WattTable {
         Ok(filters
             .iter()
             .map(|e| {
-                if wattdb_storage::read::text_hits::is_text_filter(&self.def, e) {
+                if is_text_filter(&self.def, e) {
                     TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Inexact
@@ -141,7 +142,12 @@ impl TableProvider for WattTable {
             ordered: false,
             small_files: Some(self.storage.0.small_files().clone()),
             text_hits,
-            text_filters_exact: true,
+            // As `supports_filters_pushdown` answered (the table's definition then).
+            exact_filters: filters
+                .iter()
+                .filter(|e| is_text_filter(&self.def, e))
+                .cloned()
+                .collect(),
         };
         plan_scan(state, &snapshot, &request)
     }

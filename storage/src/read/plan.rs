@@ -45,7 +45,7 @@ use super::buffer_source::BufferSource;
 use super::exec::{LastWriteWinsExec, MergeSource};
 use super::merge::MergeShape;
 use super::small_files::SmallFileCache;
-use super::text_hits::{TextHits, is_text_filter, row_selection};
+use super::text_hits::{TextHits, row_selection};
 use super::time_range::TimeRange;
 use crate::catalog::FileMeta;
 use crate::engine::{BufferedPartition, TableSnapshot};
@@ -71,10 +71,11 @@ pub struct ScanRequest {
     /// The rows of files that can match the `matches()` filters, from their full-text
     /// indexes (see [`super::text_hits`]); unordered scans read only those.
     pub text_hits: Option<Arc<TextHits>>,
-    /// The caller told DataFusion that the `matches()` filters an index can answer
-    /// (see [`is_text_filter`]) are applied exactly by this scan: rows read from a file
-    /// whose indexes answered them are their result, every other row read is filtered.
-    pub text_filters_exact: bool,
+    /// Filters among `filters` the caller told DataFusion this scan applies exactly
+    /// (`matches()` filters an index can answer, see [`is_text_filter`]): rows read
+    /// from a file whose indexes answered them are their result, every other row read
+    /// is filtered by them here.
+    pub exact_filters: Vec<Expr>,
 }
 
 /// An in-memory scan of the cached files (if any), and the files still to read.
@@ -233,16 +234,7 @@ pub fn plan_scan(
         return Ok(Arc::new(planner.merge("all", sources)?));
     }
 
-    let text_filters: Vec<Expr> = if req.text_filters_exact {
-        req.filters
-            .iter()
-            .filter(|e| is_text_filter(def, e))
-            .cloned()
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let Some(text_filter) = conjunction(text_filters) else {
+    let Some(text_filter) = conjunction(req.exact_filters.clone()) else {
         let inputs = planner.inputs(overlap_groups(sources), req.small_files.as_ref())?;
         return planner.union(inputs);
     };

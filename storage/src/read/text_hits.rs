@@ -4,9 +4,9 @@
 //! full-text column) are looked up in the index of each file that has one built with
 //! the column's analyzer. The result is, per file, the rows that can match (ascending);
 //! the plan reads only those, and a file with none is not read at all. Rows of files
-//! without a usable index, and the buffer, are read and filtered as before. DataFusion
-//! still applies `matches()` on top of the scan, so an index only has to find every
-//! matching row (which the property tests in `fulltext::index` check), never exactly.
+//! without a usable index, and the buffer, are read and filtered by `matches()`. The
+//! indexes are exact (the property tests in `fulltext::index` check it), so the rows of
+//! a file whose indexes answered every filter are taken without checking them again.
 //!
 //! Files that overlap nothing are cut to their matching rows. Inside a merge a key's
 //! older version could match where its newest does not: a group of overlapping files is
@@ -122,7 +122,7 @@ fn text_filter(def: &TableDef, e: &Expr) -> Option<TextFilter> {
 }
 
 /// Whether `e` is a `matches()` filter the indexes of `def`'s files can answer: a scan
-/// can then apply it exactly (see `ScanRequest::text_filters_exact`).
+/// can then apply it exactly (see `ScanRequest::exact_filters`).
 pub fn is_text_filter(def: &TableDef, e: &Expr) -> bool {
     text_filter(def, e).is_some()
 }
@@ -182,7 +182,7 @@ pub async fn text_hits(
     let mut exact = HashSet::new();
     let mut unusable = Vec::new();
     for f in found {
-        if f.rows.is_some() && f.unusable.is_empty() && f.complete {
+        if f.rows.is_some() && f.complete {
             exact.insert(f.path.clone());
         }
         unusable.extend(f.unusable);
@@ -192,8 +192,15 @@ pub async fn text_hits(
     }
     let skipped = files.values().filter(|r| r.is_empty()).count();
     StorageMetrics::add(&metrics.text_index_files_skipped, skipped as u64);
+    // Only files whose indexes answered every filter: a narrowed merge is taken as
+    // exact.
+    let answered: HashMap<String, Arc<Vec<u64>>> = files
+        .iter()
+        .filter(|(path, _)| exact.contains(*path))
+        .map(|(path, rows)| (path.clone(), rows.clone()))
+        .collect();
     let merges = match readers {
-        Some(readers) => narrow_merges(readers, metrics, snapshot, &range, &files).await,
+        Some(readers) => narrow_merges(readers, metrics, snapshot, &range, &answered).await,
         None => HashMap::new(),
     };
     Some(TextHits {
@@ -204,8 +211,8 @@ pub async fn text_hits(
     })
 }
 
-/// For each group of overlapping files the scan will merge whose files were all
-/// searched, the rows to read (see [`super::merge_candidates`]).
+/// For each group of overlapping files the scan will merge whose files' indexes all
+/// answered every filter (`hits`), the rows to read (see [`super::merge_candidates`]).
 async fn narrow_merges(
     readers: &dyn ParquetFileReaderFactory,
     metrics: &StorageMetrics,
