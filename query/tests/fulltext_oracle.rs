@@ -697,8 +697,14 @@ fn a_selective_match_over_overlapping_files_reads_only_candidate_keys() {
                 )
             })
             .collect();
-        // Buffered: 150_000 no longer matches, 180_000 now does.
-        let buffered = vec![(150_000, "reset".to_string()), (180_000, hit.clone())];
+        // Buffered: 150_000 no longer matches, 180_000 now does; a new key and an
+        // overwrite that match "heartbeat".
+        let buffered = vec![
+            (150_000, "reset".to_string()),
+            (180_000, hit.clone()),
+            (190_001, "heartbeat from the buffer".to_string()),
+            (ROWS + 5, "late heartbeat".to_string()),
+        ];
         for (rows, flush) in [(first, true), (second, true), (buffered, false)] {
             for (i, msg) in &rows {
                 oracle.insert(key(*i), Some(msg.clone()));
@@ -741,14 +747,53 @@ fn a_selective_match_over_overlapping_files_reads_only_candidate_keys() {
             read * 5 < file_bytes,
             "three candidate keys read {read} bytes of {file_bytes} bytes of overlapping files"
         );
-        // A query with most rows matching is merged whole, and still exact.
+        // A query with most rows matching is merged whole, and still exact: the files'
+        // hits ride through the merge as flags, so the text is not read from the files
+        // (the buffered rows are checked by matches()).
         let q = FullTextQuery::new("heartbeat -v2", Analyzer::Chinese).unwrap();
-        let (found, _) = keys_and_bytes(
+        let expected = brute_force(&oracle, &q);
+        assert!(expected.len() > 150_000, "{} rows match", expected.len());
+        assert!(expected.contains(&key(ROWS + 5)) && expected.contains(&key(190_001)));
+        assert!(!expected.contains(&key(150_000)) && !expected.contains(&key(1000)));
+        let (found, read) = keys_and_bytes(
             &ctx,
             "SELECT pid, ts FROM t WHERE matches(msg, 'heartbeat -v2')",
         )
         .await;
-        assert_eq!(found, brute_force(&oracle, &q));
+        assert_eq!(found, expected);
+        assert!(
+            read * 3 < file_bytes,
+            "a whole merge for a common term read {read} of {file_bytes} bytes"
+        );
+        let (limited, _) = keys_and_bytes(
+            &ctx,
+            "SELECT pid, ts FROM t WHERE matches(msg, 'heartbeat -v2') LIMIT 5",
+        )
+        .await;
+        assert_eq!(limited.len(), 5);
+        assert!(limited.iter().all(|k| expected.contains(k)), "{limited:?}");
+        // The rows themselves, text included, from the same flagged merge.
+        let rows = run(
+            &ctx,
+            "SELECT pid, ts, msg FROM t WHERE matches(msg, 'heartbeat -v2') AND ts >= TIMESTAMP '2020-01-01 00:00:00'",
+        )
+        .await;
+        let mut with_text: Vec<(Key, String)> = rows
+            .iter()
+            .flat_map(|b| {
+                let msg = b.column(2).as_string::<i32>();
+                batch_keys(b)
+                    .into_iter()
+                    .zip(msg.iter().map(|m| m.unwrap_or_default().to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        with_text.sort();
+        let want: Vec<(Key, String)> = expected
+            .iter()
+            .map(|k| (k.clone(), oracle[k].clone().unwrap_or_default()))
+            .collect();
+        assert_eq!(with_text, want);
         storage.shutdown().await.unwrap();
     });
 }

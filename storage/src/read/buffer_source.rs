@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::AsArray;
+use arrow::array::{Array, AsArray};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::error::Result;
@@ -15,6 +15,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::StreamExt;
 
+use super::hit_flags::with_hit_field;
 use super::merge_memory::batch_bytes;
 use crate::batch::{adapt_to_schema, sort_dedup_batches};
 
@@ -30,6 +31,9 @@ pub struct BufferSource {
     pub columns: Vec<usize>,
     pub key_len: usize,
     pub rows: usize,
+    /// The full-text filters (evaluated against `table_schema`): when set, whether each
+    /// row passes them is appended as a last column (see [`super::hit_flags`]).
+    pub hit: Option<Arc<dyn PhysicalExpr>>,
 }
 
 impl BufferSource {
@@ -38,7 +42,7 @@ impl BufferSource {
         batch_size: usize,
         memory: MemoryReservation,
     ) -> Result<SendableRecordBatchStream> {
-        let schema = Arc::new(self.table_schema.project(&self.columns)?);
+        let schema = self.schema()?;
         let sorted =
             futures::stream::once(async move { self.sorted(&memory).map(|b| (b, memory)) });
         let batch_size = batch_size.max(1);
@@ -62,10 +66,19 @@ impl BufferSource {
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, slices)))
     }
 
+    /// The columns produced: `columns`, then the hit flag if asked for.
+    fn schema(&self) -> Result<SchemaRef> {
+        let projected = self.table_schema.project(&self.columns)?;
+        Ok(match &self.hit {
+            Some(_) => with_hit_field(&projected),
+            None => Arc::new(projected),
+        })
+    }
+
     /// The rows, sorted; `memory` holds the sorted copy's size (reserved before the sort
     /// as the size of the rows it is made of, then set to the copy's).
     fn sorted(&self, memory: &MemoryReservation) -> Result<RecordBatch> {
-        let schema = Arc::new(self.table_schema.project(&self.columns)?);
+        let schema = self.schema()?;
         let mut kept = Vec::with_capacity(self.batches.len());
         for b in &self.batches {
             let full = adapt_to_schema(b, &self.table_schema)?;
@@ -76,9 +89,23 @@ impl BufferSource {
                     arrow::compute::filter_record_batch(&full, mask.as_boolean())?
                 }
             };
-            if full.num_rows() > 0 {
-                kept.push(full.project(&self.columns)?);
+            if full.num_rows() == 0 {
+                continue;
             }
+            let mut projected = full.project(&self.columns)?;
+            if let Some(hit) = &self.hit {
+                let flags = hit.evaluate(&full)?.into_array(full.num_rows())?;
+                // A NULL (e.g. a NULL text) is no match.
+                let flags = flags.as_boolean();
+                let flags = match flags.nulls() {
+                    Some(_) => arrow::compute::prep_null_mask_filter(flags),
+                    None => flags.clone(),
+                };
+                let mut columns = projected.columns().to_vec();
+                columns.push(Arc::new(flags));
+                projected = RecordBatch::try_new(schema.clone(), columns)?;
+            }
+            kept.push(projected);
         }
         memory.try_grow(kept.iter().map(batch_bytes).sum())?;
         let sorted = sort_dedup_batches(&schema, &kept, self.key_len)?;

@@ -25,6 +25,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use super::buffer_source::BufferSource;
+use super::hit_flags::flag_hits;
 use super::merge::{MergeInput, MergeShape, merge_stream};
 use super::merge_memory::MergeMemory;
 
@@ -41,6 +42,9 @@ pub enum MergeSource {
         partition: usize,
         /// Estimated bytes its reader holds (a row group of the columns read).
         reader_bytes: usize,
+        /// The file's full-text hits (ascending): the plan's last column holds row
+        /// numbers, which the merge reads as hit flags (see [`super::hit_flags`]).
+        hits: Option<Arc<Vec<u64>>>,
     },
     Buffer(BufferSource),
 }
@@ -214,8 +218,17 @@ impl ExecutionPlan for LastWriteWinsExec {
         for source in &self.sources {
             let input = match source {
                 MergeSource::Plan {
-                    plan, partition, ..
-                } => MergeInput::new(plan.execute(*partition, context.clone())?),
+                    plan,
+                    partition,
+                    hits,
+                    ..
+                } => {
+                    let stream = plan.execute(*partition, context.clone())?;
+                    MergeInput::new(match hits {
+                        Some(hits) => flag_hits(stream, hits.clone())?,
+                        None => stream,
+                    })
+                }
                 MergeSource::Buffer(b) => MergeInput {
                     stream: b
                         .clone()

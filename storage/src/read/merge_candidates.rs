@@ -24,7 +24,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::{Bound, Range};
 use std::sync::Arc;
 
-use arrow::array::ArrayRef;
+use std::cmp::Ordering;
+
+use arrow::array::{ArrayRef, make_comparator};
+use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices, take};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
@@ -70,6 +73,8 @@ pub enum NarrowError {
     MissingKey { file: String, column: String },
     #[error("reading the keys of buffered rows: {0}")]
     Buffer(String),
+    #[error("sorting the candidate keys: {0}")]
+    Keys(String),
 }
 
 /// The table's key columns and how to compare them.
@@ -139,8 +144,14 @@ pub async fn narrow_group(
         .map(|(f, h)| async move {
             let mut found = Vec::with_capacity(h.len());
             if !h.is_empty() {
-                read_keys(readers, keys, &f, Which::Rows(&h), |row, k| {
-                    found.push((row, Box::from(k)))
+                read_keys(readers, keys, &f, Which::Rows(&h), |rows, columns| {
+                    let encoded = keys.converter.convert_columns(columns)?;
+                    found.extend(
+                        rows.iter()
+                            .zip(encoded.iter())
+                            .map(|(r, k)| (*r, Box::from(k.as_ref()))),
+                    );
+                    Ok(())
                 })
                 .await?;
             }
@@ -158,18 +169,17 @@ pub async fn narrow_group(
             .collect();
         return Ok(Some(vec![Arc::new(rows)]));
     }
-    let candidates: HashSet<Box<[u8]>> = hit_keys.into_iter().flatten().map(|(_, k)| k).collect();
+    let candidates = SortedKeys::new(keys, hit_keys.into_iter().flatten().map(|(_, k)| k))
+        .map_err(|e| NarrowError::Keys(e.to_string()))?;
     // Where each file holds one: only pages whose statistics admit a candidate's value
-    // in every key column are read.
-    let values = keys.candidate_values(&candidates);
+    // in every key column are read, and their sorted rows searched for the candidates.
+    let values = candidates.column_values();
     let (candidates, values) = (&candidates, &values);
     let found: Vec<Vec<(u64, Box<[u8]>)>> = futures::stream::iter(owned.clone())
         .map(|(f, _)| async move {
             let mut found = Vec::new();
-            read_keys(readers, keys, &f, Which::Pages(values), |row, k| {
-                if candidates.contains(k) {
-                    found.push((row, Box::from(k)));
-                }
+            read_keys(readers, keys, &f, Which::Pages(values), |rows, columns| {
+                candidates.find_in(rows, columns, &mut found)
             })
             .await?;
             Ok::<_, NarrowError>(found)
@@ -273,16 +283,114 @@ impl ColumnValues {
     }
 }
 
-impl KeyColumns {
-    /// Each key column's values among `candidates` (encoded keys).
-    fn candidate_values(&self, candidates: &HashSet<Box<[u8]>>) -> Vec<Option<ColumnValues>> {
-        let parser = self.converter.parser();
-        let rows = candidates.iter().map(|k| parser.parse(k));
-        match self.converter.convert_rows(rows) {
-            Ok(arrays) => arrays.iter().map(ColumnValues::of).collect(),
-            Err(_) => Vec::new(),
+/// Candidate keys, distinct, in the files' order (tags, then ts), as encoded keys and as
+/// key columns (the table's order, see [`KeyColumns`]).
+struct SortedKeys {
+    encoded: Vec<Box<[u8]>>,
+    columns: Vec<ArrayRef>,
+    /// Indexes of `columns` in sort order: the tags, then ts (the first column).
+    order: Vec<usize>,
+}
+
+impl SortedKeys {
+    fn new(
+        keys: &KeyColumns,
+        encoded: impl IntoIterator<Item = Box<[u8]>>,
+    ) -> Result<Self, arrow::error::ArrowError> {
+        let mut encoded: Vec<Box<[u8]>> = encoded.into_iter().collect();
+        encoded.sort_unstable();
+        encoded.dedup();
+        let parser = keys.converter.parser();
+        let columns = keys
+            .converter
+            .convert_rows(encoded.iter().map(|k| parser.parse(k)))?;
+        let order: Vec<usize> = (1..columns.len()).chain([0]).collect();
+        let sort: Vec<SortColumn> = order
+            .iter()
+            .map(|&c| SortColumn {
+                values: columns[c].clone(),
+                options: None,
+            })
+            .collect();
+        let indices = lexsort_to_indices(&sort, None)?;
+        let columns = columns
+            .iter()
+            .map(|c| take(c.as_ref(), &indices, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut by_index: Vec<Option<Box<[u8]>>> = encoded.into_iter().map(Some).collect();
+        let encoded = indices
+            .values()
+            .iter()
+            .map(|&i| by_index[i as usize].take().unwrap_or_default())
+            .collect();
+        Ok(SortedKeys {
+            encoded,
+            columns,
+            order,
+        })
+    }
+
+    /// Each key column's values among the candidates.
+    fn column_values(&self) -> Vec<Option<ColumnValues>> {
+        self.columns.iter().map(ColumnValues::of).collect()
+    }
+
+    /// Adds to `found` the (row number, candidate) of each candidate among `columns`
+    /// (key columns of a file's rows `rows`, sorted like the candidates): a binary
+    /// search per candidate within the batch's range, no per-row work.
+    fn find_in(
+        &self,
+        rows: &[u64],
+        columns: &[ArrayRef],
+        found: &mut Vec<(u64, Box<[u8]>)>,
+    ) -> Result<(), arrow::error::ArrowError> {
+        let n = rows.len();
+        if n == 0 || self.encoded.is_empty() {
+            return Ok(());
+        }
+        let comparators = self
+            .order
+            .iter()
+            .map(|&c| {
+                make_comparator(
+                    columns[c].as_ref(),
+                    self.columns[c].as_ref(),
+                    SortOptions::default(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Row `i` of the batch against candidate `j`.
+        let cmp = |i: usize, j: usize| {
+            comparators
+                .iter()
+                .map(|c| c(i, j))
+                .find(|o| o.is_ne())
+                .unwrap_or(Ordering::Equal)
+        };
+        let first = partition_point(self.encoded.len(), |j| cmp(0, j).is_gt());
+        let end = partition_point(self.encoded.len(), |j| cmp(n - 1, j).is_ge());
+        for j in first..end {
+            let i = partition_point(n, |i| cmp(i, j).is_lt());
+            if i < n && cmp(i, j).is_eq() {
+                found.push((rows[i], self.encoded[j].clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first of `0..n` for which `pred` is false (`pred` true on a prefix).
+fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
         }
     }
+    lo
 }
 
 /// Of `meta`'s rows, those in pages of every key column (leaf column `leaves[i]` with
@@ -369,14 +477,14 @@ fn selected_rows(selection: &RowSelection) -> impl Iterator<Item = u64> + Send +
     ranges.into_iter().flatten()
 }
 
-/// Calls `each` with the row number and encoded key of the rows of `file` that `which`
-/// says, in row order.
+/// Calls `each` with the row numbers and key columns (the table's order and types) of
+/// the rows of `file` that `which` says, batch by batch in row order.
 async fn read_keys(
     readers: &dyn ParquetFileReaderFactory,
     keys: &KeyColumns,
     file: &FileMeta,
     which: Which<'_>,
-    mut each: impl FnMut(u64, &[u8]),
+    mut each: impl FnMut(&[u64], &[ArrayRef]) -> Result<(), arrow::error::ArrowError>,
 ) -> Result<(), NarrowError> {
     let failed = |e: Box<dyn std::error::Error + Send + Sync>| NarrowError::Read {
         file: file.path.clone(),
@@ -430,19 +538,16 @@ async fn read_keys(
         builder = builder.with_row_selection(s);
     }
     let mut stream = builder.build().map_err(|e| failed(e.into()))?;
+    let mut rows = Vec::new();
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|e| failed(e.into()))?;
         let columns = key_arrays(keys, &batch).map_err(|e| failed(e.into()))?;
-        let encoded = keys
-            .converter
-            .convert_columns(&columns)
-            .map_err(|e| failed(e.into()))?;
-        for key in encoded.iter() {
-            let Some(row) = numbers.next() else {
-                return Err(failed("more rows than the file holds".into()));
-            };
-            each(row, key.as_ref());
+        rows.clear();
+        rows.extend(numbers.by_ref().take(batch.num_rows()));
+        if rows.len() < batch.num_rows() {
+            return Err(failed("more rows than the file holds".into()));
         }
+        each(&rows, &columns).map_err(|e| failed(e.into()))?;
     }
     Ok(())
 }
@@ -490,5 +595,75 @@ mod tests {
         ]
         .into();
         assert_eq!(selected_rows(&sel).collect::<Vec<_>>(), [2, 3, 4, 6]);
+    }
+
+    /// Candidates are found in batches of rows sorted the files' way (tags, then ts —
+    /// not the table's column order) by binary search; checked against a linear scan.
+    #[test]
+    fn candidates_are_found_in_sorted_batches_with_two_tags() {
+        use arrow::array::{StringArray, TimestampMicrosecondArray};
+        use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+        let table = Arc::new(Schema::new(vec![
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
+            Field::new("a", DataType::Utf8, false),
+            Field::new("b", DataType::Utf8, false),
+            Field::new("v", DataType::Int64, true),
+        ]));
+        let keys = KeyColumns::new(&table, 3).expect("keys");
+        // A file's rows, sorted by (a, b, ts); the same ts values recur in every series.
+        let mut rows: Vec<(i64, String, String)> = Vec::new();
+        for a in ["m1", "m2", "m3"] {
+            for b in ["x", "y"] {
+                for t in 0..40i64 {
+                    rows.push((1000 - t * 3 + (a.len() as i64), a.into(), b.into()));
+                }
+            }
+        }
+        rows.sort_by(|x, y| (&x.1, &x.2, x.0).cmp(&(&y.1, &y.2, y.0)));
+        let columns = |rows: &[(i64, String, String)]| -> Vec<ArrayRef> {
+            vec![
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    rows.iter().map(|r| r.0),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.1.clone()),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    rows.iter().map(|r| r.2.clone()),
+                )),
+            ]
+        };
+        let encode = |rows: &[(i64, String, String)]| -> Vec<Box<[u8]>> {
+            let encoded = keys
+                .converter
+                .convert_columns(&columns(rows))
+                .expect("rows");
+            encoded.iter().map(|k| Box::from(k.as_ref())).collect()
+        };
+        // Candidates: every 7th row, plus keys no row has.
+        let mut wanted: Vec<(i64, String, String)> = rows.iter().step_by(7).cloned().collect();
+        wanted.push((5, "m2".into(), "x".into()));
+        wanted.push((1, "m9".into(), "x".into()));
+        let candidates = SortedKeys::new(&keys, encode(&wanted)).expect("sorted");
+        let mut found = Vec::new();
+        // Three batches, numbered as rows 100.. of a file.
+        for (start, end) in [(0, 50), (50, 51), (51, rows.len())] {
+            let numbers: Vec<u64> = (start as u64 + 100..end as u64 + 100).collect();
+            candidates
+                .find_in(&numbers, &columns(&rows[start..end]), &mut found)
+                .expect("find");
+        }
+        let all = encode(&rows);
+        let expected: Vec<(u64, Box<[u8]>)> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 7 == 0)
+            .map(|(i, k)| (i as u64 + 100, k.clone()))
+            .collect();
+        assert_eq!(found, expected);
     }
 }

@@ -7,6 +7,7 @@
 
 mod buffer_source;
 mod exec;
+mod hit_flags;
 mod last_values;
 mod merge;
 mod merge_candidates;

@@ -29,6 +29,7 @@ use datafusion::datasource::physical_plan::parquet::{
 };
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::cache::cache_manager::FileMetadataCache;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::Expr;
@@ -43,6 +44,7 @@ use object_store::ObjectStore;
 
 use super::buffer_source::BufferSource;
 use super::exec::{LastWriteWinsExec, MergeSource};
+use super::hit_flags::{HIT_COLUMN, row_number_field, with_hit_field};
 use super::merge::MergeShape;
 use super::small_files::SmallFileCache;
 use super::text_hits::{TextHits, row_selection};
@@ -76,6 +78,19 @@ pub struct ScanRequest {
     /// from a file whose indexes answered them are their result, every other row read
     /// is filtered by them here.
     pub exact_filters: Vec<Expr>,
+}
+
+/// How a Parquet scan's partitions are used.
+enum ParquetScan {
+    /// Read as they come, at most `limit` rows per partition; `statistics` are exact
+    /// ones known from the catalog.
+    Plain {
+        limit: Option<usize>,
+        statistics: Option<Statistics>,
+    },
+    /// Each partition (one file) is a merge input, read in order; with `row_numbers`,
+    /// each row's number in its file is a last column (see `super::hit_flags`).
+    MergeInputs { row_numbers: bool },
 }
 
 /// An in-memory scan of the cached files (if any), and the files still to read.
@@ -244,6 +259,7 @@ pub fn plan_scan(
     // by `matches()` here, reading the text columns it needs as well.
     let hits = req.text_hits.as_deref();
     let mut answered = Vec::new();
+    let mut flagged = Vec::new();
     let mut checked = Vec::new();
     for group in overlap_groups(sources) {
         let Some(h) = hits else {
@@ -268,8 +284,17 @@ pub fn plan_scan(
                 Source::Buffer(_) => None,
             })
             .collect();
-        if files.is_empty() || h.merge_rows(&files).is_none() {
+        if files.is_empty() {
             checked.push(group);
+            continue;
+        }
+        if h.merge_rows(&files).is_none() {
+            // Too many hits to narrow: merged whole, carrying the files' hits.
+            if files.iter().all(|f| h.answers_exactly(f)) {
+                flagged.push(group);
+            } else {
+                checked.push(group);
+            }
             continue;
         }
         let (in_files, buffered): (Vec<_>, Vec<_>) = group
@@ -279,6 +304,9 @@ pub fn plan_scan(
         checked.extend(buffered.into_iter().map(|b| vec![b]));
     }
     let mut inputs = planner.inputs(answered, None)?;
+    if !flagged.is_empty() {
+        inputs.push(flagged_merges(state, &planner, flagged, &text_filter)?);
+    }
     let mut checked_columns = out_columns.clone();
     for c in text_filter.column_refs() {
         if let Ok(i) = schema.index_of(&c.name)
@@ -308,6 +336,55 @@ pub fn plan_scan(
         inputs.push(Arc::new(ProjectionExec::try_new(exprs, filtered)?));
     }
     planner.union(inputs)
+}
+
+/// Merges of `groups` whose files' indexes answered `text_filter` exactly, keeping the
+/// rows that match it (see [`super::hit_flags`]): no text is read from their files.
+fn flagged_merges(
+    state: &dyn Session,
+    planner: &Planner<'_>,
+    groups: Vec<Vec<Source<'_>>>,
+    text_filter: &Expr,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let table = DFSchema::try_from(planner.schema.as_ref().clone())?;
+    let buffer_filter = state.create_physical_expr(text_filter.clone(), &table)?;
+    let mut merges: Vec<Arc<dyn ExecutionPlan>> = Vec::with_capacity(groups.len());
+    for group in groups {
+        if !planner.group_can_match(&group) {
+            continue;
+        }
+        let label = match &group[0] {
+            Source::File(f) => format!("month={}", f.month),
+            Source::Buffer(b) => format!("month={}", b.month),
+        };
+        merges.push(Arc::new(planner.flagged_merge(
+            &label,
+            group,
+            &buffer_filter,
+        )?));
+    }
+    let merged = match merges.len() {
+        0 => return planner.empty(),
+        1 => merges.remove(0),
+        _ => UnionExec::try_new(merges)?,
+    };
+    let schema = merged.schema();
+    let flag = schema.fields().len() - 1;
+    let predicate: Arc<dyn PhysicalExpr> = Arc::new(
+        datafusion::physical_expr::expressions::Column::new(HIT_COLUMN, flag),
+    );
+    let filter: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, merged)?);
+    let filtered = filter.with_fetch(planner.limit).unwrap_or(filter);
+    let exprs = (0..flag)
+        .map(|i| {
+            let name = schema.field(i).name().clone();
+            let e: Arc<dyn PhysicalExpr> = Arc::new(
+                datafusion::physical_expr::expressions::Column::new(&name, i),
+            );
+            (e, name)
+        })
+        .collect::<Vec<_>>();
+    Ok(Arc::new(ProjectionExec::try_new(exprs, filtered)?))
 }
 
 impl<'a> Planner<'a> {
@@ -508,9 +585,10 @@ impl Planner<'_> {
             groups,
             &columns,
             self.all_filter.as_ref(),
-            None,
-            false,
-            None,
+            ParquetScan::Plain {
+                limit: None,
+                statistics: None,
+            },
         )?;
         let scanned = self.schema.project(&columns)?;
         let filtered = self.without_deleted(scan, &scanned, tombstones)?;
@@ -540,14 +618,27 @@ impl Planner<'_> {
         groups: Vec<Vec<PartitionedFile>>,
         columns: &[usize],
         predicate: Option<&Arc<dyn PhysicalExpr>>,
-        limit: Option<usize>,
-        preserve_order: bool,
-        statistics: Option<Statistics>,
+        kind: ParquetScan,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (limit, statistics, preserve_order, row_numbers) = match kind {
+            ParquetScan::Plain { limit, statistics } => (limit, statistics, false, false),
+            ParquetScan::MergeInputs { row_numbers } => (None, None, true, row_numbers),
+        };
         // Footers are read once per file and kept in DataFusion's metadata cache (files
         // are immutable and never reuse a name); a query over many small files (a rollup
         // table's months) would otherwise spend most of its time re-reading them.
-        let mut source = ParquetSource::new(self.schema.clone());
+        let mut columns = columns.to_vec();
+        let mut source = if row_numbers {
+            // Each row's number in its file, as a last column (see `super::hit_flags`).
+            columns.push(self.schema.fields().len());
+            ParquetSource::new(
+                TableSchema::builder(self.schema.clone())
+                    .with_virtual_columns(vec![row_number_field()])
+                    .build(),
+            )
+        } else {
+            ParquetSource::new(self.schema.clone())
+        };
         // (A session without wattdb's store only plans; it could not read anyway.)
         if let Ok(store) = self.store() {
             source = source.with_parquet_file_reader_factory(Arc::new(parquet_readers(
@@ -568,7 +659,7 @@ impl Planner<'_> {
         }
         let config = builder
             .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-            .with_projection_indices(Some(columns.to_vec()))?
+            .with_projection_indices(Some(columns))?
             .with_limit(limit)
             // A merge reads partition i as file i, in order: no work stealing.
             .with_preserve_order(preserve_order)
@@ -653,9 +744,10 @@ impl Planner<'_> {
             groups,
             &self.out_columns,
             self.all_filter.as_ref(),
-            self.limit,
-            false,
-            statistics,
+            ParquetScan::Plain {
+                limit: self.limit,
+                statistics,
+            },
         )
     }
 
@@ -692,6 +784,28 @@ impl Planner<'_> {
 
     /// One merge over `group`: files oldest write first, then buffered partitions.
     fn merge(&self, label: &str, group: Vec<Source<'_>>) -> Result<LastWriteWinsExec> {
+        self.merge_with(label, group, None)
+    }
+
+    /// One merge over `group` whose files' indexes answered the full-text filters
+    /// exactly, returning after the output columns whether each row matches them: the
+    /// files' hits carried by row number, buffered rows checked by `buffer_filter`
+    /// (against the table schema); see [`super::hit_flags`].
+    fn flagged_merge(
+        &self,
+        label: &str,
+        group: Vec<Source<'_>>,
+        buffer_filter: &Arc<dyn PhysicalExpr>,
+    ) -> Result<LastWriteWinsExec> {
+        self.merge_with(label, group, Some(buffer_filter))
+    }
+
+    fn merge_with(
+        &self,
+        label: &str,
+        group: Vec<Source<'_>>,
+        flagged: Option<&Arc<dyn PhysicalExpr>>,
+    ) -> Result<LastWriteWinsExec> {
         let mut files: Vec<&FileMeta> = Vec::new();
         let mut buffers = Vec::new();
         for s in group {
@@ -704,7 +818,20 @@ impl Planner<'_> {
         // The full-text indexes may have narrowed the group to the versions of the
         // keys that can match (see `super::merge_candidates`).
         let mut reads: Vec<PartitionedFile> = Vec::with_capacity(files.len());
-        match self.text_hits.and_then(|h| h.merge_rows(&files)) {
+        let file_hits: Vec<Option<Arc<Vec<u64>>>> = match (flagged, self.text_hits) {
+            (Some(_), Some(h)) => files.iter().map(|f| h.rows_of(f).cloned()).collect(),
+            _ => vec![None; files.len()],
+        };
+        if flagged.is_some() && file_hits.iter().any(Option::is_none) {
+            return datafusion::common::internal_err!(
+                "a flagged merge over {label} has a file without full-text hits"
+            );
+        }
+        let narrowed = match flagged {
+            Some(_) => None,
+            None => self.text_hits.and_then(|h| h.merge_rows(&files)),
+        };
+        match narrowed {
             Some(rows) => {
                 let mut kept = Vec::with_capacity(files.len());
                 for (f, rows) in files.iter().zip(rows) {
@@ -731,13 +858,18 @@ impl Planner<'_> {
                 groups,
                 &self.merge_columns,
                 self.key_filter.as_ref(),
-                None,
-                true,
-                None,
+                ParquetScan::MergeInputs {
+                    row_numbers: flagged.is_some(),
+                },
             )?;
             // Files with DELETEs to apply read their partition through a filter (one
             // per distinct set of tombstones, over the same scan).
-            let scanned = self.schema.project(&self.merge_columns)?;
+            let mut scanned = self.schema.project(&self.merge_columns)?;
+            if flagged.is_some() {
+                let mut fields: Vec<_> = scanned.fields().iter().cloned().collect();
+                fields.push(row_number_field());
+                scanned = arrow::datatypes::Schema::new(fields);
+            }
             let mut filtered: Vec<(Vec<&Tombstone>, Arc<dyn ExecutionPlan>)> = Vec::new();
             for (partition, f) in files.iter().enumerate() {
                 let due = self.deletes_for(f);
@@ -754,6 +886,7 @@ impl Planner<'_> {
                     plan,
                     partition,
                     reader_bytes: self.reader_bytes(f),
+                    hits: file_hits[partition].clone(),
                 });
             }
         }
@@ -766,11 +899,12 @@ impl Planner<'_> {
                 columns: self.merge_columns.clone(),
                 key_len: self.key_len,
                 rows: b.rows,
+                hit: flagged.cloned(),
             }));
         }
         let mut key_columns: Vec<usize> = (1..self.key_len).collect();
         key_columns.push(0);
-        let output_columns = self
+        let mut output_columns: Vec<usize> = self
             .out_columns
             .iter()
             .map(|c| {
@@ -780,12 +914,18 @@ impl Planner<'_> {
                     .unwrap_or_default()
             })
             .collect();
+        let mut input_schema = Arc::new(self.schema.project(&self.merge_columns)?);
+        if flagged.is_some() {
+            output_columns.push(self.merge_columns.len());
+            input_schema = with_hit_field(&input_schema);
+        }
         let shape = MergeShape {
-            input_schema: Arc::new(self.schema.project(&self.merge_columns)?),
+            input_schema,
             key_columns,
             output_columns,
             batch_size: self.state.config().batch_size(),
-            fetch: self.limit,
+            // The flags filter a flagged merge's rows after it.
+            fetch: self.limit.filter(|_| flagged.is_none()),
         };
         LastWriteWinsExec::try_new(label.to_string(), sources, shape)
     }
