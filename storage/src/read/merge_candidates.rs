@@ -50,10 +50,13 @@ use super::text_hits::row_selection;
 use crate::catalog::FileMeta;
 use crate::engine::BufferedPartition;
 
-/// A group is narrowed only while its hits are at most this share of its rows (1/n):
-/// beyond it, most pages hold a candidate and the extra key reads cost more than they
-/// save.
-const MAX_HIT_SHARE: u64 = 8;
+/// A group is narrowed only while its hits are at most this share of its rows (1/n);
+/// beyond it, the group is merged whole with the hits as flags (`super::hit_flags`),
+/// which costs about a read of its key columns whatever the hits. Narrowing reads about
+/// a page (~20k rows) of each key column per candidate and file; measured on 10.1M rows
+/// in two overlapping files (BENCHMARKS.md): 55 hits 28 ms, 10k hits 200 ms, 297k hits
+/// 860 ms, against ~250–310 ms merged whole with flags — the cross-over is near 1/300.
+const MAX_HIT_SHARE: u64 = 256;
 
 /// Candidate keys held in memory at most (encoded keys take tens of bytes each).
 const MAX_CANDIDATES: u64 = 1_000_000;
