@@ -10,9 +10,10 @@
 //!
 //! Files that overlap nothing are cut to their matching rows. Inside a merge a key's
 //! older version could match where its newest does not: a group of overlapping files is
-//! instead narrowed to every version of the keys hit in any of its files (see
-//! [`super::merge_candidates`]), or skipped whole when none of its files can match and
-//! it holds no buffered rows.
+//! instead narrowed to every version of the keys hit in any of its files when they are
+//! few (see [`super::merge_candidates`]), merged whole carrying its files' hits as flags
+//! when they are many (see [`super::hit_flags`]), or skipped whole when none of its
+//! files can match and it holds no buffered rows.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
