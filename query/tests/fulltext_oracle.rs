@@ -884,17 +884,7 @@ fn a_merge_with_one_files_second_index_missing_is_checked() {
         let second: Vec<Row> = again.into_iter().map(|i| row(i, "v2")).collect();
         for rows in [first, second] {
             remember(&rows);
-            storage
-                .write(
-                    WriteBatch {
-                        table: "t".into(),
-                        rows,
-                    },
-                    WriteMode::AllOrNothing,
-                    false,
-                )
-                .await
-                .unwrap();
+            write_t(&storage, rows).await;
             storage.flush().await.unwrap();
         }
         let mut files = storage.snapshot("t").unwrap().files;

@@ -322,18 +322,7 @@ pub fn plan_scan(
         let read_schema = read.schema();
         let df_schema = DFSchema::try_from(read_schema.as_ref().clone())?;
         let predicate = state.create_physical_expr(text_filter, &df_schema)?;
-        let filter: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, read)?);
-        let filtered = filter.with_fetch(req.limit).unwrap_or(filter);
-        let exprs = (0..out_columns.len())
-            .map(|i| {
-                let name = read_schema.field(i).name().clone();
-                let e: Arc<dyn PhysicalExpr> = Arc::new(
-                    datafusion::physical_expr::expressions::Column::new(&name, i),
-                );
-                (e, name)
-            })
-            .collect::<Vec<_>>();
-        inputs.push(Arc::new(ProjectionExec::try_new(exprs, filtered)?));
+        inputs.push(filtered_to(read, predicate, req.limit, out_columns.len())?);
     }
     planner.union(inputs)
 }
@@ -373,9 +362,21 @@ fn flagged_merges(
     let predicate: Arc<dyn PhysicalExpr> = Arc::new(
         datafusion::physical_expr::expressions::Column::new(HIT_COLUMN, flag),
     );
-    let filter: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, merged)?);
-    let filtered = filter.with_fetch(planner.limit).unwrap_or(filter);
-    let exprs = (0..flag)
+    filtered_to(merged, predicate, planner.limit, flag)
+}
+
+/// The first `columns` columns of the rows of `input` that pass `predicate`, at most
+/// `limit` of them.
+fn filtered_to(
+    input: Arc<dyn ExecutionPlan>,
+    predicate: Arc<dyn PhysicalExpr>,
+    limit: Option<usize>,
+    columns: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let schema = input.schema();
+    let filter: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(predicate, input)?);
+    let filtered = filter.with_fetch(limit).unwrap_or(filter);
+    let exprs = (0..columns)
         .map(|i| {
             let name = schema.field(i).name().clone();
             let e: Arc<dyn PhysicalExpr> = Arc::new(
