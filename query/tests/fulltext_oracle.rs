@@ -916,7 +916,7 @@ fn a_merge_with_one_files_second_index_missing_is_checked() {
             .filter(|(_, (msg, detail))| m.matches(msg) && d.matches(detail))
             .map(|(k, _)| k.clone())
             .collect();
-        // Rows 0, 300, 600, …, multiples of both 100 and 300: ROWS / 300 of them.
+        // Rows 0, 300, 600, … (multiples of both 100 and 300): ⌈ROWS / 300⌉ of them.
         assert_eq!(
             expected.len() as i64,
             (ROWS + 299) / 300,

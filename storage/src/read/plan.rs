@@ -108,6 +108,14 @@ impl Source<'_> {
             Source::Buffer(b) => (b.min_ts, b.max_ts),
         }
     }
+
+    /// What a merge starting with this source is called in EXPLAIN.
+    fn merge_label(&self) -> String {
+        match self {
+            Source::File(f) => format!("month={}", f.month),
+            Source::Buffer(b) => format!("month={}", b.month),
+        }
+    }
 }
 
 /// Sources that overlap in time, in ascending time order of their first member.
@@ -342,21 +350,17 @@ fn flagged_merges(
         if !planner.group_can_match(&group) {
             continue;
         }
-        let label = match &group[0] {
-            Source::File(f) => format!("month={}", f.month),
-            Source::Buffer(b) => format!("month={}", b.month),
-        };
+        let label = group[0].merge_label();
         merges.push(Arc::new(planner.flagged_merge(
             &label,
             group,
             &buffer_filter,
         )?));
     }
-    let merged = match merges.len() {
-        0 => return planner.empty(),
-        1 => merges.remove(0),
-        _ => UnionExec::try_new(merges)?,
-    };
+    if merges.is_empty() {
+        return planner.empty();
+    }
+    let merged = planner.union(merges)?;
     let schema = merged.schema();
     let flag = schema.fields().len() - 1;
     let predicate: Arc<dyn PhysicalExpr> = Arc::new(
@@ -460,10 +464,7 @@ impl<'a> Planner<'a> {
             match group.as_slice() {
                 [Source::File(f)] => plain_files.push(*f),
                 _ => {
-                    let label = match &group[0] {
-                        Source::File(f) => format!("month={}", f.month),
-                        Source::Buffer(b) => format!("month={}", b.month),
-                    };
+                    let label = group[0].merge_label();
                     inputs.push(Arc::new(planner.merge(&label, group)?));
                 }
             }
