@@ -107,6 +107,30 @@ pub struct ServeArgs {
     /// change it with `SET wattdb.rollup_rewrite = false`. Default true
     #[arg(long, env = "WATTDB_ROLLUP_REWRITE")]
     pub rollup_rewrite: Option<bool>,
+    /// Longest SQL statement accepted, in bytes (e.g. 64MiB); longer ones get SQLSTATE
+    /// 54001. Default 64MiB
+    #[arg(long, env = "WATTDB_MAX_STATEMENT_BYTES")]
+    pub max_statement_bytes: Option<String>,
+    /// Deepest nesting of expressions and subqueries in a statement (`1+1+…` nests one
+    /// level per operator); deeper ones get SQLSTATE 54001 before they are planned.
+    /// Default 1000
+    #[arg(long, env = "WATTDB_MAX_EXPRESSION_DEPTH")]
+    pub max_expression_depth: Option<usize>,
+    /// Most expressions and subqueries in one statement; more get SQLSTATE 54001 before
+    /// they are planned. Default 1000000
+    #[arg(long, env = "WATTDB_MAX_STATEMENT_NODES")]
+    pub max_statement_nodes: Option<usize>,
+    /// Default `statement_timeout` of every session (e.g. 30s, 500ms, 5min; 0: none): a
+    /// statement still planning or running after it is stopped with SQLSTATE 57014.
+    /// Sessions change it with `SET statement_timeout`. Default 0
+    #[arg(long, env = "WATTDB_STATEMENT_TIMEOUT")]
+    pub statement_timeout: Option<String>,
+    /// Threads that plan and execute statements, apart from the ones that serve
+    /// connections and ingest. More threads than cores, so that a short statement gets a
+    /// thread (and the operating system a share of the cores for it) while long ones
+    /// run; a statement finding every thread busy waits for one. Default 64
+    #[arg(long, env = "WATTDB_QUERY_THREADS")]
+    pub query_threads: Option<usize>,
 }
 
 /// The config file: the same settings as the flags.
@@ -141,6 +165,11 @@ pub struct FileConfig {
     pub persist_partition_bytes: Option<usize>,
     pub query_memory: Option<String>,
     pub rollup_rewrite: Option<bool>,
+    pub max_statement_bytes: Option<String>,
+    pub max_expression_depth: Option<usize>,
+    pub max_statement_nodes: Option<usize>,
+    pub statement_timeout: Option<String>,
+    pub query_threads: Option<usize>,
     /// Topic routes (`[[routes]]`), see the README.
     #[serde(default)]
     pub routes: Vec<wattdb_ingest::route::RouteConfig>,
@@ -261,6 +290,11 @@ pub struct Settings {
     pub persist_partition_bytes: usize,
     pub query_memory_bytes: usize,
     pub rollup_rewrite: bool,
+    /// What a SQL statement may be before it is planned.
+    pub statement_limits: wattdb_query::pg::limits::StatementLimits,
+    /// Every session's default `statement_timeout` (zero: none).
+    pub statement_timeout: Duration,
+    pub query_threads: usize,
     pub ingest: wattdb_ingest::pipeline::IngestConfig,
     /// Rollup settings from the config file, by table name.
     pub rollups: BTreeMap<String, wattdb_storage::RollupSettings>,
@@ -318,6 +352,35 @@ pub fn parse_size(what: &str, s: &str) -> Result<usize> {
         bail!("{what}: \"{s}\" must be at least one byte");
     }
     Ok(bytes as usize)
+}
+
+/// Query threads unless configured: enough for dozens of statements to run at once,
+/// each on its own threads, with the cores shared among them by the operating system.
+pub const DEFAULT_QUERY_THREADS: usize = 64;
+
+/// The statement limits from their settings (unset: the defaults).
+fn statement_limits(
+    bytes: Option<String>,
+    depth: Option<usize>,
+    nodes: Option<usize>,
+) -> Result<wattdb_query::pg::limits::StatementLimits> {
+    use wattdb_query::pg::limits::StatementLimits;
+    let limits = StatementLimits {
+        max_bytes: match bytes {
+            Some(s) => parse_size("--max-statement-bytes", &s)?,
+            None => StatementLimits::DEFAULT_MAX_BYTES,
+        },
+        max_depth: depth.unwrap_or(StatementLimits::DEFAULT_MAX_DEPTH),
+        max_nodes: nodes.unwrap_or(StatementLimits::DEFAULT_MAX_NODES),
+    };
+    if limits.max_depth < 10 || limits.max_nodes < 10 {
+        bail!(
+            "--max-expression-depth and --max-statement-nodes must be at least 10 (got {} and {})",
+            limits.max_depth,
+            limits.max_nodes
+        );
+    }
+    Ok(limits)
 }
 
 fn addr(what: &str, s: &str) -> Result<SocketAddr> {
@@ -517,6 +580,23 @@ impl Settings {
                 None => wattdb_storage::read::DEFAULT_QUERY_MEMORY,
             },
             rollup_rewrite: args.rollup_rewrite.or(file.rollup_rewrite).unwrap_or(true),
+            statement_limits: statement_limits(
+                args.max_statement_bytes.or(file.max_statement_bytes),
+                args.max_expression_depth.or(file.max_expression_depth),
+                args.max_statement_nodes.or(file.max_statement_nodes),
+            )?,
+            statement_timeout: match args.statement_timeout.or(file.statement_timeout) {
+                Some(s) => Duration::from_millis(
+                    wattdb_query::pg::settings::parse_duration_ms("--statement-timeout", &s)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?,
+                ),
+                None => Duration::ZERO,
+            },
+            query_threads: args
+                .query_threads
+                .or(file.query_threads)
+                .unwrap_or(DEFAULT_QUERY_THREADS)
+                .max(1),
             ingest,
             rollups,
             retention: file.retention,

@@ -87,6 +87,8 @@ fn main() -> Result<()> {
             EnvFilter::try_from_env("WATTDB_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_target(false)
+        // Colour escapes only for a terminal: a log file or a journal gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     // Test builds only (feature wattdb-storage/failpoints): failpoints from FAILPOINTS.
     wattdb_storage::failpoints::configure_from_env();
@@ -186,6 +188,11 @@ async fn serve(settings: Settings) -> Result<()> {
     apply_configured_retention(&storage, &settings).await?;
 
     let users = wattdb_query::users::Users::load(storage.clone(), settings.password.as_deref());
+    if !settings.statement_timeout.is_zero() {
+        wattdb_query::pg::settings::set_server_statement_timeout(settings.statement_timeout);
+    }
+    let executor = wattdb_query::execution::QueryExecutor::new(settings.query_threads)
+        .context("starting the query threads")?;
     let ctx =
         wattdb_query::build_session(&storage, users.clone()).context("building the SQL session")?;
     let handlers = Arc::new(wattdb_query::pg::PgHandlers::new(
@@ -199,6 +206,8 @@ async fn serve(settings: Settings) -> Result<()> {
             compaction: settings.compaction,
             alarms: alarms.clone(),
         })),
+        settings.statement_limits,
+        executor,
     ));
     users
         .configure(&settings.users)

@@ -339,3 +339,141 @@ async fn devices_log_in_as_users_that_may_write() {
     assert_eq!(row.get::<_, i64>(0), 2);
     assert_eq!(row.get::<_, f64>(1), 3.0);
 }
+
+/// No reader sees a password verifier: `pg_authid` and `pg_shadow` need the admin role
+/// (however they are named: qualified, in a subquery, under EXPLAIN, in COPY), and even
+/// admins see no verifier; `pg_roles` and `pg_user` show `********`. Role attributes
+/// parse: a non-admin changing them gets `42501`, an admin's SUPERUSER makes an admin,
+/// unsupported ones are `0A000`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_reader_sees_a_secret_and_role_attributes_need_an_admin() {
+    let server = server_with_password();
+    let admin = server.client().await;
+    admin
+        .batch_execute("CREATE USER viewer PASSWORD 'viewer-pw'; CREATE USER ops PASSWORD 'ops-pw'")
+        .await
+        .unwrap();
+    let viewer = connect(&server, "viewer", "viewer-pw").await.unwrap();
+    for sql in [
+        "SELECT * FROM pg_authid",
+        "SELECT * FROM pg_catalog.pg_authid",
+        "SELECT rolpassword FROM pg_catalog.PG_AUTHID WHERE rolname = 'viewer'",
+        "SELECT * FROM pg_shadow",
+        "SELECT 1 WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_shadow)",
+        "WITH s AS (SELECT * FROM pg_authid) SELECT count(*) FROM s",
+        "EXPLAIN SELECT rolpassword FROM pg_authid",
+    ] {
+        denied(&viewer, sql).await;
+        // Over the extended protocol too.
+        let e = viewer.query(sql, &[]).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), "42501", "{sql} (extended): {e:?}");
+    }
+    let e = viewer
+        .copy_out("COPY (SELECT * FROM pg_authid) TO STDOUT")
+        .await
+        .err()
+        .expect("COPY of pg_authid refused");
+    assert_eq!(sqlstate(&e), "42501", "{e:?}");
+    // What everyone may read shows no verifier.
+    for (sql, expected) in [
+        (
+            "SELECT rolname, rolpassword FROM pg_roles ORDER BY rolname",
+            vec!["ops ********", "viewer ********", "wattdb ********"],
+        ),
+        (
+            "SELECT usename, passwd FROM pg_user ORDER BY usename",
+            vec!["ops ********", "viewer ********", "wattdb ********"],
+        ),
+    ] {
+        let rows = viewer.query(sql, &[]).await.unwrap();
+        let got: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{} {}", r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect();
+        assert_eq!(got, expected, "{sql}");
+    }
+    // Admins read pg_authid, with no verifier in it.
+    let rows = admin
+        .query(
+            "SELECT rolname, rolsuper, rolpassword IS NULL FROM pg_authid ORDER BY rolname",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got: Vec<(String, bool, bool)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("ops".into(), false, true),
+            ("viewer".into(), false, true),
+            ("wattdb".into(), true, true)
+        ]
+    );
+    // No text of any catalog relation holds the verifier material (salt or salted
+    // password as stored, base64) — checked by reading every row of them as an admin.
+    for relation in ["pg_authid", "pg_shadow", "pg_roles", "pg_user"] {
+        let text = admin
+            .simple_query(&format!("SELECT * FROM pg_catalog.{relation}"))
+            .await
+            .unwrap();
+        for m in text {
+            if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+                for i in 0..r.len() {
+                    let v = r.get(i).unwrap_or("");
+                    assert!(
+                        !v.contains("SCRAM") && v.len() < 40,
+                        "{relation} shows {v:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    // Role attributes: a reader gets 42501 whatever the attribute.
+    for sql in [
+        "ALTER USER viewer SUPERUSER",
+        "ALTER ROLE viewer WITH CREATEROLE",
+        "ALTER USER viewer CONNECTION LIMIT 2",
+        "ALTER USER viewer VALID UNTIL '2030-01-01'",
+        "ALTER USER ops PASSWORD NULL",
+        "CREATE USER mallory SUPERUSER LOGIN",
+    ] {
+        denied(&viewer, sql).await;
+    }
+    // An admin: SUPERUSER grants admin, NOSUPERUSER takes it back.
+    admin
+        .batch_execute("ALTER USER ops SUPERUSER")
+        .await
+        .unwrap();
+    let ops = connect(&server, "ops", "ops-pw").await.unwrap();
+    ops.batch_execute("CREATE TABLE made_by_ops (ts TIMESTAMPTZ NOT NULL)")
+        .await
+        .unwrap();
+    let rows = ops
+        .query("SELECT rolsuper FROM pg_roles WHERE rolname = 'ops'", &[])
+        .await
+        .unwrap();
+    assert!(rows[0].get::<_, bool>(0));
+    admin
+        .batch_execute("ALTER USER ops NOSUPERUSER")
+        .await
+        .unwrap();
+    denied(&ops, "DROP TABLE made_by_ops").await;
+    // Attributes wattdb has nothing for are refused, and change nothing.
+    for sql in [
+        "ALTER USER ops CONNECTION LIMIT 2",
+        "ALTER USER ops NOLOGIN",
+        "CREATE USER bob VALID UNTIL '2030-01-01' PASSWORD 'b'",
+    ] {
+        let e = admin.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), "0A000", "{sql}: {e:?}");
+    }
+    let rows = admin
+        .query("SELECT count(*) FROM pg_roles WHERE rolname = 'bob'", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i64>(0), 0);
+}

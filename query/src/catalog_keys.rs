@@ -78,6 +78,8 @@ pub struct KeyedPgCatalog {
     inner: Arc<dyn SchemaProvider>,
     storage: crate::provider::StorageHandle,
     defs: Arc<KeyDefinitions>,
+    /// The role relations are built from them (see [`crate::catalog_roles`]).
+    users: Arc<crate::users::Users>,
 }
 
 impl KeyedPgCatalog {
@@ -85,11 +87,13 @@ impl KeyedPgCatalog {
         inner: Arc<dyn SchemaProvider>,
         storage: Storage,
         defs: Arc<KeyDefinitions>,
+        users: Arc<crate::users::Users>,
     ) -> Self {
         KeyedPgCatalog {
             inner,
             storage: crate::provider::StorageHandle(storage),
             defs,
+            users,
         }
     }
 }
@@ -97,10 +101,23 @@ impl KeyedPgCatalog {
 #[async_trait]
 impl SchemaProvider for KeyedPgCatalog {
     fn table_names(&self) -> Vec<String> {
-        self.inner.table_names()
+        let mut names = self.inner.table_names();
+        for role in crate::catalog_roles::ROLE_RELATIONS {
+            if !names.iter().any(|n| n == role) {
+                names.push(role.to_string());
+            }
+        }
+        names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if crate::catalog_roles::ROLE_RELATIONS.contains(&name) {
+            let schema = match self.inner.table(name).await? {
+                Some(t) => t.schema(),
+                None => crate::catalog_roles::user_schema(),
+            };
+            return crate::catalog_roles::role_table(name, schema, &self.users).map(Some);
+        }
         let Some(table) = self.inner.table(name).await? else {
             return Ok(None);
         };
@@ -130,7 +147,7 @@ impl SchemaProvider for KeyedPgCatalog {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.inner.table_exist(name)
+        crate::catalog_roles::ROLE_RELATIONS.contains(&name) || self.inner.table_exist(name)
     }
 }
 

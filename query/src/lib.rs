@@ -10,8 +10,10 @@
 
 pub mod admin;
 pub mod catalog_keys;
+pub mod catalog_roles;
 pub mod catalog_settings;
 pub mod ddl;
+pub mod execution;
 pub mod fulltext_admin;
 pub mod functions;
 pub mod pg;

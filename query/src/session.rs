@@ -84,7 +84,7 @@ pub fn build_session(storage: &Storage, users: Arc<Users>) -> DfResult<Arc<Sessi
         "last_values",
         Arc::new(crate::provider::LastValuesFunction::new(storage.clone())),
     );
-    setup_pg_catalog(&ctx, DATABASE, Roles(users)).map_err(|e| *e)?;
+    setup_pg_catalog(&ctx, DATABASE, Roles(users.clone())).map_err(|e| *e)?;
     // Primary keys as indexes and constraints in the catalog emulation.
     let keys = Arc::new(crate::catalog_keys::KeyDefinitions::default());
     if let Some(catalog) = ctx.catalog(DATABASE)
@@ -96,6 +96,7 @@ pub fn build_session(storage: &Storage, users: Arc<Users>) -> DfResult<Arc<Sessi
                 inner,
                 storage.clone(),
                 keys.clone(),
+                users.clone(),
             )),
         )?;
     }

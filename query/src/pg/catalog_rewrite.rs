@@ -532,6 +532,35 @@ pub fn rewrite(stmt: &mut Statement) {
         ControlFlow::<()>::Continue(())
     });
     let _ = stmt.visit(&mut Filters);
+    let _ = stmt.visit(&mut QualifyRoleRelations);
+}
+
+/// `pg_user` and `pg_shadow` unqualified are `pg_catalog`'s (on PostgreSQL's default
+/// search path; the emulation's parser qualifies only the relations it has itself).
+struct QualifyRoleRelations;
+
+impl VisitorMut for QualifyRoleRelations {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table {
+            name, args: None, ..
+        } = t
+            && let [part] = name.0.as_slice()
+            && let Some(ident) = part.as_ident()
+            && ident.quote_style.is_none()
+            && ["pg_user", "pg_shadow"].contains(&ident.value.to_ascii_lowercase().as_str())
+        {
+            let relation = ident.value.to_ascii_lowercase();
+            *name = ObjectName(vec![
+                datafusion::sql::sqlparser::ast::ObjectNamePart::Identifier(Ident::new(
+                    "pg_catalog",
+                )),
+                datafusion::sql::sqlparser::ast::ObjectNamePart::Identifier(Ident::new(relation)),
+            ]);
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 #[cfg(test)]

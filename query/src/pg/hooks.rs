@@ -114,10 +114,21 @@ impl WattdbHook {
                 Some(Err(e)) => Err(user_error(e.code, e.message)),
                 None => Err(user_error(sqlstate::INTERNAL_ERROR, "not a DROP TABLE")),
             },
-            Kind::Admin(call) => admin::run(&self.storage, self.admin.as_deref(), &call)
-                .await
-                .map(Handled::Text)
-                .map_err(|e| user_error(e.code, e.message)),
+            Kind::Admin(call) => {
+                // On a task of its own: a cancel request (or the client going away) ends
+                // the wait for it, never the work half-way.
+                let storage = self.storage.clone();
+                let extension = self.admin.clone();
+                let work = tokio::spawn(async move {
+                    let result = admin::run(&storage, extension.as_deref(), &call).await;
+                    tracing::debug!(function = %call.name, ok = result.is_ok(), "admin function ended");
+                    result
+                });
+                work.await
+                    .map_err(|e| user_error(sqlstate::INTERNAL_ERROR, e.to_string()))?
+                    .map(Handled::Text)
+                    .map_err(|e| user_error(e.code, e.message))
+            }
         }
     }
 

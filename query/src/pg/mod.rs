@@ -14,6 +14,7 @@ pub mod cursors;
 pub mod delete_alias;
 pub mod fast_insert;
 pub mod hooks;
+pub mod limits;
 pub mod params;
 pub mod permissions;
 pub mod service;
@@ -51,13 +52,16 @@ pub struct PgHandlers {
 impl PgHandlers {
     /// The SQL endpoint over `ctx` (built with the same `users`); `passwords`: clients
     /// must authenticate (the server has a `--password`); `admin` serves the admin
-    /// functions of other subsystems.
+    /// functions of other subsystems; `limits` bound every statement before planning;
+    /// statements plan and run on `executor`'s threads.
     pub fn new(
         ctx: Arc<SessionContext>,
         storage: Storage,
         users: Arc<Users>,
         passwords: bool,
         admin: Option<Arc<dyn crate::admin::AdminExtension>>,
+        limits: limits::StatementLimits,
+        executor: crate::execution::QueryExecutor,
     ) -> Self {
         let hook = hooks::WattdbHook::new(storage.clone(), admin);
         let admin_functions = hook.admin_functions().to_vec();
@@ -70,6 +74,8 @@ impl PgHandlers {
                 hooks,
                 users.clone(),
                 admin_functions,
+                limits,
+                executor,
             )),
             users,
             passwords,

@@ -68,9 +68,54 @@ pub fn check<C: ClientInfo + ?Sized>(
     statement: &Statement,
     admin_functions: &[&str],
 ) -> PgWireResult<()> {
+    check_private(client, users, statement)?;
     check_role(client, users, required(statement, admin_functions), || {
         statement_kind(statement)
     })
+}
+
+/// Refuse `statement` if it names a relation only admins may read and the session's
+/// user is not one.
+pub fn check_private<C: ClientInfo + ?Sized>(
+    client: &C,
+    users: &Users,
+    statement: &Statement,
+) -> PgWireResult<()> {
+    if let Some(relation) = private_relation(statement) {
+        let user = session_user(client);
+        let role = users.role(&user);
+        if role != Some(Role::Admin) {
+            let has = role.map_or("no role (the user was dropped)", Role::name);
+            return Err(user_error(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "permission denied for table {relation}: it needs the admin role; user \"{user}\" has {has}"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The first relation of [`crate::catalog_roles::PRIVATE_RELATIONS`] `statement` names,
+/// anywhere in it (a subquery, a CTE, `EXPLAIN`, `COPY (…) TO`).
+fn private_relation(statement: &Statement) -> Option<String> {
+    let mut found = None;
+    let _ = datafusion::sql::sqlparser::ast::visit_relations(statement, |name| {
+        let last = name
+            .0
+            .last()
+            .and_then(|part| part.as_ident())
+            .map(|i| i.value.to_ascii_lowercase());
+        match last {
+            Some(l) if crate::catalog_roles::PRIVATE_RELATIONS.contains(&l.as_str()) => {
+                found = Some(l);
+                std::ops::ControlFlow::Break(())
+            }
+            _ => std::ops::ControlFlow::Continue(()),
+        }
+    });
+    found
 }
 
 /// Refuse unless the session's user has `needed`; `what` names the action for the
@@ -154,6 +199,30 @@ mod tests {
         );
         assert_eq!(role_of("DROP TABLE x"), Role::Admin);
         assert_eq!(role_of("UPDATE t SET p = 1"), Role::Writer);
+    }
+
+    #[test]
+    fn private_relations_are_found_anywhere() {
+        let found = |sql: &str| {
+            private_relation(&Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap()[0])
+        };
+        assert_eq!(
+            found("SELECT * FROM pg_authid").as_deref(),
+            Some("pg_authid")
+        );
+        assert_eq!(
+            found("SELECT 1 WHERE EXISTS (SELECT 1 FROM pg_catalog.PG_SHADOW)").as_deref(),
+            Some("pg_shadow")
+        );
+        assert_eq!(
+            found("EXPLAIN SELECT rolpassword FROM pg_authid").as_deref(),
+            Some("pg_authid")
+        );
+        assert_eq!(
+            found("COPY (SELECT * FROM pg_authid) TO STDOUT").as_deref(),
+            Some("pg_authid")
+        );
+        assert_eq!(found("SELECT * FROM pg_roles"), None);
     }
 
     #[test]

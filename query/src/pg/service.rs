@@ -16,22 +16,21 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::QueryHook;
-use datafusion_postgres::arrow_pg::datatypes::arrow_schema_to_pg_fields;
-use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
+use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
 use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
-use futures::{Sink, SinkExt};
+use futures::{Sink, SinkExt, StreamExt, TryStreamExt};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{CopyResponse, FieldInfo, Response, Tag};
+use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, ConnectionHandle, Type};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
-use pgwire::messages::data::{NoData, ParameterDescription};
+use pgwire::messages::data::{DataRow, NoData, ParameterDescription};
 use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::types::format::FormatOptions;
 use wattdb_storage::Storage;
@@ -40,6 +39,7 @@ use super::copy::CopyStatement;
 use super::copy_in::{self, CopyIn, CopyInSlot};
 use super::cursors::{self, CursorStatement, Cursors};
 use super::fast_insert::FastInsert;
+use super::limits::{self, StatementLimits};
 use super::settings::SessionSettings;
 use super::sqlstate::{self, user_error};
 use super::user_statements::Chunk;
@@ -47,6 +47,7 @@ use super::{
     catalog_rewrite, column_names, copy, delete_alias, params, permissions, session_functions,
     set_show, time_zone, transactions, user_statements,
 };
+use crate::execution::{Interrupt, QueryExecutor, RunError, StatementGuard};
 use crate::users::Users;
 
 /// A prepared statement: its text and, unless empty, the parsed statement and its plan
@@ -111,29 +112,70 @@ where
     Some(Response::Execution(Tag::new("DEALLOCATE")))
 }
 
-/// Run a planned query with the session's statement timeout.
-async fn run(
-    ctx: &SessionContext,
-    plan: LogicalPlan,
+/// A statement's interrupt, fired by a cancel request for this connection or when the
+/// session's `statement_timeout` passes; it lives as long as the statement's rows are
+/// being sent.
+async fn begin_statement<C: ClientInfo + ?Sized>(
+    client: &C,
     settings: &SessionSettings,
-) -> PgWireResult<DataFrame> {
-    let execute = ctx.execute_logical_plan(plan);
-    match settings.statement_timeout() {
-        Some(limit) => tokio::time::timeout(limit, execute)
-            .await
-            .map_err(|_| {
-                user_error(
-                    sqlstate::QUERY_CANCELED,
-                    "canceling statement due to statement timeout",
-                )
-            })?
-            .map_err(api),
-        None => execute.await.map_err(api),
+) -> StatementGuard {
+    let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
+        Some(handle) => Some(handle.start_query().await),
+        None => None,
+    };
+    StatementGuard::start(cancel, settings.statement_timeout())
+}
+
+/// `57014` for a stopped statement; other failures of its task as internal errors.
+fn run_error(e: RunError) -> PgWireError {
+    match e {
+        RunError::Interrupted(i) => user_error(sqlstate::QUERY_CANCELED, i.0.message()),
+        RunError::Failed(m) => user_error(sqlstate::INTERNAL_ERROR, m),
     }
 }
 
+/// Plan `statement` on the query threads (planning is stopped by the interrupt too).
+async fn plan_statement(
+    executor: &QueryExecutor,
+    interrupt: &Interrupt,
+    ctx: &SessionContext,
+    statement: &Statement,
+) -> PgWireResult<LogicalPlan> {
+    let state = ctx.state();
+    let statement = DfStatement::Statement(Box::new(statement.clone()));
+    executor
+        .run(interrupt, async move {
+            state.statement_to_plan(statement).await
+        })
+        .await
+        .map_err(run_error)?
+        .map_err(api)
+}
+
+/// A planned statement's DataFrame, made on the query threads (DDL-like plans run here).
+async fn dataframe(
+    executor: &QueryExecutor,
+    interrupt: &Interrupt,
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+) -> PgWireResult<DataFrame> {
+    let ctx = ctx.clone();
+    executor
+        .run(
+            interrupt,
+            async move { ctx.execute_logical_plan(plan).await },
+        )
+        .await
+        .map_err(run_error)?
+        .map_err(api)
+}
+
 /// The answer to a query: the row count for an INSERT or DELETE, else rows in `format`.
+/// The plan runs on the query threads under `guard`, which lives until the last row is
+/// sent.
 async fn respond(
+    executor: &QueryExecutor,
+    guard: StatementGuard,
     statement: &Statement,
     df: DataFrame,
     format: &Format,
@@ -147,7 +189,8 @@ async fn respond(
         _ => None,
     };
     if let Some(tag) = tag {
-        let batches = df.collect().await.map_err(api)?;
+        let stream = executor.execute(guard.interrupt(), df).await.map_err(api)?;
+        let batches: Vec<_> = stream.try_collect().await.map_err(api)?;
         let rows = batches
             .first()
             .and_then(|b| b.column_by_name("count"))
@@ -162,9 +205,25 @@ async fn respond(
         return Ok(Response::Execution(tag));
     }
     let df = time_zone::in_session_zone(df, zone).map_err(api)?;
-    Ok(Response::Query(
-        encode_dataframe(df, format, Some(options)).await?,
-    ))
+    let fields = Arc::new(arrow_schema_to_pg_fields(
+        df.schema().as_arrow(),
+        format,
+        Some(options),
+    )?);
+    let batches = executor.execute(guard.interrupt(), df).await.map_err(api)?;
+    let encoding = fields.clone();
+    let rows = batches
+        .map(move |batch| {
+            // The guard lives (and keeps the deadline armed) as long as rows are sent.
+            let _statement = &guard;
+            let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
+                Ok(batch) => encode_recordbatch(encoding.clone(), batch),
+                Err(e) => Box::new(std::iter::once(Err(api(e)))),
+            };
+            futures::stream::iter(rows)
+        })
+        .flatten();
+    Ok(Response::Query(QueryResponse::new(fields, rows)))
 }
 
 /// The CopyInResponse of a COPY FROM that `started` (its data then goes to the copy), or
@@ -189,6 +248,8 @@ pub struct SqlService {
     users: Arc<Users>,
     /// Names of the admin functions (`SELECT f(…)`), which need the admin role.
     admin_functions: Vec<&'static str>,
+    limits: StatementLimits,
+    executor: QueryExecutor,
 }
 
 impl SqlService {
@@ -198,15 +259,22 @@ impl SqlService {
         hooks: Vec<Arc<dyn QueryHook>>,
         users: Arc<Users>,
         admin_functions: Vec<&'static str>,
+        limits: StatementLimits,
+        executor: QueryExecutor,
     ) -> SqlService {
         SqlService {
             storage,
-            users,
+            users: users.clone(),
             admin_functions,
+            limits,
+            executor: executor.clone(),
             parser: Arc::new(SqlParser {
                 base: base.clone(),
                 sql: PostgresCompatibilityParser::new(),
                 hooks: hooks.clone(),
+                limits,
+                executor,
+                users: users.clone(),
             }),
             base,
             hooks,
@@ -297,6 +365,7 @@ impl SqlService {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        limits::check_text(query, &self.limits)?;
         if let Some(chunks) = user_statements::split(query) {
             let mut results = Vec::new();
             for chunk in chunks {
@@ -326,6 +395,9 @@ impl SqlService {
             .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
+        }
+        for statement in &statements {
+            limits::check_statement(statement, &self.limits)?;
         }
         let mut results = Vec::with_capacity(statements.len());
         'statements: for mut statement in statements {
@@ -372,14 +444,13 @@ impl SqlService {
                 continue;
             }
             let settings = SessionSettings::of(client);
-            let plan = ctx
-                .state()
-                .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
-                .await
-                .map_err(api)?;
-            let df = run(&ctx, plan, &settings).await?;
+            let guard = begin_statement(client, &settings).await;
+            let plan = plan_statement(&self.executor, guard.interrupt(), &ctx, &statement).await?;
+            let df = dataframe(&self.executor, guard.interrupt(), &ctx, plan).await?;
             results.push(
                 respond(
+                    &self.executor,
+                    guard,
                     &statement,
                     df,
                     &Format::UnifiedText,
@@ -542,8 +613,11 @@ impl SqlService {
             .replace_params_with_values(&values)
             .map_err(api)?;
         let settings = SessionSettings::of(client);
-        let df = run(&ctx, plan, &settings).await?;
+        let guard = begin_statement(client, &settings).await;
+        let df = dataframe(&self.executor, guard.interrupt(), &ctx, plan).await?;
         respond(
+            &self.executor,
+            guard,
             statement,
             df,
             &portal.result_column_format,
@@ -630,6 +704,9 @@ pub struct SqlParser {
     base: Arc<SessionContext>,
     sql: PostgresCompatibilityParser,
     hooks: Vec<Arc<dyn QueryHook>>,
+    limits: StatementLimits,
+    executor: QueryExecutor,
+    users: Arc<Users>,
 }
 
 #[async_trait]
@@ -645,6 +722,7 @@ impl QueryParser for SqlParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        limits::check_text(sql, &self.limits)?;
         if let Some(statement) = user_statements::parse(sql) {
             // Checked now, run at Execute from the text kept here.
             statement?;
@@ -664,6 +742,9 @@ impl QueryParser for SqlParser {
             ));
         }
         let mut statement = statements.remove(0);
+        limits::check_statement(&statement, &self.limits)?;
+        // Before it is planned: a relation only admins may read is not even described.
+        permissions::check_private(client, &self.users, &statement)?;
         catalog_rewrite::rewrite(&mut statement);
         delete_alias::rewrite(&mut statement);
         let mut statement = self.sql.rewrite(statement);
@@ -697,11 +778,8 @@ impl QueryParser for SqlParser {
             };
             return Ok(Some((text, Some((statement, plan)))));
         }
-        let plan = ctx
-            .state()
-            .statement_to_plan(DfStatement::Statement(Box::new(statement.clone())))
-            .await
-            .map_err(api)?;
+        let guard = begin_statement(client, &SessionSettings::of(client)).await;
+        let plan = plan_statement(&self.executor, guard.interrupt(), &ctx, &statement).await?;
         Ok(Some((text, Some((statement, plan)))))
     }
 

@@ -149,9 +149,22 @@ pub fn catalog_settings() -> Vec<CatalogSetting> {
 fn default_of(k: &Known) -> String {
     if k.name == "server_version" {
         server_version()
+    } else if k.name == "statement_timeout"
+        && let Some(ms) = SERVER_STATEMENT_TIMEOUT.get()
+    {
+        ms.to_string()
     } else {
         k.default.to_string()
     }
+}
+
+/// The server's `statement_timeout` (milliseconds, 0: none), the default of every
+/// session's.
+static SERVER_STATEMENT_TIMEOUT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// Set the server's default `statement_timeout` (once, at startup).
+pub fn set_server_statement_timeout(timeout: std::time::Duration) {
+    let _ = SERVER_STATEMENT_TIMEOUT.set(timeout.as_millis() as u64);
 }
 
 /// A changed parameter the client must be told about (ParameterStatus).
@@ -442,7 +455,11 @@ impl SessionSettings {
 
     /// The statement timeout, if one is set.
     pub fn statement_timeout(&self) -> Option<std::time::Duration> {
-        let v = self.lock().params.get("statement_timeout").cloned()?;
+        let set = self.lock().params.get("statement_timeout").cloned();
+        let v = match set {
+            Some(v) => v,
+            None => SERVER_STATEMENT_TIMEOUT.get()?.to_string(),
+        };
         match parse_duration_ms("statement_timeout", &v) {
             Ok(0) | Err(_) => None,
             Ok(ms) => Some(std::time::Duration::from_millis(ms)),

@@ -196,6 +196,8 @@ fn for_dyn(e: &(dyn std::error::Error + Send + Sync + 'static)) -> &'static str 
         for_arrow(a)
     } else if let Some(PgWireError::UserError(info)) = e.downcast_ref::<PgWireError>() {
         known_code(&info.code)
+    } else if e.downcast_ref::<crate::execution::Interrupted>().is_some() {
+        QUERY_CANCELED
     } else {
         for_message(&e.to_string()).unwrap_or(INTERNAL_ERROR)
     }
@@ -213,13 +215,32 @@ fn message_of(d: &DataFusionError) -> String {
     }
 }
 
+/// The interrupt a stopped statement's error carries, however DataFusion wrapped it.
+fn interrupted(d: &DataFusionError) -> Option<crate::execution::Interrupted> {
+    match d {
+        DataFusionError::External(b) => b
+            .downcast_ref::<crate::execution::Interrupted>()
+            .copied()
+            .or_else(|| b.downcast_ref::<DataFusionError>().and_then(interrupted)),
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            interrupted(inner)
+        }
+        DataFusionError::Shared(inner) => interrupted(inner),
+        DataFusionError::Collection(errs) => errs.iter().find_map(interrupted),
+        _ => None,
+    }
+}
+
 /// Rewrite an error about to be sent to the client so it carries the right SQLSTATE.
 pub fn classify(error: &mut PgWireError) {
     let replacement = match error {
         PgWireError::ApiError(e) => {
             let code = for_dyn(e.as_ref());
             let message = match e.downcast_ref::<DataFusionError>() {
-                Some(d) => message_of(d),
+                Some(d) => match interrupted(d) {
+                    Some(i) => i.to_string(),
+                    None => message_of(d),
+                },
                 None => e.to_string(),
             };
             Some(user_error(code, message))

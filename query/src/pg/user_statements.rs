@@ -1,9 +1,12 @@
 //! The user statements, recognised from the statement's tokens before the SQL parser
 //! sees them (its forms of them vary by dialect and carry options wattdb has no use
-//! for): `CREATE USER|ROLE name [[WITH] [LOGIN] PASSWORD 'pw' | NULL]`, `ALTER USER|ROLE
-//! name [WITH] PASSWORD 'pw' | NULL`, `DROP USER|ROLE [IF EXISTS] name [, …]`,
-//! `GRANT writer|admin TO name`, `REVOKE writer|admin FROM name`. Run by
-//! [`execute`] for an admin.
+//! for): `CREATE USER|ROLE name [[WITH] attribute …]`, `ALTER USER|ROLE name [WITH]
+//! attribute …`, `DROP USER|ROLE [IF EXISTS] name [, …]`, `GRANT writer|admin TO name`,
+//! `REVOKE writer|admin FROM name`. Attributes: `PASSWORD 'pw' | NULL`, `SUPERUSER` /
+//! `NOSUPERUSER` (the admin role), `LOGIN` (every user can); PostgreSQL's others
+//! (`CREATEROLE`, `CREATEDB`, `NOLOGIN`, `CONNECTION LIMIT n`, `VALID UNTIL '…'`, …)
+//! parse and are refused as not supported. Run by [`execute`] for an admin: a user who
+//! is not one gets `42501` for any of them, well-formed or not supported.
 
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
@@ -15,15 +18,26 @@ use super::permissions;
 use super::sqlstate::{self, user_error};
 use crate::users::{Role, Users};
 
+/// Role attributes of `CREATE` / `ALTER USER`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attributes {
+    /// `PASSWORD 'pw'` is `Some(Some(pw))`, `PASSWORD NULL` is `Some(None)`.
+    pub password: Option<Option<String>>,
+    /// `SUPERUSER` / `NOSUPERUSER`: granting or revoking the admin role.
+    pub superuser: Option<bool>,
+    /// PostgreSQL attributes wattdb has nothing for, as written.
+    pub unsupported: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserStatement {
     Create {
         name: String,
-        password: Option<String>,
+        attributes: Attributes,
     },
-    SetPassword {
+    Alter {
         name: String,
-        password: Option<String>,
+        attributes: Attributes,
     },
     Drop {
         names: Vec<String>,
@@ -40,7 +54,7 @@ impl UserStatement {
     fn tag(&self) -> &'static str {
         match self {
             UserStatement::Create { .. } => "CREATE ROLE",
-            UserStatement::SetPassword { .. } => "ALTER ROLE",
+            UserStatement::Alter { .. } => "ALTER ROLE",
             UserStatement::Drop { .. } => "DROP ROLE",
             UserStatement::Grant { granted: true, .. } => "GRANT ROLE",
             UserStatement::Grant { granted: false, .. } => "REVOKE ROLE",
@@ -100,6 +114,73 @@ impl Tokens {
         }
     }
 
+    /// Role attributes up to the end of the statement.
+    fn attributes(&mut self) -> Result<Attributes, PgWireError> {
+        let mut a = Attributes::default();
+        loop {
+            if self.keyword("password") {
+                a.password = Some(self.password()?);
+            } else if self.keyword("superuser") {
+                a.superuser = Some(true);
+            } else if self.keyword("nosuperuser") {
+                a.superuser = Some(false);
+            } else if self.keyword("login") {
+                // Every user can log in.
+            } else if self.keyword("connection") {
+                if !self.keyword("limit") {
+                    return Err(syntax("expected LIMIT after CONNECTION".into()));
+                }
+                match self.next() {
+                    Some(Token::Number(n, _)) => {
+                        a.unsupported.push(format!("CONNECTION LIMIT {n}"))
+                    }
+                    Some(Token::Minus) => match self.next() {
+                        Some(Token::Number(n, _)) => {
+                            a.unsupported.push(format!("CONNECTION LIMIT -{n}"))
+                        }
+                        _ => return Err(syntax("CONNECTION LIMIT needs a number".into())),
+                    },
+                    _ => return Err(syntax("CONNECTION LIMIT needs a number".into())),
+                }
+            } else if self.keyword("valid") {
+                if !self.keyword("until") {
+                    return Err(syntax("expected UNTIL after VALID".into()));
+                }
+                match self.next() {
+                    Some(Token::SingleQuotedString(s)) => {
+                        a.unsupported.push(format!("VALID UNTIL '{s}'"))
+                    }
+                    _ => return Err(syntax("VALID UNTIL needs a string literal".into())),
+                }
+            } else if let Some(word) = self.other_attribute() {
+                a.unsupported.push(word);
+            } else {
+                break;
+            }
+        }
+        self.end()?;
+        Ok(a)
+    }
+
+    /// One of PostgreSQL's attributes that take no value, other than those above.
+    fn other_attribute(&mut self) -> Option<String> {
+        const OTHERS: &[&str] = &[
+            "nologin",
+            "createrole",
+            "nocreaterole",
+            "createdb",
+            "nocreatedb",
+            "inherit",
+            "noinherit",
+            "replication",
+            "noreplication",
+            "bypassrls",
+            "nobypassrls",
+        ];
+        let found = OTHERS.iter().find(|w| self.keyword(w))?;
+        Some(found.to_uppercase())
+    }
+
     fn end(&mut self) -> Result<(), PgWireError> {
         while matches!(self.peek(), Some(Token::SemiColon)) {
             self.pos += 1;
@@ -107,7 +188,7 @@ impl Tokens {
         match self.peek() {
             None => Ok(()),
             Some(t) => Err(syntax(format!(
-                "unexpected \"{t}\" (wattdb's users take only a password: {})",
+                "unexpected \"{t}\" (wattdb's users take a password and SUPERUSER: {})",
                 "CREATE USER name [WITH] PASSWORD '…'"
             ))),
         }
@@ -183,19 +264,8 @@ fn parse_tokens(tokens: Vec<Token>) -> Option<PgWireResult<UserStatement>> {
         return Some((|| {
             let name = t.name()?;
             t.keyword("with");
-            let mut password = None;
-            loop {
-                if t.keyword("login") {
-                    continue;
-                }
-                if t.keyword("password") {
-                    password = t.password()?;
-                    continue;
-                }
-                break;
-            }
-            t.end()?;
-            Ok(UserStatement::Create { name, password })
+            let attributes = t.attributes()?;
+            Ok(UserStatement::Create { name, attributes })
         })());
     }
     if t.keyword("alter") {
@@ -205,14 +275,13 @@ fn parse_tokens(tokens: Vec<Token>) -> Option<PgWireResult<UserStatement>> {
         return Some((|| {
             let name = t.name()?;
             t.keyword("with");
-            if !t.keyword("password") {
+            let attributes = t.attributes()?;
+            if attributes == Attributes::default() {
                 return Err(syntax(
-                    "ALTER USER takes only a password: ALTER USER name [WITH] PASSWORD '…'".into(),
+                    "ALTER USER name [WITH] PASSWORD '…' | NULL | SUPERUSER | NOSUPERUSER".into(),
                 ));
             }
-            let password = t.password()?;
-            t.end()?;
-            Ok(UserStatement::SetPassword { name, password })
+            Ok(UserStatement::Alter { name, attributes })
         })());
     }
     if t.keyword("drop") {
@@ -270,9 +339,37 @@ pub async fn execute<C: ClientInfo + ?Sized>(
     let tag = statement.tag();
     permissions::check_role(client, users, Role::Admin, || tag.to_string())?;
     let result = match statement {
-        UserStatement::Create { name, password } => users.create(&name, password.as_deref()).await,
-        UserStatement::SetPassword { name, password } => {
-            users.set_password(&name, password.as_deref()).await
+        UserStatement::Create { attributes, .. } | UserStatement::Alter { attributes, .. }
+            if !attributes.unsupported.is_empty() =>
+        {
+            return Err(user_error(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "{} is not supported: wattdb's users have a password and a role (reader, writer, admin; SUPERUSER is admin)",
+                    attributes.unsupported.join(", ")
+                ),
+            ));
+        }
+        UserStatement::Create { name, attributes } => {
+            let password = attributes.password.flatten();
+            match users.create(&name, password.as_deref()).await {
+                Ok(()) if attributes.superuser == Some(true) => {
+                    users.grant(Role::Admin, &name, true).await
+                }
+                other => other,
+            }
+        }
+        UserStatement::Alter { name, attributes } => {
+            let mut result = Ok(());
+            if let Some(password) = &attributes.password {
+                result = users.set_password(&name, password.as_deref()).await;
+            }
+            if result.is_ok()
+                && let Some(superuser) = attributes.superuser
+            {
+                result = users.grant(Role::Admin, &name, superuser).await;
+            }
+            result
         }
         UserStatement::Drop { names, if_exists } => {
             for name in &names {
@@ -316,28 +413,63 @@ mod tests {
             ok("CREATE USER grafana PASSWORD 'it''s secret'"),
             UserStatement::Create {
                 name: "grafana".into(),
-                password: Some("it's secret".into())
+                attributes: Attributes {
+                    password: Some(Some("it's secret".into())),
+                    ..Attributes::default()
+                }
             }
         );
         assert_eq!(
             ok("create role \"Ops\" with login password 'x';"),
             UserStatement::Create {
                 name: "Ops".into(),
-                password: Some("x".into())
+                attributes: Attributes {
+                    password: Some(Some("x".into())),
+                    ..Attributes::default()
+                }
             }
         );
         assert_eq!(
             ok("CREATE USER u"),
             UserStatement::Create {
                 name: "u".into(),
-                password: None
+                attributes: Attributes::default()
             }
         );
         assert_eq!(
             ok("ALTER USER U WITH PASSWORD NULL"),
-            UserStatement::SetPassword {
+            UserStatement::Alter {
                 name: "u".into(),
-                password: None
+                attributes: Attributes {
+                    password: Some(None),
+                    ..Attributes::default()
+                }
+            }
+        );
+        assert_eq!(
+            ok("ALTER ROLE viewer SUPERUSER CONNECTION LIMIT 3 VALID UNTIL '2030-01-01' NOLOGIN"),
+            UserStatement::Alter {
+                name: "viewer".into(),
+                attributes: Attributes {
+                    superuser: Some(true),
+                    unsupported: vec![
+                        "CONNECTION LIMIT 3".into(),
+                        "VALID UNTIL '2030-01-01'".into(),
+                        "NOLOGIN".into()
+                    ],
+                    ..Attributes::default()
+                }
+            }
+        );
+        assert_eq!(
+            ok("CREATE USER ops WITH LOGIN SUPERUSER PASSWORD 'pw'"),
+            UserStatement::Create {
+                name: "ops".into(),
+                attributes: Attributes {
+                    password: Some(Some("pw".into())),
+                    superuser: Some(true),
+                    ..Attributes::default()
+                }
             }
         );
         assert_eq!(
@@ -377,7 +509,7 @@ mod tests {
             matches!(&chunks[0], Chunk::Sql(s) if s.trim() == "CREATE TABLE t (ts TIMESTAMPTZ NOT NULL)")
         );
         assert!(
-            matches!(&chunks[1], Chunk::User(Ok(UserStatement::Create { password: Some(p), .. })) if p == "x;y")
+            matches!(&chunks[1], Chunk::User(Ok(UserStatement::Create { attributes: Attributes { password: Some(Some(p)), .. }, .. })) if p == "x;y")
         );
         assert!(matches!(&chunks[2], Chunk::Sql(s) if s.trim() == "SELECT 'role'"));
         assert!(split("SELECT current_user; SELECT 1").is_none());
@@ -401,8 +533,10 @@ mod tests {
         for sql in [
             "CREATE USER",
             "CREATE USER u PASSWORD",
-            "CREATE USER u SUPERUSER",
+            "CREATE USER u SUPERMAN",
+            "ALTER USER u",
             "ALTER USER u RENAME TO v",
+            "ALTER USER u CONNECTION LIMIT",
             "GRANT writer u",
         ] {
             assert!(matches!(parse(sql), Some(Err(_))), "{sql}");

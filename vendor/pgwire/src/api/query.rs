@@ -100,7 +100,10 @@ pub trait SimpleQueryHandler: Send + Sync {
             let resp = if let Some(cancel_rx) = cancel_rx {
                 match select(self.do_query(client, &query_string), cancel_rx).await {
                     Either::Left((result, _)) => result,
-                    Either::Right(_) => Err(PgWireError::QueryCanceled),
+                    Either::Right((Ok(()), _)) => Err(PgWireError::QueryCanceled),
+                    // wattdb patch: the handler took the cancel over (its own
+                    // start_query replaced this receiver's sender); not a cancel.
+                    Either::Right((Err(_), query)) => query.await,
                 }
             } else {
                 self.do_query(client, &query_string).await
@@ -316,7 +319,10 @@ pub trait ExtendedQueryHandler: Send + Sync {
             let resp = if let Some(cancel_rx) = cancel_rx {
                 match select(self.do_query(client, portal.as_ref(), max_rows), cancel_rx).await {
                     Either::Left((result, _)) => result,
-                    Either::Right(_) => Err(PgWireError::QueryCanceled),
+                    Either::Right((Ok(()), _)) => Err(PgWireError::QueryCanceled),
+                    // wattdb patch: the handler took the cancel over (its own
+                    // start_query replaced this receiver's sender); not a cancel.
+                    Either::Right((Err(_), query)) => query.await,
                 }
             } else {
                 self.do_query(client, portal.as_ref(), max_rows).await

@@ -1,0 +1,385 @@
+//! No single statement may stall the server: statements past the limits are refused with
+//! `54001` before they are planned, whatever their shape, over the simple and the extended
+//! protocol, while another client keeps getting answers; statements just under them
+//! answer. Against the real binary with tokio-postgres.
+//!
+//! The timeouts here are hang detectors (a refusal that never comes), not speed targets;
+//! the times are measured in BENCHMARKS.md.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, first_column_text, sqlstate};
+
+/// Fails the test instead of hanging when `f` does not finish.
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within 60 s"))
+}
+
+fn message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |d| d.message().to_string())
+}
+
+fn chain(first: &str, op: &str, item: &str, n: usize) -> String {
+    let mut s = String::with_capacity(n * (op.len() + item.len()) + 16);
+    s.push_str("SELECT ");
+    s.push_str(first);
+    for _ in 0..n {
+        s.push_str(op);
+        s.push_str(item);
+    }
+    s
+}
+
+/// The statements a reader could stall the server with, each refused with 54001.
+fn too_complex() -> Vec<(&'static str, String)> {
+    let ors: Vec<String> = (0..50_000).map(|i| format!("x = {i}")).collect();
+    let ands: Vec<String> = (0..50_000).map(|i| format!("x <> {i}")).collect();
+    let mut nested = "SELECT ".to_string();
+    nested.push_str(&"(".repeat(10_000));
+    nested.push('1');
+    nested.push_str(&")".repeat(10_000));
+    let mut functions = "SELECT ".to_string();
+    functions.push_str(&"abs(".repeat(5_000));
+    functions.push('1');
+    functions.push_str(&")".repeat(5_000));
+    let mut cases = "SELECT ".to_string();
+    for _ in 0..3_000 {
+        cases.push_str("CASE WHEN random() < 0.5 THEN 1 ELSE ");
+    }
+    cases.push('0');
+    cases.push_str(&" END".repeat(3_000));
+    let mut right_deep = "SELECT ".to_string();
+    for _ in 0..5_000 {
+        right_deep.push_str("1 + (");
+    }
+    right_deep.push('1');
+    right_deep.push_str(&")".repeat(5_000));
+    vec![
+        ("left-deep +", chain("1", "+", "1", 50_000)),
+        ("left-deep +, 500k", chain("1", "+", "1", 500_000)),
+        ("cast chain", chain("1", "::bigint", "", 20_000)),
+        (
+            "long OR list",
+            format!(
+                "SELECT count(*) FROM generate_series(1, 3) t(x) WHERE {}",
+                ors.join(" OR ")
+            ),
+        ),
+        (
+            "long AND list",
+            format!(
+                "SELECT count(*) FROM generate_series(1, 3) t(x) WHERE {}",
+                ands.join(" AND ")
+            ),
+        ),
+        ("nested parentheses", nested),
+        ("nested functions", functions),
+        ("nested CASE", cases),
+        ("right-deep +", right_deep),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_past_the_limits_are_refused_before_planning() {
+    let server = Server::new().start();
+    let c = server.client().await;
+    let other = server.client().await;
+    for (shape, sql) in too_complex() {
+        // Simple protocol.
+        let e = within(shape, c.simple_query(&sql)).await.expect_err(shape);
+        assert_eq!(sqlstate(&e), "54001", "{shape}: {}", message(&e));
+        // Extended protocol (Parse refuses it).
+        let e = within(shape, c.query(sql.as_str(), &[]))
+            .await
+            .expect_err(shape);
+        assert_eq!(sqlstate(&e), "54001", "{shape} (extended): {}", message(&e));
+        // The connection stays usable and the server answers another client.
+        assert_eq!(
+            first_column_text(&c, "SELECT 1").await,
+            vec!["1"],
+            "{shape}"
+        );
+        assert_eq!(
+            first_column_text(&other, "SELECT 2").await,
+            vec!["2"],
+            "{shape}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_under_the_limits_answer() {
+    let server = Server::new().start();
+    let c = server.client().await;
+    // 1 + 1 + … with 900 operators (depth 902 with the SELECT, under 1000).
+    let sum = within("900 additions", c.simple_query(&chain("1", "+", "1", 900)))
+        .await
+        .unwrap();
+    let value = sum.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(value.as_deref(), Some("901"));
+    // A 100,000-item IN list: the rows of 1..200000 that are even and ≤ 200000.
+    let list: Vec<String> = (1..=100_000).map(|i| (2 * i).to_string()).collect();
+    let sql = format!(
+        "SELECT count(*) FROM generate_series(1, 150000) t(x) WHERE x IN ({})",
+        list.join(",")
+    );
+    assert_eq!(
+        within("IN list", first_column_text(&c, &sql)).await,
+        vec!["75000"]
+    );
+    // A 20 MB literal, simple and extended protocol.
+    let big = "x".repeat(20_000_000);
+    let sql = format!("SELECT length('{big}')");
+    assert_eq!(
+        within("20 MB literal", first_column_text(&c, &sql)).await,
+        vec!["20000000"]
+    );
+    let row = within("20 MB literal (extended)", c.query_one(sql.as_str(), &[]))
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 20_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_settings() {
+    let mut server = Server::new();
+    server.extra_args = vec![
+        "--max-expression-depth".into(),
+        "50".into(),
+        "--max-statement-nodes".into(),
+        "200".into(),
+        "--max-statement-bytes".into(),
+        "10KB".into(),
+    ];
+    let server = server.start();
+    let c = server.client().await;
+    // Depth: 40 additions pass, 60 do not.
+    assert_eq!(
+        first_column_text(&c, &chain("1", "+", "1", 40)).await,
+        vec!["41"]
+    );
+    let e = c
+        .simple_query(&chain("1", "+", "1", 60))
+        .await
+        .expect_err("depth 62 > 50");
+    assert_eq!(sqlstate(&e), "54001", "{e}");
+    assert!(message(&e).contains("max_expression_depth"), "{e}");
+    // Nodes: 150 select items pass, 250 do not.
+    let items = |n: usize| {
+        let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        format!("SELECT {}", items.join(","))
+    };
+    assert_eq!(c.simple_query(&items(150)).await.unwrap().len(), 3);
+    let e = c.simple_query(&items(250)).await.expect_err("250 > 200");
+    assert_eq!(sqlstate(&e), "54001", "{e}");
+    assert!(message(&e).contains("max_statement_nodes"), "{e}");
+    // Size.
+    let e = c
+        .simple_query(&format!("SELECT '{}'", "x".repeat(10_001)))
+        .await
+        .expect_err("longer than 10 KB");
+    assert_eq!(sqlstate(&e), "54001", "{e}");
+    assert!(message(&e).contains("max_statement_bytes"), "{e}");
+}
+
+/// The log is plain text when it is not a terminal (no ANSI colour escapes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_has_no_colour_escapes() {
+    let server = Server::new().start();
+    let c = server.client().await;
+    let _ = c.simple_query("SELECT 1").await.unwrap();
+    let log = server.log();
+    assert!(log.contains("wattdb is serving"), "{log}");
+    assert!(!log.contains('\u{1b}'), "escape in the log: {log:?}");
+}
+
+/// A CPU-bound statement that runs for minutes if nothing stops it: a nested-loop join
+/// of 200,000 × 200,000 rows with a condition almost no pair meets.
+const RUNAWAY_JOIN: &str = "SELECT count(*) FROM generate_series(1, 200000) a \
+     CROSS JOIN generate_series(1, 200000) b WHERE (a.value * 7 + b.value) % 1000003 = 5";
+
+/// Other CPU-bound shapes: an aggregation, a sort and a window function over a large
+/// cross join.
+const RUNAWAYS: &[(&str, &str)] = &[
+    ("join", RUNAWAY_JOIN),
+    (
+        "aggregation",
+        "SELECT count(DISTINCT a.value * 100003 + b.value) FROM generate_series(1, 100000) a \
+         CROSS JOIN generate_series(1, 100000) b",
+    ),
+    (
+        "sort",
+        "SELECT a.value, b.value FROM generate_series(1, 30000) a \
+         CROSS JOIN generate_series(1, 30000) b ORDER BY (a.value * 31 + b.value) % 977 LIMIT 1",
+    ),
+    (
+        "window",
+        "SELECT max(r) FROM (SELECT row_number() OVER (PARTITION BY a.value % 7 \
+         ORDER BY b.value) AS r FROM generate_series(1, 30000) a \
+         CROSS JOIN generate_series(1, 30000) b) w",
+    ),
+];
+
+/// How long a stopped statement may take to answer before the test calls it not
+/// stopped: far below what any of [`RUNAWAYS`] needs to finish in a debug build.
+const STOPPED_WITHIN: Duration = Duration::from_secs(30);
+
+async fn expect_stopped(
+    what: &str,
+    run: impl std::future::Future<
+        Output = Result<Vec<tokio_postgres::SimpleQueryMessage>, tokio_postgres::Error>,
+    >,
+    message: &str,
+) {
+    let e = tokio::time::timeout(STOPPED_WITHIN, run)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not stopped within {STOPPED_WITHIN:?}"))
+        .expect_err(what);
+    assert_eq!(sqlstate(&e), "57014", "{what}: {e}");
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.message(), message, "{what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_timeout_and_cancel_stop_cpu_bound_statements() {
+    let server = Server::new().start();
+    let c = server.client().await;
+    let other = server.client().await;
+    c.simple_query("SET statement_timeout = '1500ms'")
+        .await
+        .unwrap();
+    for (shape, sql) in RUNAWAYS {
+        expect_stopped(
+            shape,
+            c.simple_query(sql),
+            "canceling statement due to statement timeout",
+        )
+        .await;
+        // Extended protocol: the timeout covers execution after Bind.
+        let e = tokio::time::timeout(STOPPED_WITHIN, c.query(*sql, &[]))
+            .await
+            .unwrap_or_else(|_| panic!("{shape} (extended): not stopped"))
+            .expect_err(shape);
+        assert_eq!(sqlstate(&e), "57014", "{shape} (extended): {e}");
+        // The connection stays usable.
+        assert_eq!(
+            first_column_text(&c, "SELECT 1").await,
+            vec!["1"],
+            "{shape}"
+        );
+    }
+    // A cancel request, with no timeout set.
+    c.simple_query("SET statement_timeout = 0").await.unwrap();
+    for (shape, sql) in RUNAWAYS {
+        let token = c.cancel_token();
+        let canceller = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            token.cancel_query(tokio_postgres::NoTls).await
+        });
+        expect_stopped(
+            shape,
+            c.simple_query(sql),
+            "canceling statement due to user request",
+        )
+        .await;
+        canceller.await.unwrap().unwrap();
+        assert_eq!(
+            first_column_text(&c, "SELECT 1").await,
+            vec!["1"],
+            "{shape}"
+        );
+        assert_eq!(first_column_text(&other, "SELECT 2").await, vec!["2"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_default_statement_timeout_applies_to_every_session() {
+    let mut server = Server::new();
+    server.extra_args = vec!["--statement-timeout".into(), "1s".into()];
+    let server = server.start();
+    let c = server.client().await;
+    assert_eq!(
+        first_column_text(&c, "SHOW statement_timeout").await,
+        vec!["1000"]
+    );
+    expect_stopped(
+        "join",
+        c.simple_query(RUNAWAY_JOIN),
+        "canceling statement due to statement timeout",
+    )
+    .await;
+    // A session can lift it.
+    c.simple_query("SET statement_timeout = 0").await.unwrap();
+    assert_eq!(
+        first_column_text(&c, "SELECT count(*) FROM generate_series(1, 1000)").await,
+        vec!["1000"]
+    );
+}
+
+/// While runaway statements keep every core busy, a new client connects and gets
+/// answers, and MQTT devices keep getting their PUBACKs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_and_ingest_are_served_while_runaway_statements_run() {
+    let server = Server::new().start();
+    let mut runaways = Vec::new();
+    for _ in 0..4 {
+        let c = server.client().await;
+        c.simple_query("SET statement_timeout = '40s'")
+            .await
+            .unwrap();
+        runaways.push(tokio::spawn(async move {
+            let r = c.simple_query(RUNAWAY_JOIN).await;
+            (c, r)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = std::time::Instant::now();
+    for i in 0..5 {
+        let fresh = within("a new connection", server.client()).await;
+        assert_eq!(
+            within(
+                "SELECT 1",
+                first_column_text(&fresh, &format!("SELECT {i}"))
+            )
+            .await,
+            vec![i.to_string()]
+        );
+    }
+    let msgs: Vec<(String, String, ())> = (0..200)
+        .map(|i| {
+            let r = common::mqtt::reading(1, i);
+            ("wattdb/electric".to_string(), common::mqtt::payload(&r), ())
+        })
+        .collect();
+    let acked = within(
+        "PUBACKs",
+        common::mqtt::publish_qos1(
+            "127.0.0.1",
+            server.mqtt_port,
+            "busy-queries",
+            msgs,
+            1,
+            Duration::ZERO,
+            |_| {},
+        ),
+    )
+    .await;
+    assert_eq!(acked, 200);
+    eprintln!("connections and PUBACKs took {:?}", started.elapsed());
+    // The runaways are still running (none finished on its own) and are cancelled.
+    for r in runaways {
+        if r.is_finished() {
+            let (_, result) = r.await.unwrap();
+            panic!("a runaway ended early: {result:?}");
+        }
+        r.abort();
+    }
+}
