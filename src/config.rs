@@ -113,11 +113,11 @@ pub struct ServeArgs {
     pub max_statement_bytes: Option<String>,
     /// Deepest nesting of expressions and subqueries in a statement (`1+1+…` nests one
     /// level per operator); deeper ones get SQLSTATE 54001 before they are planned.
-    /// Default 1000
+    /// Default 500
     #[arg(long, env = "WATTDB_MAX_EXPRESSION_DEPTH")]
     pub max_expression_depth: Option<usize>,
     /// Most expressions and subqueries in one statement; more get SQLSTATE 54001 before
-    /// they are planned. Default 1000000
+    /// they are planned. Default 200000
     #[arg(long, env = "WATTDB_MAX_STATEMENT_NODES")]
     pub max_statement_nodes: Option<usize>,
     /// Default `statement_timeout` of every session (e.g. 30s, 500ms, 5min; 0: none): a

@@ -865,3 +865,48 @@ async fn a_hanging_channel_does_not_hold_up_the_others() {
     assert_eq!(got, ids, "every transition, in order");
     hanger.abort();
 }
+
+/// A channel's key never reaches a reader: a WeCom-style webhook whose URL carries the
+/// key, to a port nobody listens on, fails its deliveries — and neither
+/// `system.channels`, `system.notifications.last_error` nor the server log shows the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_channel_shows_no_key() {
+    const KEY: &str = "d1f8a0-secret-key-93b";
+    let server = Server::new().start();
+    let c = server.client().await;
+    setup_table(&c).await;
+    let port = common::free_port();
+    c.simple_query(&format!(
+        "SELECT create_channel('ops', 'wecom', '{{\"url\": \"http://127.0.0.1:{port}/cgi-bin/webhook/send?key={KEY}\"}}')"
+    ))
+    .await
+    .unwrap();
+    c.simple_query("SELECT create_alarm('hot', 'm', 'v > 10', '{\"channels\": [\"ops\"]}')")
+        .await
+        .unwrap();
+    c.batch_execute("INSERT INTO m VALUES ('2026-11-24T00:00:00Z', 'meter-1', 11.0)")
+        .await
+        .unwrap();
+    let mut last_error = String::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while last_error.is_empty() {
+        assert!(Instant::now() < deadline, "no failed delivery\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let rows = c
+            .query(
+                "SELECT last_error FROM system.notifications WHERE last_error IS NOT NULL",
+                &[],
+            )
+            .await
+            .unwrap();
+        if let Some(r) = rows.first() {
+            last_error = r.get(0);
+        }
+    }
+    assert!(last_error.contains("127.0.0.1"), "{last_error}");
+    assert!(!last_error.contains(KEY), "the key in last_error: {last_error}");
+    for v in common::all_values(&c, "SELECT * FROM system.channels").await {
+        assert!(!v.contains(KEY), "system.channels shows the key: {v}");
+    }
+    assert!(!server.log().contains(KEY), "the key in the log:\n{}", server.log());
+}

@@ -116,15 +116,28 @@ async fn statements_past_the_limits_are_refused_before_planning() {
 async fn statements_under_the_limits_answer() {
     let server = Server::new().start();
     let c = server.client().await;
-    // 1 + 1 + … with 900 operators (depth 902 with the SELECT, under 1000).
-    let sum = within("900 additions", c.simple_query(&chain("1", "+", "1", 900)))
+    // 1 + 1 + … with 450 operators (depth 452 with the SELECT, under 500).
+    let sum = within("450 additions", c.simple_query(&chain("1", "+", "1", 450)))
         .await
         .unwrap();
     let value = sum.iter().find_map(|m| match m {
         tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
         _ => None,
     });
-    assert_eq!(value.as_deref(), Some("901"));
+    assert_eq!(value.as_deref(), Some("451"));
+    // A SELECT list of PostgreSQL's 1,664 entries answers; one more is 54011.
+    let items = |n: usize| {
+        let v: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        format!("SELECT {}", v.join(", "))
+    };
+    let rows = within("1664 items", c.query(items(1664).as_str(), &[]))
+        .await
+        .unwrap();
+    assert_eq!(rows[0].len(), 1664);
+    let e = within("1665 items", c.simple_query(&items(1665)))
+        .await
+        .expect_err("1665 items");
+    assert_eq!(sqlstate(&e), "54011", "{}", message(&e));
     // A 100,000-item IN list: the rows of 1..200000 that are even and ≤ 200000.
     let list: Vec<String> = (1..=100_000).map(|i| (2 * i).to_string()).collect();
     let sql = format!(

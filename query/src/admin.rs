@@ -1,12 +1,15 @@
-//! Admin functions called as `SELECT <name>(<literal args>)`: they act on storage rather
-//! than compute over rows, so they are recognised before planning and run directly.
+//! Admin functions called as `SELECT <name>(<args>)`, each argument a literal or a
+//! parameter (`$n`, bound by the driver): they act on storage rather than compute over
+//! rows, so they are recognised before planning and run directly.
 //! `flush()` (persist every buffered partition now) is served here; the rollup and
 //! retention functions (`rebuild_rollups`, `set_rollup_intervals`, `set_counters`,
 //! `set_retention`, `run_retention`, `restore_partition`, `compact`) by an [`AdminExtension`]
 //! the binary wires in, so this crate does not depend on the background-work crate.
 
+use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem, SetExpr, Statement, Value,
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, SelectItem, SetExpr, Statement,
+    UnaryOperator, Value,
 };
 use wattdb_storage::Storage;
 
@@ -52,8 +55,105 @@ pub struct AdminCall {
     pub args: Vec<String>,
 }
 
+/// An argument of an admin call as written: a literal, or a parameter bound later
+/// (`$n`, from drivers that bind server-side).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallArg {
+    Value(String),
+    /// `$n` (1-based).
+    Param(usize),
+}
+
+/// An admin call as written, before its parameters are bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedCall {
+    pub name: String,
+    pub args: Vec<CallArg>,
+}
+
+impl ParsedCall {
+    /// The highest parameter number it uses (0: none).
+    pub fn parameters(&self) -> usize {
+        self.args
+            .iter()
+            .filter_map(|a| match a {
+                CallArg::Param(n) => Some(*n),
+                CallArg::Value(_) => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The call with `values` (`$1` first) in place of its parameters: strings as they
+    /// are, numbers and booleans as their text, NULL as the JSON `null`.
+    pub fn bind(&self, values: &[ScalarValue]) -> Result<AdminCall, AdminError> {
+        let args = self
+            .args
+            .iter()
+            .map(|a| match a {
+                CallArg::Value(v) => Ok(v.clone()),
+                CallArg::Param(n) => match values.get(n - 1) {
+                    Some(v) => Ok(argument_text(v)),
+                    None => Err(AdminError::new(
+                        crate::pg::sqlstate::UNDEFINED_PARAMETER,
+                        format!("{}(): there is no parameter ${n}", self.name),
+                    )),
+                },
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(AdminCall {
+            name: self.name.clone(),
+            args,
+        })
+    }
+}
+
+/// A bound value as an admin function's argument text.
+fn argument_text(v: &ScalarValue) -> String {
+    if v.is_null() {
+        return "null".to_string();
+    }
+    match v {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// One argument expression: a literal (possibly cast, or a negative number) or `$n`.
+fn call_arg(e: &Expr) -> Option<CallArg> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s)
+            | Value::EscapedStringLiteral(s)
+            | Value::NationalStringLiteral(s) => Some(CallArg::Value(s.clone())),
+            Value::DollarQuotedString(d) => Some(CallArg::Value(d.value.clone())),
+            Value::Number(n, _) => Some(CallArg::Value(n.clone())),
+            Value::Boolean(b) => Some(CallArg::Value(b.to_string())),
+            // As the JSON `null` (an options argument: "none").
+            Value::Null => Some(CallArg::Value("null".to_string())),
+            Value::Placeholder(p) => {
+                let n: usize = p.strip_prefix('$')?.parse().ok()?;
+                (n >= 1).then_some(CallArg::Param(n))
+            }
+            _ => None,
+        },
+        Expr::Cast { expr, .. } => call_arg(expr),
+        Expr::Nested(inner) => call_arg(inner),
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match call_arg(expr)? {
+            CallArg::Value(n) if n.parse::<f64>().is_ok() => Some(CallArg::Value(format!("-{n}"))),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// `stmt` as a call of one of `functions`, if it is one.
-pub fn parse_admin_call(stmt: &Statement, functions: &[&str]) -> Option<AdminCall> {
+pub fn parse_admin_call(stmt: &Statement, functions: &[&str]) -> Option<ParsedCall> {
     let Statement::Query(q) = stmt else {
         return None;
     };
@@ -79,20 +179,13 @@ pub fn parse_admin_call(stmt: &Statement, functions: &[&str]) -> Option<AdminCal
             .args
             .iter()
             .map(|a| match a {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => match &v.value {
-                    Value::SingleQuotedString(s) => Some(s.clone()),
-                    Value::Number(n, _) => Some(n.clone()),
-                    Value::Boolean(b) => Some(b.to_string()),
-                    // As the JSON `null` (an options argument: "none").
-                    Value::Null => Some("null".to_string()),
-                    _ => None,
-                },
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => call_arg(e),
                 _ => None,
             })
             .collect::<Option<Vec<_>>>()?,
         _ => return None,
     };
-    Some(AdminCall { name, args })
+    Some(ParsedCall { name, args })
 }
 
 /// Run an admin call; returns the one-line text result.

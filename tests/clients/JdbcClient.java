@@ -116,6 +116,27 @@ public class JdbcClient {
             }
             ok("ResultSet getters over every row");
 
+            // wattdb's functions as PreparedStatements: the same answer as with literals.
+            String literal;
+            try (Statement st = c.createStatement();
+                 ResultSet r = st.executeQuery("SELECT set_retention('jdbc_t', '4 months')")) {
+                check(r.next(), "literal call answers");
+                literal = r.getString(1);
+            }
+            try (PreparedStatement ps = c.prepareStatement("SELECT set_retention(?, ?)")) {
+                for (int round = 0; round < 6; round++) { // pgjdbc prepares server-side from the 5th
+                    ps.setString(1, "jdbc_t");
+                    ps.setString(2, "4 months");
+                    try (ResultSet r = ps.executeQuery()) {
+                        check(r.next(), "bound call answers");
+                        check(r.getString(1).equals(literal), "bound call: " + r.getString(1) + " vs " + literal);
+                        check(r.getMetaData().getColumnName(1).equals("set_retention"),
+                                "column " + r.getMetaData().getColumnName(1));
+                    }
+                }
+            }
+            ok("admin functions as PreparedStatements");
+
             // An aggregate with a timestamp parameter, checked against the same sum here.
             try (PreparedStatement ps = c.prepareStatement(
                     "SELECT sum(p), count(*) FROM jdbc_t WHERE pid = ? AND ts >= ?")) {

@@ -120,6 +120,16 @@ async function main() {
   assert.equal(Number(one.rows[0].one), 1);
   ok('errors with SQLSTATE, connection still usable');
 
+  // wattdb's functions with bound parameters answer as with literals.
+  const lit = await c.query("SELECT set_retention('node_t', '4 months')");
+  const bound = await c.query('SELECT set_retention($1, $2)', ['node_t', '4 months']);
+  assert.deepEqual(bound.rows, lit.rows);
+  const named = await c.query({ name: 'ret', text: 'SELECT set_retention($1, $2)', values: ['node_t', 'none'] });
+  const again = await c.query({ name: 'ret', text: 'SELECT set_retention($1, $2)', values: ['node_t', 'none'] });
+  assert.deepEqual(named.rows, again.rows);
+  assert.deepEqual(again.rows, (await c.query("SELECT set_retention('node_t', 'none')")).rows);
+  ok('admin functions with bound parameters');
+
   await c.end();
 
   // A pool of 4 writing concurrently, then a count.

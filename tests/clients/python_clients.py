@@ -133,6 +133,20 @@ def psycopg3(port):
         version = conn.execute("SELECT version()").fetchone()[0]
         check("psycopg3 version() is PostgreSQL's format", version.startswith("PostgreSQL "), True)
         check("psycopg3 server_version", conn.info.server_version // 10000 >= 12, True)
+        # wattdb's functions with server-side bound parameters answer as with literals.
+        opts = '{"url": "http://127.0.0.1:9/hook"}'
+        lit = conn.execute(f"SELECT create_channel('py3_lit', 'webhook', '{opts}')").fetchone()[0]
+        bound = conn.execute("SELECT create_channel(%s, 'webhook', %s)", ("py3_bnd", opts)).fetchone()[0]
+        check("psycopg3 admin function with bound parameters",
+              bound, lit.replace("py3_lit", "py3_bnd"))
+        ret = conn.execute("SELECT set_retention(%s, %s)", ("py3_copy", "4 months")).fetchone()[0]
+        check("psycopg3 set_retention bound", ret,
+              conn.execute("SELECT set_retention('py3_copy', '4 months')").fetchone()[0])
+        # Prepared once, executed many times (psycopg prepares after 5 runs).
+        answers = {conn.execute("SELECT drop_channel(%s)", (name,), prepare=True).fetchone()[0]
+                   for name in ["py3_lit", "py3_bnd"]}
+        check("psycopg3 prepared admin function", answers,
+              {"dropped channel py3_lit", "dropped channel py3_bnd"})
 
 
 def psycopg2_client(port):
@@ -218,6 +232,14 @@ def asyncpg_client(port):
         check("asyncpg round trip", [tuple(r) for r in rows], [r for r in ROWS if r[1] == "m0"])
         total = await conn.fetchval("SELECT sum(p) FROM apg_meter WHERE ok = $1", True)
         check("asyncpg fetchval", math.isclose(total, sum(r[2] for r in ROWS if r[4])), True)
+        lit = await conn.fetchval("SELECT set_retention('apg_meter', '4 months')")
+        bound = await conn.fetchval("SELECT set_retention($1, $2)", "apg_meter", "4 months")
+        check("asyncpg admin function with bound parameters", bound, lit)
+        st = await conn.prepare("SELECT set_retention($1, $2)")
+        check("asyncpg prepared admin function describes its column",
+              [a.name for a in st.get_attributes()], ["set_retention"])
+        check("asyncpg prepared admin function", await st.fetchval("apg_meter", "none"),
+              await conn.fetchval("SELECT set_retention('apg_meter', 'none')"))
         await conn.close()
 
     asyncio.run(main())

@@ -396,6 +396,17 @@ pub async fn first_column_text(c: &tokio_postgres::Client, sql: &str) -> Vec<Str
         .collect()
 }
 
+/// Every value of every row `sql` returns, as text (simple protocol; NULL as "").
+pub async fn all_values(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for m in c.simple_query(sql).await.unwrap() {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            out.extend((0..r.len()).map(|i| r.get(i).unwrap_or("").to_string()));
+        }
+    }
+    out
+}
+
 pub fn sqlstate(e: &tokio_postgres::Error) -> String {
     e.code()
         .map(|c| c.code().to_string())

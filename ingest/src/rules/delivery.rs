@@ -187,7 +187,9 @@ async fn post(client: &reqwest::Client, def: &ChannelDef, req: Request) -> Resul
     let resp = rb
         .send()
         .await
-        .map_err(|e| format!("{}: {e}", def.redacted_url()))?;
+        // Without the URL: reqwest's message names it, query string (a WeCom key, a
+        // DingTalk access token) and all, and this text is shown in system.notifications.
+        .map_err(|e| format!("{}: {}", def.redacted_url(), e.without_url()))?;
     let status = resp.status().as_u16();
     let body = resp.text().await.unwrap_or_default();
     def.accepted(status, &body)

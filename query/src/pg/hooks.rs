@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
 use datafusion_postgres::QueryHook;
 use datafusion_postgres::hooks::HookClient;
@@ -73,7 +74,7 @@ fn text_response(column: &str, value: &str) -> PgWireResult<Response> {
 enum Kind {
     CreateTable,
     DropTable,
-    Admin(admin::AdminCall),
+    Admin(admin::ParsedCall),
 }
 
 fn classify(
@@ -97,7 +98,7 @@ impl WattdbHook {
         &self,
         kind: Kind,
         stmt: &Statement,
-        _client: &mut dyn HookClient,
+        values: &[ScalarValue],
     ) -> PgWireResult<Handled> {
         match kind {
             Kind::CreateTable => {
@@ -114,7 +115,10 @@ impl WattdbHook {
                 Some(Err(e)) => Err(user_error(e.code, e.message)),
                 None => Err(user_error(sqlstate::INTERNAL_ERROR, "not a DROP TABLE")),
             },
-            Kind::Admin(call) => {
+            Kind::Admin(parsed) => {
+                let call = parsed
+                    .bind(values)
+                    .map_err(|e| user_error(e.code, e.message))?;
                 // On a task of its own: a cancel request (or the client going away) ends
                 // the wait for it, never the work half-way.
                 let storage = self.storage.clone();
@@ -136,7 +140,7 @@ impl WattdbHook {
         &self,
         kind: Kind,
         stmt: &Statement,
-        client: &mut dyn HookClient,
+        values: &[ScalarValue],
     ) -> PgWireResult<Response> {
         let column = match &kind {
             Kind::Admin(c) => c.name.clone(),
@@ -147,7 +151,7 @@ impl WattdbHook {
             Kind::DropTable => "DROP TABLE",
             Kind::Admin(_) => "SELECT",
         };
-        match self.execute(kind, stmt, client).await? {
+        match self.execute(kind, stmt, values).await? {
             Handled::Command => Ok(Response::Execution(Tag::new(tag))),
             Handled::Text(t) => text_response(&column, &t),
         }
@@ -163,17 +167,35 @@ impl QueryHook for WattdbHook {
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
         let kind = classify(statement, &*client, &self.admin_functions)?;
-        Some(self.respond(kind, statement, client).await)
+        Some(self.respond(kind, statement, &[]).await)
     }
 
+    /// An admin call is described as one text column named after the function, with a
+    /// text parameter for each `$n` it takes (a type the client gave at Parse wins, as
+    /// for any parameter).
     async fn handle_extended_parse_query(
         &self,
         statement: &Statement,
-        _session_context: &SessionContext,
+        session_context: &SessionContext,
         client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
         let kind = classify(statement, client, &self.admin_functions)?;
         Some(match &kind {
+            Kind::Admin(c) if c.parameters() > 0 => {
+                let params: Vec<String> = (1..=c.parameters())
+                    .map(|n| format!("CAST(${n} AS TEXT) AS p{n}"))
+                    .collect();
+                let sql = format!(
+                    "SELECT CAST(NULL AS TEXT) AS \"{}\" FROM (SELECT {}) AS parameters",
+                    c.name,
+                    params.join(", ")
+                );
+                session_context
+                    .state()
+                    .create_logical_plan(&sql)
+                    .await
+                    .map_err(|e| user_error(sqlstate::INTERNAL_ERROR, e.to_string()))
+            }
             Kind::Admin(c) => super::set_show::text_plan(&[c.name.as_str()]),
             _ => super::set_show::text_plan(&[]),
         })
@@ -183,11 +205,15 @@ impl QueryHook for WattdbHook {
         &self,
         statement: &Statement,
         _logical_plan: &LogicalPlan,
-        _params: &ParamValues,
+        params: &ParamValues,
         _session_context: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
         let kind = classify(statement, &*client, &self.admin_functions)?;
-        Some(self.respond(kind, statement, client).await)
+        let values: Vec<ScalarValue> = match params {
+            ParamValues::List(list) => list.iter().map(|p| p.value.clone()).collect(),
+            ParamValues::Map(_) => Vec::new(),
+        };
+        Some(self.respond(kind, statement, &values).await)
     }
 }

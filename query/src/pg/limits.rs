@@ -15,7 +15,7 @@
 
 use std::ops::ControlFlow;
 
-use datafusion::sql::sqlparser::ast::{Expr, Query, Statement, Visit, Visitor};
+use datafusion::sql::sqlparser::ast::{Expr, Query, Select, Statement, Visit, Visitor};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
@@ -37,9 +37,17 @@ pub struct StatementLimits {
 
 impl StatementLimits {
     pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
-    pub const DEFAULT_MAX_DEPTH: usize = 1000;
-    pub const DEFAULT_MAX_NODES: usize = 1_000_000;
+    /// DataFusion's planning is quadratic in an operator chain's depth: 500 plans in
+    /// ~0.3 s (BENCHMARKS.md), 1000 in ~1.1 s.
+    pub const DEFAULT_MAX_DEPTH: usize = 500;
+    /// Planning costs ~5–10 µs per expression: a 100,000-item `IN` list passes.
+    pub const DEFAULT_MAX_NODES: usize = 200_000;
 }
+
+/// PostgreSQL's limit on a SELECT list (`MaxTupleAttributeNumber`), kept for the same
+/// reason here: DataFusion's planning is quadratic in the number of select items (1,664
+/// plan in ~0.45 s, 16,000 took 30 s).
+pub const MAX_TARGET_LIST: usize = 1664;
 
 impl Default for StatementLimits {
     fn default() -> Self {
@@ -272,12 +280,17 @@ pub fn check_statement(statement: &Statement, limits: &StatementLimits) -> PgWir
             "more than max_statement_nodes ({}) expressions",
             limits.max_nodes
         ))),
+        ControlFlow::Break(Exceeded::TargetList) => Err(user_error(
+            sqlstate::TOO_MANY_COLUMNS,
+            format!("target lists can have at most {MAX_TARGET_LIST} entries"),
+        )),
     }
 }
 
 enum Exceeded {
     Depth,
     Nodes,
+    TargetList,
 }
 
 /// Counts expressions and queries and their nesting; stops at the first limit passed,
@@ -320,6 +333,13 @@ impl Visitor for Measure {
 
     fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<Exceeded> {
         self.enter()
+    }
+
+    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<Exceeded> {
+        if select.projection.len() > MAX_TARGET_LIST {
+            return ControlFlow::Break(Exceeded::TargetList);
+        }
+        ControlFlow::Continue(())
     }
 
     fn post_visit_query(&mut self, _query: &Query) -> ControlFlow<Exceeded> {
@@ -443,5 +463,16 @@ mod tests {
         let items: Vec<String> = (0..300).map(|i| format!("{i} + 1")).collect();
         let wide = format!("SELECT {}", items.join(", "));
         assert_eq!(code(check_statement(&parsed(&wide), &l)), None);
+        // A SELECT list longer than PostgreSQL's 1664 entries: 54011.
+        let l = limits(100, 1_000_000);
+        let items = |n: usize| {
+            let v: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+            format!("SELECT {}", v.join(", "))
+        };
+        assert_eq!(code(check_statement(&parsed(&items(1664)), &l)), None);
+        assert_eq!(
+            code(check_statement(&parsed(&items(1665)), &l)).as_deref(),
+            Some("54011")
+        );
     }
 }

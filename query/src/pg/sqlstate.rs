@@ -25,6 +25,7 @@ pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 pub const WRONG_OBJECT_TYPE: &str = "42809";
 pub const UNDEFINED_OBJECT: &str = "42704";
 pub const STATEMENT_TOO_COMPLEX: &str = "54001";
+pub const TOO_MANY_COLUMNS: &str = "54011";
 pub const OUT_OF_MEMORY: &str = "53200";
 pub const DISK_FULL: &str = "53100";
 pub const IO_ERROR: &str = "58030";
@@ -41,6 +42,7 @@ pub const CHARACTER_NOT_IN_REPERTOIRE: &str = "22021";
 pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 pub const INTERNAL_ERROR: &str = "XX000";
 pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+pub const UNDEFINED_PARAMETER: &str = "42P02";
 
 pub fn user_error(code: &str, message: impl Into<String>) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
@@ -172,6 +174,8 @@ fn known_code(code: &str) -> &'static str {
         DUPLICATE_CURSOR,
         QUERY_CANCELED,
         IN_FAILED_SQL_TRANSACTION,
+        UNDEFINED_PARAMETER,
+        INSUFFICIENT_PRIVILEGE,
     ]
     .into_iter()
     .find(|c| *c == code)
