@@ -890,7 +890,11 @@ async fn a_failing_channel_shows_no_key() {
     let mut last_error = String::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while last_error.is_empty() {
-        assert!(Instant::now() < deadline, "no failed delivery\n{}", server.log());
+        assert!(
+            Instant::now() < deadline,
+            "no failed delivery\n{}",
+            server.log()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
         let rows = c
             .query(
@@ -904,9 +908,16 @@ async fn a_failing_channel_shows_no_key() {
         }
     }
     assert!(last_error.contains("127.0.0.1"), "{last_error}");
-    assert!(!last_error.contains(KEY), "the key in last_error: {last_error}");
+    assert!(
+        !last_error.contains(KEY),
+        "the key in last_error: {last_error}"
+    );
     for v in common::all_values(&c, "SELECT * FROM system.channels").await {
         assert!(!v.contains(KEY), "system.channels shows the key: {v}");
     }
-    assert!(!server.log().contains(KEY), "the key in the log:\n{}", server.log());
+    assert!(
+        !server.log().contains(KEY),
+        "the key in the log:\n{}",
+        server.log()
+    );
 }
