@@ -110,17 +110,17 @@ impl PhysicalExpr for Checked {
 }
 
 /// `plan` with every operator's output and the predicates of its filters and nested-loop
-/// joins checked.
+/// joins checked, in one pass from the leaves up.
 pub fn instrument(
     plan: Arc<dyn ExecutionPlan>,
     interrupt: &Interrupt,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let analyze = (plan.as_ref() as &dyn Any).is::<AnalyzeExec>();
-    let plan = check_predicates(plan, interrupt)?;
-    if analyze {
-        return Ok(plan);
-    }
     plan.transform_up(|node| {
+        let node = check_predicates(node, interrupt)?;
+        if analyze {
+            return Ok(Transformed::yes(node));
+        }
         Ok(Transformed::yes(
             Arc::new(CheckedExec::new(node, interrupt)) as Arc<dyn ExecutionPlan>,
         ))
@@ -128,37 +128,36 @@ pub fn instrument(
     .map(|t| t.data)
 }
 
+/// `node` itself with its predicate checked, if it is a filter or a nested-loop join
+/// with a join filter.
 fn check_predicates(
-    plan: Arc<dyn ExecutionPlan>,
+    node: Arc<dyn ExecutionPlan>,
     interrupt: &Interrupt,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    plan.transform_up(|node| {
-        if let Some(filter) = (node.as_ref() as &dyn Any).downcast_ref::<FilterExec>() {
-            let checked = FilterExecBuilder::from(filter)
-                .with_predicate(Checked::wrap(filter.predicate().clone(), interrupt))
-                .build()?;
-            return Ok(Transformed::yes(Arc::new(checked) as Arc<dyn ExecutionPlan>));
-        }
-        if let Some(join) = (node.as_ref() as &dyn Any).downcast_ref::<NestedLoopJoinExec>()
-            && let Some(filter) = join.filter()
-        {
-            let checked = JoinFilter::new(
-                Checked::wrap(filter.expression().clone(), interrupt),
-                filter.column_indices().to_vec(),
-                filter.schema().clone(),
-            );
-            let rebuilt = NestedLoopJoinExec::try_new(
-                join.left().clone(),
-                join.right().clone(),
-                Some(checked),
-                join.join_type(),
-                join.projection().as_ref().map(|p| p.to_vec()),
-            )?;
-            return Ok(Transformed::yes(Arc::new(rebuilt) as Arc<dyn ExecutionPlan>));
-        }
-        Ok(Transformed::no(node))
-    })
-    .map(|t| t.data)
+    if let Some(filter) = (node.as_ref() as &dyn Any).downcast_ref::<FilterExec>() {
+        let checked = FilterExecBuilder::from(filter)
+            .with_predicate(Checked::wrap(filter.predicate().clone(), interrupt))
+            .build()?;
+        return Ok(Arc::new(checked));
+    }
+    if let Some(join) = (node.as_ref() as &dyn Any).downcast_ref::<NestedLoopJoinExec>()
+        && let Some(filter) = join.filter()
+    {
+        let checked = JoinFilter::new(
+            Checked::wrap(filter.expression().clone(), interrupt),
+            filter.column_indices().to_vec(),
+            filter.schema().clone(),
+        );
+        let rebuilt = NestedLoopJoinExec::try_new(
+            join.left().clone(),
+            join.right().clone(),
+            Some(checked),
+            join.join_type(),
+            join.projection().as_ref().map(|p| p.to_vec()),
+        )?;
+        return Ok(Arc::new(rebuilt));
+    }
+    Ok(node)
 }
 
 /// An operator's output, failing with [`Interrupted`] at the next batch once the

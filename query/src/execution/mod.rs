@@ -195,6 +195,14 @@ async fn pump(
     }
 }
 
+/// [`Interrupted`] once the interrupt fired, else `e`.
+fn or_interrupted(interrupt: &Interrupt, e: DataFusionError) -> DataFusionError {
+    match interrupt.reason() {
+        Some(r) => DataFusionError::External(Box::new(Interrupted(r))),
+        None => e,
+    }
+}
+
 /// The caller's end of [`pump`]: the batches, then the end — or [`Interrupted`] when the
 /// plan was stopped (any error after the interrupt fired is reported as the interrupt).
 fn receiving(
@@ -207,20 +215,11 @@ fn receiving(
         let (mut rx, interrupt, finished) = state?;
         match rx.recv().await {
             Some(Ok(batch)) => Some((Ok(batch), Some((rx, interrupt, finished)))),
-            Some(Err(e)) => {
-                let e = match interrupt.reason() {
-                    Some(r) => DataFusionError::External(Box::new(Interrupted(r))),
-                    None => e,
-                };
-                Some((Err(e), None))
-            }
+            Some(Err(e)) => Some((Err(or_interrupted(&interrupt, e)), None)),
             None if finished.load(Ordering::Acquire) => None,
             None => {
-                let e = match interrupt.reason() {
-                    Some(r) => DataFusionError::External(Box::new(Interrupted(r))),
-                    None => DataFusionError::Internal("the query's task ended early".into()),
-                };
-                Some((Err(e), None))
+                let early = DataFusionError::Internal("the query's task ended early".into());
+                Some((Err(or_interrupted(&interrupt, early)), None))
             }
         }
     });

@@ -81,6 +81,11 @@ pub fn check_text(sql: &str, limits: &StatementLimits) -> PgWireResult<()> {
             limits.max_bytes
         )));
     }
+    // Nesting past the depth limit takes more brackets, and a chain past its bound more
+    // operators, than a statement this short has characters: nothing to scan.
+    if sql.len() <= limits.max_depth {
+        return Ok(());
+    }
     // A statement the tokenizer refuses is left to the parser, which says why.
     let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else {
         return Ok(());

@@ -85,11 +85,11 @@ pub fn check_private<C: ClientInfo + ?Sized>(
         let user = session_user(client);
         let role = users.role(&user);
         if role != Some(Role::Admin) {
-            let has = role.map_or("no role (the user was dropped)", Role::name);
             return Err(user_error(
                 sqlstate::INSUFFICIENT_PRIVILEGE,
                 format!(
-                    "permission denied for table {relation}: it needs the admin role; user \"{user}\" has {has}"
+                    "permission denied for table {relation}: it needs the admin role; user \"{user}\" has {}",
+                    role_text(role)
                 ),
             ));
         }
@@ -137,8 +137,13 @@ pub fn check_role<C: ClientInfo + ?Sized>(
     Err(denied(&user, role, needed, &what()))
 }
 
+/// What a user has, for messages.
+fn role_text(role: Option<Role>) -> &'static str {
+    role.map_or("no role (the user was dropped)", Role::name)
+}
+
 fn denied(user: &str, role: Option<Role>, needed: Role, what: &str) -> PgWireError {
-    let has = role.map_or("no role (the user was dropped)", Role::name);
+    let has = role_text(role);
     user_error(
         sqlstate::INSUFFICIENT_PRIVILEGE,
         format!(

@@ -455,15 +455,11 @@ impl SessionSettings {
 
     /// The statement timeout, if one is set.
     pub fn statement_timeout(&self) -> Option<std::time::Duration> {
-        let set = self.lock().params.get("statement_timeout").cloned();
-        let v = match set {
-            Some(v) => v,
-            None => SERVER_STATEMENT_TIMEOUT.get()?.to_string(),
+        let ms = match self.lock().params.get("statement_timeout") {
+            Some(v) => parse_duration_ms("statement_timeout", v).ok()?,
+            None => *SERVER_STATEMENT_TIMEOUT.get()?,
         };
-        match parse_duration_ms("statement_timeout", &v) {
-            Ok(0) | Err(_) => None,
-            Ok(ms) => Some(std::time::Duration::from_millis(ms)),
-        }
+        (ms > 0).then(|| std::time::Duration::from_millis(ms))
     }
 
     /// Apply the session's engine options to a statement's configuration.
