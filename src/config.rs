@@ -131,6 +131,23 @@ pub struct ServeArgs {
     /// run; a statement finding every thread busy waits for one. Default 64
     #[arg(long, env = "WATTDB_QUERY_THREADS")]
     pub query_threads: Option<usize>,
+    /// SQL sessions open at once; beyond it a new connection gets SQLSTATE 53300.
+    /// Default 100
+    #[arg(long, env = "WATTDB_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Of --max-connections, how many only admins may take, so that an admin can always
+    /// connect to look. Default 3
+    #[arg(long, env = "WATTDB_RESERVED_CONNECTIONS")]
+    pub reserved_connections: Option<usize>,
+    /// Statements reading data that plan and execute at once; the others wait in
+    /// arrival order. Statements that read no table (SELECT 1, SHOW, catalog queries)
+    /// do not wait. Default: the number of cores
+    #[arg(long, env = "WATTDB_MAX_ACTIVE_STATEMENTS")]
+    pub max_active_statements: Option<usize>,
+    /// Longest wait for an execution slot (e.g. 30s; 0: no limit but the statement's
+    /// own statement_timeout); then SQLSTATE 53000. Default 60s
+    #[arg(long, env = "WATTDB_STATEMENT_QUEUE_TIMEOUT")]
+    pub statement_queue_timeout: Option<String>,
 }
 
 /// The config file: the same settings as the flags.
@@ -170,6 +187,10 @@ pub struct FileConfig {
     pub max_statement_nodes: Option<usize>,
     pub statement_timeout: Option<String>,
     pub query_threads: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub reserved_connections: Option<usize>,
+    pub max_active_statements: Option<usize>,
+    pub statement_queue_timeout: Option<String>,
     /// Topic routes (`[[routes]]`), see the README.
     #[serde(default)]
     pub routes: Vec<wattdb_ingest::route::RouteConfig>,
@@ -295,6 +316,10 @@ pub struct Settings {
     /// Every session's default `statement_timeout` (zero: none).
     pub statement_timeout: Duration,
     pub query_threads: usize,
+    /// How many SQL sessions may be open.
+    pub session_limits: wattdb_query::sessions::SessionLimits,
+    /// How many statements reading data run at once, and how long others wait.
+    pub admission: wattdb_query::execution::AdmissionSettings,
     pub ingest: wattdb_ingest::pipeline::IngestConfig,
     /// Rollup settings from the config file, by table name.
     pub rollups: BTreeMap<String, wattdb_storage::RollupSettings>,
@@ -357,6 +382,49 @@ pub fn parse_size(what: &str, s: &str) -> Result<usize> {
 /// Query threads unless configured: enough for dozens of statements to run at once,
 /// each on its own threads, with the cores shared among them by the operating system.
 pub const DEFAULT_QUERY_THREADS: usize = 64;
+
+/// `--max-connections` and `--reserved-connections`: at least one slot for anyone.
+fn session_limits(
+    max: Option<usize>,
+    reserved: Option<usize>,
+) -> anyhow::Result<wattdb_query::sessions::SessionLimits> {
+    use wattdb_query::sessions::{DEFAULT_MAX_CONNECTIONS, DEFAULT_RESERVED_FOR_ADMINS};
+    let max_connections = max.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    let reserved_for_admins =
+        reserved.unwrap_or(DEFAULT_RESERVED_FOR_ADMINS.min(max_connections.saturating_sub(1)));
+    if max_connections == 0 {
+        anyhow::bail!("--max-connections must be at least 1");
+    }
+    if reserved_for_admins >= max_connections {
+        anyhow::bail!(
+            "--reserved-connections ({reserved_for_admins}) must be less than --max-connections ({max_connections})"
+        );
+    }
+    Ok(wattdb_query::sessions::SessionLimits {
+        max_connections,
+        reserved_for_admins,
+    })
+}
+
+/// `--max-active-statements` (0 or unset: the cores) and `--statement-queue-timeout`.
+fn admission(
+    max_active: Option<usize>,
+    queue_timeout: Option<String>,
+) -> anyhow::Result<wattdb_query::execution::AdmissionSettings> {
+    let defaults = wattdb_query::execution::AdmissionSettings::default();
+    let queue_timeout = match queue_timeout {
+        Some(s) => {
+            let ms = wattdb_query::pg::settings::parse_duration_ms("--statement-queue-timeout", &s)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            (ms > 0).then(|| Duration::from_millis(ms))
+        }
+        None => defaults.queue_timeout,
+    };
+    Ok(wattdb_query::execution::AdmissionSettings {
+        max_active: max_active.filter(|n| *n > 0).unwrap_or(defaults.max_active),
+        queue_timeout,
+    })
+}
 
 /// The statement limits from their settings (unset: the defaults).
 fn statement_limits(
@@ -597,6 +665,15 @@ impl Settings {
                 .or(file.query_threads)
                 .unwrap_or(DEFAULT_QUERY_THREADS)
                 .max(1),
+            session_limits: session_limits(
+                args.max_connections.or(file.max_connections),
+                args.reserved_connections.or(file.reserved_connections),
+            )?,
+            admission: admission(
+                args.max_active_statements.or(file.max_active_statements),
+                args.statement_queue_timeout
+                    .or(file.statement_queue_timeout),
+            )?,
             ingest,
             rollups,
             retention: file.retention,

@@ -16,7 +16,19 @@ use wattdb_compaction::rollup::RollupMaintainer;
 use wattdb_ingest::metrics::IngestMetrics;
 use wattdb_storage::Storage;
 
-fn metrics_text(storage: &Storage, ingest: &IngestMetrics, rollups: &RollupMaintainer) -> String {
+/// The SQL side's figures: sessions and execution slots.
+#[derive(Clone)]
+pub struct SqlMetrics {
+    pub sessions: Arc<wattdb_query::sessions::Sessions>,
+    pub admission: Arc<wattdb_query::execution::Admission>,
+}
+
+fn metrics_text(
+    storage: &Storage,
+    ingest: &IngestMetrics,
+    rollups: &RollupMaintainer,
+    sql: &SqlMetrics,
+) -> String {
     let parts = storage.partitions();
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, value: u64| {
@@ -74,6 +86,8 @@ fn metrics_text(storage: &Storage, ingest: &IngestMetrics, rollups: &RollupMaint
     for (name, help, kind, value) in counters
         .chain(ingest.snapshot())
         .chain(rollups.metrics().snapshot())
+        .chain(sql.sessions.metrics())
+        .chain(sql.admission.snapshot())
     {
         let _ = writeln!(
             out,
@@ -87,6 +101,7 @@ async fn handle(
     storage: Storage,
     ingest: Arc<IngestMetrics>,
     rollups: Arc<RollupMaintainer>,
+    sql: SqlMetrics,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, ctype, body) = match req.uri().path() {
@@ -94,7 +109,7 @@ async fn handle(
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            metrics_text(&storage, &ingest, &rollups),
+            metrics_text(&storage, &ingest, &rollups, &sql),
         ),
         _ => (
             StatusCode::NOT_FOUND,
@@ -115,6 +130,7 @@ pub async fn serve(
     storage: Storage,
     ingest: Arc<IngestMetrics>,
     rollups: Arc<RollupMaintainer>,
+    sql: SqlMetrics,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -124,9 +140,10 @@ pub async fn serve(
                 let storage = storage.clone();
                 let ingest = ingest.clone();
                 let rollups = rollups.clone();
+                let sql = sql.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
-                        handle(storage.clone(), ingest.clone(), rollups.clone(), req)
+                        handle(storage.clone(), ingest.clone(), rollups.clone(), sql.clone(), req)
                     });
                     let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                 });

@@ -191,14 +191,23 @@ async fn serve(settings: Settings) -> Result<()> {
     if !settings.statement_timeout.is_zero() {
         wattdb_query::pg::settings::set_server_statement_timeout(settings.statement_timeout);
     }
-    let executor = wattdb_query::execution::QueryExecutor::new(settings.query_threads)
-        .context("starting the query threads")?;
-    let ctx =
-        wattdb_query::build_session(&storage, users.clone()).context("building the SQL session")?;
+    let executor = wattdb_query::execution::QueryExecutor::with_admission(
+        settings.query_threads,
+        settings.admission,
+    )
+    .context("starting the query threads")?;
+    let sessions = wattdb_query::sessions::Sessions::new(settings.session_limits);
+    let ctx = wattdb_query::build_session_with(&storage, users.clone(), sessions.clone())
+        .context("building the SQL session")?;
+    let sql_metrics = http::SqlMetrics {
+        sessions: sessions.clone(),
+        admission: executor.admission().clone(),
+    };
     let handlers = Arc::new(wattdb_query::pg::PgHandlers::new(
         ctx,
         storage.clone(),
         users.clone(),
+        sessions,
         settings.password.is_some(),
         Some(Arc::new(compaction_admin::CompactionAdmin {
             storage: storage.clone(),
@@ -304,6 +313,7 @@ async fn serve(settings: Settings) -> Result<()> {
         storage.clone(),
         ingestor.metrics().clone(),
         rollups.clone(),
+        sql_metrics,
         shutdown_rx,
     ));
     tracing::info!(

@@ -454,11 +454,12 @@ async fn no_reader_sees_a_secret_and_role_attributes_need_an_admin() {
         .await
         .unwrap();
     denied(&ops, "DROP TABLE made_by_ops").await;
-    // Attributes wattdb has nothing for are refused, and change nothing.
+    // Attributes wattdb has nothing for are refused, and change nothing (CONNECTION
+    // LIMIT, NOLOGIN and VALID UNTIL hold: see tests/admission.rs).
     for sql in [
-        "ALTER USER ops CONNECTION LIMIT 2",
-        "ALTER USER ops NOLOGIN",
-        "CREATE USER bob VALID UNTIL '2030-01-01' PASSWORD 'b'",
+        "ALTER USER ops CREATEDB",
+        "ALTER USER ops REPLICATION",
+        "CREATE USER bob CREATEROLE PASSWORD 'b'",
     ] {
         let e = admin.batch_execute(sql).await.expect_err(sql);
         assert_eq!(sqlstate(&e), "0A000", "{sql}: {e:?}");

@@ -61,10 +61,14 @@ def main():
             merged.setdefault(k, []).extend(v)
     total = sum(len(v) for v in merged.values())
     print(f"{a.clients} clients, {elapsed:.1f}s: {total} queries, {total / elapsed:.1f} queries/s, {len(errors)} errors")
-    for name, v in merged.items():
+    everything = [x for v in merged.values() for x in v]
+    for name, v in list(merged.items()) + [("all queries", everything)]:
         v.sort()
+        if not v:
+            continue
         p = lambda q: v[min(len(v) - 1, int(q * len(v)))] * 1e3  # noqa: E731
-        print(f"  {name:32s} n={len(v):5d}  p50 {p(0.5):8.1f} ms  p95 {p(0.95):8.1f} ms  max {v[-1] * 1e3:8.1f} ms")
+        print(f"  {name:32s} n={len(v):5d}  p50 {p(0.5):8.1f} ms  p95 {p(0.95):8.1f} ms  "
+              f"p99 {p(0.99):8.1f} ms  max {v[-1] * 1e3:8.1f} ms")
     for e in errors[:5]:
         print("  error:", e)
 

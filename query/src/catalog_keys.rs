@@ -73,6 +73,8 @@ fn quoted(name: &str) -> String {
 }
 
 /// The pg_catalog schema with keys added (see the module docs).
+use crate::sessions::activity_table;
+
 #[derive(Debug)]
 pub struct KeyedPgCatalog {
     inner: Arc<dyn SchemaProvider>,
@@ -80,6 +82,8 @@ pub struct KeyedPgCatalog {
     defs: Arc<KeyDefinitions>,
     /// The role relations are built from them (see [`crate::catalog_roles`]).
     users: Arc<crate::users::Users>,
+    /// `pg_stat_activity` shows them.
+    sessions: Arc<crate::sessions::Sessions>,
 }
 
 impl KeyedPgCatalog {
@@ -88,12 +92,14 @@ impl KeyedPgCatalog {
         storage: Storage,
         defs: Arc<KeyDefinitions>,
         users: Arc<crate::users::Users>,
+        sessions: Arc<crate::sessions::Sessions>,
     ) -> Self {
         KeyedPgCatalog {
             inner,
             storage: crate::provider::StorageHandle(storage),
             defs,
             users,
+            sessions,
         }
     }
 }
@@ -107,10 +113,19 @@ impl SchemaProvider for KeyedPgCatalog {
                 names.push(role.to_string());
             }
         }
+        if !names.iter().any(|n| n == activity_table::NAME) {
+            names.push(activity_table::NAME.to_string());
+        }
         names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if name == activity_table::NAME {
+            return Ok(Some(Arc::new(activity_table::ActivityTable::new(
+                self.sessions.clone(),
+                self.users.clone(),
+            ))));
+        }
         if crate::catalog_roles::ROLE_RELATIONS.contains(&name) {
             let schema = match self.inner.table(name).await? {
                 Some(t) => t.schema(),
@@ -147,7 +162,9 @@ impl SchemaProvider for KeyedPgCatalog {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        crate::catalog_roles::ROLE_RELATIONS.contains(&name) || self.inner.table_exist(name)
+        crate::catalog_roles::ROLE_RELATIONS.contains(&name)
+            || name == activity_table::NAME
+            || self.inner.table_exist(name)
     }
 }
 

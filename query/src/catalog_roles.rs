@@ -77,6 +77,7 @@ pub fn role_table(
             name: name.clone(),
             admin: *role == Role::Admin,
             has_password: users.secret(name).is_some(),
+            login: users.login(name).unwrap_or_default(),
         })
         .collect();
     let shows_mask = matches!(relation, "pg_roles" | "pg_user");
@@ -86,9 +87,16 @@ pub fn role_table(
             .iter()
             .map(|r| r.value(field.name(), shows_mask))
             .collect();
-        let column = match values.iter().all(ScalarValue::is_null) {
-            true => new_null_array(field.data_type(), rows.len()),
-            false => cast(&ScalarValue::iter_to_array(values)?, field.data_type())?,
+        let column = match values.iter().find(|v| !v.is_null()) {
+            None => new_null_array(field.data_type(), rows.len()),
+            Some(given) => {
+                // NULLs of the given values' type, so that they make one array.
+                let null = ScalarValue::try_from(given.data_type())?;
+                let values = values
+                    .iter()
+                    .map(|v| if v.is_null() { null.clone() } else { v.clone() });
+                cast(&ScalarValue::iter_to_array(values)?, field.data_type())?
+            }
         };
         columns.push(column);
     }
@@ -96,11 +104,21 @@ pub fn role_table(
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
 }
 
+/// The oid `name` has in the role relations (`None`: no such user).
+pub fn role_oid(users: &Users, name: &str) -> Option<i64> {
+    if name == users::BUILT_IN {
+        return Some(BUILT_IN_OID);
+    }
+    let i = users.list().iter().position(|(n, _)| n == name)?;
+    Some(FIRST_USER_OID + i as i64)
+}
+
 struct RoleRow {
     oid: i64,
     name: String,
     admin: bool,
     has_password: bool,
+    login: users::Login,
 }
 
 impl RoleRow {
@@ -112,10 +130,26 @@ impl RoleRow {
             "oid" | "usesysid" => ScalarValue::Int64(Some(self.oid)),
             "rolname" | "usename" => ScalarValue::Utf8(Some(self.name.clone())),
             "rolsuper" | "usesuper" | "rolcreaterole" => yes(self.admin),
-            "rolinherit" | "rolcanlogin" => yes(true),
+            "rolinherit" => yes(true),
+            "rolcanlogin" => yes(self.login.can_login),
             "rolcreatedb" | "usecreatedb" | "rolreplication" | "userepl" | "rolbypassrls"
             | "usebypassrls" => yes(false),
-            "rolconnlimit" => ScalarValue::Int64(Some(-1)),
+            "rolconnlimit" => {
+                ScalarValue::Int64(Some(self.login.connection_limit.map_or(-1, i64::from)))
+            }
+            "rolvaliduntil" | "valuntil" => match self.login.valid_until_micros {
+                Some(micros) => ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into())),
+                None => ScalarValue::Null,
+            },
+            "rolconfig" | "useconfig" if !self.login.settings.is_empty() => {
+                let items: Vec<ScalarValue> = self
+                    .login
+                    .settings
+                    .iter()
+                    .map(|(k, v)| ScalarValue::Utf8(Some(format!("{k}={v}"))))
+                    .collect();
+                ScalarValue::List(ScalarValue::new_list_nullable(&items, &DataType::Utf8))
+            }
             "rolpassword" | "passwd" if shows_mask && self.has_password => {
                 ScalarValue::Utf8(Some(MASKED.to_string()))
             }

@@ -20,8 +20,9 @@ pub mod pg;
 pub mod provider;
 pub mod schema_provider;
 pub mod session;
+pub mod sessions;
 pub mod system_tables;
 pub mod table_options;
 pub mod users;
 
-pub use session::build_session;
+pub use session::{build_session, build_session_with};

@@ -15,6 +15,7 @@ use wattdb_storage::Storage;
 
 use crate::pg::auth::DATABASE;
 use crate::schema_provider::{SystemTables, UserTables};
+use crate::sessions::Sessions;
 use crate::users::{self, Users};
 
 /// The users as `pg_roles`/`pg_user` list them (psql `\du`): `wattdb` and the stored
@@ -50,8 +51,19 @@ impl PgCatalogContextProvider for Roles {
     }
 }
 
-/// The session for `storage`'s tables; `users` are what the catalog lists as roles.
+/// The session for `storage`'s tables; `users` are what the catalog lists as roles (no
+/// SQL sessions are listed in `pg_stat_activity`: see [`build_session_with`]).
 pub fn build_session(storage: &Storage, users: Arc<Users>) -> DfResult<Arc<SessionContext>> {
+    build_session_with(storage, users, Sessions::new(Default::default()))
+}
+
+/// The session for `storage`'s tables; `users` are what the catalog lists as roles and
+/// `sessions` what `pg_stat_activity` lists.
+pub fn build_session_with(
+    storage: &Storage,
+    users: Arc<Users>,
+    sessions: Arc<Sessions>,
+) -> DfResult<Arc<SessionContext>> {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE, "public")
         .with_create_default_catalog_and_schema(false)
@@ -97,6 +109,7 @@ pub fn build_session(storage: &Storage, users: Arc<Users>) -> DfResult<Arc<Sessi
                 storage.clone(),
                 keys.clone(),
                 users.clone(),
+                sessions,
             )),
         )?;
     }

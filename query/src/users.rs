@@ -84,6 +84,51 @@ impl Secret {
     }
 }
 
+/// How and when a user may log in, and the settings its sessions start with — the role
+/// attributes `LOGIN`/`NOLOGIN`, `CONNECTION LIMIT n`, `VALID UNTIL '…'` and `ALTER
+/// ROLE … SET name = value`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Login {
+    /// `NOLOGIN` makes it false: the user cannot connect.
+    #[serde(default = "can_login_by_default")]
+    pub can_login: bool,
+    /// `CONNECTION LIMIT n`: at most this many sessions at once (admins are not held to
+    /// it, as PostgreSQL's superusers are not); `None` (`-1`): no limit of its own.
+    #[serde(default)]
+    pub connection_limit: Option<u32>,
+    /// `VALID UNTIL '…'`: the password is refused after this instant (microseconds since
+    /// the Unix epoch); `None` (`'infinity'`): always valid.
+    #[serde(default)]
+    pub valid_until_micros: Option<i64>,
+    /// `ALTER ROLE name SET parameter = value`: each session of the user starts with
+    /// them (a startup-packet parameter still wins, as in PostgreSQL).
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+}
+
+fn can_login_by_default() -> bool {
+    true
+}
+
+impl Default for Login {
+    fn default() -> Self {
+        Login {
+            can_login: true,
+            connection_limit: None,
+            valid_until_micros: None,
+            settings: BTreeMap::new(),
+        }
+    }
+}
+
+impl Login {
+    /// Whether the password may still be used at `now_micros`.
+    pub fn password_valid_at(&self, now_micros: i64) -> bool {
+        self.valid_until_micros
+            .is_none_or(|until| now_micros <= until)
+    }
+}
+
 /// A user as stored in the catalog.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StoredUser {
@@ -96,12 +141,15 @@ struct StoredUser {
     salt: Option<String>,
     #[serde(default)]
     salted: Option<String>,
+    #[serde(default, flatten)]
+    login: Login,
 }
 
 #[derive(Debug, Clone)]
 struct User {
     grants: BTreeSet<Role>,
     secret: Option<Secret>,
+    login: Login,
 }
 
 impl User {
@@ -114,6 +162,7 @@ impl User {
             grants: self.grants.clone(),
             salt: self.secret.as_ref().map(|s| B64.encode(&s.salt)),
             salted: self.secret.as_ref().map(|s| B64.encode(&s.salted)),
+            login: self.login.clone(),
         }
     }
 
@@ -128,6 +177,7 @@ impl User {
         Some(User {
             grants: s.grants,
             secret,
+            login: s.login,
         })
     }
 }
@@ -220,9 +270,12 @@ impl Users {
                     format!("user \"{BUILT_IN}\" is built in: its password is --password"),
                 ));
             }
+            // What SQL set for the user besides its password and role stays.
+            let login = self.get(&c.name).map(|u| u.login).unwrap_or_default();
             let user = User {
                 grants: (role != Role::Reader).then_some(role).into_iter().collect(),
                 secret: c.password.as_deref().map(Secret::new),
+                login,
             };
             let exists = self.exists(&c.name);
             self.store(&c.name, user, !exists).await?;
@@ -248,6 +301,15 @@ impl Users {
             return self.built_in.clone();
         }
         self.read().get(name).and_then(|u| u.secret.clone())
+    }
+
+    /// How `name` may log in; `None` for no such user. The built-in admin has no
+    /// restrictions.
+    pub fn login(&self, name: &str) -> Option<Login> {
+        if name == BUILT_IN {
+            return Some(Login::default());
+        }
+        self.read().get(name).map(|u| u.login.clone())
     }
 
     /// Every user and its role, `wattdb` first.
@@ -305,8 +367,15 @@ impl Users {
         Ok(())
     }
 
-    /// `CREATE USER name [PASSWORD '…']`: a reader.
-    pub async fn create(&self, name: &str, password: Option<&str>) -> Result<(), UserError> {
+    /// `CREATE USER name [PASSWORD '…'] [attributes]`: a reader, or an admin with
+    /// `admin`.
+    pub async fn create(
+        &self,
+        name: &str,
+        password: Option<&str>,
+        admin: bool,
+        login: Login,
+    ) -> Result<(), UserError> {
         if self.exists(name) {
             return Err(UserError::new(
                 DUPLICATE_OBJECT,
@@ -314,10 +383,23 @@ impl Users {
             ));
         }
         let user = User {
-            grants: BTreeSet::new(),
+            grants: admin.then_some(Role::Admin).into_iter().collect(),
             secret: password.map(Secret::new),
+            login,
         };
         self.store(name, user, true).await
+    }
+
+    /// `ALTER USER name attributes`: changes `name`'s login rules and settings.
+    pub async fn alter_login(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut Login) -> Result<(), UserError>,
+    ) -> Result<(), UserError> {
+        Self::not_built_in(name, "its login cannot be changed")?;
+        let mut user = self.get(name)?;
+        change(&mut user.login)?;
+        self.store(name, user, false).await
     }
 
     /// `ALTER USER name PASSWORD '…' | NULL`.
@@ -390,6 +472,7 @@ mod tests {
         let user = |grants: &[Role]| User {
             grants: grants.iter().copied().collect(),
             secret: None,
+            login: Login::default(),
         };
         assert_eq!(user(&[]).role(), Role::Reader);
         assert_eq!(user(&[Role::Writer]).role(), Role::Writer);
@@ -401,12 +484,39 @@ mod tests {
         let u = User {
             grants: [Role::Writer].into_iter().collect(),
             secret: Some(Secret::new("pw")),
+            login: Login {
+                can_login: false,
+                connection_limit: Some(3),
+                valid_until_micros: Some(1_700_000_000_000_000),
+                settings: [("statement_timeout".to_string(), "5s".to_string())].into(),
+            },
         };
         let json = serde_json::to_value(u.stored()).unwrap();
         assert_eq!(json["grants"], serde_json::json!(["writer"]));
         let back = User::from_stored(serde_json::from_value(json).unwrap()).unwrap();
         assert_eq!(back.grants, u.grants);
         assert_eq!(back.secret, u.secret);
+        assert_eq!(back.login, u.login);
         assert!(back.secret.unwrap().matches("pw"));
+    }
+
+    #[test]
+    fn users_stored_before_login_rules_can_log_in() {
+        let old = serde_json::json!({"grants": ["writer"], "salt": null, "salted": null});
+        let user = User::from_stored(serde_json::from_value(old).unwrap()).unwrap();
+        assert_eq!(user.login, Login::default());
+        assert!(user.login.can_login);
+    }
+
+    #[test]
+    fn a_password_is_valid_until_its_instant() {
+        let login = Login {
+            valid_until_micros: Some(1_000),
+            ..Login::default()
+        };
+        assert!(login.password_valid_at(999));
+        assert!(login.password_valid_at(1_000));
+        assert!(!login.password_valid_at(1_001));
+        assert!(Login::default().password_valid_at(i64::MAX));
     }
 }

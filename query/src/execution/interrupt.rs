@@ -116,6 +116,9 @@ impl Interrupt {
 pub struct StatementGuard {
     interrupt: Interrupt,
     watcher: Option<tokio::task::JoinHandle<()>>,
+    /// What the statement holds until its last row is sent: its execution slot
+    /// ([`super::admission`]), its line in `pg_stat_activity`.
+    held: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl StatementGuard {
@@ -128,6 +131,7 @@ impl StatementGuard {
             return StatementGuard {
                 interrupt,
                 watcher: None,
+                held: Vec::new(),
             };
         }
         let fired = interrupt.clone();
@@ -156,11 +160,17 @@ impl StatementGuard {
         StatementGuard {
             interrupt,
             watcher: Some(watcher),
+            held: Vec::new(),
         }
     }
 
     pub fn interrupt(&self) -> &Interrupt {
         &self.interrupt
+    }
+
+    /// Keep `thing` until the statement ends (the guard is dropped).
+    pub fn hold(&mut self, thing: impl std::any::Any + Send + Sync) {
+        self.held.push(Box::new(thing));
     }
 }
 

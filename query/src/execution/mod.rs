@@ -6,12 +6,14 @@
 //! its deadline stops it while it plans, while it executes (also inside CPU-bound
 //! operators, see [`checks`]) and while its rows are streamed.
 
+pub mod admission;
 pub mod checks;
 pub mod interrupt;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub use admission::{Admission, AdmissionError, AdmissionSettings, Slot};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -39,6 +41,8 @@ struct Runtime {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
     threads: usize,
+    /// The execution slots of statements that read data.
+    admission: Arc<Admission>,
     /// Off only to measure what the checks cost (`WATTDB_INTERRUPT_CHECKS=off`): the
     /// timeout and cancel then stop a statement only between batches of its output.
     checks: bool,
@@ -63,8 +67,17 @@ impl std::fmt::Debug for QueryExecutor {
 }
 
 impl QueryExecutor {
-    /// A runtime of `threads` query threads (at least one).
+    /// A runtime of `threads` query threads (at least one), with as many execution
+    /// slots as cores.
     pub fn new(threads: usize) -> std::io::Result<QueryExecutor> {
+        Self::with_admission(threads, AdmissionSettings::default())
+    }
+
+    /// A runtime of `threads` query threads and `admission`'s execution slots.
+    pub fn with_admission(
+        threads: usize,
+        admission: AdmissionSettings,
+    ) -> std::io::Result<QueryExecutor> {
         let threads = threads.max(1);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -82,6 +95,7 @@ impl QueryExecutor {
                 runtime: Some(runtime),
                 handle,
                 threads,
+                admission: Arc::new(Admission::new(admission)),
                 checks,
             }),
         })
@@ -90,6 +104,11 @@ impl QueryExecutor {
     /// The number of query threads.
     pub fn threads(&self) -> usize {
         self.inner.threads
+    }
+
+    /// The execution slots.
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.inner.admission
     }
 
     /// Run `work` on the query threads; stops waiting for it with [`Interrupted`] once

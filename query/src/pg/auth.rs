@@ -2,6 +2,12 @@
 //! `wattdb`. With passwords required (the server's `--password` is set), clients
 //! authenticate with SCRAM-SHA-256 against the user's stored secret; without (allowed
 //! only on a loopback address, which the binary enforces) known users are trusted.
+//!
+//! A user with `NOLOGIN` is refused (`28000`), a password past its `VALID UNTIL` fails
+//! like a wrong one (`28P01`), and the session must fit the server's
+//! [`Sessions`] limits (`53300`): all decided at the startup packet, before the password
+//! exchange, as PostgreSQL counts a connection from its start. The session then starts
+//! with the user's own defaults (`ALTER ROLE … SET`).
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -20,7 +26,10 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use crate::users::{SCRAM_ITERATIONS, Users};
+use super::settings::SessionSettings;
+use super::sqlstate;
+use crate::sessions::{Opening, SessionSlot, Sessions};
+use crate::users::{Role, SCRAM_ITERATIONS, Users};
 
 pub const USER: &str = crate::users::BUILT_IN;
 pub const DATABASE: &str = "wattdb";
@@ -33,10 +42,16 @@ struct UserSecrets(Arc<Users>);
 impl AuthSource for UserSecrets {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
         let user = login.user().unwrap_or("");
+        let now = chrono::Utc::now().timestamp_micros();
+        let expired = self
+            .0
+            .login(user)
+            .is_some_and(|l| !l.password_valid_at(now));
         match self.0.secret(user) {
-            Some(secret) => Ok(Password::new(Some(secret.salt), secret.salted)),
-            // No password set: it cannot log in while passwords are required.
-            None => Err(fatal(
+            Some(secret) if !expired => Ok(Password::new(Some(secret.salt), secret.salted)),
+            // No password set (or it expired): it cannot log in while passwords are
+            // required.
+            _ => Err(fatal(
                 "28P01",
                 format!("password authentication failed for user \"{user}\""),
             )),
@@ -83,6 +98,7 @@ impl NoopStartupHandler for Trust {
 pub struct WattdbStartup {
     trust: Trust,
     users: Arc<Users>,
+    sessions: Arc<Sessions>,
     scram: Option<SASLAuthStartupHandler<DefaultServerParameterProvider>>,
 }
 
@@ -104,7 +120,12 @@ pub fn server_parameters() -> DefaultServerParameterProvider {
 impl WattdbStartup {
     /// One per connection: the SASL exchange keeps per-connection state. `passwords`:
     /// clients must authenticate.
-    pub fn new(users: Arc<Users>, passwords: bool, connections: Arc<ConnectionManager>) -> Self {
+    pub fn new(
+        users: Arc<Users>,
+        sessions: Arc<Sessions>,
+        passwords: bool,
+        connections: Arc<ConnectionManager>,
+    ) -> Self {
         let scram = passwords.then(|| {
             let mut auth = ScramAuth::new(Arc::new(UserSecrets(users.clone())));
             auth.set_iterations(SCRAM_ITERATIONS);
@@ -115,6 +136,7 @@ impl WattdbStartup {
         WattdbStartup {
             trust: Trust { connections },
             users,
+            sessions,
             scram,
         }
     }
@@ -154,10 +176,52 @@ impl StartupHandler for WattdbStartup {
                     ),
                 ));
             }
+            let login = self.users.login(user).unwrap_or_default();
+            if !login.can_login {
+                return Err(fatal(
+                    sqlstate::INVALID_AUTHORIZATION,
+                    format!("role \"{user}\" is not permitted to log in"),
+                ));
+            }
+            let slot = self
+                .sessions
+                .open(Opening {
+                    user,
+                    admin: self.users.role(user) == Some(Role::Admin),
+                    connection_limit: login.connection_limit,
+                    application_name: startup
+                        .parameters
+                        .get("application_name")
+                        .map_or("", String::as_str),
+                    client: client.socket_addr(),
+                })
+                .map_err(|refused| fatal(refused.code, refused.message))?;
+            client.session_extensions().insert(slot);
+            self.delegate(client, message).await?;
+            // The startup packet's parameters are in the metadata now.
+            SessionSettings::start_session(client, login.settings);
+            return Ok(());
         }
+        self.delegate(client, message).await
+    }
+}
+
+impl WattdbStartup {
+    /// The password exchange (or trust); once it is done, the session knows the process
+    /// id the client was given.
+    async fn delegate<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         match &self.scram {
-            Some(scram) => scram.on_startup(client, message).await,
-            None => self.trust.on_startup(client, message).await,
+            Some(scram) => scram.on_startup(client, message).await?,
+            None => self.trust.on_startup(client, message).await?,
         }
+        if let Some(slot) = client.session_extensions().get::<SessionSlot>() {
+            slot.session().set_pid(client.pid_and_secret_key().0);
+        }
+        Ok(())
     }
 }

@@ -535,8 +535,9 @@ pub fn rewrite(stmt: &mut Statement) {
     let _ = stmt.visit(&mut QualifyRoleRelations);
 }
 
-/// `pg_user` and `pg_shadow` unqualified are `pg_catalog`'s (on PostgreSQL's default
-/// search path; the emulation's parser qualifies only the relations it has itself).
+/// `pg_user`, `pg_shadow` and `pg_stat_activity` unqualified are `pg_catalog`'s (on
+/// PostgreSQL's default search path; the emulation's parser qualifies only the relations
+/// it has itself).
 struct QualifyRoleRelations;
 
 impl VisitorMut for QualifyRoleRelations {
@@ -549,7 +550,8 @@ impl VisitorMut for QualifyRoleRelations {
             && let [part] = name.0.as_slice()
             && let Some(ident) = part.as_ident()
             && ident.quote_style.is_none()
-            && ["pg_user", "pg_shadow"].contains(&ident.value.to_ascii_lowercase().as_str())
+            && ["pg_user", "pg_shadow", "pg_stat_activity"]
+                .contains(&ident.value.to_ascii_lowercase().as_str())
         {
             let relation = ident.value.to_ascii_lowercase();
             *name = ObjectName(vec![

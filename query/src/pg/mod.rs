@@ -11,6 +11,7 @@ pub mod column_names;
 pub mod copy;
 pub mod copy_in;
 pub mod cursors;
+pub mod data_access;
 pub mod delete_alias;
 pub mod fast_insert;
 pub mod hooks;
@@ -43,6 +44,7 @@ use crate::users::Users;
 pub struct PgHandlers {
     session: Arc<service::SqlService>,
     users: Arc<Users>,
+    sessions: Arc<crate::sessions::Sessions>,
     /// Clients must authenticate (the server has a `--password`).
     passwords: bool,
     connections: Arc<ConnectionManager>,
@@ -53,11 +55,14 @@ impl PgHandlers {
     /// The SQL endpoint over `ctx` (built with the same `users`); `passwords`: clients
     /// must authenticate (the server has a `--password`); `admin` serves the admin
     /// functions of other subsystems; `limits` bound every statement before planning;
-    /// statements plan and run on `executor`'s threads.
+    /// statements plan and run on `executor`'s threads; `sessions` (the same the
+    /// context's `pg_stat_activity` shows) limit how many connections may open.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ctx: Arc<SessionContext>,
         storage: Storage,
         users: Arc<Users>,
+        sessions: Arc<crate::sessions::Sessions>,
         passwords: bool,
         admin: Option<Arc<dyn crate::admin::AdminExtension>>,
         limits: limits::StatementLimits,
@@ -78,6 +83,7 @@ impl PgHandlers {
                 executor,
             )),
             users,
+            sessions,
             passwords,
             cancel: Arc::new(DefaultCancelHandler::new(connections.clone())),
             connections,
@@ -109,6 +115,7 @@ impl PgWireServerHandlers for PgHandlers {
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         Arc::new(auth::WattdbStartup::new(
             self.users.clone(),
+            self.sessions.clone(),
             self.passwords,
             self.connections.clone(),
         ))

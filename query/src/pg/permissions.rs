@@ -37,6 +37,7 @@ pub fn required(statement: &Statement, admin_functions: &[&str]) -> Role {
         Statement::Prepare { statement, .. } => required(statement, admin_functions),
         Statement::Explain { statement, .. } => required(statement, admin_functions),
         Statement::Set(_)
+        | Statement::Reset(_)
         | Statement::ShowVariable { .. }
         | Statement::ShowVariables { .. }
         | Statement::ShowTables { .. }
@@ -184,6 +185,8 @@ mod tests {
         assert_eq!(role_of("SELECT avg(p) FROM t"), Role::Reader);
         assert_eq!(role_of("SHOW TIME ZONE"), Role::Reader);
         assert_eq!(role_of("SET TIME ZONE 'UTC'"), Role::Reader);
+        assert_eq!(role_of("RESET statement_timeout"), Role::Reader);
+        assert_eq!(role_of("RESET ALL"), Role::Reader);
         assert_eq!(role_of("COPY t TO STDOUT"), Role::Reader);
         assert_eq!(role_of("BEGIN"), Role::Reader);
         assert_eq!(role_of("INSERT INTO t VALUES (1)"), Role::Writer);

@@ -44,10 +44,12 @@ use super::settings::SessionSettings;
 use super::sqlstate::{self, user_error};
 use super::user_statements::Chunk;
 use super::{
-    catalog_rewrite, column_names, copy, delete_alias, params, permissions, session_functions,
-    set_show, time_zone, transactions, user_statements,
+    catalog_rewrite, column_names, copy, data_access, delete_alias, params, permissions,
+    session_functions, set_show, time_zone, transactions, user_statements,
 };
-use crate::execution::{Interrupt, QueryExecutor, RunError, StatementGuard};
+use crate::execution::{AdmissionError, Interrupt, QueryExecutor, RunError, StatementGuard};
+use crate::sessions::SessionSlot;
+use crate::sessions::activity_table::CurrentUser;
 use crate::users::Users;
 
 /// A prepared statement: its text and, unless empty, the parsed statement and its plan
@@ -67,8 +69,14 @@ struct ConnectionContext {
     generation: std::sync::atomic::AtomicU64,
 }
 
-/// The context `client`'s next statement runs in.
-fn statement_context<C: ClientInfo + ?Sized>(base: &SessionContext, client: &C) -> SessionContext {
+/// The context `client`'s next statement runs in; it knows who `users` say the
+/// session's user is now ([`CurrentUser`], for the catalog relations that show a reader
+/// less than an admin).
+fn statement_context<C: ClientInfo + ?Sized>(
+    base: &SessionContext,
+    client: &C,
+    users: &Users,
+) -> SessionContext {
     use std::sync::atomic::Ordering;
     let settings = SessionSettings::of(client);
     let conn = client.session_extensions().get_or_insert_with(|| {
@@ -87,6 +95,16 @@ fn statement_context<C: ClientInfo + ?Sized>(base: &SessionContext, client: &C) 
         *state.config_mut() = config;
         settings.apply(state.config_mut().options_mut());
         conn.generation.store(generation, Ordering::Relaxed);
+    }
+    let name = permissions::session_user(client);
+    let admin = users.role(&name) == Some(crate::users::Role::Admin);
+    let state = conn.ctx.state_ref();
+    let known = state.read().config().get_extension::<CurrentUser>();
+    if known.is_none_or(|u| u.name != name || u.admin != admin) {
+        state
+            .write()
+            .config_mut()
+            .set_extension(Arc::new(CurrentUser { name, admin }));
     }
     conn.ctx.clone()
 }
@@ -114,16 +132,54 @@ where
 
 /// A statement's interrupt, fired by a cancel request for this connection or when the
 /// session's `statement_timeout` passes; it lives as long as the statement's rows are
-/// being sent.
+/// being sent. The session shows `text` as `active` in `pg_stat_activity` meanwhile.
+/// A statement that reads data first waits for an execution slot (see
+/// [`crate::execution::admission`]), which it keeps until its last row is sent: its
+/// wait counts towards its `statement_timeout` and a cancel request stops it.
 async fn begin_statement<C: ClientInfo + ?Sized>(
     client: &C,
     settings: &SessionSettings,
-) -> StatementGuard {
+    executor: &QueryExecutor,
+    text: &str,
+    reads_data: bool,
+) -> PgWireResult<StatementGuard> {
     let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
         Some(handle) => Some(handle.start_query().await),
         None => None,
     };
-    StatementGuard::start(cancel, settings.statement_timeout())
+    let mut guard = StatementGuard::start(cancel, settings.statement_timeout());
+    let mark = client
+        .session_extensions()
+        .get::<SessionSlot>()
+        .map(|slot| slot.session().begin(text));
+    if reads_data {
+        let admission = executor.admission();
+        let slot = match admission.try_admit() {
+            Some(slot) => slot,
+            None => {
+                if let Some(mark) = &mark {
+                    mark.set_queued(true);
+                }
+                let admitted = admission.admit(guard.interrupt()).await;
+                if let Some(mark) = &mark {
+                    mark.set_queued(false);
+                }
+                admitted.map_err(|e| match e {
+                    AdmissionError::Interrupted(i) => {
+                        user_error(sqlstate::QUERY_CANCELED, i.0.message())
+                    }
+                    timeout @ AdmissionError::QueueTimeout { .. } => {
+                        user_error(sqlstate::INSUFFICIENT_RESOURCES, timeout.to_string())
+                    }
+                })?
+            }
+        };
+        guard.hold(slot);
+    }
+    if let Some(mark) = mark {
+        guard.hold(mark);
+    }
+    Ok(guard)
 }
 
 /// `57014` for a stopped statement; other failures of its task as internal errors.
@@ -419,7 +475,7 @@ impl SqlService {
                 results.push(set_show::execute(kind?, client, &base).await?);
                 continue;
             }
-            let ctx = statement_context(&self.base, client);
+            let ctx = statement_context(&self.base, client, &self.users);
             if let Some(copy) = copy::classify(&statement) {
                 results.push(self.copy(copy?, &ctx, client, false).await?);
                 continue;
@@ -444,7 +500,8 @@ impl SqlService {
                 continue;
             }
             let settings = SessionSettings::of(client);
-            let guard = begin_statement(client, &settings).await;
+            let reads = data_access::reads_data(&statement);
+            let guard = begin_statement(client, &settings, &self.executor, query, reads).await?;
             let plan = plan_statement(&self.executor, guard.interrupt(), &ctx, &statement).await?;
             let df = dataframe(&self.executor, guard.interrupt(), &ctx, plan).await?;
             results.push(
@@ -564,7 +621,7 @@ impl SqlService {
             let base = self.base.state_ref().read().config_options().clone();
             return set_show::execute(kind?, client, &base).await;
         }
-        let ctx = statement_context(&self.base, client);
+        let ctx = statement_context(&self.base, client, &self.users);
         if let Some(copy) = copy::classify(statement) {
             return self.copy(copy?, &ctx, client, true).await;
         }
@@ -613,7 +670,9 @@ impl SqlService {
             .replace_params_with_values(&values)
             .map_err(api)?;
         let settings = SessionSettings::of(client);
-        let guard = begin_statement(client, &settings).await;
+        let reads = data_access::reads_data(statement);
+        let text = &portal.statement.statement.0;
+        let guard = begin_statement(client, &settings, &self.executor, text, reads).await?;
         let df = dataframe(&self.executor, guard.interrupt(), &ctx, plan).await?;
         respond(
             &self.executor,
@@ -762,7 +821,7 @@ impl QueryParser for SqlParser {
             let plan = set_show::plan(&kind?)?;
             return Ok(Some((text, Some((statement, plan)))));
         }
-        let ctx = statement_context(&self.base, client);
+        let ctx = statement_context(&self.base, client, &self.users);
         for hook in &self.hooks {
             if let Some(plan) = hook
                 .handle_extended_parse_query(&statement, &ctx, client)
@@ -778,7 +837,10 @@ impl QueryParser for SqlParser {
             };
             return Ok(Some((text, Some((statement, plan)))));
         }
-        let guard = begin_statement(client, &SessionSettings::of(client)).await;
+        // Planning at Parse reads no data: it takes no execution slot (the statement
+        // waits for one when it is executed).
+        let settings = SessionSettings::of(client);
+        let guard = begin_statement(client, &settings, &self.executor, &text, false).await?;
         let plan = plan_statement(&self.executor, guard.interrupt(), &ctx, &statement).await?;
         Ok(Some((text, Some((statement, plan)))))
     }

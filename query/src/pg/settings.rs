@@ -184,6 +184,8 @@ struct Values {
 #[derive(Debug, Default)]
 pub struct SessionSettings {
     values: Mutex<Values>,
+    /// The user's own defaults (`ALTER ROLE … SET`), which `RESET` returns to.
+    role_defaults: BTreeMap<String, String>,
     /// Bumped whenever an engine option changes (the connection's context re-applies
     /// them).
     engine_generation: std::sync::atomic::AtomicU64,
@@ -269,20 +271,55 @@ pub fn parse_duration_ms(name: &str, value: &str) -> Result<u64, PgWireError> {
 impl SessionSettings {
     /// The connection's settings (created on first use).
     pub fn of<C: ClientInfo + ?Sized>(client: &C) -> Arc<SessionSettings> {
-        client.session_extensions().get_or_insert_with(|| {
-            // Parameters in the startup packet (pgjdbc sends TimeZone, DateStyle, …)
-            // are the session's starting values, as in PostgreSQL; a bad one is ignored.
-            let s = SessionSettings::default();
-            for (name, value) in client.metadata() {
-                if let Some(k) = find(name)
-                    && k.settable
-                    && let Err(e) = s.set(k.name, value)
-                {
-                    tracing::debug!(parameter = %name, error = %e, "startup parameter ignored");
-                }
+        client
+            .session_extensions()
+            .get_or_insert_with(|| SessionSettings::starting(client, BTreeMap::new()))
+    }
+
+    /// Start `client`'s settings at its user's defaults (`ALTER ROLE … SET`), called
+    /// once the connection's startup packet has been read.
+    pub fn start_session<C: ClientInfo + ?Sized>(
+        client: &C,
+        role_defaults: BTreeMap<String, String>,
+    ) -> Arc<SessionSettings> {
+        client
+            .session_extensions()
+            .get_or_insert_with(|| SessionSettings::starting(client, role_defaults))
+    }
+
+    /// The user's defaults, then the parameters in the startup packet (pgjdbc sends
+    /// TimeZone, DateStyle, …) over them, as in PostgreSQL; a bad one is ignored.
+    fn starting<C: ClientInfo + ?Sized>(
+        client: &C,
+        role_defaults: BTreeMap<String, String>,
+    ) -> SessionSettings {
+        let s = SessionSettings {
+            role_defaults,
+            ..SessionSettings::default()
+        };
+        s.apply_role_defaults();
+        for (name, value) in client.metadata() {
+            if let Some(k) = find(name)
+                && k.settable
+                && let Err(e) = s.set(k.name, value)
+            {
+                tracing::debug!(parameter = %name, error = %e, "startup parameter ignored");
             }
-            s
-        })
+        }
+        s
+    }
+
+    fn apply_role_defaults(&self) {
+        for (name, value) in &self.role_defaults {
+            if let Err(e) = self.set(name, value) {
+                tracing::warn!(parameter = %name, error = %e, "role default ignored");
+            }
+        }
+    }
+
+    /// `name`'s value from the user's defaults, when it has one.
+    fn role_default(&self, name: &str) -> Option<&String> {
+        self.role_defaults.get(&name.to_ascii_lowercase())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Values> {
@@ -351,6 +388,9 @@ impl SessionSettings {
 
     /// `RESET name`.
     pub fn reset(&self, name: &str) -> Result<Report, PgWireError> {
+        if let Some(value) = self.role_default(name) {
+            return self.set(name, &value.clone());
+        }
         if let Some(k) = find(name) {
             self.lock().params.remove(&k.name.to_ascii_lowercase());
             return Ok(k.reported.then(|| (k.name.to_string(), default_of(k))));
@@ -377,11 +417,16 @@ impl SessionSettings {
         *v = Values::default();
         drop(v);
         self.bump();
+        self.apply_role_defaults();
+        let v = self.lock();
         changed
             .iter()
             .filter_map(|n| find(n))
             .filter(|k| k.reported)
-            .map(|k| (k.name.to_string(), default_of(k)))
+            .map(|k| {
+                let value = v.params.get(&k.name.to_ascii_lowercase()).cloned();
+                (k.name.to_string(), value.unwrap_or_else(|| default_of(k)))
+            })
             .collect()
     }
 

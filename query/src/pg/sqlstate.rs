@@ -43,6 +43,11 @@ pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
 pub const INTERNAL_ERROR: &str = "XX000";
 pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 pub const UNDEFINED_PARAMETER: &str = "42P02";
+pub const INVALID_DATETIME_FORMAT: &str = "22007";
+pub const TOO_MANY_CONNECTIONS: &str = "53300";
+pub const INSUFFICIENT_RESOURCES: &str = "53000";
+pub const INVALID_AUTHORIZATION: &str = "28000";
+pub const INVALID_PASSWORD: &str = "28P01";
 
 pub fn user_error(code: &str, message: impl Into<String>) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(

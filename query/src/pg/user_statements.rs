@@ -2,11 +2,13 @@
 //! sees them (its forms of them vary by dialect and carry options wattdb has no use
 //! for): `CREATE USER|ROLE name [[WITH] attribute …]`, `ALTER USER|ROLE name [WITH]
 //! attribute …`, `DROP USER|ROLE [IF EXISTS] name [, …]`, `GRANT writer|admin TO name`,
-//! `REVOKE writer|admin FROM name`. Attributes: `PASSWORD 'pw' | NULL`, `SUPERUSER` /
-//! `NOSUPERUSER` (the admin role), `LOGIN` (every user can); PostgreSQL's others
-//! (`CREATEROLE`, `CREATEDB`, `NOLOGIN`, `CONNECTION LIMIT n`, `VALID UNTIL '…'`, …)
-//! parse and are refused as not supported. Run by [`execute`] for an admin: a user who
-//! is not one gets `42501` for any of them, well-formed or not supported.
+//! `REVOKE writer|admin FROM name`, `ALTER USER|ROLE name SET parameter {=|TO} value`
+//! and `ALTER USER|ROLE name RESET parameter|ALL`. Attributes: `PASSWORD 'pw' | NULL`,
+//! `SUPERUSER` / `NOSUPERUSER` (the admin role), `LOGIN` / `NOLOGIN`, `CONNECTION LIMIT
+//! n` (`-1`: none), `VALID UNTIL 'timestamp' | 'infinity'`; PostgreSQL's others
+//! (`CREATEROLE`, `CREATEDB`, `REPLICATION`, …) parse and are refused as not supported.
+//! Run by [`execute`] for an admin: a user who is not one gets `42501` for any of them,
+//! well-formed or not supported.
 
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
@@ -16,7 +18,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 
 use super::permissions;
 use super::sqlstate::{self, user_error};
-use crate::users::{Role, Users};
+use crate::users::{Login, Role, Users};
 
 /// Role attributes of `CREATE` / `ALTER USER`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -25,6 +27,12 @@ pub struct Attributes {
     pub password: Option<Option<String>>,
     /// `SUPERUSER` / `NOSUPERUSER`: granting or revoking the admin role.
     pub superuser: Option<bool>,
+    /// `LOGIN` / `NOLOGIN`.
+    pub login: Option<bool>,
+    /// `CONNECTION LIMIT n`: `Some(None)` for `-1` (no limit).
+    pub connection_limit: Option<Option<u32>>,
+    /// `VALID UNTIL '…'` as microseconds since the epoch: `Some(None)` for `'infinity'`.
+    pub valid_until: Option<Option<i64>>,
     /// PostgreSQL attributes wattdb has nothing for, as written.
     pub unsupported: Vec<String>,
 }
@@ -38,6 +46,16 @@ pub enum UserStatement {
     Alter {
         name: String,
         attributes: Attributes,
+    },
+    /// `ALTER ROLE name SET parameter = value` (`Some`) or `RESET parameter` (`None`).
+    SetDefault {
+        name: String,
+        parameter: String,
+        value: Option<String>,
+    },
+    /// `ALTER ROLE name RESET ALL`.
+    ResetAll {
+        name: String,
     },
     Drop {
         names: Vec<String>,
@@ -54,7 +72,9 @@ impl UserStatement {
     fn tag(&self) -> &'static str {
         match self {
             UserStatement::Create { .. } => "CREATE ROLE",
-            UserStatement::Alter { .. } => "ALTER ROLE",
+            UserStatement::Alter { .. }
+            | UserStatement::SetDefault { .. }
+            | UserStatement::ResetAll { .. } => "ALTER ROLE",
             UserStatement::Drop { .. } => "DROP ROLE",
             UserStatement::Grant { granted: true, .. } => "GRANT ROLE",
             UserStatement::Grant { granted: false, .. } => "REVOKE ROLE",
@@ -125,31 +145,20 @@ impl Tokens {
             } else if self.keyword("nosuperuser") {
                 a.superuser = Some(false);
             } else if self.keyword("login") {
-                // Every user can log in.
+                a.login = Some(true);
+            } else if self.keyword("nologin") {
+                a.login = Some(false);
             } else if self.keyword("connection") {
                 if !self.keyword("limit") {
                     return Err(syntax("expected LIMIT after CONNECTION".into()));
                 }
-                match self.next() {
-                    Some(Token::Number(n, _)) => {
-                        a.unsupported.push(format!("CONNECTION LIMIT {n}"))
-                    }
-                    Some(Token::Minus) => match self.next() {
-                        Some(Token::Number(n, _)) => {
-                            a.unsupported.push(format!("CONNECTION LIMIT -{n}"))
-                        }
-                        _ => return Err(syntax("CONNECTION LIMIT needs a number".into())),
-                    },
-                    _ => return Err(syntax("CONNECTION LIMIT needs a number".into())),
-                }
+                a.connection_limit = Some(self.connection_limit()?);
             } else if self.keyword("valid") {
                 if !self.keyword("until") {
                     return Err(syntax("expected UNTIL after VALID".into()));
                 }
                 match self.next() {
-                    Some(Token::SingleQuotedString(s)) => {
-                        a.unsupported.push(format!("VALID UNTIL '{s}'"))
-                    }
+                    Some(Token::SingleQuotedString(s)) => a.valid_until = Some(valid_until(&s)?),
                     _ => return Err(syntax("VALID UNTIL needs a string literal".into())),
                 }
             } else if let Some(word) = self.other_attribute() {
@@ -162,10 +171,70 @@ impl Tokens {
         Ok(a)
     }
 
+    /// `n` of `CONNECTION LIMIT n`: `-1` is no limit.
+    fn connection_limit(&mut self) -> Result<Option<u32>, PgWireError> {
+        let negative = matches!(self.peek(), Some(Token::Minus));
+        if negative {
+            self.pos += 1;
+        }
+        let Some(Token::Number(n, _)) = self.next() else {
+            return Err(syntax("CONNECTION LIMIT needs a number".into()));
+        };
+        match (negative, n.parse::<u32>()) {
+            (true, Ok(1)) => Ok(None),
+            (false, Ok(n)) => Ok(Some(n)),
+            _ => Err(user_error(
+                sqlstate::INVALID_PARAMETER_VALUE,
+                format!(
+                    "invalid connection limit: {}{n} (a count, or -1 for none)",
+                    if negative { "-" } else { "" }
+                ),
+            )),
+        }
+    }
+
+    /// The value of `SET parameter {=|TO} value`, as text (`DEFAULT`: `None`).
+    fn setting_value(&mut self) -> Result<Option<String>, PgWireError> {
+        if !matches!(self.peek(), Some(Token::Eq)) && !self.keyword("to") {
+            return Err(syntax("expected = or TO after the parameter name".into()));
+        }
+        if matches!(self.peek(), Some(Token::Eq)) {
+            self.pos += 1;
+        }
+        let negative = matches!(self.peek(), Some(Token::Minus));
+        if negative {
+            self.pos += 1;
+        }
+        let value = match self.next() {
+            Some(Token::Number(n, _)) => format!("{}{n}", if negative { "-" } else { "" }),
+            Some(Token::SingleQuotedString(s)) if !negative => s,
+            Some(Token::Word(w))
+                if !negative
+                    && w.quote_style.is_none()
+                    && w.value.eq_ignore_ascii_case("default") =>
+            {
+                return Ok(None);
+            }
+            Some(Token::Word(w)) if !negative => w.value,
+            _ => return Err(syntax("SET needs a value".into())),
+        };
+        Ok(Some(value))
+    }
+
+    /// A parameter name, possibly dotted (`wattdb.rollup_rewrite`).
+    fn parameter(&mut self) -> Result<String, PgWireError> {
+        let mut name = self.name()?;
+        while matches!(self.peek(), Some(Token::Period)) {
+            self.pos += 1;
+            name.push('.');
+            name.push_str(&self.name()?);
+        }
+        Ok(name)
+    }
+
     /// One of PostgreSQL's attributes that take no value, other than those above.
     fn other_attribute(&mut self) -> Option<String> {
         const OTHERS: &[&str] = &[
-            "nologin",
             "createrole",
             "nocreaterole",
             "createdb",
@@ -197,6 +266,41 @@ impl Tokens {
 
 fn syntax(message: String) -> PgWireError {
     user_error(sqlstate::SYNTAX_ERROR, message)
+}
+
+/// `VALID UNTIL`'s timestamp as microseconds since the epoch (`'infinity'`: `None`): a
+/// date, or a date and time with an optional offset (UTC without one).
+fn valid_until(text: &str) -> Result<Option<i64>, PgWireError> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("infinity") {
+        return Ok(None);
+    }
+    let with_offset = ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"]
+        .iter()
+        .find_map(|f| DateTime::parse_from_str(t, f).ok())
+        .map(|d| d.timestamp_micros());
+    let naive = || {
+        [
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M",
+        ]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+        .or_else(|| {
+            NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+        .map(|d| d.and_utc().timestamp_micros())
+    };
+    with_offset.or_else(naive).map(Some).ok_or_else(|| {
+        user_error(
+            sqlstate::INVALID_DATETIME_FORMAT,
+            format!("invalid input syntax for type timestamp with time zone: \"{text}\""),
+        )
+    })
 }
 
 /// One statement of a query string, as [`split`] finds it.
@@ -274,11 +378,34 @@ fn parse_tokens(tokens: Vec<Token>) -> Option<PgWireResult<UserStatement>> {
         }
         return Some((|| {
             let name = t.name()?;
+            if t.keyword("set") {
+                let parameter = t.parameter()?;
+                let value = t.setting_value()?;
+                t.end()?;
+                return Ok(UserStatement::SetDefault {
+                    name,
+                    parameter,
+                    value,
+                });
+            }
+            if t.keyword("reset") {
+                if t.keyword("all") {
+                    t.end()?;
+                    return Ok(UserStatement::ResetAll { name });
+                }
+                let parameter = t.parameter()?;
+                t.end()?;
+                return Ok(UserStatement::SetDefault {
+                    name,
+                    parameter,
+                    value: None,
+                });
+            }
             t.keyword("with");
             let attributes = t.attributes()?;
             if attributes == Attributes::default() {
                 return Err(syntax(
-                    "ALTER USER name [WITH] PASSWORD '…' | NULL | SUPERUSER | NOSUPERUSER".into(),
+                    "ALTER USER name [WITH] PASSWORD '…' | NULL | SUPERUSER | NOSUPERUSER | LOGIN | NOLOGIN | CONNECTION LIMIT n | VALID UNTIL '…', or ALTER USER name SET parameter = value | RESET parameter | RESET ALL".into(),
                 ));
             }
             Ok(UserStatement::Alter { name, attributes })
@@ -351,17 +478,25 @@ pub async fn execute<C: ClientInfo + ?Sized>(
             ));
         }
         UserStatement::Create { name, attributes } => {
-            let password = attributes.password.flatten();
-            match users.create(&name, password.as_deref()).await {
-                Ok(()) if attributes.superuser == Some(true) => {
-                    users.grant(Role::Admin, &name, true).await
-                }
-                other => other,
-            }
+            let mut login = Login::default();
+            attributes.apply_to(&mut login);
+            let password = attributes.password.clone().flatten();
+            let admin = attributes.superuser == Some(true);
+            users.create(&name, password.as_deref(), admin, login).await
         }
         UserStatement::Alter { name, attributes } => {
             let mut result = Ok(());
-            if let Some(password) = &attributes.password {
+            if attributes.changes_login() {
+                result = users
+                    .alter_login(&name, |login| {
+                        attributes.apply_to(login);
+                        Ok(())
+                    })
+                    .await;
+            }
+            if result.is_ok()
+                && let Some(password) = &attributes.password
+            {
                 result = users.set_password(&name, password.as_deref()).await;
             }
             if result.is_ok()
@@ -370,6 +505,33 @@ pub async fn execute<C: ClientInfo + ?Sized>(
                 result = users.grant(Role::Admin, &name, superuser).await;
             }
             result
+        }
+        UserStatement::SetDefault {
+            name,
+            parameter,
+            value,
+        } => {
+            if let Some(value) = &value {
+                check_role_default(&parameter, value)?;
+            }
+            let parameter = parameter.to_ascii_lowercase();
+            users
+                .alter_login(&name, |login| {
+                    match value {
+                        Some(value) => login.settings.insert(parameter, value),
+                        None => login.settings.remove(&parameter),
+                    };
+                    Ok(())
+                })
+                .await
+        }
+        UserStatement::ResetAll { name } => {
+            users
+                .alter_login(&name, |login| {
+                    login.settings.clear();
+                    Ok(())
+                })
+                .await
         }
         UserStatement::Drop { names, if_exists } => {
             for name in &names {
@@ -399,6 +561,33 @@ pub async fn execute<C: ClientInfo + ?Sized>(
     Ok(Response::Execution(Tag::new(tag)))
 }
 
+impl Attributes {
+    /// Whether any attribute kept in the user's [`Login`] is given.
+    fn changes_login(&self) -> bool {
+        self.login.is_some() || self.connection_limit.is_some() || self.valid_until.is_some()
+    }
+
+    fn apply_to(&self, login: &mut Login) {
+        if let Some(can) = self.login {
+            login.can_login = can;
+        }
+        if let Some(limit) = self.connection_limit {
+            login.connection_limit = limit;
+        }
+        if let Some(until) = self.valid_until {
+            login.valid_until_micros = until;
+        }
+    }
+}
+
+/// Check `ALTER ROLE … SET parameter = value` as a session's `SET` would: an unknown
+/// parameter or a bad value is refused now, not at each login.
+fn check_role_default(parameter: &str, value: &str) -> PgWireResult<()> {
+    super::settings::SessionSettings::default()
+        .set(parameter, value)
+        .map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,6 +614,7 @@ mod tests {
                 name: "Ops".into(),
                 attributes: Attributes {
                     password: Some(Some("x".into())),
+                    login: Some(true),
                     ..Attributes::default()
                 }
             }
@@ -452,11 +642,10 @@ mod tests {
                 name: "viewer".into(),
                 attributes: Attributes {
                     superuser: Some(true),
-                    unsupported: vec![
-                        "CONNECTION LIMIT 3".into(),
-                        "VALID UNTIL '2030-01-01'".into(),
-                        "NOLOGIN".into()
-                    ],
+                    connection_limit: Some(Some(3)),
+                    // 2030-01-01T00:00:00Z
+                    valid_until: Some(Some(1_893_456_000_000_000)),
+                    login: Some(false),
                     ..Attributes::default()
                 }
             }
@@ -468,8 +657,69 @@ mod tests {
                 attributes: Attributes {
                     password: Some(Some("pw".into())),
                     superuser: Some(true),
+                    login: Some(true),
                     ..Attributes::default()
                 }
+            }
+        );
+        assert_eq!(
+            ok("ALTER USER u CONNECTION LIMIT -1 VALID UNTIL 'infinity' CREATEROLE"),
+            UserStatement::Alter {
+                name: "u".into(),
+                attributes: Attributes {
+                    connection_limit: Some(None),
+                    valid_until: Some(None),
+                    unsupported: vec!["CREATEROLE".into()],
+                    ..Attributes::default()
+                }
+            }
+        );
+        assert_eq!(
+            ok("ALTER USER u VALID UNTIL '2030-01-01 08:00:00+08'"),
+            UserStatement::Alter {
+                name: "u".into(),
+                attributes: Attributes {
+                    valid_until: Some(Some(1_893_456_000_000_000)),
+                    ..Attributes::default()
+                }
+            }
+        );
+        assert_eq!(
+            ok("ALTER ROLE grafana SET statement_timeout = '30s'"),
+            UserStatement::SetDefault {
+                name: "grafana".into(),
+                parameter: "statement_timeout".into(),
+                value: Some("30s".into())
+            }
+        );
+        assert_eq!(
+            ok("ALTER ROLE grafana SET wattdb.rollup_rewrite TO false"),
+            UserStatement::SetDefault {
+                name: "grafana".into(),
+                parameter: "wattdb.rollup_rewrite".into(),
+                value: Some("false".into())
+            }
+        );
+        assert_eq!(
+            ok("ALTER ROLE grafana SET statement_timeout TO DEFAULT"),
+            UserStatement::SetDefault {
+                name: "grafana".into(),
+                parameter: "statement_timeout".into(),
+                value: None
+            }
+        );
+        assert_eq!(
+            ok("ALTER ROLE grafana RESET statement_timeout"),
+            UserStatement::SetDefault {
+                name: "grafana".into(),
+                parameter: "statement_timeout".into(),
+                value: None
+            }
+        );
+        assert_eq!(
+            ok("ALTER ROLE grafana RESET ALL"),
+            UserStatement::ResetAll {
+                name: "grafana".into()
             }
         );
         assert_eq!(
@@ -537,6 +787,11 @@ mod tests {
             "ALTER USER u",
             "ALTER USER u RENAME TO v",
             "ALTER USER u CONNECTION LIMIT",
+            "ALTER USER u CONNECTION LIMIT -2",
+            "ALTER USER u VALID UNTIL 'next tuesday'",
+            "ALTER USER u SET statement_timeout",
+            "ALTER USER u SET statement_timeout = 1 2",
+            "ALTER USER u RESET",
             "GRANT writer u",
         ] {
             assert!(matches!(parse(sql), Some(Err(_))), "{sql}");
