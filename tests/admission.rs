@@ -437,3 +437,41 @@ async fn statements_beyond_the_slots_wait_their_turn_and_can_be_stopped_while_wa
     assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
     assert!(metric(&server, "wattdb_statement_queue_wait_seconds_total") > 3.0);
 }
+
+/// A client that goes away while its statement runs: the statement stops (its slot is
+/// free for the next one) long before the runaway would have finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_whose_client_went_away_stops() {
+    let server = server(&["--max-active-statements", "1"]);
+    let boss = admin(&server).await;
+    // psql runs the runaway and is killed: its socket closes under the statement.
+    let mut psql = std::process::Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={} user=wattdb dbname=wattdb",
+            server.pg_port
+        ))
+        .args(["-c", RUNAWAY])
+        .env("PGPASSWORD", ADMIN_PW)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    eventually("the runaway holds the slot", async || {
+        metric(&server, "wattdb_statements_active") == 1.0
+    })
+    .await;
+    psql.kill().expect("kill psql");
+    psql.wait().expect("psql ended");
+    eventually("the slot is free again", async || {
+        metric(&server, "wattdb_statements_active") == 0.0
+    })
+    .await;
+    assert_eq!(
+        first_column_text(&boss, "SELECT count(*) FROM generate_series(1, 10)").await,
+        vec!["10"]
+    );
+    eventually("the session is gone", async || {
+        metric(&server, "wattdb_sql_sessions") == 1.0
+    })
+    .await;
+}

@@ -212,3 +212,88 @@ async fn savepoints_and_failed_blocks_behave_like_postgres() {
     // DEALLOCATE (psycopg resets its prepared statements with it).
     c.batch_execute("DEALLOCATE ALL").await.unwrap();
 }
+
+/// What connection pools and drivers send besides queries: asyncpg's pool reset
+/// (`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`), psycopg's
+/// `pg_prepared_xacts`, DBeaver's `pg_available_extensions`, SQLAlchemy's `LIKE …
+/// ESCAPE '/'` (with the pattern literal and bound); `LISTEN`/`NOTIFY` get `0A000`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_pools_and_drivers_send_is_answered() {
+    let server = Server::new().start();
+    let c = server.client().await;
+    c.batch_execute("SET statement_timeout = '5s'")
+        .await
+        .unwrap();
+    c.batch_execute("SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL")
+        .await
+        .unwrap();
+    assert_eq!(show(&c, "statement_timeout").await, "0");
+    c.batch_execute("UNLISTEN some_channel").await.unwrap();
+    for sql in ["LISTEN alarms", "NOTIFY alarms, 'x'"] {
+        let e = c.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&e), "0A000", "{sql}: {e:?}");
+    }
+    for relation in [
+        "pg_prepared_xacts",
+        "pg_catalog.pg_available_extensions",
+        "pg_available_extension_versions",
+    ] {
+        assert_eq!(
+            first_column_text(&c, &format!("SELECT count(*) FROM {relation}")).await,
+            vec!["0"],
+            "{relation}"
+        );
+    }
+    let row = c
+        .query_one(
+            "SELECT gid, owner FROM pg_prepared_xacts UNION ALL SELECT 'none', 'none'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "none");
+    // LIKE with another escape character: `/_` is a literal underscore, `//` a slash.
+    let cases = [
+        ("pg_type", "pg/_%", true),
+        ("pgxtype", "pg/_%", false),
+        ("a/b", "a//b", true),
+        ("50%", "50/%", true),
+        ("500", "50/%", false),
+        ("C:\\x", "C:\\x", true),
+    ];
+    for (text, pattern, want) in cases {
+        let literal = format!(
+            "SELECT '{}' LIKE '{}' ESCAPE '/'",
+            text.replace('\'', "''"),
+            pattern
+        );
+        assert_eq!(
+            first_column_text(&c, &literal).await,
+            vec![if want { "t" } else { "f" }],
+            "{literal}"
+        );
+        let bound: bool = c
+            .query_one(
+                "SELECT $1::text LIKE $2::text ESCAPE '/'",
+                &[&text, &pattern],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(bound, want, "{text} LIKE {pattern} (bound)");
+        let not: bool = c
+            .query_one(
+                "SELECT $1::text NOT ILIKE $2::text ESCAPE '/'",
+                &[&text.to_uppercase(), &pattern],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(not, !want, "{text} NOT ILIKE {pattern} (bound)");
+    }
+    let e = c
+        .batch_execute("SELECT 'x' LIKE 'x/' ESCAPE '/'")
+        .await
+        .expect_err("a pattern ending with the escape character");
+    assert_eq!(sqlstate(&e), "22025", "{e:?}");
+}

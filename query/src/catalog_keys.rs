@@ -113,8 +113,12 @@ impl SchemaProvider for KeyedPgCatalog {
                 names.push(role.to_string());
             }
         }
-        if !names.iter().any(|n| n == activity_table::NAME) {
-            names.push(activity_table::NAME.to_string());
+        for extra in
+            std::iter::once(&activity_table::NAME).chain(crate::catalog_empty::EMPTY_RELATIONS)
+        {
+            if !names.iter().any(|n| n == extra) {
+                names.push(extra.to_string());
+            }
         }
         names
     }
@@ -125,6 +129,9 @@ impl SchemaProvider for KeyedPgCatalog {
                 self.sessions.clone(),
                 self.users.clone(),
             ))));
+        }
+        if crate::catalog_empty::EMPTY_RELATIONS.contains(&name) && !self.inner.table_exist(name) {
+            return crate::catalog_empty::empty_table(name);
         }
         if crate::catalog_roles::ROLE_RELATIONS.contains(&name) {
             let schema = match self.inner.table(name).await? {
@@ -164,6 +171,7 @@ impl SchemaProvider for KeyedPgCatalog {
     fn table_exist(&self, name: &str) -> bool {
         crate::catalog_roles::ROLE_RELATIONS.contains(&name)
             || name == activity_table::NAME
+            || crate::catalog_empty::EMPTY_RELATIONS.contains(&name)
             || self.inner.table_exist(name)
     }
 }

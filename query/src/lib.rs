@@ -9,6 +9,7 @@
 //! CLI.
 
 pub mod admin;
+pub mod catalog_empty;
 pub mod catalog_keys;
 pub mod catalog_roles;
 pub mod catalog_settings;

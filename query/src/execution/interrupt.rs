@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 /// Why a statement was stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
-    /// A cancel request from the client (or the connection ended).
+    /// A cancel request from the client, or the client went away.
     Canceled,
     /// `statement_timeout` passed.
     TimedOut,
@@ -126,8 +126,18 @@ impl StatementGuard {
     /// sender replaced by the next statement's — is not a cancel); `timeout`: the
     /// statement's `statement_timeout`.
     pub fn start(cancel: Option<oneshot::Receiver<()>>, timeout: Option<Duration>) -> Self {
+        Self::start_watching(cancel, timeout, None)
+    }
+
+    /// [`StatementGuard::start`], also fired (as a cancel) when `client_gone` resolves:
+    /// the client went away.
+    pub fn start_watching(
+        cancel: Option<oneshot::Receiver<()>>,
+        timeout: Option<Duration>,
+        client_gone: Option<futures::future::BoxFuture<'static, ()>>,
+    ) -> Self {
         let interrupt = Interrupt::default();
-        if cancel.is_none() && timeout.is_none() {
+        if cancel.is_none() && timeout.is_none() && client_gone.is_none() {
             return StatementGuard {
                 interrupt,
                 watcher: None,
@@ -152,9 +162,19 @@ impl StatementGuard {
                     None => std::future::pending::<()>().await,
                 }
             };
+            let gone = async {
+                match client_gone {
+                    Some(gone) => gone.await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 _ = cancelled => fired.fire(Reason::Canceled),
                 _ = deadline => fired.fire(Reason::TimedOut),
+                _ = gone => {
+                    tracing::debug!("the client went away: stopping its statement");
+                    fired.fire(Reason::Canceled)
+                }
             }
         });
         StatementGuard {

@@ -9,6 +9,7 @@ mod async_sort_keys;
 mod date_trunc_utc;
 mod first_last;
 mod json_build_object;
+pub mod like_escape;
 mod matches;
 mod pg_compat;
 mod score;
@@ -31,6 +32,7 @@ pub fn register(ctx: &SessionContext, storage: wattdb_storage::Storage) {
     ctx.register_udf(ScalarUDF::new_from_impl(matches::Matches::new()));
     ctx.register_udf(AsyncScalarUDF::new(Arc::new(score::Score::new(storage))).into_scalar_udf());
     ctx.add_analyzer_rule(Arc::new(async_sort_keys::AsyncSortKeys));
+    ctx.register_udf(like_escape::udf());
     for udf in pg_compat::udfs() {
         ctx.register_udf(udf);
     }

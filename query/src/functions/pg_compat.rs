@@ -209,6 +209,9 @@ pub fn udfs() -> Vec<ScalarUDF> {
             DataType::Utf8,
         ),
         unknown("pg_table_size", vec![DataType::Int64], DataType::Int64),
+        // asyncpg's pool calls it whenever a connection goes back: wattdb takes no
+        // advisory locks, so there are none to release (PostgreSQL returns void).
+        unknown("pg_advisory_unlock_all", vec![], DataType::Utf8),
         unknown("pg_database_size", vec![DataType::Utf8], DataType::Int64),
         unknown(
             "pg_get_serial_sequence",

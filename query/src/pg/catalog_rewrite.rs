@@ -27,7 +27,9 @@ use datafusion::sql::sqlparser::ast::{
     Statement, TableFactor, Value, VisitMut, VisitorMut, visit_expressions_mut,
 };
 
-fn is_catalog_table(name: &ObjectName) -> bool {
+/// Whether `name` is a relation of the catalog emulation: `pg_catalog.*`,
+/// `information_schema.*`, or an unqualified `pg_*`.
+pub fn is_catalog_table(name: &ObjectName) -> bool {
     let parts: Vec<String> = name
         .0
         .iter()
@@ -194,13 +196,20 @@ fn aggregate_scalar_subquery(e: &mut Expr) {
 }
 
 fn call(name: &str, arg: Expr) -> Expr {
+    call_with(name, vec![arg])
+}
+
+fn call_with(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Function(Function {
         name: ObjectName::from(vec![Ident::new(name)]),
         uses_odbc_syntax: false,
         parameters: FunctionArguments::None,
         args: FunctionArguments::List(FunctionArgumentList {
             duplicate_treatment: None,
-            args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(arg))],
+            args: args
+                .into_iter()
+                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                .collect(),
             clauses: vec![],
         }),
         filter: None,
@@ -519,6 +528,53 @@ fn pg_expandarray(e: &mut Expr) {
     }
 }
 
+/// `x [I]LIKE p ESCAPE 'c'` with `c` other than the backslash (DataFusion's only one)
+/// is `x [I]LIKE wattdb_like_escape(p, 'c')`: the same pattern written with backslash
+/// escapes (see [`crate::functions::like_escape`]).
+fn like_escape(e: &mut Expr) {
+    let (Expr::Like {
+        pattern,
+        escape_char,
+        ..
+    }
+    | Expr::ILike {
+        pattern,
+        escape_char,
+        ..
+    }) = e
+    else {
+        return;
+    };
+    let Some(escape) = escape_char.as_ref() else {
+        return;
+    };
+    let text = match &escape.value {
+        Value::SingleQuotedString(t) | Value::EscapedStringLiteral(t) => t.clone(),
+        _ => return,
+    };
+    if text == "\\" {
+        return;
+    }
+    let inner = std::mem::replace(pattern.as_mut(), Expr::value(Value::Null));
+    **pattern = call_with(
+        crate::functions::like_escape::NAME,
+        vec![inner, Expr::value(Value::SingleQuotedString(text))],
+    );
+    *escape_char = None;
+}
+
+/// The `pg_catalog` relations wattdb adds to the emulation's, which its parser does not
+/// qualify.
+fn is_emulated_here(relation: &str) -> bool {
+    [
+        "pg_user",
+        "pg_shadow",
+        crate::sessions::activity_table::NAME,
+    ]
+    .contains(&relation)
+        || crate::catalog_empty::EMPTY_RELATIONS.contains(&relation)
+}
+
 /// Apply the rewrites to `stmt`.
 pub fn rewrite(stmt: &mut Statement) {
     let _ = visit_expressions_mut(stmt, |e| {
@@ -529,6 +585,7 @@ pub fn rewrite(stmt: &mut Statement) {
         array_subquery(e);
         case_into_subquery(e);
         regproc_comparison(e);
+        like_escape(e);
         ControlFlow::<()>::Continue(())
     });
     let _ = stmt.visit(&mut Filters);
@@ -550,8 +607,7 @@ impl VisitorMut for QualifyRoleRelations {
             && let [part] = name.0.as_slice()
             && let Some(ident) = part.as_ident()
             && ident.quote_style.is_none()
-            && ["pg_user", "pg_shadow", "pg_stat_activity"]
-                .contains(&ident.value.to_ascii_lowercase().as_str())
+            && is_emulated_here(&ident.value.to_ascii_lowercase())
         {
             let relation = ident.value.to_ascii_lowercase();
             *name = ObjectName(vec![

@@ -8,23 +8,9 @@
 
 use std::ops::ControlFlow;
 
-use datafusion::sql::sqlparser::ast::{ObjectName, Statement, TableFactor, Visit, Visitor};
+use datafusion::sql::sqlparser::ast::{Statement, TableFactor, Visit, Visitor};
 
-const CATALOG_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
-
-/// Whether `name` is a relation of the catalog emulation.
-fn is_catalog(name: &ObjectName) -> bool {
-    let parts: Vec<String> = name
-        .0
-        .iter()
-        .map(|p| p.to_string().trim_matches('"').to_ascii_lowercase())
-        .collect();
-    match parts.as_slice() {
-        [table] => table.starts_with("pg_"),
-        [.., schema, _] => CATALOG_SCHEMAS.contains(&schema.as_str()),
-        [] => false,
-    }
-}
+use super::catalog_rewrite::is_catalog_table;
 
 struct ReadsData;
 
@@ -33,7 +19,7 @@ impl Visitor for ReadsData {
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
         match factor {
-            TableFactor::Table { name, args, .. } if args.is_none() && is_catalog(name) => {
+            TableFactor::Table { name, args, .. } if args.is_none() && is_catalog_table(name) => {
                 ControlFlow::Continue(())
             }
             // Their own relations are visited.

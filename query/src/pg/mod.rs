@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod catalog_rewrite;
+pub mod client_socket;
 pub mod column_names;
 pub mod copy;
 pub mod copy_in;
@@ -49,6 +50,8 @@ pub struct PgHandlers {
     passwords: bool,
     connections: Arc<ConnectionManager>,
     cancel: Arc<DefaultCancelHandler>,
+    /// The connections' sockets, watched for a client going away mid-statement.
+    sockets: Arc<client_socket::ClientSockets>,
 }
 
 impl PgHandlers {
@@ -72,6 +75,7 @@ impl PgHandlers {
         let admin_functions = hook.admin_functions().to_vec();
         let hooks: Vec<Arc<dyn QueryHook>> = vec![Arc::new(hook)];
         let connections = Arc::new(ConnectionManager::new());
+        let sockets = Arc::new(client_socket::ClientSockets::default());
         PgHandlers {
             session: Arc::new(service::SqlService::new(
                 ctx,
@@ -81,7 +85,9 @@ impl PgHandlers {
                 admin_functions,
                 limits,
                 executor,
+                sockets.clone(),
             )),
+            sockets,
             users,
             sessions,
             passwords,
@@ -150,10 +156,12 @@ pub async fn serve(
                     let _ = socket.set_nodelay(true);
                     let h = handlers.clone();
                     let tls = tls.clone();
+                    let watched = handlers.sockets.register(peer, &socket);
                     tokio::spawn(async move {
                         if let Err(e) = pgwire::tokio::process_socket(socket, tls, h).await {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
+                        drop(watched);
                     });
                 }
                 Err(e) => {

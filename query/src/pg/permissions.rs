@@ -52,7 +52,10 @@ pub fn required(statement: &Statement, admin_functions: &[&str]) -> Role {
         | Statement::Close { .. }
         | Statement::Deallocate { .. }
         | Statement::Execute { .. }
-        | Statement::Discard { .. } => Role::Reader,
+        | Statement::Discard { .. }
+        | Statement::LISTEN { .. }
+        | Statement::UNLISTEN { .. }
+        | Statement::NOTIFY { .. } => Role::Reader,
         _ => Role::Admin,
     }
 }

@@ -35,6 +35,7 @@ use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::types::format::FormatOptions;
 use wattdb_storage::Storage;
 
+use super::client_socket::ClientSockets;
 use super::copy::CopyStatement;
 use super::copy_in::{self, CopyIn, CopyInSlot};
 use super::cursors::{self, CursorStatement, Cursors};
@@ -132,7 +133,7 @@ where
 
 /// A statement's interrupt, fired by a cancel request for this connection or when the
 /// session's `statement_timeout` passes; it lives as long as the statement's rows are
-/// being sent. The session shows `text` as `active` in `pg_stat_activity` meanwhile.
+/// being sent, or until the client goes away (see [`ClientSockets`]). The session shows `text` as `active` in `pg_stat_activity` meanwhile.
 /// A statement that reads data first waits for an execution slot (see
 /// [`crate::execution::admission`]), which it keeps until its last row is sent: its
 /// wait counts towards its `statement_timeout` and a cancel request stops it.
@@ -140,6 +141,7 @@ async fn begin_statement<C: ClientInfo + ?Sized>(
     client: &C,
     settings: &SessionSettings,
     executor: &QueryExecutor,
+    sockets: &ClientSockets,
     text: &str,
     reads_data: bool,
 ) -> PgWireResult<StatementGuard> {
@@ -147,7 +149,9 @@ async fn begin_statement<C: ClientInfo + ?Sized>(
         Some(handle) => Some(handle.start_query().await),
         None => None,
     };
-    let mut guard = StatementGuard::start(cancel, settings.statement_timeout());
+    let gone = sockets.gone(client.socket_addr());
+    let mut guard =
+        StatementGuard::start_watching(cancel, settings.statement_timeout(), Some(Box::pin(gone)));
     let mark = client
         .session_extensions()
         .get::<SessionSlot>()
@@ -306,9 +310,11 @@ pub struct SqlService {
     admin_functions: Vec<&'static str>,
     limits: StatementLimits,
     executor: QueryExecutor,
+    sockets: Arc<ClientSockets>,
 }
 
 impl SqlService {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         base: Arc<SessionContext>,
         storage: Storage,
@@ -317,6 +323,7 @@ impl SqlService {
         admin_functions: Vec<&'static str>,
         limits: StatementLimits,
         executor: QueryExecutor,
+        sockets: Arc<ClientSockets>,
     ) -> SqlService {
         SqlService {
             storage,
@@ -331,7 +338,9 @@ impl SqlService {
                 limits,
                 executor,
                 users: users.clone(),
+                sockets: sockets.clone(),
             }),
+            sockets,
             base,
             hooks,
         }
@@ -501,7 +510,15 @@ impl SqlService {
             }
             let settings = SessionSettings::of(client);
             let reads = data_access::reads_data(&statement);
-            let guard = begin_statement(client, &settings, &self.executor, query, reads).await?;
+            let guard = begin_statement(
+                client,
+                &settings,
+                &self.executor,
+                &self.sockets,
+                query,
+                reads,
+            )
+            .await?;
             let plan = plan_statement(&self.executor, guard.interrupt(), &ctx, &statement).await?;
             let df = dataframe(&self.executor, guard.interrupt(), &ctx, plan).await?;
             results.push(
@@ -672,7 +689,15 @@ impl SqlService {
         let settings = SessionSettings::of(client);
         let reads = data_access::reads_data(statement);
         let text = &portal.statement.statement.0;
-        let guard = begin_statement(client, &settings, &self.executor, text, reads).await?;
+        let guard = begin_statement(
+            client,
+            &settings,
+            &self.executor,
+            &self.sockets,
+            text,
+            reads,
+        )
+        .await?;
         let df = dataframe(&self.executor, guard.interrupt(), &ctx, plan).await?;
         respond(
             &self.executor,
@@ -766,6 +791,7 @@ pub struct SqlParser {
     limits: StatementLimits,
     executor: QueryExecutor,
     users: Arc<Users>,
+    sockets: Arc<ClientSockets>,
 }
 
 #[async_trait]
@@ -840,7 +866,15 @@ impl QueryParser for SqlParser {
         // Planning at Parse reads no data: it takes no execution slot (the statement
         // waits for one when it is executed).
         let settings = SessionSettings::of(client);
-        let guard = begin_statement(client, &settings, &self.executor, &text, false).await?;
+        let guard = begin_statement(
+            client,
+            &settings,
+            &self.executor,
+            &self.sockets,
+            &text,
+            false,
+        )
+        .await?;
         let plan = plan_statement(&self.executor, guard.interrupt(), &ctx, &statement).await?;
         Ok(Some((text, Some((statement, plan)))))
     }

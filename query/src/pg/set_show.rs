@@ -100,6 +100,22 @@ pub fn classify(stmt: &Statement) -> Option<PgWireResult<SettingStatement>> {
             Reset::ALL => SettingStatement::Reset(None),
             Reset::ConfigurationParameter(name) => SettingStatement::Reset(Some(name.to_string())),
         },
+        // wattdb sends no notifications (alarms go to channels): no session ever
+        // listens, so UNLISTEN (asyncpg's pool sends `UNLISTEN *`) has nothing to undo.
+        Statement::UNLISTEN { .. } => SettingStatement::NoOp("UNLISTEN"),
+        Statement::LISTEN { .. } | Statement::NOTIFY { .. } => {
+            return Some(Err(user_error(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                format!(
+                    "{} is not supported: wattdb sends no notifications (alarms are delivered to channels, see create_channel)",
+                    if matches!(stmt, Statement::LISTEN { .. }) {
+                        "LISTEN"
+                    } else {
+                        "NOTIFY"
+                    }
+                ),
+            )));
+        }
         Statement::ShowVariable { variable } => {
             let words: Vec<String> = variable.iter().map(|i| i.value.clone()).collect();
             if words.len() == 1 && words[0].eq_ignore_ascii_case("all") {

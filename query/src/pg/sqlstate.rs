@@ -44,6 +44,7 @@ pub const INTERNAL_ERROR: &str = "XX000";
 pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 pub const UNDEFINED_PARAMETER: &str = "42P02";
 pub const INVALID_DATETIME_FORMAT: &str = "22007";
+pub const INVALID_ESCAPE_SEQUENCE: &str = "22025";
 pub const TOO_MANY_CONNECTIONS: &str = "53300";
 pub const INSUFFICIENT_RESOURCES: &str = "53000";
 pub const INVALID_AUTHORIZATION: &str = "28000";
@@ -109,6 +110,10 @@ fn for_message(m: &str) -> Option<&'static str> {
         Some(DIVISION_BY_ZERO)
     } else if lower.contains("overflow") {
         Some(NUMERIC_OUT_OF_RANGE)
+    } else if lower.contains("must not end with escape character")
+        || lower.contains("invalid escape string")
+    {
+        Some(INVALID_ESCAPE_SEQUENCE)
     } else if lower.contains("non-nullable")
         || lower.contains("cannot be null")
         || lower.contains("must not be null")
