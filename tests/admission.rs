@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, first_column_text, sqlstate};
+use common::{Server, connect_as, db_message, first_column_text, metric, sqlstate};
 use tokio_postgres::{Client, NoTls};
 
 const ADMIN_PW: &str = "admin-pw";
@@ -18,28 +18,6 @@ const ADMIN_PW: &str = "admin-pw";
 /// A self-join of two generated series: seconds of CPU in any build.
 const RUNAWAY: &str = "SELECT count(*) FROM generate_series(1, 200000) a \
     CROSS JOIN generate_series(1, 200000) b WHERE (a.value * 7 + b.value) % 1000003 = 5";
-
-async fn connect(
-    server: &Server,
-    user: &str,
-    password: &str,
-) -> Result<Client, tokio_postgres::Error> {
-    let conn = format!(
-        "host=127.0.0.1 port={} user={user} dbname=wattdb password={password} \
-         application_name=admission-test",
-        server.pg_port
-    );
-    let (client, connection) = tokio_postgres::connect(&conn, NoTls).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
-}
-
-fn message(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map_or_else(|| e.to_string(), |d| d.message().to_string())
-}
 
 fn server(args: &[&str]) -> Server {
     let mut server = Server::new();
@@ -49,17 +27,17 @@ fn server(args: &[&str]) -> Server {
 }
 
 async fn admin(server: &Server) -> Client {
-    connect(server, "wattdb", ADMIN_PW).await.expect("admin")
+    connect_as(server, "wattdb", ADMIN_PW).await.expect("admin")
 }
 
 /// `connect` is refused with `code`; returns the message.
 async fn refused(server: &Server, user: &str, password: &str, code: &str) -> String {
-    let e = connect(server, user, password)
+    let e = connect_as(server, user, password)
         .await
         .err()
         .unwrap_or_else(|| panic!("{user} connected; expected {code}"));
     assert_eq!(sqlstate(&e), code, "{user}: {e:?}");
-    message(&e)
+    db_message(&e)
 }
 
 /// Wait until `check` holds (a closed connection's session ends shortly after the
@@ -80,8 +58,8 @@ async fn sessions_beyond_max_connections_are_refused_and_admins_keep_their_slot(
         .await
         .unwrap();
     // The admin holds one of the four; readers may take two more (one is kept).
-    let r1 = connect(&server, "r", "rpw").await.unwrap();
-    let r2 = connect(&server, "r", "rpw").await.unwrap();
+    let r1 = connect_as(&server, "r", "rpw").await.unwrap();
+    let r2 = connect_as(&server, "r", "rpw").await.unwrap();
     let m = refused(&server, "r", "rpw", "53300").await;
     assert!(
         m.starts_with(
@@ -108,7 +86,7 @@ async fn sessions_beyond_max_connections_are_refused_and_admins_keep_their_slot(
         metric(&server, "wattdb_sql_sessions") == 2.0
     })
     .await;
-    connect(&server, "r", "rpw").await.unwrap();
+    connect_as(&server, "r", "rpw").await.unwrap();
     drop(boss);
 }
 
@@ -119,8 +97,8 @@ async fn connection_limit_nologin_and_valid_until_hold_and_survive_a_restart() {
     boss.batch_execute("CREATE USER meter PASSWORD 'mpw' CONNECTION LIMIT 2")
         .await
         .unwrap();
-    let a = connect(&server, "meter", "mpw").await.unwrap();
-    let _b = connect(&server, "meter", "mpw").await.unwrap();
+    let a = connect_as(&server, "meter", "mpw").await.unwrap();
+    let _b = connect_as(&server, "meter", "mpw").await.unwrap();
     let m = refused(&server, "meter", "mpw", "53300").await;
     assert_eq!(
         m,
@@ -130,7 +108,7 @@ async fn connection_limit_nologin_and_valid_until_hold_and_survive_a_restart() {
     boss.batch_execute("CREATE USER other PASSWORD 'opw'")
         .await
         .unwrap();
-    connect(&server, "other", "opw").await.unwrap();
+    connect_as(&server, "other", "opw").await.unwrap();
     // Only an admin changes role attributes.
     for sql in [
         "ALTER USER meter CONNECTION LIMIT 10",
@@ -168,13 +146,13 @@ async fn connection_limit_nologin_and_valid_until_hold_and_survive_a_restart() {
     server.stop();
     server.spawn();
     let boss = admin(&server).await;
-    let _a = connect(&server, "meter", "mpw").await.unwrap();
-    let _b = connect(&server, "meter", "mpw").await.unwrap();
+    let _a = connect_as(&server, "meter", "mpw").await.unwrap();
+    let _b = connect_as(&server, "meter", "mpw").await.unwrap();
     refused(&server, "meter", "mpw", "53300").await;
     boss.batch_execute("ALTER USER meter CONNECTION LIMIT -1")
         .await
         .unwrap();
-    let _c = connect(&server, "meter", "mpw").await.unwrap();
+    let _c = connect_as(&server, "meter", "mpw").await.unwrap();
 
     // NOLOGIN, then LOGIN again.
     boss.batch_execute("ALTER USER meter NOLOGIN")
@@ -183,7 +161,7 @@ async fn connection_limit_nologin_and_valid_until_hold_and_survive_a_restart() {
     let m = refused(&server, "meter", "mpw", "28000").await;
     assert_eq!(m, "role \"meter\" is not permitted to log in");
     boss.batch_execute("ALTER USER meter LOGIN").await.unwrap();
-    connect(&server, "meter", "mpw").await.unwrap();
+    connect_as(&server, "meter", "mpw").await.unwrap();
 
     // An expired password fails like a wrong one; 'infinity' lifts the expiry.
     boss.batch_execute("ALTER USER meter VALID UNTIL '2001-02-03 04:05:06+00'")
@@ -203,11 +181,11 @@ async fn connection_limit_nologin_and_valid_until_hold_and_survive_a_restart() {
     boss.batch_execute("ALTER USER meter VALID UNTIL 'infinity'")
         .await
         .unwrap();
-    connect(&server, "meter", "mpw").await.unwrap();
+    connect_as(&server, "meter", "mpw").await.unwrap();
     boss.batch_execute("ALTER USER meter VALID UNTIL '2999-01-01'")
         .await
         .unwrap();
-    connect(&server, "meter", "mpw").await.unwrap();
+    connect_as(&server, "meter", "mpw").await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,7 +195,7 @@ async fn a_role_default_statement_timeout_applies_to_each_of_its_sessions() {
     boss.batch_execute("CREATE USER grafana PASSWORD 'gpw'")
         .await
         .unwrap();
-    let before = connect(&server, "grafana", "gpw").await.unwrap();
+    let before = connect_as(&server, "grafana", "gpw").await.unwrap();
     boss.batch_execute("ALTER ROLE grafana SET statement_timeout = '1s'")
         .await
         .unwrap();
@@ -236,14 +214,17 @@ async fn a_role_default_statement_timeout_applies_to_each_of_its_sessions() {
         first_column_text(&before, "SHOW statement_timeout").await,
         vec!["0"]
     );
-    let g = connect(&server, "grafana", "gpw").await.unwrap();
+    let g = connect_as(&server, "grafana", "gpw").await.unwrap();
     assert_eq!(
         first_column_text(&g, "SHOW statement_timeout").await,
         vec!["1s"]
     );
     let e = g.simple_query(RUNAWAY).await.expect_err("the runaway");
     assert_eq!(sqlstate(&e), "57014", "{e:?}");
-    assert_eq!(message(&e), "canceling statement due to statement timeout");
+    assert_eq!(
+        db_message(&e),
+        "canceling statement due to statement timeout"
+    );
     // SET overrides it for the session, RESET returns to the role's default.
     g.batch_execute("SET statement_timeout = 0").await.unwrap();
     assert_eq!(
@@ -272,22 +253,11 @@ async fn a_role_default_statement_timeout_applies_to_each_of_its_sessions() {
     boss.batch_execute("ALTER ROLE grafana RESET ALL")
         .await
         .unwrap();
-    let g = connect(&server, "grafana", "gpw").await.unwrap();
+    let g = connect_as(&server, "grafana", "gpw").await.unwrap();
     assert_eq!(
         first_column_text(&g, "SHOW statement_timeout").await,
         vec!["0"]
     );
-}
-
-/// The value of `metric` in `/metrics`.
-fn metric(server: &Server, name: &str) -> f64 {
-    let (_, body) = common::http_get(server.http_port, "/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
-        .trim()
-        .parse()
-        .expect("a number")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,7 +313,7 @@ async fn statements_beyond_the_slots_wait_their_turn_and_can_be_stopped_while_wa
         ("active".into(), "Admission".into(), "StatementQueue".into())
     );
     // Meanwhile statements that read no table answer at once, also on a new connection.
-    let fresh = connect(&server, "reader", "pw").await.unwrap();
+    let fresh = connect_as(&server, "reader", "pw").await.unwrap();
     assert_eq!(first_column_text(&fresh, "SELECT 41 + 1").await, vec!["42"]);
     assert_eq!(
         first_column_text(&fresh, "SELECT count(*) > 0 FROM pg_catalog.pg_type").await,
@@ -371,9 +341,9 @@ async fn statements_beyond_the_slots_wait_their_turn_and_can_be_stopped_while_wa
     let e = r.expect_err("the queue timeout");
     assert_eq!(sqlstate(&e), "53000", "{e:?}");
     assert!(
-        message(&e).contains("statement_queue_timeout"),
+        db_message(&e).contains("statement_queue_timeout"),
         "{}",
-        message(&e)
+        db_message(&e)
     );
     assert!(waited >= Duration::from_secs(3), "{waited:?}");
     assert_eq!(
@@ -391,7 +361,10 @@ async fn statements_beyond_the_slots_wait_their_turn_and_can_be_stopped_while_wa
         .await
         .expect_err("the timeout");
     assert_eq!(sqlstate(&e), "57014", "{e:?}");
-    assert_eq!(message(&e), "canceling statement due to statement timeout");
+    assert_eq!(
+        db_message(&e),
+        "canceling statement due to statement timeout"
+    );
     c.batch_execute("SET statement_timeout = 0").await.unwrap();
     let token = c.cancel_token();
     let canceller = tokio::spawn(async move {
@@ -404,7 +377,7 @@ async fn statements_beyond_the_slots_wait_their_turn_and_can_be_stopped_while_wa
         .expect_err("the cancel");
     canceller.await.unwrap().unwrap();
     assert_eq!(sqlstate(&e), "57014", "{e:?}");
-    assert_eq!(message(&e), "canceling statement due to user request");
+    assert_eq!(db_message(&e), "canceling statement due to user request");
     assert_eq!(metric(&server, "wattdb_statements_queued"), 0.0);
 
     // Three statements queued one after another run in that order once the slot is

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Server, sqlstate};
+use common::{Server, metric, sqlstate};
 
 const CREATE: &str = "CREATE TABLE device_log (ts TIMESTAMPTZ NOT NULL, device TEXT NOT NULL, \
     level TEXT, msg TEXT, code BIGINT, PRIMARY KEY (device, ts)) WITH (fulltext = 'msg')";
@@ -380,14 +380,6 @@ async fn analyzers_set_fulltext_and_errors() {
         format!("{e:?}").contains("closing quote"),
         "the error says what is wrong: {e:?}"
     );
-}
-
-/// The value of a counter in the server's `/metrics`.
-fn metric(server: &Server, name: &str) -> f64 {
-    let (_, body) = common::http_get(server.http_port, "/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
 }
 
 /// (files, files indexed, index bytes) of `device_log.msg` in `system.fulltext`.

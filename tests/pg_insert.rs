@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Server, sqlstate};
+use common::{Server, db_message, sqlstate};
 use tokio_postgres::types::{ToSql, Type};
 
 /// 2026-03-01 00:00:00 UTC.
@@ -24,11 +24,6 @@ struct Values {
 }
 
 type Model = BTreeMap<(String, u64), Values>;
-
-fn message(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map_or_else(|| e.to_string(), |d| d.message().to_string())
-}
 
 fn at(second: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(T0 + second)
@@ -264,7 +259,7 @@ async fn a_bad_value_fails_the_whole_statement() {
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&e), "23502", "{e}");
-    assert!(message(&e).contains("pid"), "{e}");
+    assert!(db_message(&e).contains("pid"), "{e}");
 
     // Text that is no number, for a parameter the client typed as text.
     let stmt = c
@@ -286,7 +281,7 @@ async fn a_bad_value_fails_the_whole_statement() {
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&e), "22P02", "{e}");
-    assert!(message(&e).contains("\"n\""), "{e}");
+    assert!(db_message(&e).contains("\"n\""), "{e}");
 
     // A NULL timestamp literal.
     let e = c

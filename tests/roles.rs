@@ -8,38 +8,21 @@
 
 mod common;
 
-use common::{Server, sqlstate};
+use common::{Server, connect_as, db_message, sqlstate};
 use futures::SinkExt;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 const ADMIN_PW: &str = "admin-pw";
-
-async fn connect(
-    server: &Server,
-    user: &str,
-    password: &str,
-) -> Result<Client, tokio_postgres::Error> {
-    let conn = format!(
-        "host=127.0.0.1 port={} user={user} dbname=wattdb password={password}",
-        server.pg_port
-    );
-    let (client, connection) = tokio_postgres::connect(&conn, NoTls).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
-}
-
-fn message(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map_or_else(|| e.to_string(), |d| d.message().to_string())
-}
 
 /// `sql` fails with `42501`.
 async fn denied(c: &Client, sql: &str) {
     let e = c.batch_execute(sql).await.expect_err(sql);
     assert_eq!(sqlstate(&e), "42501", "{sql}: {e:?}");
-    assert!(message(&e).contains("permission denied"), "{}", message(&e));
+    assert!(
+        db_message(&e).contains("permission denied"),
+        "{}",
+        db_message(&e)
+    );
 }
 
 async fn count(c: &Client) -> i64 {
@@ -77,7 +60,7 @@ async fn a_new_user_reads_until_granted_more() {
         .unwrap();
 
     // A reader: queries, nothing else.
-    let alice = connect(&server, "alice", "alice-pw").await.unwrap();
+    let alice = connect_as(&server, "alice", "alice-pw").await.unwrap();
     assert_eq!(count(&alice).await, 1);
     denied(
         &alice,
@@ -105,7 +88,7 @@ async fn a_new_user_reads_until_granted_more() {
         .batch_execute("INSERT INTO t VALUES ('2026-03-01T00:01:00Z', 'm1', 2.5)")
         .await
         .unwrap_err();
-    let m = message(&e);
+    let m = db_message(&e);
     assert!(
         m.contains("writer") && m.contains("alice") && m.contains("reader"),
         "{m}"
@@ -177,19 +160,19 @@ async fn passwords_change_users_drop_and_survive_a_restart() {
         )
         .await
         .unwrap();
-    assert!(connect(&server, "bob", "first").await.is_ok());
-    let e = connect(&server, "bob", "wrong").await.err().unwrap();
+    assert!(connect_as(&server, "bob", "first").await.is_ok());
+    let e = connect_as(&server, "bob", "wrong").await.err().unwrap();
     assert_eq!(sqlstate(&e), "28P01", "{e:?}");
-    let e = connect(&server, "nobody", "x").await.err().unwrap();
+    let e = connect_as(&server, "nobody", "x").await.err().unwrap();
     assert_eq!(sqlstate(&e), "28000", "{e:?}");
 
     admin
         .batch_execute("ALTER USER bob PASSWORD 'second'")
         .await
         .unwrap();
-    let e = connect(&server, "bob", "first").await.err().unwrap();
+    let e = connect_as(&server, "bob", "first").await.err().unwrap();
     assert_eq!(sqlstate(&e), "28P01", "{e:?}");
-    let bob = connect(&server, "bob", "second").await.unwrap();
+    let bob = connect_as(&server, "bob", "second").await.unwrap();
     bob.batch_execute("INSERT INTO t VALUES ('2026-03-01T00:00:00Z', 'b', 1)")
         .await
         .unwrap();
@@ -213,19 +196,19 @@ async fn passwords_change_users_drop_and_survive_a_restart() {
 
     // Dropped: no new sessions; an open one may no longer write.
     admin.batch_execute("DROP USER carol").await.unwrap();
-    let e = connect(&server, "carol", "c").await.err().unwrap();
+    let e = connect_as(&server, "carol", "c").await.err().unwrap();
     assert_eq!(sqlstate(&e), "28000", "{e:?}");
 
     // Restart: bob, his password and his role are still there.
     drop(bob);
     server.stop();
     server.spawn();
-    let bob = connect(&server, "bob", "second").await.unwrap();
+    let bob = connect_as(&server, "bob", "second").await.unwrap();
     bob.batch_execute("INSERT INTO t VALUES ('2026-03-01T00:01:00Z', 'b', 2)")
         .await
         .unwrap();
     denied(&bob, "DROP TABLE t").await;
-    let e = connect(&server, "carol", "c").await.err().unwrap();
+    let e = connect_as(&server, "carol", "c").await.err().unwrap();
     assert_eq!(sqlstate(&e), "28000", "{e:?}");
 }
 
@@ -252,19 +235,19 @@ async fn users_from_the_config_file_log_in_with_their_role() {
         )
         .await
         .unwrap();
-    let loader = connect(&server, "loader", "load").await.unwrap();
+    let loader = connect_as(&server, "loader", "load").await.unwrap();
     loader
         .batch_execute("INSERT INTO t VALUES ('2026-03-01T00:00:00Z', 'a', 7)")
         .await
         .unwrap();
-    let grafana = connect(&server, "grafana", "dash").await.unwrap();
+    let grafana = connect_as(&server, "grafana", "dash").await.unwrap();
     assert_eq!(count(&grafana).await, 1);
     denied(
         &grafana,
         "INSERT INTO t VALUES ('2026-03-01T00:01:00Z', 'a', 8)",
     )
     .await;
-    assert!(connect(&server, "grafana", "wrong").await.is_err());
+    assert!(connect_as(&server, "grafana", "wrong").await.is_err());
 }
 
 /// Connect to the embedded MQTT endpoint as `login` and publish one reading at QoS 1:
@@ -353,7 +336,7 @@ async fn no_reader_sees_a_secret_and_role_attributes_need_an_admin() {
         .batch_execute("CREATE USER viewer PASSWORD 'viewer-pw'; CREATE USER ops PASSWORD 'ops-pw'")
         .await
         .unwrap();
-    let viewer = connect(&server, "viewer", "viewer-pw").await.unwrap();
+    let viewer = connect_as(&server, "viewer", "viewer-pw").await.unwrap();
     for sql in [
         "SELECT * FROM pg_authid",
         "SELECT * FROM pg_catalog.pg_authid",
@@ -440,7 +423,7 @@ async fn no_reader_sees_a_secret_and_role_attributes_need_an_admin() {
         .batch_execute("ALTER USER ops SUPERUSER")
         .await
         .unwrap();
-    let ops = connect(&server, "ops", "ops-pw").await.unwrap();
+    let ops = connect_as(&server, "ops", "ops-pw").await.unwrap();
     ops.batch_execute("CREATE TABLE made_by_ops (ts TIMESTAMPTZ NOT NULL)")
         .await
         .unwrap();

@@ -10,18 +10,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, first_column_text, sqlstate};
+use common::{Server, db_message, first_column_text, sqlstate};
 
 /// Fails the test instead of hanging when `f` does not finish.
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(60), f)
         .await
         .unwrap_or_else(|_| panic!("{what}: no answer within 60 s"))
-}
-
-fn message(e: &tokio_postgres::Error) -> String {
-    e.as_db_error()
-        .map_or_else(|| e.to_string(), |d| d.message().to_string())
 }
 
 fn chain(first: &str, op: &str, item: &str, n: usize) -> String {
@@ -92,12 +87,17 @@ async fn statements_past_the_limits_are_refused_before_planning() {
     for (shape, sql) in too_complex() {
         // Simple protocol.
         let e = within(shape, c.simple_query(&sql)).await.expect_err(shape);
-        assert_eq!(sqlstate(&e), "54001", "{shape}: {}", message(&e));
+        assert_eq!(sqlstate(&e), "54001", "{shape}: {}", db_message(&e));
         // Extended protocol (Parse refuses it).
         let e = within(shape, c.query(sql.as_str(), &[]))
             .await
             .expect_err(shape);
-        assert_eq!(sqlstate(&e), "54001", "{shape} (extended): {}", message(&e));
+        assert_eq!(
+            sqlstate(&e),
+            "54001",
+            "{shape} (extended): {}",
+            db_message(&e)
+        );
         // The connection stays usable and the server answers another client.
         assert_eq!(
             first_column_text(&c, "SELECT 1").await,
@@ -137,7 +137,7 @@ async fn statements_under_the_limits_answer() {
     let e = within("1665 items", c.simple_query(&items(1665)))
         .await
         .expect_err("1665 items");
-    assert_eq!(sqlstate(&e), "54011", "{}", message(&e));
+    assert_eq!(sqlstate(&e), "54011", "{}", db_message(&e));
     // A 100,000-item IN list: the rows of 1..200000 that are even and ≤ 200000.
     let list: Vec<String> = (1..=100_000).map(|i| (2 * i).to_string()).collect();
     let sql = format!(
@@ -184,7 +184,7 @@ async fn limits_are_settings() {
         .await
         .expect_err("depth 62 > 50");
     assert_eq!(sqlstate(&e), "54001", "{e}");
-    assert!(message(&e).contains("max_expression_depth"), "{e}");
+    assert!(db_message(&e).contains("max_expression_depth"), "{e}");
     // Nodes: 150 select items pass, 250 do not.
     let items = |n: usize| {
         let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
@@ -193,14 +193,14 @@ async fn limits_are_settings() {
     assert_eq!(c.simple_query(&items(150)).await.unwrap().len(), 3);
     let e = c.simple_query(&items(250)).await.expect_err("250 > 200");
     assert_eq!(sqlstate(&e), "54001", "{e}");
-    assert!(message(&e).contains("max_statement_nodes"), "{e}");
+    assert!(db_message(&e).contains("max_statement_nodes"), "{e}");
     // Size.
     let e = c
         .simple_query(&format!("SELECT '{}'", "x".repeat(10_001)))
         .await
         .expect_err("longer than 10 KB");
     assert_eq!(sqlstate(&e), "54001", "{e}");
-    assert!(message(&e).contains("max_statement_bytes"), "{e}");
+    assert!(db_message(&e).contains("max_statement_bytes"), "{e}");
 }
 
 /// The log is plain text when it is not a terminal (no ANSI colour escapes).

@@ -463,3 +463,34 @@ pub async fn file_count(server: &Server) -> i64 {
         .unwrap()
         .get(0)
 }
+
+/// A connection as `user` with `password` (the server asks for passwords).
+pub async fn connect_as(
+    server: &Server,
+    user: &str,
+    password: &str,
+) -> Result<Client, tokio_postgres::Error> {
+    let conn = format!(
+        "host=127.0.0.1 port={} user={user} dbname=wattdb password={password}",
+        server.pg_port
+    );
+    let (client, connection) = tokio_postgres::connect(&conn, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// The server's message of a failed statement (the error's text when there is none).
+pub fn db_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |d| d.message().to_string())
+}
+
+/// The value of `name` in the server's `/metrics`.
+pub fn metric(server: &Server, name: &str) -> f64 {
+    let (_, body) = http_get(server.http_port, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{body}"))
+}
