@@ -103,10 +103,6 @@ impl Admission {
         }
     }
 
-    pub fn settings(&self) -> AdmissionSettings {
-        self.settings
-    }
-
     /// A slot now, if one is free.
     pub fn try_admit(&self) -> Option<Slot> {
         let permit = self.slots.clone().try_acquire_owned().ok()?;

@@ -103,10 +103,6 @@ impl Session {
         self.pid.store(pid, Ordering::Relaxed);
     }
 
-    pub fn user(&self) -> &str {
-        &self.user
-    }
-
     /// The session starts running `query`; it is `active` until the mark is dropped.
     pub fn begin(self: &Arc<Self>, query: &str) -> ActivityMark {
         let mut a = self.activity();
@@ -224,10 +220,6 @@ impl Sessions {
             limits,
             ..Sessions::default()
         })
-    }
-
-    pub fn limits(&self) -> SessionLimits {
-        self.limits
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Session>>> {
