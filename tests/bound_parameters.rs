@@ -155,3 +155,136 @@ async fn every_admin_function_takes_bound_parameters() {
         .expect_err("no parameters over the simple protocol");
     assert_eq!(sqlstate(&e), "42P02", "{e:?}");
 }
+
+/// A parameter given to a table function (`last_values($1)`): its columns depend on the
+/// value, so the statement is planned at Bind — answered as with the literal when the
+/// client describes the portal after Bind (libpq/psycopg, pgjdbc, node-postgres),
+/// refused with `0A000` when it asks for the columns before binding (tokio-postgres's
+/// and asyncpg's `prepare`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_functions_take_bound_parameters() {
+    let server = Server::new().start();
+    let c = server.client().await;
+    c.batch_execute(SETUP).await.unwrap();
+    c.batch_execute(
+        "INSERT INTO m VALUES ('2026-03-01T00:00:00Z', 'b', 7.5, 1, 2, 3, 'x'), \
+         ('2026-03-01T00:30:00Z', 'a', 3.5, 13, 120, 7, 'y')",
+    )
+    .await
+    .unwrap();
+    let rows = |rows: Vec<tokio_postgres::Row>| -> Vec<(String, f64)> {
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    };
+    // The newest row per pid, computed from the inserts above.
+    let newest = vec![("a".to_string(), 3.5), ("b".to_string(), 7.5)];
+    let literal = c
+        .query("SELECT pid, v FROM last_values('m') ORDER BY pid", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows(literal), newest);
+    // Parse, Bind, Describe portal, Execute: libpq's (psycopg's) sequence.
+    let mut raw = common::raw_pg::connect(server.pg_port).await;
+    let answer = |replies: Vec<common::raw_pg::Reply>| -> (Vec<String>, Vec<Vec<Option<String>>>, Option<String>) {
+        let columns = replies.iter().find(|r| r.tag == b'T').map(|r| r.columns()).unwrap_or_default();
+        let rows = replies.iter().filter(|r| r.tag == b'D').map(|r| r.row()).collect();
+        let error = replies.iter().find(|r| r.tag == b'E').and_then(|r| r.sqlstate());
+        (columns, rows, error)
+    };
+    let text_rows = |rows: &[(String, f64)]| -> Vec<Vec<Option<String>>> {
+        rows.iter()
+            .map(|(p, v)| vec![Some(p.clone()), Some(v.to_string())])
+            .collect()
+    };
+    let (columns, got, error) = answer(
+        common::raw_pg::exec_params(
+            &mut raw,
+            "SELECT pid, v FROM last_values($1) ORDER BY pid",
+            &[Some("m")],
+        )
+        .await,
+    );
+    assert_eq!(error, None);
+    assert_eq!(columns, ["pid", "v"]);
+    assert_eq!(got, text_rows(&newest));
+    // Other parameters of the same statement are bound the same way.
+    let (_, got, error) = answer(
+        common::raw_pg::exec_params(
+            &mut raw,
+            "SELECT pid, v FROM last_values($1) WHERE pid = $2 ORDER BY pid",
+            &[Some("m"), Some("b")],
+        )
+        .await,
+    );
+    assert_eq!(error, None);
+    assert_eq!(got, text_rows(&newest[1..]));
+    let (_, _, unknown) = answer(
+        common::raw_pg::exec_params(
+            &mut raw,
+            "SELECT * FROM last_values($1)",
+            &[Some("no_such_table")],
+        )
+        .await,
+    );
+    let literal_unknown = c
+        .query("SELECT * FROM last_values('no_such_table')", &[])
+        .await
+        .expect_err("no such table");
+    assert_eq!(unknown, Some(sqlstate(&literal_unknown)));
+    let (_, _, missing) =
+        answer(common::raw_pg::exec_params(&mut raw, "SELECT * FROM last_values($1)", &[]).await);
+    assert_eq!(missing.as_deref(), Some("42P02"), "a parameter not bound");
+    // Planned with the parameter in place when the function allows it.
+    let (_, got, error) = answer(
+        common::raw_pg::exec_params(
+            &mut raw,
+            "SELECT count(*) FROM generate_series(1, $1::bigint)",
+            &[Some("5")],
+        )
+        .await,
+    );
+    assert_eq!((got, error), (vec![vec![Some("5".to_string())]], None));
+    let e = c
+        .prepare("SELECT * FROM last_values($1)")
+        .await
+        .expect_err("columns unknown before Bind");
+    assert_eq!(sqlstate(&e), "0A000", "{e:?}");
+    // The connection goes on.
+    assert_eq!(
+        c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i64>(0),
+        1
+    );
+}
+
+/// An Execute with a row limit answers that many rows and suspends the portal; the
+/// next Execute goes on where it stopped (JDBC's `setFetchSize`, asyncpg's cursors).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portals_answer_in_pieces_of_their_row_limit() {
+    let server = Server::new().start();
+    let mut c = server.client().await;
+    c.batch_execute(SETUP).await.unwrap();
+    let tx = c.transaction().await.unwrap();
+    let st = tx
+        .prepare("SELECT value FROM generate_series(1, 12) WHERE value <= $1 ORDER BY value")
+        .await
+        .unwrap();
+    let portal = tx.bind(&st, &[&10i64]).await.unwrap();
+    let mut pieces = Vec::new();
+    loop {
+        let piece: Vec<i64> = tx
+            .query_portal(&portal, 3)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if piece.is_empty() {
+            break;
+        }
+        pieces.push(piece);
+    }
+    assert_eq!(
+        pieces,
+        vec![vec![1, 2, 3], vec![4, 5, 6], vec![7, 8, 9], vec![10]]
+    );
+    tx.commit().await.unwrap();
+}

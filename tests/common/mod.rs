@@ -6,6 +6,7 @@
 pub mod archive_scenario;
 pub mod compaction_scenario;
 pub mod mqtt;
+pub mod raw_pg;
 pub mod receiver;
 pub mod retention_scenario;
 pub mod scenarios;

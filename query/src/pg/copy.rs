@@ -31,6 +31,7 @@ use pgwire::messages::copy::CopyData;
 use pgwire::types::format::FormatOptions;
 
 use super::sqlstate::{self, user_error};
+use crate::execution::{QueryExecutor, StatementGuard};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CopyFormat {
@@ -132,18 +133,21 @@ impl CopyOptions {
 }
 
 /// A `COPY … TO STDOUT`: the query whose rows are sent.
+#[derive(Debug, Clone)]
 pub struct CopyTo {
     pub query: String,
     pub options: CopyOptions,
 }
 
 /// A `COPY t [(columns)] FROM STDIN`.
+#[derive(Debug, Clone)]
 pub struct CopyFrom {
     pub table: String,
     pub columns: Vec<String>,
     pub options: CopyOptions,
 }
 
+#[derive(Debug, Clone)]
 pub enum CopyStatement {
     To(CopyTo),
     From(CopyFrom),
@@ -423,15 +427,24 @@ fn take(slot: &std::sync::Mutex<Option<Bytes>>) -> Option<Bytes> {
         .take()
 }
 
-/// Run `copy`'s query in `ctx` and stream its rows out.
+/// Run `copy`'s query in `ctx` on `executor`'s threads and stream its rows out; `guard`
+/// (the statement's interrupt and what it holds) lives until the last row is sent.
 pub async fn copy_to(
     copy: CopyTo,
     ctx: &SessionContext,
     zone: &str,
     format_options: Arc<FormatOptions>,
+    executor: &QueryExecutor,
+    guard: StatementGuard,
 ) -> PgWireResult<Response> {
     let api = |e: datafusion::error::DataFusionError| PgWireError::ApiError(Box::new(e));
-    let df = ctx.sql(&copy.query).await.map_err(api)?;
+    let planning = ctx.clone();
+    let query = copy.query.clone();
+    let df = executor
+        .run(guard.interrupt(), async move { planning.sql(&query).await })
+        .await
+        .map_err(|e| api(e.into_datafusion()))?
+        .map_err(api)?;
     let df = super::time_zone::in_session_zone(df, zone).map_err(api)?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let o = copy.options;
@@ -455,10 +468,12 @@ pub async fn copy_to(
     };
     let prefix = Arc::new(std::sync::Mutex::new(prefix));
     let binary = o.format == CopyFormat::Binary;
-    let stream = df.execute_stream().await.map_err(api)?;
+    let stream = executor.execute(guard.interrupt(), df).await.map_err(api)?;
     let mut enc = encoder(fields.clone(), &o, format_options.clone());
     let pending = prefix.clone();
     let body = stream.flat_map(move |batch| {
+        // The guard lives (and keeps the deadline armed) as long as rows are sent.
+        let _statement = &guard;
         let rows = batch
             .map_err(api)
             .and_then(|b| encode_batch(&mut enc, &fields, &schema, &b));

@@ -28,12 +28,14 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
 
 use super::sqlstate::{self, user_error};
+use crate::execution::{Interrupt, QueryExecutor, Reason};
 
 /// A cursor statement.
-pub enum CursorStatement<'a> {
+#[derive(Debug, Clone)]
+pub enum CursorStatement {
     Declare {
         name: String,
-        query: &'a Query,
+        query: Box<Query>,
     },
     /// `count` `None`: all remaining rows.
     Fetch {
@@ -50,7 +52,7 @@ fn api(e: datafusion::error::DataFusionError) -> PgWireError {
 }
 
 /// Which cursor statement `stmt` is, if any; an error for the forms not supported.
-pub fn classify(stmt: &Statement) -> Option<PgWireResult<CursorStatement<'_>>> {
+pub fn classify(stmt: &Statement) -> Option<PgWireResult<CursorStatement>> {
     match stmt {
         Statement::Declare { stmts } => {
             let d = stmts.first()?;
@@ -68,7 +70,7 @@ pub fn classify(stmt: &Statement) -> Option<PgWireResult<CursorStatement<'_>>> {
             }
             Some(Ok(CursorStatement::Declare {
                 name: name.value.clone(),
-                query,
+                query: Box::new(query.clone()),
             }))
         }
         Statement::Fetch {
@@ -119,6 +121,17 @@ struct CursorState {
 struct Cursor {
     schema: SchemaRef,
     state: tokio::sync::Mutex<CursorState>,
+    /// Stops the cursor's query (checked inside its operators, see
+    /// [`crate::execution`]): fired when the cursor is closed or dropped, and when a
+    /// `FETCH` from it is cancelled or times out — the cursor is then gone, as in
+    /// PostgreSQL, where the error also ends the transaction the cursor lived in.
+    interrupt: Interrupt,
+}
+
+impl Drop for Cursor {
+    fn drop(&mut self) {
+        self.interrupt.fire(Reason::Canceled);
+    }
 }
 
 /// One connection's open cursors.
@@ -159,14 +172,17 @@ impl Cursors {
         }))
     }
 
-    /// `DECLARE`: plan and start the query. Returns its plan (for Describe of the
-    /// cursor as a portal).
+    /// `DECLARE`: plan and start the query on `executor`'s threads, the planning under
+    /// the `DECLARE`'s `interrupt`. Returns its plan (for Describe of the cursor as a
+    /// portal).
     pub async fn declare(
         &self,
         name: &str,
         query: &Query,
         ctx: &SessionContext,
         time_zone: &str,
+        executor: &QueryExecutor,
+        interrupt: &Interrupt,
     ) -> PgWireResult<LogicalPlan> {
         if self.lock().contains_key(name) {
             return Err(user_error(
@@ -174,37 +190,79 @@ impl Cursors {
                 format!("cursor \"{name}\" already exists"),
             ));
         }
-        let plan = ctx
-            .state()
-            .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
-                Statement::Query(Box::new(query.clone())),
-            )))
+        let state = ctx.state();
+        let statement = datafusion::sql::parser::Statement::Statement(Box::new(Statement::Query(
+            Box::new(query.clone()),
+        )));
+        let plan = executor
+            .run(interrupt, async move {
+                state.statement_to_plan(statement).await
+            })
             .await
+            .map_err(|e| api(e.into_datafusion()))?
             .map_err(api)?;
-        let df = ctx.execute_logical_plan(plan.clone()).await.map_err(api)?;
+        let ctx_ = ctx.clone();
+        let planned = plan.clone();
+        let df = executor
+            .run(interrupt, async move {
+                ctx_.execute_logical_plan(planned).await
+            })
+            .await
+            .map_err(|e| api(e.into_datafusion()))?
+            .map_err(api)?;
         let df = super::time_zone::in_session_zone(df, time_zone).map_err(api)?;
         let schema = Arc::new(df.schema().as_arrow().clone());
-        let stream = df.execute_stream().await.map_err(api)?;
+        let own = Interrupt::default();
+        let stream = executor.execute(&own, df).await.map_err(api)?;
         let cursor = Arc::new(Cursor {
             schema,
             state: tokio::sync::Mutex::new(CursorState {
                 stream,
                 pending: None,
             }),
+            interrupt: own,
         });
         self.lock().insert(name.to_string(), cursor);
         Ok(plan)
     }
 
-    /// `FETCH`: up to `count` rows (all when `None`), encoded in `format`.
+    /// `FETCH`: up to `count` rows (all when `None`), encoded in `format`. When the
+    /// `FETCH`'s `interrupt` fires while it waits for rows, the cursor's query stops
+    /// and the cursor is closed (see [`Cursor::interrupt`]).
     pub async fn fetch(
         &self,
         name: &str,
         count: Option<usize>,
         format: &Format,
         options: Arc<FormatOptions>,
+        interrupt: &Interrupt,
     ) -> PgWireResult<Response> {
         let cursor = self.get(name)?;
+        let fetched = tokio::select! {
+            fetched = Self::take_rows(&cursor, count) => fetched,
+            reason = interrupt.fired() => {
+                cursor.interrupt.fire(reason);
+                self.lock().remove(name);
+                return Err(user_error(sqlstate::QUERY_CANCELED, reason.message()));
+            }
+        };
+        let batches = fetched?;
+        let fields = Arc::new(arrow_schema_to_pg_fields(
+            &cursor.schema,
+            format,
+            Some(options),
+        )?);
+        let rows: Vec<_> = batches
+            .into_iter()
+            .flat_map(|b| encode_recordbatch(fields.clone(), b))
+            .collect();
+        let mut response = QueryResponse::new(fields, futures::stream::iter(rows));
+        response.set_command_tag("FETCH");
+        Ok(Response::Query(response))
+    }
+
+    /// Up to `count` of `cursor`'s next rows (all the rest when `None`).
+    async fn take_rows(cursor: &Cursor, count: Option<usize>) -> PgWireResult<Vec<RecordBatch>> {
         let mut state = cursor.state.lock().await;
         let mut want = count.unwrap_or(usize::MAX);
         let mut batches = Vec::new();
@@ -225,19 +283,7 @@ impl Cursors {
                 batches.push(batch);
             }
         }
-        drop(state);
-        let fields = Arc::new(arrow_schema_to_pg_fields(
-            &cursor.schema,
-            format,
-            Some(options),
-        )?);
-        let rows: Vec<_> = batches
-            .into_iter()
-            .flat_map(|b| encode_recordbatch(fields.clone(), b))
-            .collect();
-        let mut response = QueryResponse::new(fields, futures::stream::iter(rows));
-        response.set_command_tag("FETCH");
-        Ok(Response::Query(response))
+        Ok(batches)
     }
 
     /// `CLOSE name` / `CLOSE ALL`.

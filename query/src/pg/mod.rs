@@ -2,7 +2,8 @@
 //! (parameters, text and binary results) per connection, with the connection's own
 //! [`settings`] and [`cursors`]; pg_catalog emulation, the hook trait and result encoding
 //! come from `datafusion-postgres`; wattdb adds authentication, its own statements (see
-//! [`hooks`]) and SQLSTATE mapping. Every connection runs in its own task: a failing
+//! [`wattdb_statements`]) and SQLSTATE mapping. Every statement is classified once
+//! ([`statement`]) and handled in one place, whatever the protocol. Every connection runs in its own task: a failing
 //! statement ends at most that connection.
 
 pub mod auth;
@@ -15,7 +16,7 @@ pub mod cursors;
 pub mod data_access;
 pub mod delete_alias;
 pub mod fast_insert;
-pub mod hooks;
+pub mod late_binding;
 pub mod limits;
 pub mod params;
 pub mod permissions;
@@ -24,14 +25,15 @@ pub mod session_functions;
 pub mod set_show;
 pub mod settings;
 pub mod sqlstate;
+pub mod statement;
 pub mod time_zone;
 pub mod transactions;
 pub mod user_statements;
+pub mod wattdb_statements;
 
 use std::sync::Arc;
 
 use datafusion::prelude::SessionContext;
-use datafusion_postgres::QueryHook;
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -71,18 +73,15 @@ impl PgHandlers {
         limits: limits::StatementLimits,
         executor: crate::execution::QueryExecutor,
     ) -> Self {
-        let hook = hooks::WattdbHook::new(storage.clone(), admin);
-        let admin_functions = hook.admin_functions().to_vec();
-        let hooks: Vec<Arc<dyn QueryHook>> = vec![Arc::new(hook)];
+        let wattdb = wattdb_statements::WattdbStatements::new(storage.clone(), admin);
         let connections = Arc::new(ConnectionManager::new());
         let sockets = Arc::new(client_socket::ClientSockets::default());
         PgHandlers {
             session: Arc::new(service::SqlService::new(
                 ctx,
                 storage.clone(),
-                hooks,
+                wattdb,
                 users.clone(),
-                admin_functions,
                 limits,
                 executor,
                 sockets.clone(),

@@ -1,81 +1,29 @@
-//! What role a statement needs, and the check of the session's user against it
-//! (`42501` when the role falls short). Reading is `reader`'s; `INSERT`, `COPY FROM` and
-//! `DELETE` are `writer`'s; everything else — DDL, admin functions, users — is `admin`'s,
-//! including statements this list does not know (it fails closed).
+//! The check of the session's user against the role a statement needs (`42501` when
+//! the role falls short; which role each statement needs is decided with its
+//! classification, [`super::statement`]), and of relations only admins may read.
 
-use datafusion::sql::sqlparser::ast::{CopyTarget, Statement};
+use datafusion::sql::sqlparser::ast::Statement;
 use pgwire::api::ClientInfo;
 use pgwire::error::{PgWireError, PgWireResult};
 
 use super::sqlstate::{self, user_error};
-use crate::admin;
 use crate::users::{Role, Users};
-
-/// The role `statement` needs; `admin_functions` are the names `SELECT f(…)` calls that
-/// act on storage.
-pub fn required(statement: &Statement, admin_functions: &[&str]) -> Role {
-    match statement {
-        Statement::Query(_) => {
-            if admin::parse_admin_call(statement, admin_functions).is_some() {
-                Role::Admin
-            } else {
-                Role::Reader
-            }
-        }
-        // UPDATE is refused as unsupported (0A000), after this check.
-        Statement::Insert(_)
-        | Statement::Delete(_)
-        | Statement::Update(_)
-        | Statement::Truncate { .. } => Role::Writer,
-        Statement::Copy { to, target, .. } => {
-            if *to && *target == CopyTarget::Stdout {
-                Role::Reader
-            } else {
-                Role::Writer
-            }
-        }
-        Statement::Prepare { statement, .. } => required(statement, admin_functions),
-        Statement::Explain { statement, .. } => required(statement, admin_functions),
-        Statement::Set(_)
-        | Statement::Reset(_)
-        | Statement::ShowVariable { .. }
-        | Statement::ShowVariables { .. }
-        | Statement::ShowTables { .. }
-        | Statement::ShowColumns { .. }
-        | Statement::StartTransaction { .. }
-        | Statement::Commit { .. }
-        | Statement::Rollback { .. }
-        | Statement::Savepoint { .. }
-        | Statement::ReleaseSavepoint { .. }
-        | Statement::Declare { .. }
-        | Statement::Fetch { .. }
-        | Statement::Close { .. }
-        | Statement::Deallocate { .. }
-        | Statement::Execute { .. }
-        | Statement::Discard { .. }
-        | Statement::LISTEN { .. }
-        | Statement::UNLISTEN { .. }
-        | Statement::NOTIFY { .. } => Role::Reader,
-        _ => Role::Admin,
-    }
-}
 
 /// The user of `client`'s session (from its startup message).
 pub fn session_user<C: ClientInfo + ?Sized>(client: &C) -> String {
     client.metadata().get("user").cloned().unwrap_or_default()
 }
 
-/// Refuse `statement` unless the session's user has the role it needs.
+/// Refuse `statement` unless the session's user has the role it `needed` (see
+/// [`super::statement::classify`]).
 pub fn check<C: ClientInfo + ?Sized>(
     client: &C,
     users: &Users,
     statement: &Statement,
-    admin_functions: &[&str],
+    needed: Role,
 ) -> PgWireResult<()> {
     check_private(client, users, statement)?;
-    check_role(client, users, required(statement, admin_functions), || {
-        statement_kind(statement)
-    })
+    check_role(client, users, needed, || statement_kind(statement))
 }
 
 /// Refuse `statement` if it names a relation only admins may read and the session's
@@ -177,40 +125,6 @@ mod tests {
     use datafusion::sql::sqlparser::parser::Parser;
 
     use super::*;
-
-    fn role_of(sql: &str) -> Role {
-        let stmts = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parse");
-        required(&stmts[0], &["flush", "set_retention"])
-    }
-
-    #[test]
-    fn statements_need_their_roles() {
-        assert_eq!(role_of("SELECT avg(p) FROM t"), Role::Reader);
-        assert_eq!(role_of("SHOW TIME ZONE"), Role::Reader);
-        assert_eq!(role_of("SET TIME ZONE 'UTC'"), Role::Reader);
-        assert_eq!(role_of("RESET statement_timeout"), Role::Reader);
-        assert_eq!(role_of("RESET ALL"), Role::Reader);
-        assert_eq!(role_of("COPY t TO STDOUT"), Role::Reader);
-        assert_eq!(role_of("BEGIN"), Role::Reader);
-        assert_eq!(role_of("INSERT INTO t VALUES (1)"), Role::Writer);
-        assert_eq!(role_of("COPY t FROM STDIN"), Role::Writer);
-        assert_eq!(role_of("DELETE FROM t WHERE pid = 'a'"), Role::Writer);
-        assert_eq!(
-            role_of("PREPARE p AS INSERT INTO t VALUES (1)"),
-            Role::Writer
-        );
-        assert_eq!(role_of("SELECT flush()"), Role::Admin);
-        assert_eq!(
-            role_of("SELECT set_retention('t', '4 months')"),
-            Role::Admin
-        );
-        assert_eq!(
-            role_of("CREATE TABLE x (ts TIMESTAMPTZ NOT NULL)"),
-            Role::Admin
-        );
-        assert_eq!(role_of("DROP TABLE x"), Role::Admin);
-        assert_eq!(role_of("UPDATE t SET p = 1"), Role::Writer);
-    }
 
     #[test]
     fn private_relations_are_found_anywhere() {

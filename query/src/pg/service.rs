@@ -11,18 +11,21 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
-use datafusion_postgres::QueryHook;
 use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
 use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 use futures::{Sink, SinkExt, StreamExt, TryStreamExt};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{CopyResponse, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{
+    CopyResponse, DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse,
+    Response, Tag,
+};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::Entry;
 use pgwire::api::store::PortalStore;
@@ -38,14 +41,16 @@ use wattdb_storage::Storage;
 use super::client_socket::ClientSockets;
 use super::copy::CopyStatement;
 use super::copy_in::{self, CopyIn, CopyInSlot};
-use super::cursors::{self, CursorStatement, Cursors};
+use super::cursors::{CursorStatement, Cursors};
 use super::fast_insert::FastInsert;
 use super::limits::{self, StatementLimits};
 use super::settings::SessionSettings;
 use super::sqlstate::{self, user_error};
-use super::user_statements::Chunk;
+use super::statement::{self, Command, Prepared};
+use super::user_statements::{Chunk, UserStatement};
+use super::wattdb_statements::WattdbStatements;
 use super::{
-    catalog_rewrite, column_names, copy, data_access, delete_alias, params, permissions,
+    catalog_rewrite, column_names, copy, delete_alias, late_binding, params, permissions,
     session_functions, set_show, time_zone, transactions, user_statements,
 };
 use crate::execution::{AdmissionError, Interrupt, QueryExecutor, RunError, StatementGuard};
@@ -53,9 +58,8 @@ use crate::sessions::SessionSlot;
 use crate::sessions::activity_table::CurrentUser;
 use crate::users::Users;
 
-/// A prepared statement: its text and, unless empty, the parsed statement and its plan
-/// (the same shape datafusion-postgres's hooks expect).
-pub type PgStatement = (String, Option<(Statement, LogicalPlan)>);
+/// A prepared statement (see [`Prepared`]); an empty one is pgwire's empty portal.
+pub type PgStatement = Arc<Prepared>;
 
 fn api(e: datafusion::error::DataFusionError) -> PgWireError {
     PgWireError::ApiError(Box::new(e))
@@ -114,21 +118,20 @@ fn format_options<C: ClientInfo + ?Sized>(client: &C) -> Arc<FormatOptions> {
     Arc::new(FormatOptions::from_client_metadata(client.metadata()))
 }
 
-/// `DEALLOCATE name | ALL`: prepared statements are the protocol's (psycopg sends
-/// `DEALLOCATE ALL` when it resets its cache; re-used names replace the old ones).
-fn deallocate<C>(client: &C, statement: &Statement) -> Option<Response>
+/// `DEALLOCATE name | ALL` (`None`): prepared statements are the protocol's (psycopg
+/// sends `DEALLOCATE ALL` when it resets its cache; re-used names replace the old ones).
+fn deallocate<C>(client: &C, name: Option<&str>) -> Response
 where
     C: ClientPortalStore,
     C::PortalStore: PortalStore,
 {
-    let Statement::Deallocate { name, .. } = statement else {
-        return None;
-    };
-    if name.value.eq_ignore_ascii_case("all") {
-        return Some(Response::Execution(Tag::new("DEALLOCATE ALL")));
+    match name {
+        None => Response::Execution(Tag::new("DEALLOCATE ALL")),
+        Some(name) => {
+            client.portal_store().rm_statement(name);
+            Response::Execution(Tag::new("DEALLOCATE"))
+        }
     }
-    client.portal_store().rm_statement(&name.value);
-    Some(Response::Execution(Tag::new("DEALLOCATE")))
 }
 
 /// A statement's interrupt, fired by a cancel request for this connection or when the
@@ -300,11 +303,13 @@ fn copy_in_response<C: ClientInfo + ?Sized>(
     Response::CopyIn(CopyResponse::new(format, columns, futures::stream::empty()))
 }
 
-pub struct SqlService {
+/// What the service and its parser share: the server's context and everything a
+/// statement needs from parse to its last row.
+struct Core {
     base: Arc<SessionContext>,
     storage: Storage,
-    hooks: Vec<Arc<dyn QueryHook>>,
-    parser: Arc<SqlParser>,
+    wattdb: WattdbStatements,
+    sql: PostgresCompatibilityParser,
     users: Arc<Users>,
     /// Names of the admin functions (`SELECT f(…)`), which need the admin role.
     admin_functions: Vec<&'static str>,
@@ -313,94 +318,463 @@ pub struct SqlService {
     sockets: Arc<ClientSockets>,
 }
 
+/// One statement of a query string as parsed.
+enum Parsed {
+    User(PgWireResult<UserStatement>),
+    Sql(Box<Statement>),
+}
+
+/// What running a statement did besides its response: over the extended protocol a
+/// declared cursor becomes a portal of its name too (so a Describe of it — psycopg does
+/// one — answers its columns), and a closed one stops being one.
+enum CursorChange {
+    Declared(String, Box<Prepared>),
+    Closed(String),
+}
+
+struct Ran {
+    response: Response,
+    cursor: Option<CursorChange>,
+}
+
+impl From<Response> for Ran {
+    fn from(response: Response) -> Ran {
+        Ran {
+            response,
+            cursor: None,
+        }
+    }
+}
+
+impl Core {
+    /// The statements of `query` (a simple query may hold several), each within the
+    /// statement limits; none for an empty query.
+    fn parse(&self, query: &str) -> PgWireResult<Vec<Parsed>> {
+        limits::check_text(query, &self.limits)?;
+        let mut parsed = Vec::new();
+        match user_statements::split(query) {
+            Some(chunks) => {
+                for chunk in chunks {
+                    match chunk {
+                        Chunk::User(statement) => parsed.push(Parsed::User(statement)),
+                        Chunk::Sql(sql) => self.parse_sql(&sql, &mut parsed)?,
+                    }
+                }
+            }
+            None => self.parse_sql(query, &mut parsed)?,
+        }
+        Ok(parsed)
+    }
+
+    fn parse_sql(&self, sql: &str, into: &mut Vec<Parsed>) -> PgWireResult<()> {
+        let statements = self
+            .sql
+            .parse(sql)
+            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+        for statement in &statements {
+            limits::check_statement(statement, &self.limits)?;
+        }
+        into.extend(statements.into_iter().map(|s| Parsed::Sql(Box::new(s))));
+        Ok(())
+    }
+
+    /// `parsed` rewritten (catalog names, `DELETE` aliases, the pg_catalog parser's
+    /// rewrites, output column names) and classified, not planned yet.
+    fn classify(&self, text: Arc<str>, parsed: Parsed) -> PgWireResult<Prepared> {
+        let (statement, classified) = match parsed {
+            Parsed::User(statement) => (None, statement::user(statement?)),
+            Parsed::Sql(statement) => {
+                let mut statement = *statement;
+                catalog_rewrite::rewrite(&mut statement);
+                delete_alias::rewrite(&mut statement);
+                let mut statement = self.sql.rewrite(statement);
+                column_names::name_columns(&mut statement);
+                let classified = statement::classify(&statement, &self.admin_functions);
+                (Some(statement), classified)
+            }
+        };
+        Ok(Prepared {
+            text,
+            statement,
+            classified,
+            plan: None,
+        })
+    }
+
+    /// A Parse of the extended protocol: one statement (`None` when `sql` is empty),
+    /// classified and planned.
+    async fn prepare<C: ClientInfo + ?Sized>(
+        &self,
+        client: &C,
+        sql: &str,
+    ) -> PgWireResult<Option<Prepared>> {
+        let mut parsed = self.parse(sql)?;
+        if parsed.is_empty() {
+            return Ok(None);
+        }
+        if parsed.len() > 1 {
+            return Err(user_error(
+                sqlstate::SYNTAX_ERROR,
+                "cannot insert multiple commands into a prepared statement",
+            ));
+        }
+        let parsed = parsed.remove(0);
+        if let Parsed::Sql(statement) = &parsed {
+            // Before it is planned: a relation only admins may read is not even described.
+            permissions::check_private(client, &self.users, statement)?;
+        }
+        let mut prepared = self.classify(Arc::from(sql), parsed)?;
+        prepared.plan = self.describe_plan(client, &prepared).await?;
+        Ok(Some(prepared))
+    }
+
+    /// The plan Describe reports for `prepared`: a query's (and an INSERT's) own, made
+    /// on the query threads under the statement's deadline; for the others the columns
+    /// they answer with. `None` for a query that passes a parameter to a table function
+    /// that cannot be planned without its value: it is planned once they are bound.
+    async fn describe_plan<C: ClientInfo + ?Sized>(
+        &self,
+        client: &C,
+        prepared: &Prepared,
+    ) -> PgWireResult<Option<LogicalPlan>> {
+        let Some(statement) = &prepared.statement else {
+            return set_show::text_plan(&[]).map(Some);
+        };
+        let plan = match prepared.command() {
+            Command::Setting(kind) => set_show::plan(kind),
+            Command::Wattdb(kind) => {
+                let ctx = statement_context(&self.base, client, &self.users);
+                self.wattdb.plan(kind, &ctx).await
+            }
+            Command::Cursor {
+                kind: CursorStatement::Fetch { name, .. },
+                ..
+            } => Cursors::of(client).fetch_plan(name),
+            Command::Insert { .. } | Command::Query { .. } => {
+                let ctx = statement_context(&self.base, client, &self.users);
+                // Planning at Parse reads no data: it takes no execution slot (the
+                // statement waits for one when it is executed).
+                let guard = self.begin(client, &prepared.text, false).await?;
+                let planned =
+                    plan_statement(&self.executor, guard.interrupt(), &ctx, statement).await;
+                if planned.is_err() && prepared.late_parameters().is_some() {
+                    // A table function that needs its argument's value (`last_values`):
+                    // planned at Bind.
+                    return Ok(None);
+                }
+                planned
+            }
+            Command::User(_)
+            | Command::Transaction
+            | Command::Deallocate(_)
+            | Command::Copy(_)
+            | Command::Cursor { .. }
+            | Command::Refused { .. } => set_show::text_plan(&[]),
+        };
+        plan.map(Some)
+    }
+
+    /// The plan of a statement whose parameters are bound late (see [`late_binding`]):
+    /// `portal`'s values written into it, planned under `guard`.
+    async fn plan_bound<C: ClientInfo + ?Sized>(
+        &self,
+        client: &C,
+        statement: &Statement,
+        portal: &Portal<PgStatement>,
+        interrupt: &Interrupt,
+    ) -> PgWireResult<LogicalPlan> {
+        let bound = late_binding::bind(statement, &late_binding::text_values(portal)?)?;
+        limits::check_statement(&bound, &self.limits)?;
+        let ctx = statement_context(&self.base, client, &self.users);
+        plan_statement(&self.executor, interrupt, &ctx, &bound).await
+    }
+
+    async fn begin<C: ClientInfo + ?Sized>(
+        &self,
+        client: &C,
+        text: &str,
+        reads_data: bool,
+    ) -> PgWireResult<StatementGuard> {
+        let settings = SessionSettings::of(client);
+        begin_statement(
+            client,
+            &settings,
+            &self.executor,
+            &self.sockets,
+            text,
+            reads_data,
+        )
+        .await
+    }
+}
+
+pub struct SqlService {
+    core: Arc<Core>,
+    parser: Arc<SqlParser>,
+}
+
 impl SqlService {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         base: Arc<SessionContext>,
         storage: Storage,
-        hooks: Vec<Arc<dyn QueryHook>>,
+        wattdb: WattdbStatements,
         users: Arc<Users>,
-        admin_functions: Vec<&'static str>,
         limits: StatementLimits,
         executor: QueryExecutor,
         sockets: Arc<ClientSockets>,
     ) -> SqlService {
-        SqlService {
-            storage,
-            users: users.clone(),
-            admin_functions,
-            limits,
-            executor: executor.clone(),
-            parser: Arc::new(SqlParser {
-                base: base.clone(),
-                sql: PostgresCompatibilityParser::new(),
-                hooks: hooks.clone(),
-                limits,
-                executor,
-                users: users.clone(),
-                sockets: sockets.clone(),
-            }),
-            sockets,
+        let core = Arc::new(Core {
+            admin_functions: wattdb.admin_functions().to_vec(),
             base,
-            hooks,
+            storage,
+            wattdb,
+            sql: PostgresCompatibilityParser::new(),
+            users,
+            limits,
+            executor,
+            sockets,
+        });
+        SqlService {
+            parser: Arc::new(SqlParser { core: core.clone() }),
+            core,
         }
     }
 
-    /// `COPY … TO STDOUT` streams out; `COPY … FROM STDIN` starts reading (the data comes
-    /// through [`CopyHandler`]). `extended`: over the extended protocol, where an error
-    /// at the start of a COPY FROM is reported at its end (see [`CopyInSlot`]).
+    /// Run one statement, whatever the protocol brought it: `portal` is the Execute's
+    /// (its bound parameters and result formats) over the extended protocol, `None` for
+    /// a statement of a simple query. The one place every [`Command`] is handled.
+    async fn run<C>(
+        &self,
+        client: &mut C,
+        prepared: &Prepared,
+        portal: Option<&Portal<PgStatement>>,
+    ) -> PgWireResult<Ran>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let core = &self.core;
+        let extended = portal.is_some();
+        // Inside a failed block only the transaction statements run.
+        let statement = match &prepared.statement {
+            Some(statement) => {
+                if let Some(response) = transactions::respond(client, statement) {
+                    return Ok(response?.into());
+                }
+                statement
+            }
+            None => {
+                transactions::refuse_in_failed_block(client)?;
+                let Command::User(user) = prepared.command() else {
+                    return Err(user_error(
+                        sqlstate::INTERNAL_ERROR,
+                        "a statement without SQL that is not a user statement",
+                    ));
+                };
+                return Ok(user_statements::execute(user.clone(), client, &core.users)
+                    .await?
+                    .into());
+            }
+        };
+        if let Err(denied) =
+            permissions::check(client, &core.users, statement, prepared.classified.role)
+        {
+            if extended && matches!(prepared.command(), Command::Copy(CopyStatement::From(_))) {
+                // Reported when the client ends the COPY, like any error of a COPY
+                // FROM's start over this protocol.
+                return Ok(copy_in_response(client, Err(denied)).into());
+            }
+            return Err(denied);
+        }
+        let format = portal.map_or(Format::UnifiedText, |p| p.result_column_format.clone());
+        match prepared.command() {
+            Command::Refused { code, message } => Err(user_error(code, message.clone())),
+            Command::User(_) | Command::Transaction => Err(user_error(
+                sqlstate::INTERNAL_ERROR,
+                "a transaction or user statement reached the statement handler",
+            )),
+            Command::Deallocate(name) => Ok(deallocate(client, name.as_deref()).into()),
+            Command::Setting(kind) => {
+                let base = core.base.state_ref().read().config_options().clone();
+                Ok(set_show::execute(kind.clone(), client, &base).await?.into())
+            }
+            Command::Copy(copy) => Ok(self.copy(copy, client, prepared, extended).await?.into()),
+            Command::Wattdb(kind) => {
+                let values = match (portal, &prepared.plan) {
+                    (Some(portal), Some(plan)) => match params::bound_values(portal, plan)? {
+                        ParamValues::List(list) => list.into_iter().map(|p| p.value).collect(),
+                        ParamValues::Map(_) => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                };
+                Ok(core.wattdb.respond(kind, statement, &values).await?.into())
+            }
+            Command::Cursor { kind, reads_data } => {
+                self.cursor(kind, *reads_data, client, prepared, &format)
+                    .await
+            }
+            Command::Insert { reads_data } => {
+                if let Some(insert) = FastInsert::compile(statement, &core.storage) {
+                    match portal {
+                        Some(portal) => {
+                            return Ok(insert.execute(portal, &core.storage).await?.into());
+                        }
+                        None => {
+                            if let Some(response) = insert.execute_literal(&core.storage).await {
+                                return Ok(response?.into());
+                            }
+                        }
+                    }
+                }
+                Ok(self
+                    .query(client, prepared, statement, portal, *reads_data, &format)
+                    .await?
+                    .into())
+            }
+            Command::Query { reads_data, .. } => Ok(self
+                .query(client, prepared, statement, portal, *reads_data, &format)
+                .await?
+                .into()),
+        }
+    }
+
+    /// A statement DataFusion plans and runs: planned now (a simple query's) or bound
+    /// to `portal`'s parameters (planned at Parse), under one deadline and cancel token
+    /// from here to its last row.
+    async fn query<C: ClientInfo + ?Sized>(
+        &self,
+        client: &C,
+        prepared: &Prepared,
+        statement: &Statement,
+        portal: Option<&Portal<PgStatement>>,
+        reads_data: bool,
+        format: &Format,
+    ) -> PgWireResult<Response> {
+        let core = &self.core;
+        let ctx = statement_context(&core.base, client, &core.users);
+        let guard = core.begin(client, &prepared.text, reads_data).await?;
+        let plan = match (portal, &prepared.plan) {
+            (Some(portal), Some(plan)) => {
+                let values = params::bound_values(portal, plan)?;
+                plan.clone()
+                    .replace_params_with_values(&values)
+                    .map_err(api)?
+            }
+            (Some(portal), None) => {
+                core.plan_bound(client, statement, portal, guard.interrupt())
+                    .await?
+            }
+            (None, _) => plan_statement(&core.executor, guard.interrupt(), &ctx, statement).await?,
+        };
+        let df = dataframe(&core.executor, guard.interrupt(), &ctx, plan).await?;
+        respond(
+            &core.executor,
+            guard,
+            statement,
+            df,
+            format,
+            format_options(client),
+            &SessionSettings::of(client).time_zone(),
+        )
+        .await
+    }
+
+    /// `COPY … TO STDOUT` streams out (under the statement's deadline, in an execution
+    /// slot); `COPY … FROM STDIN` starts reading (the data comes through
+    /// [`CopyHandler`]). `extended`: over the extended protocol, where an error at the
+    /// start of a COPY FROM is reported at its end (see [`CopyInSlot`]).
     async fn copy<C: ClientInfo + ?Sized>(
         &self,
-        copy: CopyStatement,
-        ctx: &SessionContext,
+        copy: &CopyStatement,
         client: &C,
+        prepared: &Prepared,
         extended: bool,
     ) -> PgWireResult<Response> {
+        let core = &self.core;
         match copy {
             CopyStatement::To(to) => {
+                let ctx = statement_context(&core.base, client, &core.users);
                 let zone = SessionSettings::of(client).time_zone();
-                copy::copy_to(to, ctx, &zone, format_options(client)).await
+                let guard = core.begin(client, &prepared.text, true).await?;
+                copy::copy_to(
+                    to.clone(),
+                    &ctx,
+                    &zone,
+                    format_options(client),
+                    &core.executor,
+                    guard,
+                )
+                .await
             }
             CopyStatement::From(from) => {
-                let started =
-                    match CopyIn::start(&self.storage, &from.table, &from.columns, from.options) {
-                        Ok(c) => Ok(Arc::new(c)),
-                        Err(e) if extended => Err(e),
-                        Err(e) => return Err(e),
-                    };
+                let started = match CopyIn::start(
+                    &core.storage,
+                    &from.table,
+                    &from.columns,
+                    from.options.clone(),
+                ) {
+                    Ok(c) => Ok(Arc::new(c)),
+                    Err(e) if extended => Err(e),
+                    Err(e) => return Err(e),
+                };
                 Ok(copy_in_response(client, started))
             }
         }
     }
 
-    /// A cursor statement; `format` is how a FETCH's rows are encoded. A DECLARE also
-    /// returns its query and plan (over the extended protocol the cursor becomes a
-    /// portal of its name too, so a Describe of it — psycopg does one — answers its
-    /// columns).
+    /// A cursor statement; `format` is how a FETCH's rows are encoded. Each runs under
+    /// its own deadline and cancel token, and waits for an execution slot when its query
+    /// reads data.
     async fn cursor<C: ClientInfo + ?Sized>(
         &self,
-        kind: CursorStatement<'_>,
-        ctx: &SessionContext,
+        kind: &CursorStatement,
+        reads_data: bool,
         client: &C,
+        prepared: &Prepared,
         format: &Format,
-    ) -> PgWireResult<(Response, Option<(Statement, LogicalPlan)>)> {
+    ) -> PgWireResult<Ran> {
+        let core = &self.core;
         let cursors = Cursors::of(client);
         match kind {
             CursorStatement::Declare { name, query } => {
+                let ctx = statement_context(&core.base, client, &core.users);
                 let zone = SessionSettings::of(client).time_zone();
-                let plan = cursors.declare(&name, query, ctx, &zone).await?;
-                Ok((
-                    Response::Execution(Tag::new("DECLARE CURSOR")),
-                    Some((Statement::Query(Box::new(query.clone())), plan)),
-                ))
+                let guard = core.begin(client, &prepared.text, reads_data).await?;
+                let plan = cursors
+                    .declare(name, query, &ctx, &zone, &core.executor, guard.interrupt())
+                    .await?;
+                let query = Statement::Query(query.clone());
+                let declared = Prepared {
+                    text: Arc::from(query.to_string()),
+                    classified: statement::classify(&query, &core.admin_functions),
+                    statement: Some(query),
+                    plan: Some(plan),
+                };
+                Ok(Ran {
+                    response: Response::Execution(Tag::new("DECLARE CURSOR")),
+                    cursor: Some(CursorChange::Declared(name.clone(), Box::new(declared))),
+                })
             }
-            CursorStatement::Fetch { name, count } => Ok((
-                cursors
-                    .fetch(&name, count, format, format_options(client))
-                    .await?,
-                None,
-            )),
-            CursorStatement::Close { name } => Ok((cursors.close(name.as_deref())?, None)),
+            CursorStatement::Fetch { name, count } => {
+                let guard = core.begin(client, &prepared.text, reads_data).await?;
+                Ok(cursors
+                    .fetch(
+                        name,
+                        *count,
+                        format,
+                        format_options(client),
+                        guard.interrupt(),
+                    )
+                    .await?
+                    .into())
+            }
+            CursorStatement::Close { name } => Ok(Ran {
+                response: cursors.close(name.as_deref())?,
+                cursor: name.clone().map(CursorChange::Closed),
+            }),
         }
     }
 }
@@ -423,6 +797,8 @@ impl SimpleQueryHandler for SqlService {
 }
 
 impl SqlService {
+    /// A simple query's statements, each classified and planned when the ones before
+    /// it have run (a `CREATE TABLE` or a `SET` changes how the next one plans).
     async fn simple<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -430,109 +806,15 @@ impl SqlService {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        limits::check_text(query, &self.limits)?;
-        if let Some(chunks) = user_statements::split(query) {
-            let mut results = Vec::new();
-            for chunk in chunks {
-                match chunk {
-                    Chunk::User(statement) => results
-                        .push(user_statements::execute(statement?, client, &self.users).await?),
-                    Chunk::Sql(sql) => results.extend(self.statements(client, &sql).await?),
-                }
-            }
-            return Ok(results);
-        }
-        self.statements(client, query).await
-    }
-
-    /// The statements of `query`, none of them a user statement.
-    async fn statements<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
-    where
-        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
-        C::PortalStore: PortalStore,
-        C::Error: std::fmt::Debug,
-        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-    {
-        let statements = self
-            .parser
-            .sql
-            .parse(query)
-            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-        if statements.is_empty() {
+        let parsed = self.core.parse(query)?;
+        if parsed.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
         }
-        for statement in &statements {
-            limits::check_statement(statement, &self.limits)?;
-        }
-        let mut results = Vec::with_capacity(statements.len());
-        'statements: for mut statement in statements {
-            catalog_rewrite::rewrite(&mut statement);
-            delete_alias::rewrite(&mut statement);
-            let mut statement = self.parser.sql.rewrite(statement);
-            column_names::name_columns(&mut statement);
-            if let Some(response) = transactions::respond(client, &statement) {
-                results.push(response?);
-                continue;
-            }
-            permissions::check(client, &self.users, &statement, &self.admin_functions)?;
-            if let Some(response) = deallocate(client, &statement) {
-                results.push(response);
-                continue;
-            }
-            if let Some(kind) = set_show::classify(&statement) {
-                let base = self.base.state_ref().read().config_options().clone();
-                results.push(set_show::execute(kind?, client, &base).await?);
-                continue;
-            }
-            let ctx = statement_context(&self.base, client, &self.users);
-            if let Some(copy) = copy::classify(&statement) {
-                results.push(self.copy(copy?, &ctx, client, false).await?);
-                continue;
-            }
-            for hook in &self.hooks {
-                if let Some(result) = hook.handle_simple_query(&statement, &ctx, client).await {
-                    results.push(result?);
-                    continue 'statements;
-                }
-            }
-            if let Some(kind) = cursors::classify(&statement) {
-                let (response, _) = self
-                    .cursor(kind?, &ctx, client, &Format::UnifiedText)
-                    .await?;
-                results.push(response);
-                continue;
-            }
-            if let Some(insert) = FastInsert::compile(&statement, &self.storage)
-                && let Some(response) = insert.execute_literal(&self.storage).await
-            {
-                results.push(response?);
-                continue;
-            }
-            let settings = SessionSettings::of(client);
-            let reads = data_access::reads_data(&statement);
-            let guard = begin_statement(
-                client,
-                &settings,
-                &self.executor,
-                &self.sockets,
-                query,
-                reads,
-            )
-            .await?;
-            let plan = plan_statement(&self.executor, guard.interrupt(), &ctx, &statement).await?;
-            let df = dataframe(&self.executor, guard.interrupt(), &ctx, plan).await?;
-            results.push(
-                respond(
-                    &self.executor,
-                    guard,
-                    &statement,
-                    df,
-                    &Format::UnifiedText,
-                    format_options(client),
-                    &settings.time_zone(),
-                )
-                .await?,
-            );
+        let text: Arc<str> = Arc::from(query);
+        let mut results = Vec::with_capacity(parsed.len());
+        for statement in parsed {
+            let prepared = self.core.classify(text.clone(), statement)?;
+            results.push(self.run(client, &prepared, None).await?.response);
         }
         Ok(results)
     }
@@ -580,6 +862,74 @@ impl ExtendedQueryHandler for SqlService {
         self._on_describe(client, message).await
     }
 
+    /// As pgwire's; a statement planned only once its parameters are bound cannot
+    /// answer its columns before (see [`late_binding`]).
+    async fn do_describe_statement<C>(
+        &self,
+        _client: &mut C,
+        target: &StoredStatement<Self::Statement>,
+    ) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Some(count) = target.statement.late_parameters() {
+            return Err(late_binding::not_describable(count));
+        }
+        let parameters = self.parser.get_parameter_types(&target.statement)?;
+        let fields = self.parser.get_result_schema(&target.statement, None)?;
+        // A type the client gave at Parse wins over the one inferred.
+        let parameters = (0..parameters.len().max(target.parameter_types.len()))
+            .map(|i| {
+                target
+                    .parameter_types
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .or_else(|| parameters.get(i).cloned())
+                    .unwrap_or(Type::UNKNOWN)
+            })
+            .collect();
+        Ok(DescribeStatementResponse::new(parameters, fields))
+    }
+
+    /// As pgwire's; a statement planned only once its parameters are bound is planned
+    /// with the portal's values to answer its columns.
+    async fn do_describe_portal<C>(
+        &self,
+        client: &mut C,
+        target: &Portal<Self::Statement>,
+    ) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &target.statement.statement;
+        if prepared.late_parameters().is_some()
+            && let Some(statement) = &prepared.statement
+        {
+            let guard = self.core.begin(client, &prepared.text, false).await?;
+            let plan = self
+                .core
+                .plan_bound(client, statement, target, guard.interrupt())
+                .await?;
+            let fields = arrow_schema_to_pg_fields(
+                plan.schema().as_arrow(),
+                &target.result_column_format,
+                None,
+            )?;
+            return Ok(DescribePortalResponse::new(fields));
+        }
+        let fields = self
+            .parser
+            .get_result_schema(prepared, Some(&target.result_column_format))?;
+        Ok(DescribePortalResponse::new(fields))
+    }
+
     async fn do_query<C>(
         &self,
         client: &mut C,
@@ -601,6 +951,8 @@ impl ExtendedQueryHandler for SqlService {
 }
 
 impl SqlService {
+    /// An Execute: the prepared statement run with the portal's parameters (pgwire
+    /// sends at most the Execute's row limit of the rows and suspends the portal).
     async fn extended<C>(
         &self,
         client: &mut C,
@@ -612,103 +964,19 @@ impl SqlService {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let (_, Some((statement, plan))) = &portal.statement.statement else {
-            if let Some(statement) = user_statements::parse(&portal.statement.statement.0) {
-                return user_statements::execute(statement?, client, &self.users).await;
-            }
-            return Ok(Response::EmptyQuery);
-        };
-        if let Some(response) = transactions::respond(client, statement) {
-            return response;
-        }
-        if let Err(denied) =
-            permissions::check(client, &self.users, statement, &self.admin_functions)
-        {
-            if let Some(Ok(CopyStatement::From(_))) = copy::classify(statement) {
-                // Reported when the client ends the COPY, like any error of a COPY
-                // FROM's start over this protocol.
-                return Ok(copy_in_response(client, Err(denied)));
-            }
-            return Err(denied);
-        }
-        if let Some(response) = deallocate(client, statement) {
-            return Ok(response);
-        }
-        if let Some(kind) = set_show::classify(statement) {
-            let base = self.base.state_ref().read().config_options().clone();
-            return set_show::execute(kind?, client, &base).await;
-        }
-        let ctx = statement_context(&self.base, client, &self.users);
-        if let Some(copy) = copy::classify(statement) {
-            return self.copy(copy?, &ctx, client, true).await;
-        }
-        if let Some(insert) = FastInsert::compile(statement, &self.storage) {
-            return insert.execute(portal, &self.storage).await;
-        }
-        let values = params::bound_values(portal, plan)?;
-        for hook in &self.hooks {
-            if let Some(result) = hook
-                .handle_extended_query(statement, plan, &values, &ctx, client)
-                .await
-            {
-                return result;
-            }
-        }
-        if let Some(kind) = cursors::classify(statement) {
-            let kind = kind?;
-            let closed = match &kind {
-                CursorStatement::Close { name } => name.clone(),
-                _ => None,
-            };
-            let name = match &kind {
-                CursorStatement::Declare { name, .. } => Some(name.clone()),
-                _ => None,
-            };
-            let (response, declared) = self
-                .cursor(kind, &ctx, client, &portal.result_column_format)
-                .await?;
-            if let (Some(name), Some((query, plan))) = (name, declared) {
-                let stored = StoredStatement::new(
-                    name.clone(),
-                    (query.to_string(), Some((query, plan))),
-                    vec![],
-                );
+        let prepared = portal.statement.statement.clone();
+        let ran = self.run(client, &prepared, Some(portal)).await?;
+        match ran.cursor {
+            Some(CursorChange::Declared(name, declared)) => {
+                let stored = StoredStatement::new(name.clone(), Arc::new(*declared), vec![]);
                 client
                     .portal_store()
                     .put_portal(Arc::new(Portal::new_cursor(name, Arc::new(stored))));
             }
-            if let Some(name) = closed {
-                client.portal_store().rm_portal(&name);
-            }
-            return Ok(response);
+            Some(CursorChange::Closed(name)) => client.portal_store().rm_portal(&name),
+            None => {}
         }
-        let plan = plan
-            .clone()
-            .replace_params_with_values(&values)
-            .map_err(api)?;
-        let settings = SessionSettings::of(client);
-        let reads = data_access::reads_data(statement);
-        let text = &portal.statement.statement.0;
-        let guard = begin_statement(
-            client,
-            &settings,
-            &self.executor,
-            &self.sockets,
-            text,
-            reads,
-        )
-        .await?;
-        let df = dataframe(&self.executor, guard.interrupt(), &ctx, plan).await?;
-        respond(
-            &self.executor,
-            guard,
-            statement,
-            df,
-            &portal.result_column_format,
-            format_options(client),
-            &settings.time_zone(),
-        )
-        .await
+        Ok(ran.response)
     }
 }
 
@@ -743,7 +1011,7 @@ impl CopyHandler for SqlService {
             let ended = std::time::Instant::now();
             let finished = copy.finish().await?;
             let parsed = ended.elapsed();
-            let rows = copy_in::write(&self.storage, finished).await?;
+            let rows = copy_in::write(&self.core.storage, finished).await?;
             tracing::debug!(
                 table = %copy.table(),
                 rows,
@@ -785,13 +1053,7 @@ impl CopyHandler for SqlService {
 }
 
 pub struct SqlParser {
-    base: Arc<SessionContext>,
-    sql: PostgresCompatibilityParser,
-    hooks: Vec<Arc<dyn QueryHook>>,
-    limits: StatementLimits,
-    executor: QueryExecutor,
-    users: Arc<Users>,
-    sockets: Arc<ClientSockets>,
+    core: Arc<Core>,
 }
 
 #[async_trait]
@@ -807,83 +1069,14 @@ impl QueryParser for SqlParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        limits::check_text(sql, &self.limits)?;
-        if let Some(statement) = user_statements::parse(sql) {
-            // Checked now, run at Execute from the text kept here.
-            statement?;
-            return Ok(Some((sql.to_string(), None)));
-        }
-        let mut statements = self
-            .sql
-            .parse(sql)
-            .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
-        if statements.is_empty() {
-            return Ok(None);
-        }
-        if statements.len() > 1 {
-            return Err(user_error(
-                sqlstate::SYNTAX_ERROR,
-                "cannot insert multiple commands into a prepared statement",
-            ));
-        }
-        let mut statement = statements.remove(0);
-        limits::check_statement(&statement, &self.limits)?;
-        // Before it is planned: a relation only admins may read is not even described.
-        permissions::check_private(client, &self.users, &statement)?;
-        catalog_rewrite::rewrite(&mut statement);
-        delete_alias::rewrite(&mut statement);
-        let mut statement = self.sql.rewrite(statement);
-        column_names::name_columns(&mut statement);
-        let text = statement.to_string();
-        if transactions::is_transaction_statement(&statement)
-            || matches!(
-                statement,
-                Statement::Deallocate { .. } | Statement::Copy { .. }
-            )
-        {
-            return Ok(Some((text, Some((statement, set_show::text_plan(&[])?)))));
-        }
-        if let Some(kind) = set_show::classify(&statement) {
-            let plan = set_show::plan(&kind?)?;
-            return Ok(Some((text, Some((statement, plan)))));
-        }
-        let ctx = statement_context(&self.base, client, &self.users);
-        for hook in &self.hooks {
-            if let Some(plan) = hook
-                .handle_extended_parse_query(&statement, &ctx, client)
-                .await
-            {
-                return Ok(Some((text, Some((statement, plan?)))));
-            }
-        }
-        if let Some(kind) = cursors::classify(&statement) {
-            let plan = match kind? {
-                CursorStatement::Fetch { name, .. } => Cursors::of(client).fetch_plan(&name)?,
-                _ => set_show::text_plan(&[])?,
-            };
-            return Ok(Some((text, Some((statement, plan)))));
-        }
-        // Planning at Parse reads no data: it takes no execution slot (the statement
-        // waits for one when it is executed).
-        let settings = SessionSettings::of(client);
-        let guard = begin_statement(
-            client,
-            &settings,
-            &self.executor,
-            &self.sockets,
-            &text,
-            false,
-        )
-        .await?;
-        let plan = plan_statement(&self.executor, guard.interrupt(), &ctx, &statement).await?;
-        Ok(Some((text, Some((statement, plan)))))
+        Ok(self.core.prepare(client, sql).await?.map(Arc::new))
     }
 
     fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
-        match stmt {
-            (_, Some((_, plan))) => params::wire_types(plan),
-            _ => Ok(vec![]),
+        if let Some(count) = stmt.late_parameters() {
+            return Ok(late_binding::parameter_types(count));
         }
+        stmt.plan.as_ref().map_or(Ok(vec![]), params::wire_types)
     }
 
     fn get_result_schema(
@@ -891,8 +1084,8 @@ impl QueryParser for SqlParser {
         stmt: &Self::Statement,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        match stmt {
-            (_, Some((_, plan))) if !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_)) => {
+        match &stmt.plan {
+            Some(plan) if !matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_)) => {
                 arrow_schema_to_pg_fields(
                     plan.schema().as_arrow(),
                     column_format.unwrap_or(&Format::UnifiedText),

@@ -20,6 +20,7 @@ use super::settings::SessionSettings;
 use super::sqlstate::{self, user_error};
 
 /// A settings statement.
+#[derive(Debug, Clone)]
 pub enum SettingStatement {
     /// Name and value; `None` is `DEFAULT`.
     Set(String, Option<String>),

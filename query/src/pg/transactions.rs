@@ -94,6 +94,17 @@ pub fn respond<C: ClientInfo + ?Sized>(
     Some(Ok(response))
 }
 
+/// `25P02` inside a failed block (for statements [`respond`] does not see: the user
+/// statements).
+pub fn refuse_in_failed_block<C: ClientInfo + ?Sized>(
+    client: &C,
+) -> pgwire::error::PgWireResult<()> {
+    if in_failed_block(client) {
+        return Err(aborted());
+    }
+    Ok(())
+}
+
 fn aborted() -> pgwire::error::PgWireError {
     user_error(
         sqlstate::IN_FAILED_SQL_TRANSACTION,

@@ -10,6 +10,8 @@ use datafusion::common::{Result as DfResult, ScalarValue, plan_err};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::simplify::SimplifyContext;
+use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::physical_plan::ExecutionPlan;
 use wattdb_storage::Storage;
 
@@ -31,7 +33,18 @@ impl std::fmt::Debug for LastValuesFunction {
 
 impl TableFunctionImpl for LastValuesFunction {
     fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
-        let name = match args.exprs() {
+        // A constant expression is folded first: `'m'::text` (what a bound parameter
+        // becomes, see `pg::late_binding`), `lower('M')`.
+        let folded: Vec<Expr> = args
+            .exprs()
+            .iter()
+            .map(|e| {
+                ExprSimplifier::new(SimplifyContext::default())
+                    .simplify(e.clone())
+                    .unwrap_or_else(|_| e.clone())
+            })
+            .collect();
+        let name = match folded.as_slice() {
             [Expr::Literal(ScalarValue::Utf8(Some(s)), _)]
             | [Expr::Literal(ScalarValue::Utf8View(Some(s)), _)]
             | [Expr::Literal(ScalarValue::LargeUtf8(Some(s)), _)] => s.clone(),

@@ -1,17 +1,14 @@
-//! Statements wattdb answers itself before DataFusion sees them: DDL and admin functions.
-//! (`SET`/`SHOW` are [`super::set_show`]'s.)
+//! The statements wattdb answers itself rather than DataFusion: `CREATE TABLE`, `DROP
+//! TABLE` (through [`crate::ddl`]) and the admin functions (`SELECT compact(…)`, through
+//! [`crate::admin`]), their arguments literals or bound parameters alike. Which
+//! statement is one is decided once, in [`super::statement::classify`].
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::sqlparser::ast::{ObjectType, Statement};
-use datafusion_postgres::QueryHook;
-use datafusion_postgres::hooks::HookClient;
-use pgwire::api::ClientInfo;
 use pgwire::api::Type;
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
 use pgwire::error::PgWireResult;
@@ -20,20 +17,20 @@ use wattdb_storage::Storage;
 use super::sqlstate::{self, user_error};
 use crate::{admin, ddl};
 
-pub struct WattdbHook {
+pub struct WattdbStatements {
     storage: Storage,
     admin: Option<Arc<dyn admin::AdminExtension>>,
     /// Built-in admin functions and the extension's.
     admin_functions: Vec<&'static str>,
 }
 
-impl WattdbHook {
+impl WattdbStatements {
     pub fn new(storage: Storage, admin: Option<Arc<dyn admin::AdminExtension>>) -> Self {
         let mut admin_functions = admin::BUILT_IN_FUNCTIONS.to_vec();
         if let Some(ext) = &admin {
             admin_functions.extend(ext.functions());
         }
-        WattdbHook {
+        WattdbStatements {
             storage,
             admin,
             admin_functions,
@@ -41,7 +38,7 @@ impl WattdbHook {
     }
 }
 
-impl WattdbHook {
+impl WattdbStatements {
     /// The names of the admin functions (`SELECT f(…)`) it serves.
     pub fn admin_functions(&self) -> &[&'static str] {
         &self.admin_functions
@@ -71,37 +68,69 @@ fn text_response(column: &str, value: &str) -> PgWireResult<Response> {
     )))
 }
 
-enum Kind {
+/// A statement wattdb answers itself.
+#[derive(Debug, Clone)]
+pub enum WattdbStatement {
     CreateTable,
     DropTable,
     Admin(admin::ParsedCall),
 }
 
-fn classify(
-    stmt: &Statement,
-    _client: &(dyn ClientInfo + Send + Sync),
-    admin_functions: &[&str],
-) -> Option<Kind> {
+/// Which of wattdb's statements `stmt` is, if any (`admin_functions`: the names of the
+/// admin functions).
+pub fn classify(stmt: &Statement, admin_functions: &[&str]) -> Option<WattdbStatement> {
     match stmt {
-        Statement::CreateTable(_) => Some(Kind::CreateTable),
+        Statement::CreateTable(_) => Some(WattdbStatement::CreateTable),
         Statement::Drop {
             object_type: ObjectType::Table,
             ..
-        } => Some(Kind::DropTable),
-        Statement::Query(_) => admin::parse_admin_call(stmt, admin_functions).map(Kind::Admin),
+        } => Some(WattdbStatement::DropTable),
+        Statement::Query(_) => {
+            admin::parse_admin_call(stmt, admin_functions).map(WattdbStatement::Admin)
+        }
         _ => None,
     }
 }
 
-impl WattdbHook {
+impl WattdbStatements {
+    /// What Describe reports for `kind`: an admin call is one text column named after
+    /// the function, with a text parameter for each `$n` it takes (a type the client
+    /// gave at Parse wins, as for any parameter).
+    pub async fn plan(
+        &self,
+        kind: &WattdbStatement,
+        ctx: &SessionContext,
+    ) -> PgWireResult<LogicalPlan> {
+        match kind {
+            WattdbStatement::Admin(c) if c.parameters() > 0 => {
+                let params: Vec<String> = (1..=c.parameters())
+                    .map(|n| format!("CAST(${n} AS TEXT) AS p{n}"))
+                    .collect();
+                let sql = format!(
+                    "SELECT CAST(NULL AS TEXT) AS \"{}\" FROM (SELECT {}) AS parameters",
+                    c.name,
+                    params.join(", ")
+                );
+                ctx.state()
+                    .create_logical_plan(&sql)
+                    .await
+                    .map_err(|e| user_error(sqlstate::INTERNAL_ERROR, e.to_string()))
+            }
+            WattdbStatement::Admin(c) => super::set_show::text_plan(&[c.name.as_str()]),
+            _ => super::set_show::text_plan(&[]),
+        }
+    }
+}
+
+impl WattdbStatements {
     async fn execute(
         &self,
-        kind: Kind,
+        kind: &WattdbStatement,
         stmt: &Statement,
         values: &[ScalarValue],
     ) -> PgWireResult<Handled> {
         match kind {
-            Kind::CreateTable => {
+            WattdbStatement::CreateTable => {
                 let Statement::CreateTable(ct) = stmt else {
                     return Err(user_error(sqlstate::INTERNAL_ERROR, "not a CREATE TABLE"));
                 };
@@ -110,12 +139,12 @@ impl WattdbHook {
                     .map(|_| Handled::Command)
                     .map_err(|e| user_error(e.code, e.message))
             }
-            Kind::DropTable => match ddl::drop_tables(&self.storage, stmt).await {
+            WattdbStatement::DropTable => match ddl::drop_tables(&self.storage, stmt).await {
                 Some(Ok(_)) => Ok(Handled::Command),
                 Some(Err(e)) => Err(user_error(e.code, e.message)),
                 None => Err(user_error(sqlstate::INTERNAL_ERROR, "not a DROP TABLE")),
             },
-            Kind::Admin(parsed) => {
+            WattdbStatement::Admin(parsed) => {
                 let call = parsed
                     .bind(values)
                     .map_err(|e| user_error(e.code, e.message))?;
@@ -136,84 +165,25 @@ impl WattdbHook {
         }
     }
 
-    async fn respond(
+    /// Run `kind` (`stmt` its statement; `values` the parameters bound to it).
+    pub async fn respond(
         &self,
-        kind: Kind,
+        kind: &WattdbStatement,
         stmt: &Statement,
         values: &[ScalarValue],
     ) -> PgWireResult<Response> {
-        let column = match &kind {
-            Kind::Admin(c) => c.name.clone(),
+        let column = match kind {
+            WattdbStatement::Admin(c) => c.name.clone(),
             _ => String::new(),
         };
-        let tag = match &kind {
-            Kind::CreateTable => "CREATE TABLE",
-            Kind::DropTable => "DROP TABLE",
-            Kind::Admin(_) => "SELECT",
+        let tag = match kind {
+            WattdbStatement::CreateTable => "CREATE TABLE",
+            WattdbStatement::DropTable => "DROP TABLE",
+            WattdbStatement::Admin(_) => "SELECT",
         };
         match self.execute(kind, stmt, values).await? {
             Handled::Command => Ok(Response::Execution(Tag::new(tag))),
             Handled::Text(t) => text_response(&column, &t),
         }
-    }
-}
-
-#[async_trait]
-impl QueryHook for WattdbHook {
-    async fn handle_simple_query(
-        &self,
-        statement: &Statement,
-        _session_context: &SessionContext,
-        client: &mut dyn HookClient,
-    ) -> Option<PgWireResult<Response>> {
-        let kind = classify(statement, &*client, &self.admin_functions)?;
-        Some(self.respond(kind, statement, &[]).await)
-    }
-
-    /// An admin call is described as one text column named after the function, with a
-    /// text parameter for each `$n` it takes (a type the client gave at Parse wins, as
-    /// for any parameter).
-    async fn handle_extended_parse_query(
-        &self,
-        statement: &Statement,
-        session_context: &SessionContext,
-        client: &(dyn ClientInfo + Send + Sync),
-    ) -> Option<PgWireResult<LogicalPlan>> {
-        let kind = classify(statement, client, &self.admin_functions)?;
-        Some(match &kind {
-            Kind::Admin(c) if c.parameters() > 0 => {
-                let params: Vec<String> = (1..=c.parameters())
-                    .map(|n| format!("CAST(${n} AS TEXT) AS p{n}"))
-                    .collect();
-                let sql = format!(
-                    "SELECT CAST(NULL AS TEXT) AS \"{}\" FROM (SELECT {}) AS parameters",
-                    c.name,
-                    params.join(", ")
-                );
-                session_context
-                    .state()
-                    .create_logical_plan(&sql)
-                    .await
-                    .map_err(|e| user_error(sqlstate::INTERNAL_ERROR, e.to_string()))
-            }
-            Kind::Admin(c) => super::set_show::text_plan(&[c.name.as_str()]),
-            _ => super::set_show::text_plan(&[]),
-        })
-    }
-
-    async fn handle_extended_query(
-        &self,
-        statement: &Statement,
-        _logical_plan: &LogicalPlan,
-        params: &ParamValues,
-        _session_context: &SessionContext,
-        client: &mut dyn HookClient,
-    ) -> Option<PgWireResult<Response>> {
-        let kind = classify(statement, &*client, &self.admin_functions)?;
-        let values: Vec<ScalarValue> = match params {
-            ParamValues::List(list) => list.iter().map(|p| p.value.clone()).collect(),
-            ParamValues::Map(_) => Vec::new(),
-        };
-        Some(self.respond(kind, statement, &values).await)
     }
 }
