@@ -190,26 +190,9 @@ impl Cursors {
                 format!("cursor \"{name}\" already exists"),
             ));
         }
-        let state = ctx.state();
-        let statement = datafusion::sql::parser::Statement::Statement(Box::new(Statement::Query(
-            Box::new(query.clone()),
-        )));
-        let plan = executor
-            .run(interrupt, async move {
-                state.statement_to_plan(statement).await
-            })
-            .await
-            .map_err(|e| api(e.into_datafusion()))?
-            .map_err(api)?;
-        let ctx_ = ctx.clone();
-        let planned = plan.clone();
-        let df = executor
-            .run(interrupt, async move {
-                ctx_.execute_logical_plan(planned).await
-            })
-            .await
-            .map_err(|e| api(e.into_datafusion()))?
-            .map_err(api)?;
+        let statement = Statement::Query(Box::new(query.clone()));
+        let plan = super::service::plan_statement(executor, interrupt, ctx, &statement).await?;
+        let df = super::service::dataframe(executor, interrupt, ctx, plan.clone()).await?;
         let df = super::time_zone::in_session_zone(df, time_zone).map_err(api)?;
         let schema = Arc::new(df.schema().as_arrow().clone());
         let own = Interrupt::default();

@@ -134,61 +134,6 @@ where
     }
 }
 
-/// A statement's interrupt, fired by a cancel request for this connection or when the
-/// session's `statement_timeout` passes; it lives as long as the statement's rows are
-/// being sent, or until the client goes away (see [`ClientSockets`]). The session shows `text` as `active` in `pg_stat_activity` meanwhile.
-/// A statement that reads data first waits for an execution slot (see
-/// [`crate::execution::admission`]), which it keeps until its last row is sent: its
-/// wait counts towards its `statement_timeout` and a cancel request stops it.
-async fn begin_statement<C: ClientInfo + ?Sized>(
-    client: &C,
-    settings: &SessionSettings,
-    executor: &QueryExecutor,
-    sockets: &ClientSockets,
-    text: &str,
-    reads_data: bool,
-) -> PgWireResult<StatementGuard> {
-    let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
-        Some(handle) => Some(handle.start_query().await),
-        None => None,
-    };
-    let gone = sockets.gone(client.socket_addr());
-    let mut guard =
-        StatementGuard::start_watching(cancel, settings.statement_timeout(), Some(Box::pin(gone)));
-    let mark = client
-        .session_extensions()
-        .get::<SessionSlot>()
-        .map(|slot| slot.session().begin(text));
-    if reads_data {
-        let admission = executor.admission();
-        let slot = match admission.try_admit() {
-            Some(slot) => slot,
-            None => {
-                if let Some(mark) = &mark {
-                    mark.set_queued(true);
-                }
-                let admitted = admission.admit(guard.interrupt()).await;
-                if let Some(mark) = &mark {
-                    mark.set_queued(false);
-                }
-                admitted.map_err(|e| match e {
-                    AdmissionError::Interrupted(i) => {
-                        user_error(sqlstate::QUERY_CANCELED, i.0.message())
-                    }
-                    timeout @ AdmissionError::QueueTimeout { .. } => {
-                        user_error(sqlstate::INSUFFICIENT_RESOURCES, timeout.to_string())
-                    }
-                })?
-            }
-        };
-        guard.hold(slot);
-    }
-    if let Some(mark) = mark {
-        guard.hold(mark);
-    }
-    Ok(guard)
-}
-
 /// `57014` for a stopped statement; other failures of its task as internal errors.
 fn run_error(e: RunError) -> PgWireError {
     match e {
@@ -198,7 +143,7 @@ fn run_error(e: RunError) -> PgWireError {
 }
 
 /// Plan `statement` on the query threads (planning is stopped by the interrupt too).
-async fn plan_statement(
+pub(super) async fn plan_statement(
     executor: &QueryExecutor,
     interrupt: &Interrupt,
     ctx: &SessionContext,
@@ -216,7 +161,7 @@ async fn plan_statement(
 }
 
 /// A planned statement's DataFrame, made on the query threads (DDL-like plans run here).
-async fn dataframe(
+pub(super) async fn dataframe(
     executor: &QueryExecutor,
     interrupt: &Interrupt,
     ctx: &SessionContext,
@@ -311,8 +256,6 @@ struct Core {
     wattdb: WattdbStatements,
     sql: PostgresCompatibilityParser,
     users: Arc<Users>,
-    /// Names of the admin functions (`SELECT f(…)`), which need the admin role.
-    admin_functions: Vec<&'static str>,
     limits: StatementLimits,
     executor: QueryExecutor,
     sockets: Arc<ClientSockets>,
@@ -389,7 +332,7 @@ impl Core {
                 delete_alias::rewrite(&mut statement);
                 let mut statement = self.sql.rewrite(statement);
                 column_names::name_columns(&mut statement);
-                let classified = statement::classify(&statement, &self.admin_functions);
+                let classified = statement::classify(&statement, self.wattdb.admin_functions());
                 (Some(statement), classified)
             }
         };
@@ -475,36 +418,74 @@ impl Core {
     }
 
     /// The plan of a statement whose parameters are bound late (see [`late_binding`]):
-    /// `portal`'s values written into it, planned under `guard`.
-    async fn plan_bound<C: ClientInfo + ?Sized>(
+    /// `portal`'s values written into it, planned in `ctx` until `interrupt` fires.
+    async fn plan_bound(
         &self,
-        client: &C,
+        ctx: &SessionContext,
         statement: &Statement,
         portal: &Portal<PgStatement>,
         interrupt: &Interrupt,
     ) -> PgWireResult<LogicalPlan> {
         let bound = late_binding::bind(statement, &late_binding::text_values(portal)?)?;
         limits::check_statement(&bound, &self.limits)?;
-        let ctx = statement_context(&self.base, client, &self.users);
-        plan_statement(&self.executor, interrupt, &ctx, &bound).await
+        plan_statement(&self.executor, interrupt, ctx, &bound).await
     }
 
+    /// A statement's interrupt, fired by a cancel request for this connection or when the
+    /// session's `statement_timeout` passes; it lives as long as the statement's rows are
+    /// being sent, or until the client goes away (see [`ClientSockets`]). The session
+    /// shows `text` as `active` in `pg_stat_activity` meanwhile.
+    /// A statement that reads data first waits for an execution slot (see
+    /// [`crate::execution::admission`]), which it keeps until its last row is sent: its
+    /// wait counts towards its `statement_timeout` and a cancel request stops it.
     async fn begin<C: ClientInfo + ?Sized>(
         &self,
         client: &C,
         text: &str,
         reads_data: bool,
     ) -> PgWireResult<StatementGuard> {
-        let settings = SessionSettings::of(client);
-        begin_statement(
-            client,
-            &settings,
-            &self.executor,
-            &self.sockets,
-            text,
-            reads_data,
-        )
-        .await
+        let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
+            Some(handle) => Some(handle.start_query().await),
+            None => None,
+        };
+        let gone = self.sockets.gone(client.socket_addr());
+        let mut guard = StatementGuard::start_watching(
+            cancel,
+            SessionSettings::of(client).statement_timeout(),
+            Some(Box::pin(gone)),
+        );
+        let mark = client
+            .session_extensions()
+            .get::<SessionSlot>()
+            .map(|slot| slot.session().begin(text));
+        if reads_data {
+            let admission = self.executor.admission();
+            let slot = match admission.try_admit() {
+                Some(slot) => slot,
+                None => {
+                    if let Some(mark) = &mark {
+                        mark.set_queued(true);
+                    }
+                    let admitted = admission.admit(guard.interrupt()).await;
+                    if let Some(mark) = &mark {
+                        mark.set_queued(false);
+                    }
+                    admitted.map_err(|e| match e {
+                        AdmissionError::Interrupted(i) => {
+                            user_error(sqlstate::QUERY_CANCELED, i.0.message())
+                        }
+                        timeout @ AdmissionError::QueueTimeout { .. } => {
+                            user_error(sqlstate::INSUFFICIENT_RESOURCES, timeout.to_string())
+                        }
+                    })?
+                }
+            };
+            guard.hold(slot);
+        }
+        if let Some(mark) = mark {
+            guard.hold(mark);
+        }
+        Ok(guard)
     }
 }
 
@@ -525,7 +506,6 @@ impl SqlService {
         sockets: Arc<ClientSockets>,
     ) -> SqlService {
         let core = Arc::new(Core {
-            admin_functions: wattdb.admin_functions().to_vec(),
             base,
             storage,
             wattdb,
@@ -664,7 +644,7 @@ impl SqlService {
                     .map_err(api)?
             }
             (Some(portal), None) => {
-                core.plan_bound(client, statement, portal, guard.interrupt())
+                core.plan_bound(&ctx, statement, portal, guard.interrupt())
                     .await?
             }
             (None, _) => plan_statement(&core.executor, guard.interrupt(), &ctx, statement).await?,
@@ -749,7 +729,7 @@ impl SqlService {
                 let query = Statement::Query(query.clone());
                 let declared = Prepared {
                     text: Arc::from(query.to_string()),
-                    classified: statement::classify(&query, &core.admin_functions),
+                    classified: statement::classify(&query, core.wattdb.admin_functions()),
                     statement: Some(query),
                     plan: Some(plan),
                 };
@@ -912,10 +892,11 @@ impl ExtendedQueryHandler for SqlService {
         if prepared.late_parameters().is_some()
             && let Some(statement) = &prepared.statement
         {
+            let ctx = statement_context(&self.core.base, client, &self.core.users);
             let guard = self.core.begin(client, &prepared.text, false).await?;
             let plan = self
                 .core
-                .plan_bound(client, statement, target, guard.interrupt())
+                .plan_bound(&ctx, statement, target, guard.interrupt())
                 .await?;
             let fields = arrow_schema_to_pg_fields(
                 plan.schema().as_arrow(),
