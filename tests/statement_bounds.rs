@@ -396,3 +396,61 @@ async fn connections_and_ingest_are_served_while_runaway_statements_run() {
         r.abort();
     }
 }
+
+/// `COPY (…) TO STDOUT` and `FETCH` from a cursor run under the statement's deadline
+/// and cancel token like any query: a runaway behind either is stopped with `57014`, a
+/// stopped cursor is closed (its query stopped too), and the connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_and_cursor_fetches_are_stopped_too() {
+    use futures::TryStreamExt;
+    let server = Server::new().start();
+    let c = server.client().await;
+    c.simple_query("SET statement_timeout = '1500ms'")
+        .await
+        .unwrap();
+    let copy = async {
+        let out = c
+            .copy_out(format!("COPY ({RUNAWAY_JOIN}) TO STDOUT").as_str())
+            .await?;
+        out.try_collect::<Vec<_>>().await
+    };
+    let e = tokio::time::timeout(STOPPED_WITHIN, copy)
+        .await
+        .expect("COPY TO: not stopped")
+        .expect_err("COPY TO of a runaway");
+    assert_eq!(sqlstate(&e), "57014", "COPY TO: {e}");
+    assert_eq!(first_column_text(&c, "SELECT 1").await, vec!["1"]);
+    // DECLARE plans and starts the query; the FETCH waits for its rows.
+    c.simple_query(&format!("DECLARE runaway CURSOR FOR {RUNAWAY_JOIN}"))
+        .await
+        .unwrap();
+    expect_stopped(
+        "FETCH (timeout)",
+        c.simple_query("FETCH 1 FROM runaway"),
+        "canceling statement due to statement timeout",
+    )
+    .await;
+    let gone = c
+        .simple_query("FETCH 1 FROM runaway")
+        .await
+        .expect_err("the stopped cursor is closed");
+    assert_eq!(sqlstate(&gone), "34000", "{gone}");
+    // A cancel request stops a FETCH the same way.
+    c.simple_query("SET statement_timeout = 0").await.unwrap();
+    c.simple_query(&format!("DECLARE runaway CURSOR FOR {RUNAWAY_JOIN}"))
+        .await
+        .unwrap();
+    let token = c.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        token.cancel_query(tokio_postgres::NoTls).await
+    });
+    expect_stopped(
+        "FETCH (cancel)",
+        c.simple_query("FETCH 1 FROM runaway"),
+        "canceling statement due to user request",
+    )
+    .await;
+    canceller.await.unwrap().unwrap();
+    assert_eq!(first_column_text(&c, "SELECT 1").await, vec!["1"]);
+}

@@ -90,13 +90,10 @@ where
                     client.feed(PgWireBackendMessage::CopyData(data)).await?;
                 }
             }
-            Err(e) => {
-                let copy_fail = CopyFail::new(format!("{}", e));
-                client
-                    .send(PgWireBackendMessage::CopyFail(copy_fail))
-                    .await?;
-                return Err(e);
-            }
+            // wattdb patch: a failing COPY TO ends with the ErrorResponse its caller
+            // sends, as PostgreSQL's does (upstream sent CopyFail, a frontend message,
+            // which clients cannot parse: tokio-postgres "error parsing response").
+            Err(e) => return Err(e),
         }
     }
 
@@ -144,13 +141,10 @@ where
                     client.feed(PgWireBackendMessage::CopyData(data)).await?;
                 }
             }
-            Err(e) => {
-                let copy_fail = CopyFail::new(format!("{}", e));
-                client
-                    .send(PgWireBackendMessage::CopyFail(copy_fail))
-                    .await?;
-                return Err(e);
-            }
+            // wattdb patch: a failing COPY TO ends with the ErrorResponse its caller
+            // sends, as PostgreSQL's does (upstream sent CopyFail, a frontend message,
+            // which clients cannot parse: tokio-postgres "error parsing response").
+            Err(e) => return Err(e),
         }
     }
 
