@@ -17,6 +17,7 @@ pub mod ddl;
 pub mod execution;
 pub mod fulltext_admin;
 pub mod functions;
+pub mod oid_types;
 pub mod pg;
 pub mod provider;
 pub mod schema_provider;

@@ -97,6 +97,17 @@ pub fn build_session_with(
         Arc::new(crate::provider::LastValuesFunction::new(storage.clone())),
     );
     setup_pg_catalog(&ctx, DATABASE, Roles(users.clone())).map_err(|e| *e)?;
+    {
+        // In place of the emulation's type planner: the same, and `oid[]` marked.
+        let state = ctx.state_ref();
+        let with_oid_arrays =
+            datafusion::execution::session_state::SessionStateBuilder::new_from_existing(
+                state.read().clone(),
+            )
+            .with_type_planner(Arc::new(crate::oid_types::OidTypePlanner))
+            .build();
+        *state.write() = with_oid_arrays;
+    }
     // Primary keys as indexes and constraints in the catalog emulation.
     let keys = Arc::new(crate::catalog_keys::KeyDefinitions::default());
     if let Some(catalog) = ctx.catalog(DATABASE)

@@ -1,9 +1,10 @@
 //! Rewrites of the catalog queries clients send, where DataFusion cannot run
 //! PostgreSQL's form as written. They run on what the pg_catalog emulation's parser
 //! returns (datafusion-pg-catalog applies its rewrite rules while parsing) and before
-//! the service applies those rules once more; among them, a correlated scalar subquery
-//! in a projection over catalog tables is answered with NULL — for wattdb's tables the true answer to
-//! what clients ask that way (column defaults, identity sequences, collations: none).
+//! the service applies those rules once more; among them
+//! [`catalog_projection_subqueries`]: a correlated scalar subquery in a select list that
+//! reads only catalog tables is answered with NULL — for wattdb's tables the true answer
+//! to what clients ask that way (column defaults, identity sequences, collations: none).
 //!
 //! `ARRAY(SELECT x FROM …)` becomes `(SELECT array_agg(x) FROM …)`; over `unnest` of a
 //! catalog array column wattdb answers NULL (`reloptions`, ACLs), it is NULL.
@@ -22,9 +23,10 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, BinaryOperator, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, GroupByExpr, Ident, ObjectName, Query, Select, SelectItem, SetExpr,
-    Statement, TableFactor, Value, VisitMut, VisitorMut, visit_expressions_mut,
+    AccessExpr, BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
+    FunctionArguments, GroupByExpr, Ident, LimitClause, ObjectName, Query, Select, SelectItem,
+    SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut, visit_expressions,
+    visit_expressions_mut, visit_relations,
 };
 
 /// Whether `name` is a relation of the catalog emulation: `pg_catalog.*`,
@@ -260,6 +262,41 @@ fn regproc_comparison(e: &mut Expr) {
     **right = Expr::value(Value::SingleQuotedString(unqualified));
 }
 
+/// `x::regtype::text` (asyncpg's type introspection names element and base types so)
+/// is the type's name, `format_type(x, NULL)`; the emulation holds a regtype as its
+/// number and would print that.
+fn regtype_name(e: &mut Expr) {
+    let Expr::Cast {
+        expr: inner,
+        data_type,
+        ..
+    } = e
+    else {
+        return;
+    };
+    let is_text = matches!(
+        data_type,
+        DataType::Text | DataType::Varchar(_) | DataType::String(_)
+    );
+    let Expr::Cast {
+        expr: x,
+        data_type: DataType::Custom(name, args),
+        ..
+    } = inner.as_ref()
+    else {
+        return;
+    };
+    let regtype = args.is_empty()
+        && name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .is_some_and(|i| i.value.eq_ignore_ascii_case("regtype"));
+    if is_text && regtype {
+        *e = call_with("format_type", vec![x.as_ref().clone(), Expr::value(Value::Null)]);
+    }
+}
+
 /// The name in `(SELECT oid FROM pg_catalog.pg_proc WHERE proname = 'name')`.
 fn proc_oid_lookup(e: &Expr) -> Option<String> {
     let Expr::Subquery(q) = e else { return None };
@@ -292,6 +329,119 @@ fn proc_oid_lookup(e: &Expr) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// A scalar subquery of a select list (directly, in parentheses or as a `CASE` result)
+/// that reads catalog relations and nothing else: NULL when it is correlated — for
+/// wattdb's tables the answer to what clients ask that way (column defaults, identity
+/// sequences, collations, a domain's base type: none), and DataFusion could not run it —
+/// and limited to one row when it is not (clients' catalog lookups by name). Subqueries
+/// that read a user's table are left alone, correlated or not: DataFusion decorrelates
+/// them or refuses them, and a subquery of more than one row is an error, not its first.
+pub fn catalog_projection_subqueries(stmt: &mut Statement) {
+    let _ = stmt.visit(&mut ProjectionSubqueries);
+}
+
+struct ProjectionSubqueries;
+
+impl VisitorMut for ProjectionSubqueries {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::Select(select) = query.body.as_mut() {
+            for item in &mut select.projection {
+                if let SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } = item
+                {
+                    catalog_subquery_in_projection(e);
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn catalog_subquery_in_projection(e: &mut Expr) {
+    match e {
+        Expr::Nested(inner) => catalog_subquery_in_projection(inner),
+        Expr::Case {
+            conditions,
+            else_result,
+            ..
+        } => {
+            for when in conditions {
+                catalog_subquery_in_projection(&mut when.result);
+            }
+            if let Some(x) = else_result {
+                catalog_subquery_in_projection(x);
+            }
+        }
+        Expr::Subquery(q) if reads_only_catalog(q) => {
+            if is_correlated(q) {
+                *e = Expr::value(Value::Null);
+            } else if q.limit_clause.is_none() && q.fetch.is_none() {
+                q.limit_clause = Some(LimitClause::LimitOffset {
+                    limit: Some(Expr::value(Value::Number("1".into(), false))),
+                    offset: None,
+                    limit_by: vec![],
+                });
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `query` reads at least one catalog relation and, besides its own `WITH`
+/// names, nothing else.
+fn reads_only_catalog(query: &Query) -> bool {
+    let ctes: Vec<String> = query
+        .with
+        .iter()
+        .flat_map(|w| w.cte_tables.iter())
+        .map(|c| c.alias.name.value.to_ascii_lowercase())
+        .collect();
+    let (mut catalog, mut other) = (false, false);
+    let _ = visit_relations(query, |name| {
+        if is_catalog_table(name) {
+            catalog = true;
+        } else if !(name.0.len() == 1 && ctes.contains(&name.to_string().to_ascii_lowercase())) {
+            other = true;
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    catalog && !other
+}
+
+/// Whether `query` names a column of a relation it does not alias itself (or a
+/// parameter), the test datafusion-pg-catalog's rule made.
+fn is_correlated(query: &Query) -> bool {
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return false;
+    };
+    let mut aliases = Vec::new();
+    for t in &select.from {
+        for relation in std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)) {
+            if let TableFactor::Table {
+                alias: Some(alias), ..
+            } = relation
+            {
+                aliases.push(alias.name.value.clone());
+            }
+        }
+    }
+    let mut correlated = false;
+    let _ = visit_expressions(query, |e| {
+        match e {
+            Expr::Value(v) if matches!(v.value, Value::Placeholder(_)) => correlated = true,
+            Expr::CompoundIdentifier(parts)
+                if parts.first().is_some_and(|p| !aliases.contains(&p.value)) =>
+            {
+                correlated = true
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    correlated
 }
 
 /// Visits every query's filter (`WHERE`) for [`aggregate_scalar_subquery`].
@@ -585,6 +735,7 @@ pub fn rewrite(stmt: &mut Statement) {
         array_subquery(e);
         case_into_subquery(e);
         regproc_comparison(e);
+        regtype_name(e);
         like_escape(e);
         ControlFlow::<()>::Continue(())
     });
@@ -705,7 +856,7 @@ mod tests {
     #[test]
     fn a_type_function_compared_with_a_regproc_is_compared_with_its_name() {
         let parser =
-            datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser::new();
+            super::super::compat_parser::CompatParser::new();
         let mut stmts = parser
             .parse("SELECT typinput='pg_catalog.array_in'::regproc as is_array FROM pg_catalog.pg_type")
             .expect("parse");

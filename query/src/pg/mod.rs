@@ -10,6 +10,7 @@ pub mod auth;
 pub mod catalog_rewrite;
 pub mod client_socket;
 pub mod column_names;
+pub mod compat_parser;
 pub mod copy;
 pub mod copy_in;
 pub mod cursors;

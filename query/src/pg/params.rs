@@ -57,13 +57,35 @@ fn placeholder_field(expr: &Expr) -> Option<(&str, &Field)> {
     Some((ph.id.as_str(), ph.field.as_deref()?))
 }
 
+/// The alias kind (`oid`, `regclass`, …) a field's metadata names.
+fn alias_kind(field: &Field) -> Option<&str> {
+    field.metadata().get(PG_OID_ALIAS_KEY).map(String::as_str)
+}
+
+/// `$1::oid[]` (asyncpg's type introspection): an array of oids, not of int4.
+fn oid_array_cast(expr: &Expr) -> Option<&str> {
+    let Expr::Cast(c) = expr else {
+        return None;
+    };
+    let Expr::Placeholder(ph) = c.expr.as_ref() else {
+        return None;
+    };
+    let DataType::List(element) = c.field.data_type() else {
+        return None;
+    };
+    let kind = alias_kind(element).or_else(|| alias_kind(&c.field))?;
+    (kind == "oid" && element.data_type() == &DataType::Int32).then_some(ph.id.as_str())
+}
+
 /// Placeholders compared with catalog `oid` columns are bound as `oid`, not `int4`.
 fn override_types(plan: &LogicalPlan) -> HashMap<String, Type> {
     let mut out = HashMap::new();
     let _ = plan.apply(|node| {
         for expr in node.expressions() {
             let _ = expr.apply(|e| {
-                if let Some((id, field)) = placeholder_field(e)
+                if let Some(id) = oid_array_cast(e) {
+                    out.insert(id.to_string(), Type::OID_ARRAY);
+                } else if let Some((id, field)) = placeholder_field(e)
                     && field.data_type() == &DataType::Int32
                     && let Some(kind) = field.metadata().get(PG_OID_ALIAS_KEY)
                     && let Some(ty) = pg_type_for_alias_kind(kind.as_str())

@@ -17,7 +17,7 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
-use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use super::compat_parser::CompatParser;
 use futures::{Sink, SinkExt, StreamExt, TryStreamExt};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
@@ -254,7 +254,7 @@ struct Core {
     base: Arc<SessionContext>,
     storage: Storage,
     wattdb: WattdbStatements,
-    sql: PostgresCompatibilityParser,
+    sql: CompatParser,
     users: Arc<Users>,
     limits: StatementLimits,
     executor: QueryExecutor,
@@ -509,7 +509,7 @@ impl SqlService {
             base,
             storage,
             wattdb,
-            sql: PostgresCompatibilityParser::new(),
+            sql: CompatParser::new(),
             users,
             limits,
             executor,

@@ -200,13 +200,22 @@ pub fn pg_type_for_alias_kind(kind: &str) -> Option<Type> {
 /// so the caller can fall back to the physical-type mapping (`Int32` ->
 /// `INT4`).
 fn pg_alias_type(field: &Field) -> Option<Type> {
+    // wattdb: only an int4 field is an oid; the marker survives a cast to text
+    // (`typelem::text`), which is text.
+    if field.data_type() != &DataType::Int32 {
+        return None;
+    }
     let kind = field.metadata().get(PG_OID_ALIAS_KEY)?;
     pg_type_for_alias_kind(kind.as_str())
 }
 
 /// True when `field` carries the [`PG_CHAR_KEY`] marker (Postgres `"char"`).
 pub fn is_pg_char_field(field: &Field) -> bool {
-    field.metadata().get(PG_CHAR_KEY).is_some()
+    // wattdb: a `"char"` is text; the marker survives casts to other types.
+    matches!(
+        field.data_type(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) && field.metadata().get(PG_CHAR_KEY).is_some()
 }
 
 /// True when `field` carries the pgvector [`PG_VECTOR_KEY`] metadata marker.

@@ -850,6 +850,26 @@ where
                     }
                 }
             }
+            // wattdb: `oid[]` (asyncpg's type introspection binds `$1::oid[]`), as a
+            // list of int4 like the catalog's oid columns.
+            Type::OID_ARRAY => {
+                match portal.parameter::<Vec<Option<OidParam>>>(i, &pg_type)? {
+                    Some(values) => {
+                        let scalar_values: Vec<ScalarValue> = values
+                            .into_iter()
+                            .map(|v| ScalarValue::Int32(v.map(|v| v.0)))
+                            .collect();
+                        deserialized_params.push(ScalarValue::List(
+                            ScalarValue::new_list_nullable(&scalar_values, &DataType::Int32),
+                        ));
+                    }
+                    None => deserialized_params.push(ScalarValue::new_null_list(
+                        DataType::Int32,
+                        true,
+                        1,
+                    )),
+                }
+            }
             Type::INT8_ARRAY => {
                 let value = portal.parameter::<Vec<Option<i64>>>(i, &pg_type)?;
                 match value {
