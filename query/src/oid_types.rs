@@ -30,9 +30,8 @@ impl TypePlanner for OidTypePlanner {
         ) = sql_type
             && is_oid(element)
         {
-            let element = Field::new_list_field(DataType::Int32, true).with_metadata(
-                [(PG_OID_ALIAS_KEY.to_string(), "oid".to_string())].into(),
-            );
+            let element = Field::new_list_field(DataType::Int32, true)
+                .with_metadata([(PG_OID_ALIAS_KEY.to_string(), "oid".to_string())].into());
             return Ok(Some(Arc::new(Field::new(
                 "",
                 DataType::List(Arc::new(element)),
@@ -69,8 +68,14 @@ mod tests {
             element.metadata().get(PG_OID_ALIAS_KEY).map(String::as_str),
             Some("oid")
         );
-        let scalar = OidTypePlanner.plan_type_field(&oid()).unwrap().expect("oid");
+        let scalar = OidTypePlanner
+            .plan_type_field(&oid())
+            .unwrap()
+            .expect("oid");
         assert_eq!(scalar.data_type(), &DataType::Int32);
-        assert_eq!(OidTypePlanner.plan_type_field(&SqlType::Text).unwrap(), None);
+        assert_eq!(
+            OidTypePlanner.plan_type_field(&SqlType::Text).unwrap(),
+            None
+        );
     }
 }

@@ -240,7 +240,30 @@ def asyncpg_client(port):
               [a.name for a in st.get_attributes()], ["set_retention"])
         check("asyncpg prepared admin function", await st.fetchval("apg_meter", "none"),
               await conn.fetchval("SELECT set_retention('apg_meter', 'none')"))
+        # Arrays: asyncpg introspects their types (WITH RECURSIVE typeinfo_tree …,
+        # $1::oid[]) before it can decode them.
+        got = await conn.fetchrow(
+            "SELECT array_agg(energy ORDER BY ts) AS e, array_agg(meter ORDER BY ts) AS m "
+            "FROM apg_meter WHERE ok")
+        kept = sorted(r for r in ROWS if r[4])
+        check("asyncpg arrays (type introspection)", (list(got["e"]), list(got["m"])),
+              ([r[3] for r in kept], [r[1] for r in kept]))
         await conn.close()
+        # A pool resets a connection when it comes back (pg_advisory_unlock_all(),
+        # CLOSE ALL, UNLISTEN *, RESET ALL) and hands it out again.
+        pool = await asyncpg.create_pool(host="127.0.0.1", port=port, user="wattdb",
+                                         database="wattdb", min_size=1, max_size=1)
+        answers = []
+        for meter in ["m0", "m1", "m2"]:
+            async with pool.acquire() as c:
+                await c.execute("SET TIME ZONE 'Asia/Shanghai'")
+                answers.append(await c.fetchval(
+                    "SELECT count(*) FROM apg_meter WHERE meter = $1", meter))
+                answers.append(await c.fetchval("SELECT current_setting('TimeZone')"))
+        await pool.close()
+        check("asyncpg pool reuses a reset connection", answers,
+              [x for m in ["m0", "m1", "m2"]
+               for x in (sum(1 for r in ROWS if r[1] == m), "Asia/Shanghai")])
 
     asyncio.run(main())
 

@@ -10,8 +10,7 @@
 //! catalog array column wattdb answers NULL (`reloptions`, ACLs), it is NULL.
 //!
 //! SQLAlchemy's column reflection wraps such subqueries in `CASE WHEN c THEN (SELECT …)
-//! ELSE NULL END`, which neither DataFusion nor that rewrite handles; it is turned into
-//! the subquery with `c` added to its filter (the same value in every case).
+//! ELSE NULL END`; a CASE whose every result is such a subquery (or NULL) is NULL.
 //!
 //! A `pg_type` function column compared with a `regproc` literal is compared with the
 //! function's name (the emulation holds names there, not oids).
@@ -23,10 +22,10 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    AccessExpr, BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentList,
-    FunctionArguments, GroupByExpr, Ident, LimitClause, ObjectName, Query, Select, SelectItem,
-    SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut, visit_expressions,
-    visit_expressions_mut, visit_relations,
+    AccessExpr, BinaryOperator, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, LimitClause, ObjectName, Query,
+    Select, SelectItem, SetExpr, Statement, TableFactor, Value, VisitMut, VisitorMut,
+    visit_expressions, visit_expressions_mut, visit_relations,
 };
 
 /// Whether `name` is a relation of the catalog emulation: `pg_catalog.*`,
@@ -53,53 +52,6 @@ fn reads_catalog(select: &Select) -> bool {
             .chain(t.joins.iter().map(|j| &j.relation))
             .any(|r| matches!(r, TableFactor::Table { name, .. } if is_catalog_table(name)))
     })
-}
-
-/// `CASE WHEN c THEN (SELECT e FROM … WHERE w) ELSE NULL END` is `(SELECT e FROM …
-/// WHERE c AND w)`: DataFusion cannot run a correlated subquery inside CASE, and with
-/// no ELSE value both are NULL when `c` is false.
-fn case_into_subquery(e: &mut Expr) {
-    let Expr::Case {
-        operand: None,
-        conditions,
-        else_result,
-        ..
-    } = e
-    else {
-        return;
-    };
-    let null_else = match else_result.as_deref() {
-        None => true,
-        Some(Expr::Value(v)) => matches!(v.value, Value::Null),
-        _ => false,
-    };
-    if !null_else || conditions.len() != 1 {
-        return;
-    }
-    let Expr::Subquery(q) = &conditions[0].result else {
-        return;
-    };
-    let SetExpr::Select(select) = q.body.as_ref() else {
-        return;
-    };
-    if !reads_catalog(select) {
-        return;
-    }
-    let condition = conditions[0].condition.clone();
-    let Expr::Subquery(mut q) = conditions[0].result.clone() else {
-        return;
-    };
-    if let SetExpr::Select(select) = q.body.as_mut() {
-        select.selection = Some(match select.selection.take() {
-            Some(w) => Expr::BinaryOp {
-                left: Box::new(Expr::Nested(Box::new(condition))),
-                op: BinaryOperator::And,
-                right: Box::new(Expr::Nested(Box::new(w))),
-            },
-            None => condition,
-        });
-    }
-    *e = Expr::Subquery(q);
 }
 
 /// `ARRAY(SELECT x FROM …)` (psql's `\du`, `\d+`) is `(SELECT array_agg(x) FROM …)`.
@@ -293,7 +245,10 @@ fn regtype_name(e: &mut Expr) {
             .and_then(|p| p.as_ident())
             .is_some_and(|i| i.value.eq_ignore_ascii_case("regtype"));
     if is_text && regtype {
-        *e = call_with("format_type", vec![x.as_ref().clone(), Expr::value(Value::Null)]);
+        *e = call_with(
+            "format_type",
+            vec![x.as_ref().clone(), Expr::value(Value::Null)],
+        );
     }
 }
 
@@ -368,11 +323,19 @@ fn catalog_subquery_in_projection(e: &mut Expr) {
             else_result,
             ..
         } => {
-            for when in conditions {
+            for when in conditions.iter_mut() {
                 catalog_subquery_in_projection(&mut when.result);
             }
             if let Some(x) = else_result {
                 catalog_subquery_in_projection(x);
+            }
+            // NULL whatever the conditions are (which may hold catalog subqueries of
+            // their own, as SQLAlchemy's collation lookup does): NULL.
+            let is_null = |x: &Expr| matches!(x, Expr::Value(v) if v.value == Value::Null);
+            if conditions.iter().all(|w| is_null(&w.result))
+                && else_result.as_deref().is_none_or(is_null)
+            {
+                *e = Expr::value(Value::Null);
             }
         }
         Expr::Subquery(q) if reads_only_catalog(q) => {
@@ -733,7 +696,6 @@ pub fn rewrite(stmt: &mut Statement) {
         unnest_of_null_array(e);
         missing_class_column(e);
         array_subquery(e);
-        case_into_subquery(e);
         regproc_comparison(e);
         regtype_name(e);
         like_escape(e);
@@ -825,18 +787,47 @@ mod tests {
         );
     }
 
+    fn projected(sql: &str) -> String {
+        let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql).expect("parse");
+        catalog_projection_subqueries(&mut stmt[0]);
+        stmt[0].to_string()
+    }
+
     #[test]
-    fn a_case_around_a_catalog_subquery_becomes_the_subquery() {
+    fn correlated_catalog_subqueries_of_a_select_list_are_null() {
         assert_eq!(
-            rewritten(
-                "SELECT CASE WHEN a.atthasdef THEN (SELECT adbin FROM pg_attrdef WHERE adnum = a.attnum) ELSE NULL END FROM pg_attribute a"
+            projected(
+                "SELECT CASE WHEN a.atthasdef THEN (SELECT adbin FROM pg_attrdef d WHERE d.adnum = a.attnum) ELSE NULL END AS def FROM pg_attribute a"
             ),
-            "SELECT (SELECT adbin FROM pg_attrdef WHERE (a.atthasdef) AND (adnum = a.attnum)) FROM pg_attribute a"
+            "SELECT NULL AS def FROM pg_attribute a"
         );
-        let other_else = "SELECT CASE WHEN c THEN (SELECT x FROM pg_class) ELSE 1 END FROM t";
-        assert_eq!(rewritten(other_else), other_else);
-        let user = "SELECT CASE WHEN c THEN (SELECT v FROM readings) END FROM t";
-        assert_eq!(rewritten(user), user);
+        // Every result NULL: the CASE is, whatever its conditions hold.
+        assert_eq!(
+            projected(
+                "SELECT CASE WHEN (SELECT t.typcollation FROM pg_type t WHERE t.oid = a.atttypid) <> 0 \
+                 THEN (SELECT c.collname FROM pg_collation c WHERE c.oid = a.attcollation) END FROM pg_attribute a"
+            ),
+            "SELECT NULL FROM pg_attribute a"
+        );
+        let other_else = "SELECT CASE WHEN c THEN (SELECT d.adbin FROM pg_attrdef d WHERE d.adnum = t.n) ELSE 1 END FROM t";
+        assert_eq!(
+            projected(other_else),
+            "SELECT CASE WHEN c THEN NULL ELSE 1 END FROM t"
+        );
+        // Uncorrelated over the catalog: its first row, as clients' lookups by name expect.
+        assert_eq!(
+            projected("SELECT (SELECT oid FROM pg_namespace n WHERE n.nspname = 'public')"),
+            "SELECT (SELECT oid FROM pg_namespace n WHERE n.nspname = 'public' LIMIT 1)"
+        );
+        // Users' tables, correlated or not, and a mix with the catalog: untouched.
+        for user in [
+            "SELECT CASE WHEN c THEN (SELECT r.v FROM readings r WHERE r.k = t.k) END FROM t",
+            "SELECT (SELECT max(r.v) FROM readings r WHERE r.k = t.k) FROM t",
+            "SELECT (SELECT v FROM readings) FROM t",
+            "SELECT (SELECT c.relname FROM pg_class c JOIN readings r ON r.k = c.oid WHERE c.oid = t.k) FROM t",
+        ] {
+            assert_eq!(projected(user), user);
+        }
     }
 
     #[test]
@@ -855,8 +846,7 @@ mod tests {
 
     #[test]
     fn a_type_function_compared_with_a_regproc_is_compared_with_its_name() {
-        let parser =
-            super::super::compat_parser::CompatParser::new();
+        let parser = super::super::compat_parser::CompatParser::new();
         let mut stmts = parser
             .parse("SELECT typinput='pg_catalog.array_in'::regproc as is_array FROM pg_catalog.pg_type")
             .expect("parse");

@@ -246,7 +246,6 @@ const REPLACED_QUERIES: &[(&str, &str)] = &[
 "''")
 ];
 
-
 /// The parser every statement goes through (see the module's documentation).
 #[derive(Debug)]
 pub struct CompatParser {
@@ -364,12 +363,9 @@ impl CompatParser {
                 i += 1;
                 continue;
             }
-            match self
-                .replaced
-                .iter()
-                .find_map(|(pattern, replacement)| {
-                    matched_len(&input[i..], pattern).map(|n| (n, replacement))
-                }) {
+            match self.replaced.iter().find_map(|(pattern, replacement)| {
+                matched_len(&input[i..], pattern).map(|n| (n, replacement))
+            }) {
                 Some((n, replacement)) => {
                     out.extend(replacement.iter().cloned());
                     i += n;
@@ -422,10 +418,15 @@ mod tests {
 
     #[test]
     fn a_users_correlated_subquery_is_kept() {
-        let sql = "SELECT x.pid, (SELECT max(y.v) FROM m AS y WHERE y.pid = x.pid) AS mx FROM m AS x";
+        let sql =
+            "SELECT x.pid, (SELECT max(y.v) FROM m AS y WHERE y.pid = x.pid) AS mx FROM m AS x";
         assert_eq!(parsed(sql), sql);
         let uncorrelated = "SELECT (SELECT v FROM m) AS v";
-        assert_eq!(parsed(uncorrelated), uncorrelated, "no LIMIT 1 stamped on it");
+        assert_eq!(
+            parsed(uncorrelated),
+            uncorrelated,
+            "no LIMIT 1 stamped on it"
+        );
     }
 
     #[test]
@@ -435,7 +436,7 @@ mod tests {
                 "SELECT c.relname, (SELECT d.description FROM pg_catalog.pg_description d \
                  WHERE d.objoid = c.oid) AS descr FROM pg_catalog.pg_class c"
             ),
-            "SELECT c.relname, NULL AS descr FROM pg_catalog.pg_class AS c"
+            "SELECT c.relname, NULL AS descr FROM pg_catalog.pg_class c"
         );
     }
 

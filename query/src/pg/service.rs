@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use super::compat_parser::CompatParser;
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
@@ -17,7 +18,6 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement;
 use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
-use super::compat_parser::CompatParser;
 use futures::{Sink, SinkExt, StreamExt, TryStreamExt};
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};

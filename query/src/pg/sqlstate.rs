@@ -49,6 +49,7 @@ pub const TOO_MANY_CONNECTIONS: &str = "53300";
 pub const INSUFFICIENT_RESOURCES: &str = "53000";
 pub const INVALID_AUTHORIZATION: &str = "28000";
 pub const INVALID_PASSWORD: &str = "28P01";
+pub const CARDINALITY_VIOLATION: &str = "21000";
 
 pub fn user_error(code: &str, message: impl Into<String>) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
@@ -114,6 +115,12 @@ fn for_message(m: &str) -> Option<&'static str> {
         || lower.contains("invalid escape string")
     {
         Some(INVALID_ESCAPE_SEQUENCE)
+    } else if lower.contains("subquery returned more than one row") {
+        Some(CARDINALITY_VIOLATION)
+    } else if lower.contains("correlated scalar subquery must be aggregated")
+        || lower.contains("physical plan does not support logical expression scalarsubquery")
+    {
+        Some(FEATURE_NOT_SUPPORTED)
     } else if lower.contains("non-nullable")
         || lower.contains("cannot be null")
         || lower.contains("must not be null")
@@ -292,6 +299,10 @@ mod tests {
         assert_eq!(
             code_of("SELECT x FROM (SELECT 1 AS y)").await,
             UNDEFINED_COLUMN
+        );
+        assert_eq!(
+            code_of("SELECT (SELECT column1 FROM (VALUES (1), (2)))").await,
+            CARDINALITY_VIOLATION
         );
     }
 
