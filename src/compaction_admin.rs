@@ -17,17 +17,6 @@ use wattdb_storage::{Month, RollupSettings, Storage};
 /// How long a restored month stays before retention archives and drops it again.
 const DEFAULT_RESTORE_HOLD: &str = "7 days";
 
-/// The functions served here (the alarm functions come from `wattdb_ingest`).
-const FUNCTIONS: &[&str] = &[
-    "rebuild_rollups",
-    "set_rollup_intervals",
-    "set_counters",
-    "set_retention",
-    "run_retention",
-    "restore_partition",
-    "compact",
-];
-
 pub struct CompactionAdmin {
     pub storage: Storage,
     pub rollups: Arc<RollupMaintainer>,
@@ -121,7 +110,7 @@ impl CompactionAdmin {
 #[async_trait::async_trait]
 impl AdminExtension for CompactionAdmin {
     fn functions(&self) -> Vec<&'static str> {
-        let mut names = FUNCTIONS.to_vec();
+        let mut names = wattdb_compaction::ADMIN_FUNCTIONS.to_vec();
         names.extend(wattdb_ingest::rules::admin::FUNCTIONS);
         names
     }

@@ -1,5 +1,6 @@
 //! wattdb's functions take bound parameters wherever they take literals, as drivers that
-//! bind server-side call them (psycopg, asyncpg, pgjdbc, node-postgres, tokio-postgres):
+//! bind server-side call them (tokio-postgres here; psycopg, asyncpg, pgjdbc and
+//! node-postgres in tests/clients.rs, from the same list, tests/clients/wattdb_calls.tsv):
 //! every registered admin function is called on one server with literals and on another,
 //! set up the same way, with its arguments bound as parameters — the answers (or the
 //! SQLSTATEs) are the same. `Describe` reports the function's result column and the
@@ -10,57 +11,9 @@ mod common;
 use common::{Server, sqlstate};
 use tokio_postgres::types::ToSql;
 
-const SETUP: &str = "CREATE TABLE m (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, \
-    v DOUBLE PRECISION, ep DOUBLE PRECISION, p DOUBLE PRECISION, q DOUBLE PRECISION, \
-    msg TEXT, PRIMARY KEY (pid, ts)); \
-    INSERT INTO m VALUES ('2026-03-01T00:00:00Z', 'a', 1.5, 10, 100, 5, 'meter offline'), \
-    ('2026-03-01T00:15:00Z', 'a', 2.5, 12, 110, 6, 'meter back')";
-
-/// Every admin function with arguments, in an order that makes each call meaningful
-/// (a channel before the alarm that uses it); some calls fail on purpose.
-fn calls() -> Vec<(&'static str, Vec<&'static str>)> {
-    vec![
-        ("set_retention", vec!["m", "4 months"]),
-        ("set_rollup_intervals", vec!["m", "15m,1d"]),
-        ("set_counters", vec!["m", "ep"]),
-        ("rebuild_rollups", vec!["m"]),
-        (
-            "set_fulltext",
-            vec!["m", "msg", r#"{"analyzer": "standard"}"#],
-        ),
-        (
-            "create_channel",
-            vec!["hook", "webhook", r#"{"url": "http://127.0.0.1:9/hook"}"#],
-        ),
-        (
-            "create_alarm",
-            vec!["hot", "m", "v > 10", r#"{"channels": ["hook"]}"#],
-        ),
-        (
-            "create_gap_alarm",
-            vec!["silent", "m", "15 minutes", r#"{"channels": ["hook"]}"#],
-        ),
-        ("silence_alarm", vec!["silent", "pid = 'a'", "2 days"]),
-        ("enable_alarm", vec!["hot", "false"]),
-        ("drop_alarm", vec!["hot"]),
-        ("drop_alarm", vec!["no_such_alarm"]),
-        (
-            "create_appliance",
-            vec!["lab_oven", r#"{"watts": [2500, 3200], "pf": [0.97, 1.0]}"#],
-        ),
-        (
-            "set_appliance_detection",
-            vec![
-                "m",
-                r#"{"power": "p", "reactive": "q", "prohibited": ["lab_oven"], "channels": ["hook"]}"#,
-            ],
-        ),
-        ("drop_channel", vec!["no_such_channel"]),
-        ("compact", vec!["m"]),
-        ("compact", vec!["no_such_table"]),
-        ("restore_partition", vec!["m", "2026-03"]),
-        ("set_retention", vec!["m", "not a duration"]),
-    ]
+/// The table every call and test here works on (`@setup` of wattdb_calls.tsv).
+fn setup() -> String {
+    common::wattdb_calls::load().setup.join("; ")
 }
 
 fn quoted(arg: &str) -> String {
@@ -89,9 +42,10 @@ async fn every_admin_function_takes_bound_parameters() {
     let bound_server = Server::new().start();
     let literal = literal_server.client().await;
     let bound = bound_server.client().await;
-    literal.batch_execute(SETUP).await.unwrap();
-    bound.batch_execute(SETUP).await.unwrap();
-    for (function, args) in calls() {
+    let calls = common::wattdb_calls::load();
+    literal.batch_execute(&setup()).await.unwrap();
+    bound.batch_execute(&setup()).await.unwrap();
+    for (function, args) in calls.calls.iter().filter(|(_, args)| !args.is_empty()) {
         let with_literals = format!(
             "SELECT {function}({})",
             args.iter()
@@ -125,7 +79,7 @@ async fn every_admin_function_takes_bound_parameters() {
         if args.len() > 1 {
             let mixed = format!(
                 "SELECT {function}({}, {})",
-                quoted(args[0]),
+                quoted(&args[0]),
                 (2..=args.len())
                     .map(|i| format!("${}::text", i - 1))
                     .collect::<Vec<_>>()
@@ -140,8 +94,8 @@ async fn every_admin_function_takes_bound_parameters() {
             assert_eq!(mixed_answer, again, "{mixed}");
         }
     }
-    // flush() and run_retention() take none; a parameter that is not there is 42P02.
-    for function in ["flush", "run_retention"] {
+    // The functions without arguments, prepared; a parameter that is not there is 42P02.
+    for (function, _) in calls.calls.iter().filter(|(_, args)| args.is_empty()) {
         let st = bound
             .prepare(&format!("SELECT {function}()"))
             .await
@@ -165,7 +119,7 @@ async fn every_admin_function_takes_bound_parameters() {
 async fn table_functions_take_bound_parameters() {
     let server = Server::new().start();
     let c = server.client().await;
-    c.batch_execute(SETUP).await.unwrap();
+    c.batch_execute(&setup()).await.unwrap();
     c.batch_execute(
         "INSERT INTO m VALUES ('2026-03-01T00:00:00Z', 'b', 7.5, 1, 2, 3, 'x'), \
          ('2026-03-01T00:30:00Z', 'a', 3.5, 13, 120, 7, 'y')",
@@ -261,7 +215,7 @@ async fn table_functions_take_bound_parameters() {
 async fn portals_answer_in_pieces_of_their_row_limit() {
     let server = Server::new().start();
     let mut c = server.client().await;
-    c.batch_execute(SETUP).await.unwrap();
+    c.batch_execute(&setup()).await.unwrap();
     let tx = c.transaction().await.unwrap();
     let st = tx
         .prepare("SELECT value FROM generate_series(1, 12) WHERE value <= $1 ORDER BY value")

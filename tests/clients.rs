@@ -3,7 +3,9 @@
 //! (`node_clients.js`) and pgjdbc (`JdbcClient.java`). Each writes known rows with its
 //! client and checks what it reads back (text and binary results, server-side cursors,
 //! prepared statements and batches, SQLAlchemy's reflection, `pandas.read_sql`, JDBC's
-//! `DatabaseMetaData`) against values computed from those rows.
+//! `DatabaseMetaData`) against values computed from those rows. And each driver calls
+//! every wattdb function (`tests/clients/wattdb_calls.tsv`) with bound parameters, as
+//! applications do, against the same call with literals on a second server.
 //!
 //! The clients come from the environment: `WATTDB_TEST_PYTHON` (a Python with the
 //! packages), `WATTDB_TEST_NODE_PATH` (a `node_modules` with `pg`), `WATTDB_TEST_JDBC_JAR`
@@ -53,6 +55,44 @@ fn run_client(mut command: std::process::Command, server: &Server, clients: &[&s
     }
 }
 
+/// Run a client program in its `--calls` mode: every wattdb function of
+/// `tests/clients/wattdb_calls.tsv` with literals on one server and bound as
+/// parameters on another; each call must answer as with literals (the program checks,
+/// and reports an `ok <client> <function>…` line per call).
+fn run_calls(mut command: std::process::Command, clients: &[&str]) {
+    let calls = common::wattdb_calls::load();
+    let literal = Server::new().start();
+    let bound = Server::new().start();
+    command
+        .arg("--calls")
+        .arg(common::wattdb_calls::path())
+        .arg("--literal-port")
+        .arg(literal.pg_port.to_string());
+    let out = command
+        .arg("--port")
+        .arg(bound.pg_port.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{stderr}\nserver log (bound):\n{}",
+        bound.log()
+    );
+    for client in clients {
+        for (function, _) in &calls.calls {
+            assert!(
+                stdout.lines().any(|l| l.starts_with("ok")
+                    && l.contains(client)
+                    && (l.contains(&format!("{function}("))
+                        || l.contains(&format!("{function}[")))),
+                "{client} did not call {function}:\n{stdout}"
+            );
+        }
+    }
+}
+
 fn script(name: &str) -> String {
     format!("{}/tests/clients/{name}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -97,4 +137,44 @@ fn pgjdbc_reads_back_what_it_wrote_and_browses_the_catalog() {
     let mut command = std::process::Command::new("java");
     command.arg("-cp").arg(jar).arg(script("JdbcClient.java"));
     run_client(command, &server, &["jdbc"]);
+}
+
+/// Every wattdb function through psycopg 3 (server-side binding) and asyncpg.
+#[test]
+fn python_drivers_call_every_wattdb_function_with_bound_parameters() {
+    let Some(python) = client_env("WATTDB_TEST_PYTHON") else {
+        return;
+    };
+    for driver in ["psycopg3", "asyncpg"] {
+        let mut command = std::process::Command::new(&python);
+        command
+            .arg(script("python_clients.py"))
+            .arg("--only")
+            .arg(driver);
+        run_calls(command, &[driver]);
+    }
+}
+
+/// Every wattdb function through node-postgres with values.
+#[test]
+fn node_postgres_calls_every_wattdb_function_with_bound_parameters() {
+    let Some(node_path) = client_env("WATTDB_TEST_NODE_PATH") else {
+        return;
+    };
+    let mut command = std::process::Command::new("node");
+    command
+        .env("NODE_PATH", node_path)
+        .arg(script("node_clients.js"));
+    run_calls(command, &["node-postgres"]);
+}
+
+/// Every wattdb function as a pgjdbc `PreparedStatement`.
+#[test]
+fn pgjdbc_calls_every_wattdb_function_as_prepared_statements() {
+    let Some(jar) = client_env("WATTDB_TEST_JDBC_JAR") else {
+        return;
+    };
+    let mut command = std::process::Command::new("java");
+    command.arg("-cp").arg(jar).arg(script("JdbcClient.java"));
+    run_calls(command, &["jdbc"]);
 }

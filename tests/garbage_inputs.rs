@@ -12,32 +12,13 @@ use std::time::Duration;
 
 use common::Server;
 use common::mqtt::{payload, publish_qos1, reading};
+use common::rng::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const PACKETS_PER_PROTOCOL: usize = 100_000;
 const TASKS: usize = 4;
 const PER_CONNECTION: usize = 100;
-
-/// xorshift64*: reproducible without a dependency (the seed is in the failure message).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    /// `min` to `min + span - 1` random bytes.
-    fn bytes(&mut self, min: usize, span: usize) -> Vec<u8> {
-        let n = min + self.below(span);
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// A byte-level mutation of `valid`.
 fn mutate(rng: &mut Rng, valid: &[u8]) -> Vec<u8> {

@@ -19,3 +19,15 @@ pub mod rollup;
 pub mod tiering;
 
 pub use error::{Error, Result};
+
+/// The SQL admin functions over this crate's work — rollups, retention, compaction and
+/// the archive's restore — that the server's `compaction_admin` answers.
+pub const ADMIN_FUNCTIONS: &[&str] = &[
+    "rebuild_rollups",
+    "set_rollup_intervals",
+    "set_counters",
+    "set_retention",
+    "run_retention",
+    "restore_partition",
+    "compact",
+];

@@ -37,9 +37,75 @@ public class JdbcClient {
         return out;
     }
 
+    // A call's one text answer (up to a time it names: "… until <time>"), or its SQLSTATE.
+    interface Call {
+        ResultSet run() throws SQLException;
+    }
+
+    static String outcome(Call call) {
+        try (ResultSet r = call.run()) {
+            if (!r.next()) return "<no row>";
+            String v = r.getString(1);
+            if (v == null) return "<null>";
+            int until = v.indexOf(" until ");
+            return until < 0 ? v : v.substring(0, until);
+        } catch (SQLException e) {
+            return "ERROR " + e.getSQLState();
+        }
+    }
+
+    // --calls wattdb_calls.tsv --literal-port N: every wattdb function, its arguments
+    // written as literals on the server at N and bound by a PreparedStatement (setString)
+    // on the other, set up the same way; the answers (or SQLSTATEs) must be the same.
+    static void calls(String path, int literalPort, int boundPort) throws Exception {
+        List<String> setup = new ArrayList<>();
+        List<List<String>> calls = new ArrayList<>();
+        for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of(path))) {
+            if (line.isEmpty() || line.startsWith("#")) continue;
+            List<String> fields = Arrays.asList(line.split("\t", -1));
+            if (fields.get(0).equals("@setup")) setup.addAll(fields.subList(1, fields.size()));
+            else calls.add(fields);
+        }
+        Properties props = new Properties();
+        props.setProperty("user", "wattdb");
+        try (Connection lit = DriverManager.getConnection(
+                     "jdbc:postgresql://127.0.0.1:" + literalPort + "/wattdb", props);
+             Connection bound = DriverManager.getConnection(
+                     "jdbc:postgresql://127.0.0.1:" + boundPort + "/wattdb", props);
+             Statement litSt = lit.createStatement();
+             Statement boundSt = bound.createStatement()) {
+            for (String sql : setup) {
+                litSt.execute(sql);
+                boundSt.execute(sql);
+            }
+            for (List<String> call : calls) {
+                String fn = call.get(0);
+                List<String> a = call.subList(1, call.size());
+                StringJoiner literal = new StringJoiner(", ");
+                StringJoiner marks = new StringJoiner(", ");
+                for (String arg : a) {
+                    literal.add("'" + arg.replace("'", "''") + "'");
+                    marks.add("?");
+                }
+                String want = outcome(() -> litSt.executeQuery("SELECT " + fn + "(" + literal + ")"));
+                PreparedStatement ps = bound.prepareStatement("SELECT " + fn + "(" + marks + ")");
+                for (int i = 0; i < a.size(); i++) ps.setString(i + 1, a.get(i));
+                String got = outcome(ps::executeQuery);
+                ps.close();
+                check(got.equals(want), fn + a + " bound: " + got + " vs literal: " + want);
+                ok(fn + a + " bound: " + got);
+            }
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         List<String> argv = Arrays.asList(args);
         int port = Integer.parseInt(args[argv.indexOf("--port") + 1]);
+        if (argv.contains("--calls")) {
+            calls(args[argv.indexOf("--calls") + 1],
+                    Integer.parseInt(args[argv.indexOf("--literal-port") + 1]), port);
+            return;
+        }
         String url = "jdbc:postgresql://127.0.0.1:" + port + "/wattdb";
         Properties props = new Properties();
         props.setProperty("user", "wattdb");

@@ -150,7 +150,58 @@ async function main() {
   ok('pool of 4 concurrent writers');
 }
 
-main().catch((e) => {
+// --calls wattdb_calls.tsv --literal-port N: every wattdb function, with its arguments
+// written as literals on the server at N and bound as parameters ($1, …) on the other,
+// set up the same way; the answers (or SQLSTATEs) must be the same.
+function loadCalls(path) {
+  const setup = [];
+  const calls = [];
+  for (const line of require('node:fs').readFileSync(path, 'utf8').split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const [first, ...rest] = line.split('\t');
+    if (first === '@setup') setup.push(...rest);
+    else calls.push([first, rest]);
+  }
+  return { setup, calls };
+}
+
+async function outcome(run) {
+  try {
+    const res = await run();
+    const value = Object.values(res.rows[0] ?? {})[0];
+    return value == null ? '<null>' : String(value).split(' until ')[0];
+  } catch (e) {
+    return `ERROR ${e.code ?? e.message}`;
+  }
+}
+
+async function calls(path, literalPort) {
+  const { setup, calls } = loadCalls(path);
+  const lit = new Client({ ...config, port: literalPort });
+  const bound = new Client(config);
+  await lit.connect();
+  await bound.connect();
+  for (const statement of setup) {
+    await lit.query(statement);
+    await bound.query(statement);
+  }
+  for (const [fn, args] of calls) {
+    const literal = args.map((a) => `'${a.replaceAll("'", "''")}'`).join(', ');
+    const want = await outcome(() => lit.query(`SELECT ${fn}(${literal})`));
+    const params = args.map((_, i) => `$${i + 1}`).join(', ');
+    const got = await outcome(() => bound.query(`SELECT ${fn}(${params})`, args));
+    assert.equal(got, want, `${fn}(${args.join(', ')}) bound vs literal`);
+    ok(`${fn}(${args.join(', ')}) bound: ${got}`);
+  }
+  await lit.end();
+  await bound.end();
+}
+
+const callsAt = process.argv.indexOf('--calls');
+(callsAt > 0
+  ? calls(process.argv[callsAt + 1], Number(process.argv[process.argv.indexOf('--literal-port') + 1]))
+  : main()
+).catch((e) => {
   console.error(e);
   process.exit(1);
 });

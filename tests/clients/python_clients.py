@@ -268,6 +268,97 @@ def asyncpg_client(port):
     asyncio.run(main())
 
 
+def load_calls(path):
+    """wattdb_calls.tsv: the setup statements and every (function, args) call."""
+    setup, calls = [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f.read().splitlines():
+            if not line or line.startswith("#"):
+                continue
+            fields = line.split("\t")
+            if fields[0] == "@setup":
+                setup.extend(fields[1:])
+            else:
+                calls.append((fields[0], fields[1:]))
+    return setup, calls
+
+
+def literal_sql(function, args):
+    quoted = ", ".join("'" + a.replace("'", "''") + "'" for a in args)
+    return f"SELECT {function}({quoted})"
+
+
+def answer_text(value):
+    """A call's one text answer, up to a time it names ("… until <time>")."""
+    return str(value).split(" until ")[0] if value is not None else "<null>"
+
+
+def error_text(e):
+    return f"ERROR {getattr(e, 'sqlstate', None) or type(e).__name__}"
+
+
+def outcome(run):
+    """The answer of run(), or the SQLSTATE it failed with."""
+    try:
+        return answer_text(run())
+    except Exception as e:  # the driver's error for a failed call
+        return error_text(e)
+
+
+def psycopg3_calls(literal_port, bound_port, path):
+    """Every wattdb function through psycopg: with literals on one server, bound
+    server-side (extended protocol, text parameters) on another set up the same way."""
+    import psycopg
+
+    setup, calls = load_calls(path)
+    dsn = "host=127.0.0.1 port={} user=wattdb dbname=wattdb"
+    with psycopg.connect(dsn.format(literal_port), autocommit=True) as lit, \
+            psycopg.connect(dsn.format(bound_port), autocommit=True) as bnd:
+        for statement in setup:
+            lit.execute(statement)
+            bnd.execute(statement)
+        for function, args in calls:
+            want = outcome(lambda: lit.execute(literal_sql(function, args)).fetchone()[0])
+            placeholders = ", ".join(["%s"] * len(args))
+            got = outcome(lambda: bnd.execute(f"SELECT {function}({placeholders})",
+                                              args).fetchone()[0])
+            check(f"psycopg3 {function}({', '.join(args)}) bound", got, want)
+
+
+def asyncpg_calls(literal_port, bound_port, path):
+    """Every wattdb function through asyncpg (it prepares each statement and binds)."""
+    import asyncpg
+
+    setup, calls = load_calls(path)
+
+    async def main():
+        lit = await asyncpg.connect(host="127.0.0.1", port=literal_port, user="wattdb",
+                                    database="wattdb")
+        bnd = await asyncpg.connect(host="127.0.0.1", port=bound_port, user="wattdb",
+                                    database="wattdb")
+        for statement in setup:
+            await lit.execute(statement)
+            await bnd.execute(statement)
+
+        async def answer(call):
+            try:
+                return answer_text(await call)
+            except Exception as e:  # the driver's error for a failed call
+                return error_text(e)
+
+        for function, args in calls:
+            want = await answer(lit.fetchval(literal_sql(function, args)))
+            placeholders = ", ".join(f"${i + 1}" for i in range(len(args)))
+            got = await answer(bnd.fetchval(f"SELECT {function}({placeholders})", *args))
+            check(f"asyncpg {function}({', '.join(args)}) bound", got, want)
+        await lit.close()
+        await bnd.close()
+
+    asyncio.run(main())
+
+
+CALLS = {"psycopg3": psycopg3_calls, "asyncpg": asyncpg_calls}
+
 CLIENTS = {
     "psycopg3": psycopg3,
     "psycopg2": psycopg2_client,
@@ -279,10 +370,16 @@ CLIENTS = {
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--only", default=",".join(CLIENTS))
+    ap.add_argument("--only", default=None)
+    ap.add_argument("--calls", help="wattdb_calls.tsv: call every wattdb function")
+    ap.add_argument("--literal-port", type=int, help="with --calls: the server for literals")
     a = ap.parse_args()
-    for name in a.only.split(","):
-        run(name, CLIENTS[name], a.port)
+    if a.calls:
+        for name in (a.only or ",".join(CALLS)).split(","):
+            run(name, CALLS[name], a.literal_port, a.port, a.calls)
+    else:
+        for name in (a.only or ",".join(CLIENTS)).split(","):
+            run(name, CLIENTS[name], a.port)
     if failures:
         print(f"{len(failures)} failed: {', '.join(failures)}")
         sys.exit(1)

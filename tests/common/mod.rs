@@ -9,7 +9,9 @@ pub mod mqtt;
 pub mod raw_pg;
 pub mod receiver;
 pub mod retention_scenario;
+pub mod rng;
 pub mod scenarios;
+pub mod wattdb_calls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -61,6 +61,11 @@ impl ScalarUDFImpl for TimeBucket {
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
         match args {
+            // `time_bucket(i, NULL)`: a NULL timestamp.
+            [_, DataType::Null] | [_, DataType::Null, _] => Ok(DataType::Timestamp(
+                arrow::datatypes::TimeUnit::Nanosecond,
+                Some("UTC".into()),
+            )),
             [_, ts] | [_, ts, _] => Ok(ts.clone()),
             _ => plan_err!("time_bucket(interval, timestamp [, origin]) takes 2 or 3 arguments"),
         }
@@ -71,7 +76,16 @@ impl ScalarUDFImpl for TimeBucket {
         datafusion::common::internal_err!("time_bucket should have been rewritten to date_bin")
     }
 
-    fn simplify(&self, mut args: Vec<Expr>, _info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+    fn simplify(&self, mut args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        // What the call was planned to return: date_bin may answer in another unit
+        // (it coerces a microsecond timestamp to nanoseconds), and a plan's types must
+        // not change under it.
+        let planned = match args.as_slice() {
+            [i, ts, rest @ ..] if rest.len() <= 1 => {
+                Some(self.return_type(&[info.get_data_type(i)?, info.get_data_type(ts)?])?)
+            }
+            _ => None,
+        };
         if args.len() == 2 {
             let origin = if has_months(&args[0]) {
                 JAN_2000_01_01_NS
@@ -87,8 +101,16 @@ impl ScalarUDFImpl for TimeBucket {
             return plan_err!("time_bucket(interval, timestamp [, origin]) takes 2 or 3 arguments");
         }
         args[0] = as_interval(args[0].clone());
-        Ok(ExprSimplifyResult::Simplified(
-            datafusion::functions::datetime::date_bin().call(args),
-        ))
+        // date_bin takes no untyped NULL: a NULL timestamp, of the type planned.
+        if let Some(t) = &planned
+            && info.get_data_type(&args[1])? == DataType::Null
+        {
+            args[1] = datafusion::logical_expr::cast(args[1].clone(), t.clone());
+        }
+        let binned = datafusion::functions::datetime::date_bin().call(args);
+        Ok(ExprSimplifyResult::Simplified(match planned {
+            Some(t) => datafusion::logical_expr::cast(binned, t),
+            None => binned,
+        }))
     }
 }

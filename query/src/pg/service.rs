@@ -142,7 +142,10 @@ fn run_error(e: RunError) -> PgWireError {
     }
 }
 
-/// Plan `statement` on the query threads (planning is stopped by the interrupt too).
+/// Plan `statement` on the query threads (planning is stopped by the interrupt too),
+/// analyzed: the plan's schema is then the one its rows have — types coerced, as in
+/// `SELECT NULL UNION ALL SELECT now()` (a timestamp column, not an untyped one), which
+/// is what Describe reports and the rows are encoded by.
 pub(super) async fn plan_statement(
     executor: &QueryExecutor,
     interrupt: &Interrupt,
@@ -153,7 +156,10 @@ pub(super) async fn plan_statement(
     let statement = DfStatement::Statement(Box::new(statement.clone()));
     executor
         .run(interrupt, async move {
-            state.statement_to_plan(statement).await
+            let plan = state.statement_to_plan(statement).await?;
+            state
+                .analyzer()
+                .execute_and_check(plan, state.config_options(), |_, _| {})
         })
         .await
         .map_err(run_error)?

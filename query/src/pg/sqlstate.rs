@@ -50,6 +50,9 @@ pub const INSUFFICIENT_RESOURCES: &str = "53000";
 pub const INVALID_AUTHORIZATION: &str = "28000";
 pub const INVALID_PASSWORD: &str = "28P01";
 pub const CARDINALITY_VIOLATION: &str = "21000";
+pub const SUBSTRING_ERROR: &str = "22011";
+pub const INVALID_ARGUMENT_FOR_POWER_FUNCTION: &str = "2201F";
+pub const AMBIGUOUS_FUNCTION: &str = "42725";
 
 pub fn user_error(code: &str, message: impl Into<String>) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new(
@@ -115,6 +118,24 @@ fn for_message(m: &str) -> Option<&'static str> {
         || lower.contains("invalid escape string")
     {
         Some(INVALID_ESCAPE_SEQUENCE)
+    } else if lower.contains("failed to match any signature")
+        || lower.contains("no function matches")
+    {
+        Some(UNDEFINED_FUNCTION)
+    } else if lower.contains("not supported for null") || lower.contains("cannot convert null to") {
+        // `sum(NULL)`, `extract(epoch FROM NULL)`: PostgreSQL cannot pick the
+        // function for an untyped NULL either.
+        Some(AMBIGUOUS_FUNCTION)
+    } else if lower.contains("stride must be") {
+        Some(INVALID_PARAMETER_VALUE)
+    } else if lower.contains("negative count not allowed")
+        || lower.contains("negative substring length")
+    {
+        Some(SUBSTRING_ERROR)
+    } else if lower.contains("raised to a negative power")
+        || lower.contains("square root of a negative")
+    {
+        Some(INVALID_ARGUMENT_FOR_POWER_FUNCTION)
     } else if lower.contains("subquery returned more than one row") {
         Some(CARDINALITY_VIOLATION)
     } else if lower.contains("correlated scalar subquery must be aggregated")
@@ -304,6 +325,25 @@ mod tests {
             code_of("SELECT (SELECT column1 FROM (VALUES (1), (2)))").await,
             CARDINALITY_VIOLATION
         );
+        for (sql, code) in [
+            ("SELECT substr('abc', 1.5, 2.5)", UNDEFINED_FUNCTION),
+            ("SELECT sum(NULL)", AMBIGUOUS_FUNCTION),
+            (
+                "SELECT date_bin(INTERVAL '0 minutes', now())",
+                INVALID_PARAMETER_VALUE,
+            ),
+            ("SELECT substr('abc', 1, -2)", SUBSTRING_ERROR),
+            (
+                "SELECT power(0.0, -1.0)",
+                INVALID_ARGUMENT_FOR_POWER_FUNCTION,
+            ),
+            (
+                "SELECT sqrt(-1.0::decimal(5,2))",
+                INVALID_ARGUMENT_FOR_POWER_FUNCTION,
+            ),
+        ] {
+            assert_eq!(code_of(sql).await, code, "{sql}");
+        }
     }
 
     #[test]
