@@ -114,7 +114,8 @@ async fn every_admin_function_takes_bound_parameters() {
 /// value, so the statement is planned at Bind — answered as with the literal when the
 /// client describes the portal after Bind (libpq/psycopg, pgjdbc, node-postgres),
 /// refused with `0A000` when it asks for the columns before binding (tokio-postgres's
-/// and asyncpg's `prepare`).
+/// and asyncpg's `prepare`) unless they do not depend on the value
+/// (`generate_series(1, $1)`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_functions_take_bound_parameters() {
     let server = Server::new().start();
@@ -202,6 +203,22 @@ async fn table_functions_take_bound_parameters() {
         .await
         .expect_err("columns unknown before Bind");
     assert_eq!(sqlstate(&e), "0A000", "{e:?}");
+    // Columns that do not depend on the value are described before Bind
+    // (tokio-postgres's prepare), and the statement answers with them.
+    let st = c
+        .prepare("SELECT value * 2 AS twice FROM generate_series(1, $1) ORDER BY 1")
+        .await
+        .unwrap();
+    assert_eq!(st.columns()[0].name(), "twice");
+    assert_eq!(st.columns()[0].type_(), &tokio_postgres::types::Type::INT8);
+    let twice: Vec<i64> = c
+        .query(&st, &[&"4"])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(twice, vec![2, 4, 6, 8]);
     // The connection goes on.
     assert_eq!(
         c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i64>(0),

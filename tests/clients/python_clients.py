@@ -240,6 +240,9 @@ def asyncpg_client(port):
               [a.name for a in st.get_attributes()], ["set_retention"])
         check("asyncpg prepared admin function", await st.fetchval("apg_meter", "none"),
               await conn.fetchval("SELECT set_retention('apg_meter', 'none')"))
+        # A table function given a parameter: asyncpg prepares (Describe before Bind).
+        got = await conn.fetch("SELECT value FROM generate_series(1, $1) ORDER BY 1", "3")
+        check("asyncpg table function with a bound parameter", [r[0] for r in got], [1, 2, 3])
         # Arrays: asyncpg introspects their types (WITH RECURSIVE typeinfo_tree …,
         # $1::oid[]) before it can decode them.
         got = await conn.fetchrow(

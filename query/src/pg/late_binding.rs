@@ -8,8 +8,11 @@
 //! written by hand.
 //!
 //! A Describe of the portal (what psycopg, pgjdbc and node-postgres send after Bind)
-//! answers its columns; a Describe of the statement before any Bind (asyncpg's and
-//! tokio-postgres's `prepare`) cannot, and is refused with `0A000` saying why.
+//! answers its columns. A Describe of the statement before any Bind (asyncpg's and
+//! tokio-postgres's `prepare`) answers the columns of the statement planned with every
+//! parameter NULL when that plans (`generate_series(1, $1)`: a `value` bigint, whatever
+//! the bound); when it does not (`last_values($1)` names no table) it is refused with
+//! `0A000` saying why. Executed, the statement must then answer those columns.
 
 use std::ops::ControlFlow;
 
@@ -112,6 +115,28 @@ pub fn not_describable(count: usize) -> PgWireError {
     )
 }
 
+/// That a statement planned with its values answers the columns `described` (its
+/// Describe, planned with NULLs) said it would: names and types.
+pub fn check_columns(
+    described: &datafusion::common::DFSchemaRef,
+    planned: &datafusion::common::DFSchemaRef,
+) -> PgWireResult<()> {
+    let same = described.fields().len() == planned.fields().len()
+        && described
+            .fields()
+            .iter()
+            .zip(planned.fields())
+            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+    if same {
+        return Ok(());
+    }
+    Err(user_error(
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        "the columns of this statement depend on the values bound to its parameters, \
+         not as its Describe reported them: describe the portal after Bind instead",
+    ))
+}
+
 /// `portal`'s parameters as text (`None`: NULL); text-format values as sent, binary ones
 /// only when the client declared them text.
 pub fn text_values<S: Clone>(portal: &Portal<S>) -> PgWireResult<Vec<Option<String>>> {
@@ -150,7 +175,19 @@ pub fn text_values<S: Clone>(portal: &Portal<S>) -> PgWireResult<Vec<Option<Stri
 
 struct Bind<'a> {
     values: &'a [Option<String>],
+    /// Values that read as numbers written as numbers.
+    numbers: bool,
     missing: Option<usize>,
+}
+
+/// Whether `text` reads as a number (`4`, `-2.5`, `1e3`).
+fn is_number(text: &str) -> bool {
+    let t = text.trim();
+    !t.is_empty()
+        && t.parse::<f64>().is_ok()
+        && !t
+            .chars()
+            .any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
 }
 
 impl VisitorMut for Bind<'_> {
@@ -162,6 +199,9 @@ impl VisitorMut for Bind<'_> {
             && let Some(n) = p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok())
         {
             match n.checked_sub(1).and_then(|i| self.values.get(i)) {
+                Some(Some(text)) if self.numbers && is_number(text) => {
+                    v.value = Value::Number(text.trim().to_string(), false)
+                }
                 Some(Some(text)) => v.value = Value::SingleQuotedString(text.clone()),
                 Some(None) => v.value = Value::Null,
                 None => {
@@ -174,11 +214,18 @@ impl VisitorMut for Bind<'_> {
     }
 }
 
-/// `statement` with its `$n` replaced by `values` as literals.
-pub fn bind(statement: &Statement, values: &[Option<String>]) -> PgWireResult<Statement> {
+/// `statement` with its `$n` replaced by `values` as literals: strings, or with
+/// `numbers` those that read as numbers as numbers (`generate_series(1, $1)`, whose
+/// arguments must be integers: an untyped PostgreSQL literal would become one).
+pub fn bind(
+    statement: &Statement,
+    values: &[Option<String>],
+    numbers: bool,
+) -> PgWireResult<Statement> {
     let mut bound = statement.clone();
     let mut binder = Bind {
         values,
+        numbers,
         missing: None,
     };
     let _ = VisitMut::visit(&mut bound, &mut binder);
@@ -222,10 +269,26 @@ mod tests {
     }
 
     #[test]
+    fn a_statement_answers_the_columns_it_was_described_with() {
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema = |t: DataType| {
+            std::sync::Arc::new(
+                datafusion::common::DFSchema::try_from(Schema::new(vec![Field::new(
+                    "value", t, true,
+                )]))
+                .unwrap(),
+            )
+        };
+        assert!(check_columns(&schema(DataType::Int64), &schema(DataType::Int64)).is_ok());
+        assert!(check_columns(&schema(DataType::Int64), &schema(DataType::Utf8)).is_err());
+    }
+
+    #[test]
     fn values_become_literals() {
         let bound = bind(
             &parsed("SELECT * FROM last_values($1) WHERE pid = $2 OR pid = $3"),
             &[Some("m".into()), Some("it's".into()), None],
+            false,
         )
         .unwrap();
         assert_eq!(
@@ -235,6 +298,18 @@ mod tests {
         let missing = bind(
             &parsed("SELECT * FROM last_values($2)"),
             &[Some("m".into())],
+            false,
+        );
+        assert!(missing.is_err());
+        let numbers = bind(
+            &parsed("SELECT * FROM generate_series($1, $2) WHERE $3 = 'x'"),
+            &[Some("4".into()), Some("-2.5e1".into()), Some("x1".into())],
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            numbers.to_string(),
+            "SELECT * FROM generate_series(4, -2.5e1) WHERE 'x1' = 'x'"
         );
         assert!(missing.is_err());
     }

@@ -347,6 +347,7 @@ impl Core {
             statement,
             classified,
             plan: None,
+            late_columns: None,
         })
     }
 
@@ -374,7 +375,31 @@ impl Core {
         }
         let mut prepared = self.classify(Arc::from(sql), parsed)?;
         prepared.plan = self.describe_plan(client, &prepared).await?;
+        if let (Some(count), Some(statement)) = (prepared.late_parameters(), &prepared.statement) {
+            prepared.late_columns = self
+                .columns_of_any_values(client, &prepared.text, statement, count)
+                .await;
+        }
         Ok(Some(prepared))
+    }
+
+    /// The columns `statement`, planned only once its `count` parameters are bound,
+    /// answers when they are all NULL — the columns it answers for any values when its
+    /// table functions' columns do not depend on them; `None` when it does not plan so.
+    async fn columns_of_any_values<C: ClientInfo + ?Sized>(
+        &self,
+        client: &C,
+        text: &str,
+        statement: &Statement,
+        count: usize,
+    ) -> Option<datafusion::common::DFSchemaRef> {
+        let nulls = late_binding::bind(statement, &vec![None; count], false).ok()?;
+        let ctx = statement_context(&self.base, client, &self.users);
+        let guard = self.begin(client, text, false).await.ok()?;
+        let plan = plan_statement(&self.executor, guard.interrupt(), &ctx, &nulls)
+            .await
+            .ok()?;
+        Some(plan.schema().clone())
     }
 
     /// The plan Describe reports for `prepared`: a query's (and an INSERT's) own, made
@@ -432,9 +457,28 @@ impl Core {
         portal: &Portal<PgStatement>,
         interrupt: &Interrupt,
     ) -> PgWireResult<LogicalPlan> {
-        let bound = late_binding::bind(statement, &late_binding::text_values(portal)?)?;
+        let values = late_binding::text_values(portal)?;
+        let bound = late_binding::bind(statement, &values, false)?;
         limits::check_statement(&bound, &self.limits)?;
-        plan_statement(&self.executor, interrupt, ctx, &bound).await
+        let plan = match plan_statement(&self.executor, interrupt, ctx, &bound).await {
+            Ok(plan) => plan,
+            // As strings the values do not plan: those that read as numbers as numbers
+            // (a PostgreSQL literal of unknown type becomes what the function takes).
+            Err(as_strings) => {
+                let numbers = late_binding::bind(statement, &values, true)?;
+                if numbers == bound {
+                    return Err(as_strings);
+                }
+                plan_statement(&self.executor, interrupt, ctx, &numbers)
+                    .await
+                    .map_err(|_| as_strings)?
+            }
+        };
+        // The client may have read the columns from a Describe of the statement.
+        if let Some(described) = &portal.statement.statement.late_columns {
+            late_binding::check_columns(described, plan.schema())?;
+        }
+        Ok(plan)
     }
 
     /// A statement's interrupt, fired by a cancel request for this connection or when the
@@ -738,6 +782,7 @@ impl SqlService {
                     classified: statement::classify(&query, core.wattdb.admin_functions()),
                     statement: Some(query),
                     plan: Some(plan),
+                    late_columns: None,
                 };
                 Ok(Ran {
                     response: Response::Execution(Tag::new("DECLARE CURSOR")),
@@ -862,7 +907,14 @@ impl ExtendedQueryHandler for SqlService {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         if let Some(count) = target.statement.late_parameters() {
-            return Err(late_binding::not_describable(count));
+            let Some(columns) = &target.statement.late_columns else {
+                return Err(late_binding::not_describable(count));
+            };
+            let fields = arrow_schema_to_pg_fields(columns.as_arrow(), &Format::UnifiedText, None)?;
+            return Ok(DescribeStatementResponse::new(
+                late_binding::parameter_types(count),
+                fields,
+            ));
         }
         let parameters = self.parser.get_parameter_types(&target.statement)?;
         let fields = self.parser.get_result_schema(&target.statement, None)?;

@@ -81,6 +81,11 @@ pub struct Prepared {
     /// and, for a query, what Execute runs with its parameters bound. `None` for a
     /// statement of a simple query (planned when it runs, after the ones before it).
     pub plan: Option<LogicalPlan>,
+    /// For a statement planned only at Bind (see [`Prepared::late_parameters`]): the
+    /// columns it answers whatever its parameters' values, when planning it with every
+    /// parameter NULL gives them (`generate_series(1, $1)`) — what a Describe of the
+    /// statement reports; `None` when they depend on the values (`last_values($1)`).
+    pub late_columns: Option<datafusion::common::DFSchemaRef>,
 }
 
 impl Prepared {
