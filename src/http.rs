@@ -88,6 +88,7 @@ fn metrics_text(
         .chain(rollups.metrics().snapshot())
         .chain(sql.sessions.metrics())
         .chain(sql.admission.snapshot())
+        .chain(wattdb_query::execution::planning_checks::snapshot())
     {
         let _ = writeln!(
             out,

@@ -416,3 +416,42 @@ async fn health_and_metrics_endpoints() {
     let (status, _) = common::http_get(server.http_port, "/nope");
     assert!(status.contains("404"), "{status}");
 }
+
+/// A simple query of several statements whose third fails: the first two ran and are
+/// answered (their CommandCompletes), then the error, and the fourth does not run — as
+/// PostgreSQL answers (psql sends a script's statements this way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_statement_of_several_ends_the_query_after_the_others_answers() {
+    let server = Server::new().start();
+    let c = server.client().await;
+    let mut raw = common::raw_pg::connect(server.pg_port).await;
+    let mut query =
+        b"CREATE TABLE s (ts TIMESTAMPTZ NOT NULL, pid TEXT NOT NULL, v DOUBLE PRECISION, \
+        PRIMARY KEY (pid, ts)); INSERT INTO s VALUES ('2026-03-01T00:00:00Z', 'a', 1); \
+        SELECT * FROM no_such_table; INSERT INTO s VALUES ('2026-03-01T00:00:00Z', 'b', 2)"
+            .to_vec();
+    query.push(0);
+    use tokio::io::AsyncWriteExt;
+    raw.write_all(&common::raw_pg::message(b'Q', &query))
+        .await
+        .unwrap();
+    let replies = common::raw_pg::until_ready(&mut raw).await;
+    let tags: String = replies.iter().map(|r| r.tag as char).collect();
+    assert_eq!(
+        tags, "CCEZ",
+        "CommandComplete ×2, ErrorResponse, ReadyForQuery"
+    );
+    assert_eq!(replies[2].sqlstate().as_deref(), Some("42P01"));
+    let pids: Vec<String> = c
+        .query("SELECT pid FROM s", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        pids,
+        vec!["a"],
+        "the statements before the error ran, the one after not"
+    );
+}

@@ -454,3 +454,67 @@ async fn copy_to_and_cursor_fetches_are_stopped_too() {
     canceller.await.unwrap().unwrap();
     assert_eq!(first_column_text(&c, "SELECT 1").await, vec!["1"]);
 }
+
+/// A timeout or a cancel during planning stops the planning itself — at the next of
+/// the checks between the planner's rules (`wattdb_plannings_stopped_total` counts
+/// them) — not only the client's wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_and_a_cancel_stop_planning() {
+    let server = Server::new().start();
+    let c = server.client().await;
+    // 20,000 rows written out: planning them (not running them) is the long part.
+    let values: Vec<String> = (0..20_000).map(|i| format!("({i}, 'm{i}')")).collect();
+    let sql = format!(
+        "SELECT count(*), max(column2) FROM (VALUES {}) v WHERE column1 % 7 = 3",
+        values.join(", ")
+    );
+    let stopped = || common::metric(&server, "wattdb_plannings_stopped_total");
+    assert_eq!(stopped(), 0.0);
+    // The client has its answer at once; the planning task stops at its next check.
+    let stopped_reaches = |n: f64| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while stopped() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the planning was not stopped ({} stopped)",
+                stopped()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(stopped(), n);
+    };
+    c.simple_query("SET statement_timeout = '50ms'")
+        .await
+        .unwrap();
+    expect_stopped(
+        "planning (timeout)",
+        c.simple_query(&sql),
+        "canceling statement due to statement timeout",
+    )
+    .await;
+    stopped_reaches(1.0).await;
+    c.simple_query("SET statement_timeout = 0").await.unwrap();
+    let token = c.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        token.cancel_query(tokio_postgres::NoTls).await
+    });
+    expect_stopped(
+        "planning (cancel)",
+        c.simple_query(&sql),
+        "canceling statement due to user request",
+    )
+    .await;
+    canceller.await.unwrap().unwrap();
+    stopped_reaches(2.0).await;
+    // Without a deadline it plans and answers: the rows with column1 % 7 = 3.
+    let rows = c.simple_query(&sql).await.unwrap();
+    let count = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(
+        count,
+        Some((0..20_000).filter(|i| i % 7 == 3).count().to_string())
+    );
+}

@@ -106,7 +106,9 @@ pub fn build_session_with(
             )
             .with_type_planner(Arc::new(crate::oid_types::OidTypePlanner))
             .build();
-        *state.write() = with_oid_arrays;
+        // And the statement's interrupt checked between the planner's rules (all
+        // added by now).
+        *state.write() = crate::execution::planning_checks::install(with_oid_arrays);
     }
     // Primary keys as indexes and constraints in the catalog emulation.
     let keys = Arc::new(crate::catalog_keys::KeyDefinitions::default());

@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod checks;
 pub mod interrupt;
+pub mod planning_checks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -122,7 +123,10 @@ impl QueryExecutor {
         if let Some(r) = interrupt.reason() {
             return Err(RunError::Interrupted(Interrupted(r)));
         }
-        let mut task = self.inner.handle.spawn(work);
+        let mut task = self
+            .inner
+            .handle
+            .spawn(planning_checks::with_interrupt(interrupt.clone(), work));
         tokio::select! {
             done = &mut task => done.map_err(|e| RunError::Failed(e.to_string())),
             reason = interrupt.fired() => {

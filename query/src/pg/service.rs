@@ -844,8 +844,25 @@ impl SqlService {
         let text: Arc<str> = Arc::from(query);
         let mut results = Vec::with_capacity(parsed.len());
         for statement in parsed {
-            let prepared = self.core.classify(text.clone(), statement)?;
-            results.push(self.run(client, &prepared, None).await?.response);
+            let ran = match self.core.classify(text.clone(), statement) {
+                Ok(prepared) => self.run(client, &prepared, None).await,
+                Err(e) => Err(e),
+            };
+            match ran {
+                Ok(ran) => results.push(ran.response),
+                Err(e) if results.is_empty() => return Err(e),
+                // Those before it ran: their answers go out, then its error, and the
+                // rest do not run — as PostgreSQL answers such a query.
+                Err(mut e) => {
+                    sqlstate::classify(&mut e);
+                    let PgWireError::UserError(info) = e else {
+                        return Err(e);
+                    };
+                    transactions::BlockState::of(client).failed_again();
+                    results.push(Response::Error(info));
+                    break;
+                }
+            }
         }
         Ok(results)
     }
