@@ -108,9 +108,13 @@ impl ScalarUDFImpl for TimeBucket {
             args[1] = datafusion::logical_expr::cast(args[1].clone(), t.clone());
         }
         let binned = datafusion::functions::datetime::date_bin().call(args);
+        // Cast only where date_bin answers another type: a plain date_bin over `ts` is
+        // what the rollup rewrite recognises (`provider/rollup_rewrite/shape.rs`).
         Ok(ExprSimplifyResult::Simplified(match planned {
-            Some(t) => datafusion::logical_expr::cast(binned, t),
-            None => binned,
+            Some(t) if info.get_data_type(&binned).ok().as_ref() != Some(&t) => {
+                datafusion::logical_expr::cast(binned, t)
+            }
+            _ => binned,
         }))
     }
 }

@@ -1,7 +1,7 @@
 //! Rewrites of the catalog queries clients send, where DataFusion cannot run
-//! PostgreSQL's form as written. They run on what the pg_catalog emulation's parser
-//! returns (datafusion-pg-catalog applies its rewrite rules while parsing) and before
-//! the service applies those rules once more; among them
+//! PostgreSQL's form as written. They run on what the parser returns
+//! ([`super::compat_parser`], which applies datafusion-pg-catalog's rewrite rules while
+//! parsing) and before the service applies those rules once more; among them
 //! [`catalog_projection_subqueries`]: a correlated scalar subquery in a select list that
 //! reads only catalog tables is answered with NULL — for wattdb's tables the true answer
 //! to what clients ask that way (column defaults, identity sequences, collations: none).
@@ -13,7 +13,8 @@
 //! ELSE NULL END`; a CASE whose every result is such a subquery (or NULL) is NULL.
 //!
 //! A `pg_type` function column compared with a `regproc` literal is compared with the
-//! function's name (the emulation holds names there, not oids).
+//! function's name (the emulation holds names there, not oids); `x::regtype::text` is
+//! the type's name, `format_type(x, NULL)`.
 //!
 //! A scalar subquery in a filter that does not aggregate is made to (`max` of its one
 //! value), since DataFusion runs correlated scalar subqueries only then. Only

@@ -87,8 +87,8 @@ fn override_types(plan: &LogicalPlan) -> HashMap<String, Type> {
                     out.insert(id.to_string(), Type::OID_ARRAY);
                 } else if let Some((id, field)) = placeholder_field(e)
                     && field.data_type() == &DataType::Int32
-                    && let Some(kind) = field.metadata().get(PG_OID_ALIAS_KEY)
-                    && let Some(ty) = pg_type_for_alias_kind(kind.as_str())
+                    && let Some(kind) = alias_kind(field)
+                    && let Some(ty) = pg_type_for_alias_kind(kind)
                 {
                     out.insert(id.to_string(), ty);
                 }

@@ -10,7 +10,6 @@
 
 use std::sync::Arc;
 
-use super::compat_parser::CompatParser;
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
@@ -39,6 +38,7 @@ use pgwire::types::format::FormatOptions;
 use wattdb_storage::Storage;
 
 use super::client_socket::ClientSockets;
+use super::compat_parser::CompatParser;
 use super::copy::CopyStatement;
 use super::copy_in::{self, CopyIn, CopyInSlot};
 use super::cursors::{CursorStatement, Cursors};

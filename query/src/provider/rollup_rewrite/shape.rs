@@ -216,9 +216,21 @@ fn aggregate(f: &AggregateFunction, fields: &[String]) -> Option<(Func, String)>
     Some((func, c.name.clone()))
 }
 
-/// `date_bin(width, ts [, origin])` (what `time_bucket` becomes) or
-/// `date_trunc(unit, ts [AT TIME ZONE tz])`.
+/// `date_bin(width, ts [, origin])` (what `time_bucket` becomes, cast back to the unit
+/// of `ts` when date_bin answers another) or `date_trunc(unit, ts [AT TIME ZONE tz])`.
 fn query_bucket(e: &Expr) -> Option<QueryBucket> {
+    if let Expr::Alias(a) = e {
+        return query_bucket(&a.expr);
+    }
+    if let Expr::Cast(c) = e {
+        // Another unit of the same UTC instant; the group expression is kept as it is.
+        let utc = match c.field.data_type() {
+            DataType::Timestamp(_, None) => true,
+            DataType::Timestamp(_, Some(tz)) => zone(tz) == Some(chrono_tz::UTC),
+            _ => false,
+        };
+        return if utc { query_bucket(&c.expr) } else { None };
+    }
     let Expr::ScalarFunction(f) = e else {
         return None;
     };
