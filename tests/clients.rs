@@ -30,21 +30,27 @@ fn client_env(var: &str) -> Option<std::ffi::OsString> {
     value
 }
 
-/// Run a client program against `server` and check that it succeeded and that each of
-/// `clients` reported its checks (`ok <client>…` lines).
-fn run_client(mut command: std::process::Command, server: &Server, clients: &[&str]) {
+/// Run `command` against the server at `port` and check that it succeeded; its stdout.
+fn run_against(mut command: std::process::Command, port: u16, server: &Server) -> String {
     let out = command
         .arg("--port")
-        .arg(server.pg_port.to_string())
+        .arg(port.to_string())
         .output()
         .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
         "{stdout}\n{stderr}\nserver log:\n{}",
         server.log()
     );
+    stdout
+}
+
+/// Run a client program against `server` and check that it succeeded and that each of
+/// `clients` reported its checks (`ok <client>…` lines).
+fn run_client(command: std::process::Command, server: &Server, clients: &[&str]) {
+    let stdout = run_against(command, server.pg_port, server);
     for client in clients {
         assert!(
             stdout
@@ -68,18 +74,7 @@ fn run_calls(mut command: std::process::Command, clients: &[&str]) {
         .arg(common::wattdb_calls::path())
         .arg("--literal-port")
         .arg(literal.pg_port.to_string());
-    let out = command
-        .arg("--port")
-        .arg(bound.pg_port.to_string())
-        .output()
-        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{stderr}\nserver log (bound):\n{}",
-        bound.log()
-    );
+    let stdout = run_against(command, bound.pg_port, &bound);
     for client in clients {
         for (function, _) in &calls.calls {
             assert!(

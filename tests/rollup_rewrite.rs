@@ -199,34 +199,28 @@ async fn aggregates_come_from_settled_rollups_with_raw_answers() {
             h.1 += 1;
         }
     }
-    let got_hourly: BTreeMap<i64, (i64, i64)> = c
-        .query(&hourly, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let h: std::time::SystemTime = r.get(0);
-            let h = h.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-            (h, (r.get(1), r.get(2)))
-        })
-        .collect();
-    assert_eq!(got_hourly, want_hourly);
+    // Hour (epoch seconds) → (sum, count) as a query answers them.
+    let hourly_rows = |rows: Vec<tokio_postgres::Row>| -> BTreeMap<i64, (i64, i64)> {
+        rows.iter()
+            .map(|r| {
+                let h: std::time::SystemTime = r.get(0);
+                let h = h.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+                (h, (r.get(1), r.get(2)))
+            })
+            .collect()
+    };
+    assert_eq!(
+        hourly_rows(c.query(&hourly, &[]).await.unwrap()),
+        want_hourly
+    );
     // The same with `time_bucket` (TimescaleDB's name for it): from the rollup too.
     let bucketed = hourly.replacen("date_bin(", "time_bucket(", 1);
     let p = plan(&c, &bucketed).await;
     assert!(p.contains("TableScan: m_15m"), "{p}");
-    let got_bucketed: BTreeMap<i64, (i64, i64)> = c
-        .query(&bucketed, &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            let h: std::time::SystemTime = r.get(0);
-            let h = h.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-            (h, (r.get(1), r.get(2)))
-        })
-        .collect();
-    assert_eq!(got_bucketed, want_hourly);
+    assert_eq!(
+        hourly_rows(c.query(&bucketed, &[]).await.unwrap()),
+        want_hourly
+    );
 
     // Per meter over all time (no time bucket): from m_1d alone.
     let per_meter = "SELECT pid, avg(p), max(p), count(p), sum(e) FROM m GROUP BY pid ORDER BY pid";
