@@ -411,6 +411,65 @@ async fn statements_beyond_the_slots_wait_their_turn_and_can_be_stopped_while_wa
     assert!(metric(&server, "wattdb_statement_queue_wait_seconds_total") > 3.0);
 }
 
+/// A portal suspended at its row limit — a client reading a large result in pieces, as
+/// pgjdbc's `setFetchSize` does — holds no execution slot while the client is away: its
+/// plan gives the slot back once the rows it has made wait for the client, the next
+/// statement runs meanwhile, and the portal's plan takes a slot again (in turn) when
+/// the client asks for more, to the last row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_portal_keeps_no_slot() {
+    const ROWS: i64 = 100_000;
+    let server = server(&[
+        "--max-active-statements",
+        "1",
+        "--statement-queue-timeout",
+        "5s",
+    ]);
+    let mut reader = admin(&server).await;
+    let other = admin(&server).await;
+    let tx = reader.transaction().await.unwrap();
+    let portal = tx
+        .bind(
+            format!("SELECT value FROM generate_series(1, {ROWS}) WHERE value > $1 ORDER BY value")
+                .as_str(),
+            &[&0i64],
+        )
+        .await
+        .unwrap();
+    let first = tx.query_portal(&portal, 10).await.unwrap();
+    let mut values: Vec<i64> = first.iter().map(|r| r.get(0)).collect();
+    assert_eq!(values, (1..=10).collect::<Vec<_>>());
+    // Suspended: the plan has given its slot back.
+    eventually("the suspended portal's slot is free", async || {
+        metric(&server, "wattdb_statements_active") == 0.0
+    })
+    .await;
+    // Another statement reading data runs (it would wait the 5 s queue timeout and get
+    // 53000 if the portal kept the slot), and so do several more, one after another.
+    for i in 0..3 {
+        assert_eq!(
+            first_column_text(
+                &other,
+                &format!("SELECT count(*) + {i} FROM generate_series(1, 1000)")
+            )
+            .await,
+            vec![(1000 + i).to_string()]
+        );
+    }
+    assert_eq!(
+        metric(&server, "wattdb_statement_queue_timeouts_total"),
+        0.0
+    );
+    // The portal goes on to its last row, taking a slot again to run on.
+    let readmitted = metric(&server, "wattdb_statements_readmitted_total");
+    let rest = tx.query_portal(&portal, 0).await.unwrap();
+    values.extend(rest.iter().map(|r| r.get::<_, i64>(0)));
+    assert_eq!(values, (1..=ROWS).collect::<Vec<_>>());
+    assert!(metric(&server, "wattdb_statements_readmitted_total") > readmitted);
+    tx.commit().await.unwrap();
+    assert_eq!(metric(&server, "wattdb_statements_active"), 0.0);
+}
+
 /// A client that goes away while its statement runs: the statement stops (its slot is
 /// free for the next one) long before the runaway would have finished.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,6 +33,8 @@ def shapes():
         "OR list 50,000": f"SELECT count(*) FROM generate_series(1, 3) t(x) WHERE {ors}",
         "10,000 nested parentheses": "SELECT " + "(" * 10_000 + "1" + ")" * 10_000,
         "5,000 nested abs()": "SELECT " + "abs(" * 5_000 + "1" + ")" * 5_000,
+        "concat() of 100,000 arguments (54023)": "SELECT length(concat("
+        + ",".join(str(i) for i in range(100_000)) + "))",
         "3,000 nested CASE": "SELECT " + "CASE WHEN random() < 0.5 THEN 1 ELSE " * 3_000
         + "0" + " END" * 3_000,
     }
@@ -43,8 +45,10 @@ def under_limits():
     return {
         "1+1+... 495 terms (depth limit 500)": chain("1", "+", "1", 495),
         "SELECT of 1,664 items (PostgreSQL's limit)": f"SELECT {items}",
-        "concat() of 100,000 arguments": "SELECT length(concat("
-        + ",".join(str(i) for i in range(100_000)) + "))",
+        "concat() of 100 arguments (PostgreSQL's limit)": "SELECT length(concat("
+        + ",".join(str(i) for i in range(100)) + "))",
+        "coalesce() of 100,000 arguments": "SELECT coalesce("
+        + ",".join(["NULL"] * 99_999) + ", 1)",
         "VALUES of 100,000 rows": "SELECT count(*) FROM (VALUES "
         + ",".join(f"({i})" for i in range(100_000)) + ") v(x)",
         "100,000-item IN list": "SELECT count(*) FROM generate_series(1, 150000) t(x) WHERE x IN ("

@@ -1,7 +1,10 @@
 //! Admission of statements that read data: at most `limit` of them plan and execute at
 //! once (default: the number of cores); the others wait their turn in arrival order
 //! (tokio's semaphore is fair: first come, first served) for at most the queue timeout.
-//! A statement keeps its slot until its last row is sent.
+//! A statement holds its slot ([`SlotLease`]) while it plans and while its plan runs; the
+//! plan gives it back while it waits for the client to take its rows (a slow reader, a
+//! portal suspended at its row limit, a cursor between `FETCH`es) and once it has made
+//! its last batch, and takes one again in turn before it runs on.
 //!
 //! Statements that read no table — `SELECT 1`, `SHOW`, the catalog queries drivers send
 //! on connecting — are not admitted here: they are bounded by the statement limits, and a
@@ -61,6 +64,7 @@ pub struct Admission {
     settings: AdmissionSettings,
     queued: AtomicUsize,
     admitted: AtomicU64,
+    readmitted: AtomicU64,
     waited_micros: AtomicU64,
     timed_out: AtomicU64,
 }
@@ -69,6 +73,87 @@ pub struct Admission {
 #[derive(Debug)]
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
+}
+
+/// Told when a statement starts (`true`) and stops (`false`) waiting for a slot again
+/// (its line in `pg_stat_activity`).
+pub type QueuedFlag = Box<dyn Fn(bool) + Send + Sync>;
+
+/// A statement's hold on its execution slot, shared by the statement and its running
+/// plan (cheap to clone). The plan gives the slot back ([`SlotLease::give_back`]) while
+/// it waits for the client to take its rows and when it has made its last batch, and
+/// takes one again ([`SlotLease::take`]) before it runs on: a slot is held only while
+/// the statement can use the query threads, so that a client reading slowly, a portal
+/// suspended at its row limit or an open cursor keeps no other statement waiting.
+#[derive(Clone)]
+pub struct SlotLease {
+    inner: Arc<Lease>,
+}
+
+struct Lease {
+    admission: Arc<Admission>,
+    slot: std::sync::Mutex<Option<Slot>>,
+    on_queued: Option<QueuedFlag>,
+}
+
+impl std::fmt::Debug for SlotLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotLease")
+            .field("holds", &self.holds())
+            .finish()
+    }
+}
+
+impl SlotLease {
+    /// A lease holding `slot`, from `admission`.
+    pub fn new(admission: Arc<Admission>, slot: Slot, on_queued: Option<QueuedFlag>) -> Self {
+        SlotLease {
+            inner: Arc::new(Lease {
+                admission,
+                slot: std::sync::Mutex::new(Some(slot)),
+                on_queued,
+            }),
+        }
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Slot>> {
+        self.inner.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the statement holds a slot now.
+    pub fn holds(&self) -> bool {
+        self.slot().is_some()
+    }
+
+    /// Give the slot back (if held) to the next statement waiting.
+    pub fn give_back(&self) {
+        drop(self.slot().take());
+    }
+
+    /// Hold a slot: the one held, or a free one, or the next one in turn — until
+    /// `interrupt` fires.
+    pub async fn take(&self, interrupt: &Interrupt) -> Result<(), Interrupted> {
+        if self.holds() {
+            return Ok(());
+        }
+        let flag = |queued: bool| {
+            if let Some(f) = &self.inner.on_queued {
+                f(queued);
+            }
+        };
+        flag(true);
+        let slot = self.inner.admission.readmit(interrupt).await;
+        flag(false);
+        match slot {
+            Ok(slot) => {
+                *self.slot() = Some(slot);
+                Ok(())
+            }
+            Err(AdmissionError::Interrupted(i)) => Err(i),
+            // No queue timeout for a readmission.
+            Err(AdmissionError::QueueTimeout { .. }) => Err(Interrupted(super::Reason::Canceled)),
+        }
+    }
 }
 
 /// Counts `queued` for as long as it lives (also when the waiting future is dropped).
@@ -98,6 +183,7 @@ impl Admission {
             },
             queued: AtomicUsize::new(0),
             admitted: AtomicU64::new(0),
+            readmitted: AtomicU64::new(0),
             waited_micros: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
         }
@@ -116,10 +202,43 @@ impl Admission {
         if let Some(slot) = self.try_admit() {
             return Ok(slot);
         }
+        let slot = self.wait(interrupt, self.settings.queue_timeout).await;
+        match &slot {
+            Ok(_) => {
+                self.admitted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(AdmissionError::QueueTimeout { .. }) => {
+                self.timed_out.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(AdmissionError::Interrupted(_)) => {}
+        }
+        slot
+    }
+
+    /// A slot for a running statement that gave its own back: at once if one is free,
+    /// else in arrival order behind the statements already waiting, with no queue
+    /// timeout (its rows have begun; only its interrupt stops the wait).
+    async fn readmit(&self, interrupt: &Interrupt) -> Result<Slot, AdmissionError> {
+        let slot = match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Slot { _permit: permit }),
+            Err(_) => self.wait(interrupt, None).await,
+        };
+        if slot.is_ok() {
+            self.readmitted.fetch_add(1, Ordering::Relaxed);
+        }
+        slot
+    }
+
+    /// Queue for a slot until one is free, `interrupt` fires or `timeout` passes.
+    async fn wait(
+        &self,
+        interrupt: &Interrupt,
+        timeout: Option<Duration>,
+    ) -> Result<Slot, AdmissionError> {
         let started = Instant::now();
         let queued = Queued::enter(&self.queued);
         let timeout = async {
-            match self.settings.queue_timeout {
+            match timeout {
                 Some(t) => tokio::time::sleep(t).await,
                 None => std::future::pending::<()>().await,
             }
@@ -140,15 +259,6 @@ impl Admission {
         drop(queued);
         self.waited_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        match &outcome {
-            Ok(_) => {
-                self.admitted.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(AdmissionError::QueueTimeout { .. }) => {
-                self.timed_out.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(AdmissionError::Interrupted(_)) => {}
-        }
         outcome
     }
 
@@ -188,6 +298,12 @@ impl Admission {
                 "Statements given an execution slot.",
                 "counter",
                 self.admitted.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "wattdb_statements_readmitted_total",
+                "Times a running statement took a slot again after giving it back while its rows waited for the client.",
+                "counter",
+                self.readmitted.load(Ordering::Relaxed) as f64,
             ),
             (
                 "wattdb_statement_queue_wait_seconds_total",
@@ -270,5 +386,45 @@ mod tests {
         }
         assert_eq!(a.queued(), 0);
         assert_eq!(a.active(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_lease_given_back_lets_the_next_in_and_queues_behind_it_to_go_on() {
+        let a = admission(1, Some(Duration::from_millis(10)));
+        let flags = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = flags.clone();
+        let lease = SlotLease::new(
+            a.clone(),
+            a.admit(&Interrupt::default()).await.unwrap(),
+            Some(Box::new(move |q| seen.lock().unwrap().push(q))),
+        );
+        assert!(lease.holds());
+        // Held: the next statement would wait (and here times out).
+        assert!(a.admit(&Interrupt::default()).await.is_err());
+        lease.give_back();
+        assert!(!lease.holds());
+        let other = a.admit(&Interrupt::default()).await.unwrap();
+        // The lease waits for its turn — longer than the queue timeout, which does not
+        // apply to it — and has the slot once the other statement is done.
+        let again = {
+            let lease = lease.clone();
+            tokio::spawn(async move { lease.take(&Interrupt::default()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!again.is_finished());
+        assert_eq!(a.queued(), 1);
+        drop(other);
+        again.await.unwrap().unwrap();
+        assert!(lease.holds());
+        assert_eq!(*flags.lock().unwrap(), vec![true, false]);
+        // Taking a held slot is at once; the interrupt stops a wait.
+        lease.take(&Interrupt::default()).await.unwrap();
+        lease.give_back();
+        let _busy = a.admit(&Interrupt::default()).await.unwrap();
+        let interrupt = Interrupt::default();
+        interrupt.fire(Reason::Canceled);
+        assert!(lease.take(&interrupt).await.is_err());
+        drop(lease);
+        assert_eq!((a.active(), a.queued()), (1, 0));
     }
 }

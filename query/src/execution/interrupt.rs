@@ -116,9 +116,11 @@ impl Interrupt {
 pub struct StatementGuard {
     interrupt: Interrupt,
     watcher: Option<tokio::task::JoinHandle<()>>,
-    /// What the statement holds until its last row is sent: its execution slot
-    /// ([`super::admission`]), its line in `pg_stat_activity`.
+    /// What the statement holds until its last row is sent: its line in
+    /// `pg_stat_activity`.
     held: Vec<Box<dyn std::any::Any + Send + Sync>>,
+    /// Its execution slot ([`super::admission`]), shared with its running plan.
+    lease: Option<super::SlotLease>,
 }
 
 impl StatementGuard {
@@ -142,6 +144,7 @@ impl StatementGuard {
                 interrupt,
                 watcher: None,
                 held: Vec::new(),
+                lease: None,
             };
         }
         let fired = interrupt.clone();
@@ -181,6 +184,7 @@ impl StatementGuard {
             interrupt,
             watcher: Some(watcher),
             held: Vec::new(),
+            lease: None,
         }
     }
 
@@ -191,6 +195,16 @@ impl StatementGuard {
     /// Keep `thing` until the statement ends (the guard is dropped).
     pub fn hold(&mut self, thing: impl std::any::Any + Send + Sync) {
         self.held.push(Box::new(thing));
+    }
+
+    /// The statement's execution slot, held until it ends or its plan gives it back.
+    pub fn hold_slot(&mut self, lease: super::SlotLease) {
+        self.lease = Some(lease);
+    }
+
+    /// The statement's execution slot, for its plan (see [`super::QueryExecutor::execute`]).
+    pub fn lease(&self) -> Option<super::SlotLease> {
+        self.lease.clone()
     }
 }
 

@@ -14,7 +14,7 @@ pub mod planning_checks;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use admission::{Admission, AdmissionError, AdmissionSettings, Slot};
+pub use admission::{Admission, AdmissionError, AdmissionSettings, QueuedFlag, Slot, SlotLease};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -139,18 +139,22 @@ impl QueryExecutor {
     /// Plan `df` physically and execute it on the query threads; the returned stream
     /// hands its batches over to the caller's task. The plan stops — its operators
     /// dropped, their memory and spill files released — when `interrupt` fires (the
-    /// stream then ends with [`Interrupted`]) or when the stream is dropped.
+    /// stream then ends with [`Interrupted`]) or when the stream is dropped. With a
+    /// `lease`, the plan holds the statement's execution slot only while it runs: it
+    /// gives it back while its batches wait for the caller and after its last one.
     pub async fn execute(
         &self,
         interrupt: &Interrupt,
         df: DataFrame,
+        analysis: Analysis,
+        lease: Option<SlotLease>,
     ) -> DfResult<SendableRecordBatchStream> {
         let checked = interrupt.clone();
         let with_checks = self.inner.checks;
         let started = self
             .run(interrupt, async move {
                 let task = Arc::new(df.task_ctx());
-                let mut plan = df.create_physical_plan().await?;
+                let mut plan = physical_plan(df, analysis).await?;
                 if with_checks {
                     plan = checks::instrument(plan, &checked)?;
                 }
@@ -161,11 +165,48 @@ impl QueryExecutor {
         let schema = started.schema();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let finished = Arc::new(AtomicBool::new(false));
-        self.inner
-            .handle
-            .spawn(pump(started, tx, interrupt.clone(), finished.clone()));
+        self.inner.handle.spawn(pump(
+            started,
+            tx,
+            interrupt.clone(),
+            finished.clone(),
+            lease,
+        ));
         Ok(receiving(schema, rx, interrupt.clone(), finished))
     }
+}
+
+/// Whether a DataFrame's plan still needs the analyzer (type coercion, function
+/// rewrites) before it is optimised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Analysis {
+    /// Analyzed as it was planned, and not changed since but for projections of
+    /// columns and casts (the session's time zone): optimised as it is. Analysing a
+    /// plan again costs as much as the first time — for a long expression chain, a
+    /// large share of its planning.
+    Done,
+    /// Built without analysis (`SessionContext::sql`, placeholders replaced by values):
+    /// analyzed, then optimised.
+    Needed,
+}
+
+/// `df`'s physical plan: its logical plan analyzed (unless done), optimised and planned.
+/// An `EXPLAIN` is analyzed again in any case: its output shows the analyzer's passes.
+async fn physical_plan(
+    df: DataFrame,
+    analysis: Analysis,
+) -> DfResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+    let (state, plan) = df.into_parts();
+    let optimized = match (analysis, &plan) {
+        (Analysis::Done, p) if !matches!(p, datafusion::logical_expr::LogicalPlan::Explain(_)) => {
+            state.optimizer().optimize(plan, &state, |_, _| {})?
+        }
+        _ => state.optimize(&plan)?,
+    };
+    state
+        .query_planner()
+        .create_physical_plan(&optimized, &state)
+        .await
 }
 
 /// Why [`QueryExecutor::run`] returned no result.
@@ -188,14 +229,24 @@ impl RunError {
 }
 
 /// Polls the plan's stream on the query threads and sends its batches on; stops at the
-/// interrupt, at the first error, or when the receiver is gone.
+/// interrupt, at the first error, or when the receiver is gone. With a `lease` it holds
+/// the execution slot while it polls: when the receiver has not taken the batches
+/// buffered it gives the slot back until there is room, and takes one again (in turn)
+/// before polling on; after the last batch it gives it back for good.
 async fn pump(
     mut stream: SendableRecordBatchStream,
     tx: mpsc::Sender<DfResult<RecordBatch>>,
     interrupt: Interrupt,
     finished: Arc<AtomicBool>,
+    lease: Option<SlotLease>,
 ) {
+    let _given_back = lease.clone().map(GiveBackOnDrop);
     loop {
+        if let Some(lease) = &lease
+            && lease.take(&interrupt).await.is_err()
+        {
+            return;
+        }
         let next = tokio::select! {
             biased;
             _ = interrupt.fired() => return,
@@ -206,15 +257,37 @@ async fn pump(
             return;
         };
         let failed = item.is_err();
-        tokio::select! {
-            biased;
-            _ = interrupt.fired() => return,
-            sent = tx.send(item) => if sent.is_err() { return },
-        }
+        let room = match tx.try_reserve() {
+            Ok(room) => room,
+            Err(mpsc::error::TrySendError::Closed(())) => return,
+            Err(mpsc::error::TrySendError::Full(())) => {
+                if let Some(lease) = &lease {
+                    lease.give_back();
+                }
+                tokio::select! {
+                    biased;
+                    _ = interrupt.fired() => return,
+                    room = tx.reserve() => match room {
+                        Ok(room) => room,
+                        Err(_) => return,
+                    },
+                }
+            }
+        };
+        room.send(item);
         if failed {
             finished.store(true, Ordering::Release);
             return;
         }
+    }
+}
+
+/// Gives a lease's slot back when the pump ends, however it ends.
+struct GiveBackOnDrop(SlotLease);
+
+impl Drop for GiveBackOnDrop {
+    fn drop(&mut self) {
+        self.0.give_back();
     }
 }
 

@@ -31,7 +31,7 @@ use pgwire::messages::copy::CopyData;
 use pgwire::types::format::FormatOptions;
 
 use super::sqlstate::{self, user_error};
-use crate::execution::{QueryExecutor, StatementGuard};
+use crate::execution::{Analysis, QueryExecutor, StatementGuard};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CopyFormat {
@@ -468,7 +468,10 @@ pub async fn copy_to(
     };
     let prefix = Arc::new(std::sync::Mutex::new(prefix));
     let binary = o.format == CopyFormat::Binary;
-    let stream = executor.execute(guard.interrupt(), df).await.map_err(api)?;
+    let stream = executor
+        .execute(guard.interrupt(), df, Analysis::Needed, guard.lease())
+        .await
+        .map_err(api)?;
     let mut enc = encoder(fields.clone(), &o, format_options.clone());
     let pending = prefix.clone();
     let body = stream.flat_map(move |batch| {

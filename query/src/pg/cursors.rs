@@ -28,7 +28,7 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::types::format::FormatOptions;
 
 use super::sqlstate::{self, user_error};
-use crate::execution::{Interrupt, QueryExecutor, Reason};
+use crate::execution::{Analysis, Interrupt, QueryExecutor, Reason};
 
 /// A cursor statement.
 #[derive(Debug, Clone)]
@@ -195,8 +195,13 @@ impl Cursors {
         let df = super::service::dataframe(executor, interrupt, ctx, plan.clone()).await?;
         let df = super::time_zone::in_session_zone(df, time_zone).map_err(api)?;
         let schema = Arc::new(df.schema().as_arrow().clone());
+        // The cursor's plan runs while a FETCH (which holds a slot) takes its rows; it
+        // holds none of its own (between FETCHes it stops once its buffer is full).
         let own = Interrupt::default();
-        let stream = executor.execute(&own, df).await.map_err(api)?;
+        let stream = executor
+            .execute(&own, df, Analysis::Done, None)
+            .await
+            .map_err(api)?;
         let cursor = Arc::new(Cursor {
             schema,
             state: tokio::sync::Mutex::new(CursorState {

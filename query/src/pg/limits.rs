@@ -15,7 +15,9 @@
 
 use std::ops::ControlFlow;
 
-use datafusion::sql::sqlparser::ast::{Expr, Query, Select, Statement, Visit, Visitor};
+use datafusion::sql::sqlparser::ast::{
+    Expr, FunctionArguments, Query, Select, Statement, Visit, Visitor,
+};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
@@ -48,6 +50,28 @@ impl StatementLimits {
 /// reason here: DataFusion's planning is quadratic in the number of select items (1,664
 /// plan in ~0.45 s, 16,000 took 30 s).
 pub const MAX_TARGET_LIST: usize = 1664;
+
+/// PostgreSQL's limit on a function call's arguments (`FUNC_MAX_ARGS`), kept for the
+/// same reason: DataFusion plans a call of 100,000 arguments (`concat(…)`) in seconds,
+/// naming the call by printing its arguments in each planner pass. `COALESCE`,
+/// `GREATEST` and `LEAST` are expressions in PostgreSQL, not functions, and take any
+/// number.
+pub const MAX_FUNCTION_ARGUMENTS: usize = 100;
+
+/// Whether `function` is one of the expressions PostgreSQL writes like a function call
+/// but does not limit to [`MAX_FUNCTION_ARGUMENTS`].
+fn any_number_of_arguments(function: &datafusion::sql::sqlparser::ast::Function) -> bool {
+    function
+        .name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .is_some_and(|i| {
+            ["coalesce", "greatest", "least"]
+                .iter()
+                .any(|n| i.value.eq_ignore_ascii_case(n))
+        })
+}
 
 impl Default for StatementLimits {
     fn default() -> Self {
@@ -289,6 +313,12 @@ pub fn check_statement(statement: &Statement, limits: &StatementLimits) -> PgWir
             sqlstate::TOO_MANY_COLUMNS,
             format!("target lists can have at most {MAX_TARGET_LIST} entries"),
         )),
+        ControlFlow::Break(Exceeded::Arguments(name)) => Err(user_error(
+            sqlstate::TOO_MANY_ARGUMENTS,
+            format!(
+                "cannot pass more than {MAX_FUNCTION_ARGUMENTS} arguments to a function ({name})"
+            ),
+        )),
     }
 }
 
@@ -296,6 +326,8 @@ enum Exceeded {
     Depth,
     Nodes,
     TargetList,
+    /// The function called with too many arguments.
+    Arguments(String),
 }
 
 /// Counts expressions and queries and their nesting; stops at the first limit passed,
@@ -328,7 +360,14 @@ impl Measure {
 impl Visitor for Measure {
     type Break = Exceeded;
 
-    fn pre_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<Exceeded> {
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<Exceeded> {
+        if let Expr::Function(f) = expr
+            && let FunctionArguments::List(list) = &f.args
+            && list.args.len() > MAX_FUNCTION_ARGUMENTS
+            && !any_number_of_arguments(f)
+        {
+            return ControlFlow::Break(Exceeded::Arguments(f.name.to_string()));
+        }
         self.enter()
     }
 
@@ -479,5 +518,39 @@ mod tests {
             code(check_statement(&parsed(&items(1665)), &l)).as_deref(),
             Some("54011")
         );
+    }
+
+    #[test]
+    fn a_function_takes_at_most_100_arguments_as_in_postgresql() {
+        let l = limits(100, 1_000_000);
+        let call = |f: &str, n: usize| {
+            let v: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+            format!("SELECT {f}({})", v.join(", "))
+        };
+        assert_eq!(
+            code(check_statement(&parsed(&call("concat", 100)), &l)),
+            None
+        );
+        for f in ["concat", "pg_catalog.concat", "json_build_array"] {
+            assert_eq!(
+                code(check_statement(&parsed(&call(f, 101)), &l)).as_deref(),
+                Some("54023"),
+                "{f}"
+            );
+        }
+        // Nested in a query, too.
+        let nested = format!("SELECT 1 WHERE 'x' IN ({})", &call("concat", 101)[7..]);
+        assert_eq!(
+            code(check_statement(&parsed(&nested), &l)).as_deref(),
+            Some("54023")
+        );
+        // Expressions in PostgreSQL, not functions: any number.
+        for f in ["coalesce", "COALESCE", "greatest", "least"] {
+            assert_eq!(
+                code(check_statement(&parsed(&call(f, 500)), &l)),
+                None,
+                "{f}"
+            );
+        }
     }
 }

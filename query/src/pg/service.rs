@@ -53,7 +53,9 @@ use super::{
     catalog_rewrite, column_names, copy, delete_alias, late_binding, params, permissions,
     session_functions, set_show, time_zone, transactions, user_statements,
 };
-use crate::execution::{AdmissionError, Interrupt, QueryExecutor, RunError, StatementGuard};
+use crate::execution::{
+    AdmissionError, Analysis, Interrupt, QueryExecutor, RunError, SlotLease, StatementGuard,
+};
 use crate::sessions::SessionSlot;
 use crate::sessions::activity_table::CurrentUser;
 use crate::users::Users;
@@ -192,6 +194,7 @@ async fn respond(
     guard: StatementGuard,
     statement: &Statement,
     df: DataFrame,
+    analysis: Analysis,
     format: &Format,
     options: Arc<FormatOptions>,
     zone: &str,
@@ -203,7 +206,10 @@ async fn respond(
         _ => None,
     };
     if let Some(tag) = tag {
-        let stream = executor.execute(guard.interrupt(), df).await.map_err(api)?;
+        let stream = executor
+            .execute(guard.interrupt(), df, analysis, guard.lease())
+            .await
+            .map_err(api)?;
         let batches: Vec<_> = stream.try_collect().await.map_err(api)?;
         let rows = batches
             .first()
@@ -224,7 +230,10 @@ async fn respond(
         format,
         Some(options),
     )?);
-    let batches = executor.execute(guard.interrupt(), df).await.map_err(api)?;
+    let batches = executor
+        .execute(guard.interrupt(), df, analysis, guard.lease())
+        .await
+        .map_err(api)?;
     let encoding = fields.clone();
     let rows = batches
         .map(move |batch| {
@@ -530,7 +539,8 @@ impl Core {
                     })?
                 }
             };
-            guard.hold(slot);
+            let flag = mark.as_ref().map(|m| m.queued_flag());
+            guard.hold_slot(SlotLease::new(admission.clone(), slot, flag));
         }
         if let Some(mark) = mark {
             guard.hold(mark);
@@ -686,18 +696,26 @@ impl SqlService {
         let core = &self.core;
         let ctx = statement_context(&core.base, client, &core.users);
         let guard = core.begin(client, &prepared.text, reads_data).await?;
-        let plan = match (portal, &prepared.plan) {
+        // Planned plans are analyzed; one whose placeholders were replaced by the
+        // bound values is analyzed again (the values' types may call for other casts).
+        let (plan, analysis) = match (portal, &prepared.plan) {
             (Some(portal), Some(plan)) => {
                 let values = params::bound_values(portal, plan)?;
-                plan.clone()
-                    .replace_params_with_values(&values)
-                    .map_err(api)?
+                if matches!(&values, ParamValues::List(v) if v.is_empty()) {
+                    (plan.clone(), Analysis::Done)
+                } else {
+                    let bound = plan.clone().replace_params_with_values(&values);
+                    (bound.map_err(api)?, Analysis::Needed)
+                }
             }
             (Some(portal), None) => {
-                core.plan_bound(&ctx, statement, portal, guard.interrupt())
-                    .await?
+                let plan = core.plan_bound(&ctx, statement, portal, guard.interrupt());
+                (plan.await?, Analysis::Done)
             }
-            (None, _) => plan_statement(&core.executor, guard.interrupt(), &ctx, statement).await?,
+            (None, _) => {
+                let plan = plan_statement(&core.executor, guard.interrupt(), &ctx, statement);
+                (plan.await?, Analysis::Done)
+            }
         };
         let df = dataframe(&core.executor, guard.interrupt(), &ctx, plan).await?;
         respond(
@@ -705,6 +723,7 @@ impl SqlService {
             guard,
             statement,
             df,
+            analysis,
             format,
             format_options(client),
             &SessionSettings::of(client).time_zone(),

@@ -26,6 +26,7 @@ pub const WRONG_OBJECT_TYPE: &str = "42809";
 pub const UNDEFINED_OBJECT: &str = "42704";
 pub const STATEMENT_TOO_COMPLEX: &str = "54001";
 pub const TOO_MANY_COLUMNS: &str = "54011";
+pub const TOO_MANY_ARGUMENTS: &str = "54023";
 pub const OUT_OF_MEMORY: &str = "53200";
 pub const DISK_FULL: &str = "53100";
 pub const IO_ERROR: &str = "58030";

@@ -141,10 +141,21 @@ pub struct ActivityMark {
 impl ActivityMark {
     /// The statement waits for an execution slot (`true`) or has one (`false`).
     pub fn set_queued(&self, queued: bool) {
-        let mut a = self.session.activity();
-        if a.statement == self.statement {
-            a.queued = queued;
-        }
+        set_queued(&self.session, self.statement, queued);
+    }
+
+    /// [`ActivityMark::set_queued`] for the statement's running plan, which may wait for
+    /// a slot again (it does not end the statement when dropped).
+    pub fn queued_flag(&self) -> Box<dyn Fn(bool) + Send + Sync> {
+        let (session, statement) = (self.session.clone(), self.statement);
+        Box::new(move |queued| set_queued(&session, statement, queued))
+    }
+}
+
+fn set_queued(session: &Session, statement: u64, queued: bool) {
+    let mut a = session.activity();
+    if a.statement == statement {
+        a.queued = queued;
     }
 }
 
