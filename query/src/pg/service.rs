@@ -187,14 +187,13 @@ pub(super) async fn dataframe(
 }
 
 /// The answer to a query: the row count for an INSERT or DELETE, else rows in `format`.
-/// The plan runs on the query threads under `guard`, which lives until the last row is
-/// sent.
+/// The plan (`planned`: the DataFrame and whether it was analyzed) runs on the query
+/// threads under `guard`, which lives until the last row is sent.
 async fn respond(
     executor: &QueryExecutor,
     guard: StatementGuard,
     statement: &Statement,
-    df: DataFrame,
-    analysis: Analysis,
+    planned: (DataFrame, Analysis),
     format: &Format,
     options: Arc<FormatOptions>,
     zone: &str,
@@ -205,6 +204,7 @@ async fn respond(
         Statement::Truncate { .. } => Some(Tag::new("TRUNCATE TABLE")),
         _ => None,
     };
+    let (df, analysis) = planned;
     if let Some(tag) = tag {
         let stream = executor
             .execute(guard.interrupt(), df, analysis, guard.lease())
@@ -722,8 +722,7 @@ impl SqlService {
             &core.executor,
             guard,
             statement,
-            df,
-            analysis,
+            (df, analysis),
             format,
             format_options(client),
             &SessionSettings::of(client).time_zone(),
