@@ -495,8 +495,10 @@ impl Core {
     /// being sent, or until the client goes away (see [`ClientSockets`]). The session
     /// shows `text` as `active` in `pg_stat_activity` meanwhile.
     /// A statement that reads data first waits for an execution slot (see
-    /// [`crate::execution::admission`]), which it keeps until its last row is sent: its
-    /// wait counts towards its `statement_timeout` and a cancel request stops it.
+    /// [`crate::execution::admission`]), which it holds while it plans and its plan runs
+    /// (the plan gives it back while its rows wait for the client, see
+    /// [`SlotLease`]): its wait counts towards its `statement_timeout` and a cancel
+    /// request stops it.
     async fn begin<C: ClientInfo + ?Sized>(
         &self,
         client: &C,
