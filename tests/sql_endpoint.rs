@@ -442,13 +442,7 @@ async fn a_failing_statement_of_several_ends_the_query_after_the_others_answers(
         "CommandComplete ×2, ErrorResponse, ReadyForQuery"
     );
     assert_eq!(replies[2].sqlstate().as_deref(), Some("42P01"));
-    let pids: Vec<String> = c
-        .query("SELECT pid FROM s", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let pids = common::first_column_text(&c, "SELECT pid FROM s").await;
     assert_eq!(
         pids,
         vec!["a"],

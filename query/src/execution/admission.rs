@@ -191,8 +191,15 @@ impl Admission {
 
     /// A slot now, if one is free.
     pub fn try_admit(&self) -> Option<Slot> {
-        let permit = self.slots.clone().try_acquire_owned().ok()?;
+        let slot = self.free_slot()?;
         self.admitted.fetch_add(1, Ordering::Relaxed);
+        Some(slot)
+    }
+
+    /// A free slot, if there is one and no statement is waiting (the semaphore hands
+    /// released slots to the waiting first).
+    fn free_slot(&self) -> Option<Slot> {
+        let permit = self.slots.clone().try_acquire_owned().ok()?;
         Some(Slot { _permit: permit })
     }
 
@@ -219,9 +226,9 @@ impl Admission {
     /// else in arrival order behind the statements already waiting, with no queue
     /// timeout (its rows have begun; only its interrupt stops the wait).
     async fn readmit(&self, interrupt: &Interrupt) -> Result<Slot, AdmissionError> {
-        let slot = match self.slots.clone().try_acquire_owned() {
-            Ok(permit) => Ok(Slot { _permit: permit }),
-            Err(_) => self.wait(interrupt, None).await,
+        let slot = match self.free_slot() {
+            Some(slot) => Ok(slot),
+            None => self.wait(interrupt, None).await,
         };
         if slot.is_ok() {
             self.readmitted.fetch_add(1, Ordering::Relaxed);

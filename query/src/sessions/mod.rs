@@ -146,7 +146,7 @@ impl ActivityMark {
 
     /// [`ActivityMark::set_queued`] for the statement's running plan, which may wait for
     /// a slot again (it does not end the statement when dropped).
-    pub fn queued_flag(&self) -> Box<dyn Fn(bool) + Send + Sync> {
+    pub fn queued_flag(&self) -> crate::execution::QueuedFlag {
         let (session, statement) = (self.session.clone(), self.statement);
         Box::new(move |queued| set_queued(&session, statement, queued))
     }
