@@ -138,6 +138,42 @@ async fn statements_under_the_limits_answer() {
         .await
         .expect_err("1665 items");
     assert_eq!(sqlstate(&e), "54011", "{}", db_message(&e));
+    // A call of PostgreSQL's 100 arguments answers (one of them a bound parameter, as a
+    // driver sends it); one more is 54023 over either protocol; COALESCE takes any number.
+    let digits = |n: usize| (0..n).map(|i| (i % 10).to_string()).collect::<Vec<_>>();
+    let concat = |args: Vec<String>| format!("SELECT concat({}) AS s", args.join(", "));
+    let mut hundred = digits(99);
+    hundred.push("$1::text".into());
+    let row = within(
+        "100 arguments",
+        c.query_one(concat(hundred).as_str(), &[&"z"]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(row.get::<_, String>(0), format!("{}z", digits(99).concat()));
+    let e = within("101 arguments", c.simple_query(&concat(digits(101))))
+        .await
+        .expect_err("101 arguments");
+    assert_eq!(sqlstate(&e), "54023", "{}", db_message(&e));
+    assert_eq!(
+        db_message(&e),
+        "cannot pass more than 100 arguments to a function (concat)"
+    );
+    let mut extended = digits(100);
+    extended.push("$1::text".into());
+    let e = within(
+        "101 arguments (extended)",
+        c.query(concat(extended).as_str(), &[&"z"]),
+    )
+    .await
+    .expect_err("101 arguments (extended)");
+    assert_eq!(sqlstate(&e), "54023", "{}", db_message(&e));
+    let mut nulls = vec!["NULL".to_string(); 500];
+    nulls.push("7".into());
+    assert_eq!(
+        first_column_text(&c, &format!("SELECT coalesce({})", nulls.join(", "))).await,
+        vec!["7"]
+    );
     // A 100,000-item IN list: the rows of 1..200000 that are even and ≤ 200000.
     let list: Vec<String> = (1..=100_000).map(|i| (2 * i).to_string()).collect();
     let sql = format!(
